@@ -1,0 +1,119 @@
+import { Broadcaster } from './broadcaster.ts';
+import { Endpoint, type EndpointConfig, type EndpointOptions } from './endpoint.ts';
+import type { Event } from './event.ts';
+
+/** Why a block of events may not be accepted now. */
+export interface Refusal {
+  /** The endpoint over its limit, or undefined when the total is over. */
+  endpoint?: string;
+  pending: number;
+  limit: number;
+}
+
+/** Queue limits checked before a write (the ingest answers 503 over them). */
+export interface PendingLimits {
+  perEndpoint: number;
+  total: number;
+}
+
+/**
+ * The live set of endpoints behind one broadcaster, keyed by identity: what the standalone file source and
+ * the Kubernetes controller drive. `apply` creates or updates in place, `remove` takes one out; a write goes
+ * to every endpoint, and only the endpoints present when the write began.
+ */
+export class EndpointSet {
+  #broadcaster = new Broadcaster();
+  #endpoints = new Map<string, Endpoint>();
+  #options: EndpointOptions;
+  #listenerFor: ((name: string) => EndpointOptions['listener']) | undefined;
+
+  /** `listenerFor` gives each new endpoint its listener (per-endpoint metrics). */
+  constructor(options: EndpointOptions = {}, listenerFor?: (name: string) => EndpointOptions['listener']) {
+    this.#options = options;
+    this.#listenerFor = listenerFor;
+  }
+
+  /** Creates the endpoint, or updates it in place (queue kept); says which. Throws on an invalid URL. */
+  apply(name: string, config: EndpointConfig): 'created' | 'updated' {
+    const existing = this.#endpoints.get(name);
+    if (existing) {
+      existing.update(config);
+      return 'updated';
+    }
+    const listener = this.#listenerFor?.(name) ?? this.#options.listener;
+    const endpoint = new Endpoint(name, config, { ...this.#options, ...(listener && { listener }) });
+    this.#endpoints.set(name, endpoint);
+    this.#broadcaster.add(endpoint);
+    return 'created';
+  }
+
+  /**
+   * Takes the endpoint out at once: it receives nothing more, its pending events are discarded and reported
+   * through its listener's `discarded`. Resolves to how many were discarded (0 if it was unknown).
+   */
+  async remove(name: string): Promise<number> {
+    const endpoint = this.#endpoints.get(name);
+    if (!endpoint) return 0;
+    this.#endpoints.delete(name);
+    this.#broadcaster.remove(endpoint);
+    await endpoint.close({ signal: AbortSignal.abort() });
+    return endpoint.discarded;
+  }
+
+  /** The endpoint with this identity, if present. */
+  get(name: string): Endpoint | undefined {
+    return this.#endpoints.get(name);
+  }
+
+  /** Every endpoint, in the order they were created. */
+  list(): Endpoint[] {
+    return [...this.#endpoints.values()];
+  }
+
+  /** Events pending over all endpoints. */
+  get pending(): number {
+    let total = 0;
+    for (const endpoint of this.#endpoints.values()) total += endpoint.pending;
+    return total;
+  }
+
+  /** Whether `events` fit under the limits for every endpoint that would queue them; the refusal if not. */
+  check(events: readonly Event[], limits: PendingLimits): Refusal | undefined {
+    let total = 0;
+    let adding = 0;
+    for (const endpoint of this.#endpoints.values()) {
+      const n = endpoint.matching(events);
+      total += endpoint.pending;
+      adding += n;
+      if (n > 0 && endpoint.pending + n > limits.perEndpoint) {
+        return { endpoint: endpoint.name, pending: endpoint.pending, limit: limits.perEndpoint };
+      }
+    }
+    if (adding > 0 && total + adding > limits.total) return { pending: total, limit: limits.total };
+    return undefined;
+  }
+
+  /** Writes the block to every endpoint; resolves once each has queued what its filters let through. */
+  write(events: readonly Event[]): Promise<void> {
+    return this.#broadcaster.write(events);
+  }
+
+  /**
+   * Stops taking events and lets every endpoint deliver until its queue is empty or `signal` aborts; returns
+   * what each endpoint still held and discarded.
+   */
+  async close(signal?: AbortSignal): Promise<Map<string, number>> {
+    const endpoints = this.list();
+    this.#endpoints.clear();
+    const left = new Map<string, number>();
+    await Promise.all(
+      endpoints.map(async (endpoint) => {
+        this.#broadcaster.remove(endpoint);
+        await endpoint.close(signal ? { signal } : {});
+        left.set(endpoint.name, endpoint.discarded);
+      }),
+    );
+    await this.#broadcaster.close();
+    return left;
+  }
+}

@@ -1,0 +1,205 @@
+import type { buildConnector } from 'undici';
+import type { Event } from './event.ts';
+import { compileFilter, FilterSink, NO_FILTER, type FilterRules } from './filter.ts';
+import { HttpSink, parseEndpointUrl, type TlsOptions } from './http-sink.ts';
+import { fanOutListener, type DeliveryListener } from './listener.ts';
+import { EndpointStats, type StatsSnapshot } from './endpoint-stats.ts';
+import { EventQueue } from './queue.ts';
+import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from './retry.ts';
+import { RetryingSink, systemClock, type Clock } from './retrying-sink.ts';
+import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
+
+/** How an endpoint retries: Distribution's breaker, or exponential backoff, plus an optional budget. */
+export interface RetryConfig {
+  strategy: 'Breaker' | 'Exponential';
+  /** Cap of the exponential delay. */
+  maxBackoffMs: number;
+  /** Failed attempts before an event is dead-lettered; 0 = retry forever (Distribution). */
+  maxAttempts: number;
+  /** Age since acceptance before a failing event is dead-lettered; 0 = no limit. */
+  maxAgeMs: number;
+}
+
+/** Everything an endpoint needs, with every default resolved (see `endpointConfig`). */
+export interface EndpointConfig {
+  url: string;
+  headers: readonly (readonly [string, string])[];
+  timeoutMs: number;
+  threshold: number;
+  backoffMs: number;
+  retry: RetryConfig;
+  filter: FilterRules;
+  maxBatchEvents: number;
+  tls?: TlsOptions;
+  signingKey?: Buffer;
+  disabled: boolean;
+}
+
+/** Distribution's defaults (timeout 1s, threshold 10, backoff 1s) and ours for the newer fields. */
+export const ENDPOINT_DEFAULTS = Object.freeze({
+  timeoutMs: 1000,
+  threshold: 10,
+  backoffMs: 1000,
+  retry: Object.freeze({ strategy: 'Breaker', maxBackoffMs: 5 * 60_000, maxAttempts: 0, maxAgeMs: 0 } satisfies RetryConfig),
+  maxBatchEvents: 1,
+});
+
+/** A full configuration from a URL and whichever fields are given; the rest take `ENDPOINT_DEFAULTS`. */
+export function endpointConfig(given: Partial<EndpointConfig> & { url: string }): EndpointConfig {
+  return {
+    headers: [],
+    timeoutMs: ENDPOINT_DEFAULTS.timeoutMs,
+    threshold: ENDPOINT_DEFAULTS.threshold,
+    backoffMs: ENDPOINT_DEFAULTS.backoffMs,
+    filter: NO_FILTER,
+    maxBatchEvents: ENDPOINT_DEFAULTS.maxBatchEvents,
+    disabled: false,
+    ...given,
+    retry: { ...ENDPOINT_DEFAULTS.retry, ...given.retry },
+  };
+}
+
+/** Process-wide settings shared by every endpoint. */
+export interface EndpointOptions {
+  /** Hears every endpoint's traffic (metrics); the endpoint's own counters are kept regardless. */
+  listener?: DeliveryListener;
+  userAgent?: string;
+  clock?: Clock;
+  random?: () => number;
+  /** Replaces undici's connector for every endpoint (the SSRF guard; tests that must not dial). */
+  connect?: buildConnector.connector;
+}
+
+/**
+ * One webhook target, composed as in Distribution: filter -> queue -> retrying sink -> HTTP sink. Writes
+ * never block and always succeed until it is closed; events reach the receiver in order, retried until
+ * delivered (or dead-lettered when a retry budget is set). `update` changes every setting in place without
+ * losing or reordering what is queued.
+ */
+export class Endpoint implements Sink<Event> {
+  /** The endpoint's identity (`namespace/name` in the cluster, `name` standalone). */
+  readonly name: string;
+  #config: EndpointConfig;
+  #options: EndpointOptions;
+  #stats = new EndpointStats();
+  #listener: DeliveryListener;
+  #queue: EventQueue;
+  #filter: FilterSink;
+  #retrying: RetryingSink;
+
+  constructor(name: string, config: EndpointConfig, options: EndpointOptions = {}) {
+    parseEndpointUrl(config.url);
+    this.name = name;
+    this.#config = config;
+    this.#options = options;
+    this.#listener = options.listener ? fanOutListener(this.#stats, options.listener) : this.#stats;
+    this.#retrying = this.#downstream(config);
+    this.#queue = new EventQueue(this.#retrying, {
+      maxBatchEvents: config.maxBatchEvents,
+      paused: config.disabled,
+      listener: { queued: (n) => this.#listener.queued?.(n), discarded: (n) => this.#listener.discarded?.(n) },
+      now: (options.clock ?? systemClock).now,
+    });
+    this.#filter = new FilterSink(this.#queue, compileFilter(config.filter));
+  }
+
+  /** The configuration in force. */
+  get config(): EndpointConfig {
+    return this.#config;
+  }
+
+  /** Events queued and not yet delivered. */
+  get pending(): number {
+    return this.#queue.pending;
+  }
+
+  /** Events that were still queued when `close` gave up on them (0 before close). */
+  get discarded(): number {
+    return this.#queue.discarded;
+  }
+
+  /** Delivery counters so far. */
+  stats(): StatsSnapshot {
+    return this.#stats.snapshot();
+  }
+
+  /** Carries counters over from an earlier run (best effort); see `EndpointStats.seed`. */
+  seedStats(previous: Parameters<EndpointStats['seed']>[0]): void {
+    this.#stats.seed(previous);
+  }
+
+  /** How many of `events` this endpoint would queue (for admission checks before a write). */
+  matching(events: readonly Event[]): number {
+    return this.#filter.count(events);
+  }
+
+  /** Filters and queues the events; resolves at once. Rejects only with `SinkClosedError` after close. */
+  write(events: readonly Event[], options?: WriteOptions): Promise<void> {
+    return this.#filter.write(events, options);
+  }
+
+  /** Queues events accepted earlier (a journal or dead-letter replay) as they are, ahead of nothing: at the tail. */
+  restore(events: readonly QueuedEvent[]): void {
+    this.#queue.restore(events);
+  }
+
+  /**
+   * Applies a new configuration: filters apply to the next write; the queue stays as it is and its head goes
+   * to the new receiver settings once the attempt in flight (if any) has ended.
+   */
+  update(config: EndpointConfig): void {
+    parseEndpointUrl(config.url);
+    const previous = this.#config;
+    this.#config = config;
+    this.#filter.setMatcher(compileFilter(config.filter));
+    this.#queue.setMaxBatchEvents(config.maxBatchEvents);
+    if (downstreamKey(previous) !== downstreamKey(config)) {
+      this.#retrying = this.#downstream(config);
+      const old = this.#queue.setDestination(this.#retrying);
+      old.close().catch(() => {});
+    }
+    if (config.disabled) this.#queue.pause();
+    else this.#queue.resume();
+  }
+
+  /**
+   * Stops taking events and keeps delivering until the queue is empty or `signal` aborts; what is left is
+   * discarded and counted (`discarded`). A second close rejects with `SinkClosedError`.
+   */
+  close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#queue.close(options);
+  }
+
+  #downstream(config: EndpointConfig): RetryingSink {
+    const clock = this.#options.clock ?? systemClock;
+    const http = new HttpSink({
+      url: config.url,
+      headers: config.headers,
+      timeoutMs: config.timeoutMs,
+      listener: this.#listener,
+      now: clock.now,
+      ...(config.tls && { tls: config.tls }),
+      ...(config.signingKey && { signingKey: config.signingKey }),
+      ...(this.#options.userAgent && { userAgent: this.#options.userAgent }),
+      ...(this.#options.connect && { connect: this.#options.connect }),
+    });
+    return new RetryingSink(http, retryStrategy(config, this.#options.random), {
+      budget: { maxAttempts: config.retry.maxAttempts, maxAgeMs: config.retry.maxAgeMs },
+      deadLetter: (events, reason) => this.#listener.deadLettered?.(events, reason),
+      clock,
+    });
+  }
+}
+
+/** The strategy an endpoint's configuration asks for. */
+export function retryStrategy(config: EndpointConfig, random?: () => number): RetryStrategy {
+  return config.retry.strategy === 'Exponential'
+    ? new ExponentialStrategy(config.backoffMs, config.retry.maxBackoffMs, random)
+    : new BreakerStrategy(config.threshold, config.backoffMs);
+}
+
+/** Everything below the queue; when it changes, the endpoint builds a new retrying + HTTP sink. */
+function downstreamKey(config: EndpointConfig): string {
+  const { filter: _filter, maxBatchEvents: _batch, disabled: _disabled, ...rest } = config;
+  return JSON.stringify(rest); // Buffers (TLS material, signing key) serialise through Buffer#toJSON
+}

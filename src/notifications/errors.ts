@@ -1,0 +1,60 @@
+/**
+ * Errors of the delivery engine. Every class has a stable `code` that callers branch on (the message is for
+ * people and may change); `cause` carries the underlying error where there is one.
+ */
+
+/** Base class of every engine error: a stable machine-readable `code` plus a human message. */
+export class NotifierError extends Error {
+  /** Stable identifier, e.g. `ERR_SINK_CLOSED`; never changes between releases. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Terminal: the sink was closed; writing to it again can never succeed, so callers must not retry. */
+export class SinkClosedError extends NotifierError {
+  constructor(what = 'sink') {
+    super('ERR_SINK_CLOSED', `${what} is closed`);
+  }
+}
+
+/** A write was cut short by its AbortSignal; `settled` leading events of the batch were committed first. */
+export class WriteAbortedError extends NotifierError {
+  /** How many events at the head of the batch were committed (delivered or dead-lettered) before the abort. */
+  readonly settled: number;
+
+  constructor(settled: number, cause?: unknown) {
+    super('ERR_WRITE_ABORTED', 'write aborted', { cause });
+    this.settled = settled;
+  }
+}
+
+/** An endpoint answered with a status other than 2xx; `status` is the HTTP status code. */
+export class HttpStatusError extends NotifierError {
+  /** The HTTP status code the receiver answered with. */
+  readonly status: number;
+
+  constructor(status: number, statusText: string, location?: string) {
+    const where = location === undefined ? '' : ` (redirect to ${location} not followed)`;
+    super('ERR_HTTP_STATUS', `${status} ${statusText}${where}`.trim());
+    this.status = status;
+  }
+}
+
+/** An attempt got no HTTP answer at all (timeout, refused connection, TLS failure); `cause` has the detail. */
+export class HttpRequestError extends NotifierError {
+  constructor(message: string, cause?: unknown) {
+    super('ERR_HTTP_REQUEST', message, { cause });
+  }
+}
+
+/** An endpoint configuration was refused by the engine (bad URL, bad TLS material, bad option). */
+export class EndpointConfigError extends NotifierError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_ENDPOINT_CONFIG', message, options);
+  }
+}

@@ -1,0 +1,98 @@
+import picomatch from 'picomatch';
+import { SinkClosedError } from './errors.ts';
+import type { Event } from './event.ts';
+import type { Sink, WriteOptions } from './sink.ts';
+
+/** Include/exclude globs: `*` matches within one path segment, `**` across segments; exclude wins. */
+export interface GlobRules {
+  include: readonly string[];
+  exclude: readonly string[];
+}
+
+/** Which events an endpoint receives. Empty lists filter nothing. */
+export interface FilterRules {
+  /** Distribution's `ignoredmediatypes` and `ignore.mediatypes`: drop events whose `target.mediaType` is listed. */
+  ignoredMediaTypes: readonly string[];
+  /** Distribution's `ignore.actions`: drop events whose `action` is listed (works on its own, unlike Distribution ≤ 3.0). */
+  ignoredActions: readonly string[];
+  repositories: GlobRules;
+  /** An event without a tag never matches a non-empty include list. */
+  tags: GlobRules;
+}
+
+/** A predicate: whether an endpoint takes the event. */
+export type EventMatcher = (event: Event) => boolean;
+
+/** Rules that let everything through. */
+export const NO_FILTER: FilterRules = Object.freeze({
+  ignoredMediaTypes: [],
+  ignoredActions: [],
+  repositories: { include: [], exclude: [] },
+  tags: { include: [], exclude: [] },
+});
+
+/** Compiles the rules once into a predicate; globs are compiled with picomatch. */
+export function compileFilter(rules: FilterRules): EventMatcher {
+  const mediaTypes = new Set(rules.ignoredMediaTypes);
+  const actions = new Set(rules.ignoredActions);
+  const repository = compileGlobs(rules.repositories);
+  const tag = compileGlobs(rules.tags);
+  return (event) => {
+    const target = event.target;
+    if (mediaTypes.size > 0 && typeof target.mediaType === 'string' && mediaTypes.has(target.mediaType)) return false;
+    if (actions.has(event.action)) return false;
+    if (!repository(typeof target.repository === 'string' ? target.repository : undefined)) return false;
+    return tag(typeof target.tag === 'string' && target.tag !== '' ? target.tag : undefined);
+  };
+}
+
+function compileGlobs(rules: GlobRules): (value: string | undefined) => boolean {
+  if (rules.include.length === 0 && rules.exclude.length === 0) return () => true;
+  const include = rules.include.length > 0 ? picomatch([...rules.include], { dot: true }) : undefined;
+  const exclude = rules.exclude.length > 0 ? picomatch([...rules.exclude], { dot: true }) : undefined;
+  return (value) => {
+    if (value === undefined) return include === undefined;
+    if (exclude?.(value)) return false;
+    return include === undefined || include(value);
+  };
+}
+
+/**
+ * Passes on only the events its matcher accepts, in order; a block with nothing left is not written at all.
+ * The matcher can be swapped at any time (`setMatcher`); it applies to the next write.
+ */
+export class FilterSink implements Sink<Event> {
+  #dst: Sink<Event>;
+  #match: EventMatcher;
+  #closed = false;
+
+  constructor(dst: Sink<Event>, match: EventMatcher) {
+    this.#dst = dst;
+    this.#match = match;
+  }
+
+  /** Replaces the predicate for later writes. */
+  setMatcher(match: EventMatcher): void {
+    this.#match = match;
+  }
+
+  /** How many of `events` the current matcher accepts. */
+  count(events: readonly Event[]): number {
+    let n = 0;
+    for (const event of events) if (this.#match(event)) n++;
+    return n;
+  }
+
+  async write(events: readonly Event[], options?: WriteOptions): Promise<void> {
+    if (this.#closed) throw new SinkClosedError('filter');
+    const passed = events.filter(this.#match);
+    if (passed.length > 0) await this.#dst.write(passed, options);
+  }
+
+  /** Closes the destination; a second close rejects with `SinkClosedError`. */
+  async close(): Promise<void> {
+    if (this.#closed) throw new SinkClosedError('filter');
+    this.#closed = true;
+    await this.#dst.close();
+  }
+}

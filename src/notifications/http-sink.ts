@@ -1,0 +1,189 @@
+import { STATUS_CODES } from 'node:http';
+import { Pool, type buildConnector } from 'undici';
+import { EndpointConfigError, HttpRequestError, HttpStatusError, SinkClosedError, type NotifierError } from './errors.ts';
+import { EVENTS_MEDIA_TYPE, envelopeBody } from './event.ts';
+import type { DeliveryListener } from './listener.ts';
+import { signatureHeaders, webhookId } from './signing.ts';
+import type { QueuedEvent, Sink } from './sink.ts';
+
+/** TLS settings of an endpoint; PEM strings or buffers. */
+export interface TlsOptions {
+  /** Trusted CA certificates (replace the system's set when given). */
+  ca?: string | Buffer;
+  /** Client certificate and key for mutual TLS. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Skip server certificate verification; only when explicitly asked for. */
+  insecureSkipVerify?: boolean;
+}
+
+/** Settings of an `HttpSink`. */
+export interface HttpSinkOptions {
+  url: string;
+  /** Extra request headers, sent with every POST; a name may carry several values. */
+  headers?: readonly (readonly [string, string])[];
+  /** Per attempt: connect, send and wait for the answer (Distribution's `timeout`). */
+  timeoutMs: number;
+  userAgent?: string;
+  tls?: TlsOptions;
+  /** Standard Webhooks signing key; each attempt is signed afresh. */
+  signingKey?: Buffer;
+  /** Replaces undici's connector (used by the SSRF guard and by tests that must not dial). */
+  connect?: buildConnector.connector;
+  listener?: DeliveryListener;
+  now?: () => number;
+}
+
+// Read at most this much of an answer before dropping the connection: receivers answer small bodies, and an
+// endless body must not hold the endpoint.
+const MAX_RESPONSE_DRAIN = 64 * 1024;
+// undici's idle keep-alive: long enough to reuse a connection between events, short enough to not hold sockets.
+const KEEP_ALIVE_MS = 30_000;
+
+/**
+ * POSTs each block as one envelope to one URL over a keep-alive pool of its own; single-flight: it makes
+ * exactly one attempt per write and never retries (that is the retrying sink's job). Resolves on any 2xx;
+ * rejects with `HttpStatusError` for any other answer (a 3xx too: redirects are never followed) and with
+ * `HttpRequestError` when there is no answer (timeout, refused, TLS). Messages never contain the URL's
+ * credentials or a header value.
+ */
+export class HttpSink implements Sink<QueuedEvent> {
+  #pool: Pool;
+  #path: string;
+  #headers: Record<string, string | string[]>;
+  #timeoutMs: number;
+  #signingKey: Buffer | undefined;
+  #listener: DeliveryListener;
+  #now: () => number;
+  #closed = false;
+
+  constructor(options: HttpSinkOptions) {
+    const url = parseEndpointUrl(options.url);
+    this.#path = `${url.pathname}${url.search}`;
+    this.#timeoutMs = options.timeoutMs;
+    this.#signingKey = options.signingKey;
+    this.#listener = options.listener ?? {};
+    this.#now = options.now ?? Date.now;
+    this.#headers = buildHeaders(url, options);
+    const tls = options.tls ?? {};
+    this.#pool = new Pool(url.origin, {
+      connections: 1,
+      pipelining: 1,
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connect: options.connect ?? {
+        timeout: options.timeoutMs,
+        minVersion: 'TLSv1.2',
+        rejectUnauthorized: !tls.insecureSkipVerify,
+        ...(tls.ca !== undefined && { ca: tls.ca }),
+        ...(tls.cert !== undefined && { cert: tls.cert }),
+        ...(tls.key !== undefined && { key: tls.key }),
+      },
+    });
+  }
+
+  async write(items: readonly QueuedEvent[]): Promise<void> {
+    if (this.#closed) throw new SinkClosedError('http sink');
+    const body = envelopeBody(items.map((event) => event.json));
+    const headers = this.#signingKey
+      ? { ...this.#headers, ...signatureHeaders(this.#signingKey, webhookId(items.map((e) => e.id)), body, this.#now()) }
+      : this.#headers;
+    const started = performance.now();
+    let status: number | undefined;
+    let statusText: string | undefined;
+    let error: NotifierError | undefined;
+    try {
+      const response = await this.#pool.request({
+        method: 'POST',
+        path: this.#path,
+        headers,
+        body,
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      status = response.statusCode;
+      statusText = STATUS_CODES[status] ?? 'Unknown';
+      await response.body.dump({ limit: MAX_RESPONSE_DRAIN }).catch(() => {});
+      if (status < 200 || status >= 300) {
+        const location = status >= 300 && status < 400 ? header(response.headers.location) : undefined;
+        error = new HttpStatusError(status, statusText, location === undefined ? undefined : redactUrl(location));
+      }
+    } catch (cause) {
+      error = new HttpRequestError(describeRequestError(cause, this.#timeoutMs), cause);
+    }
+    this.#listener.attempt?.({
+      events: items,
+      durationMs: performance.now() - started,
+      at: this.#now(),
+      ...(status !== undefined && { status, statusText }),
+      ...(error !== undefined && { error }),
+    });
+    if (error) throw error;
+  }
+
+  /** Waits for the attempt in flight, then closes the pool; a second close rejects with `SinkClosedError`. */
+  async close(): Promise<void> {
+    if (this.#closed) throw new SinkClosedError('http sink');
+    this.#closed = true;
+    await this.#pool.close();
+  }
+}
+
+/** Parses an endpoint URL: `http:` or `https:` only, else `EndpointConfigError` (without echoing credentials). */
+export function parseEndpointUrl(raw: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch (cause) {
+    throw new EndpointConfigError('url is not a valid absolute URL', { cause });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new EndpointConfigError(`url scheme ${url.protocol} is not supported; use http: or https:`);
+  }
+  return url;
+}
+
+/** The URL without its user-info part, for logs, errors and status. */
+export function redactUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.username === '' && url.password === '') return raw;
+    url.username = '';
+    url.password = '';
+    return url.toString();
+  } catch {
+    return raw.replace(/\/\/[^/@]*@/, '//');
+  }
+}
+
+function buildHeaders(url: URL, options: HttpSinkOptions): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of options.headers ?? []) {
+    const key = name.toLowerCase();
+    const existing = headers[key];
+    headers[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
+  }
+  // As Go's http client does for Distribution: credentials in the URL become Basic auth, unless set explicitly.
+  if ((url.username !== '' || url.password !== '') && headers.authorization === undefined) {
+    const user = decodeURIComponent(url.username);
+    const pass = decodeURIComponent(url.password);
+    headers.authorization = `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+  }
+  headers['content-type'] = EVENTS_MEDIA_TYPE;
+  headers['user-agent'] = options.userAgent ?? 'registry-notifier';
+  return headers;
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function describeRequestError(cause: unknown, timeoutMs: number): string {
+  if (cause instanceof Error) {
+    if (cause.name === 'TimeoutError' || cause.name === 'AbortError') return `no answer within ${timeoutMs}ms`;
+    const code = (cause as { code?: unknown }).code;
+    const codeText = typeof code === 'string' ? `${code}: ` : '';
+    return `${codeText}${redactUrl(cause.message)}`;
+  }
+  return 'request failed';
+}

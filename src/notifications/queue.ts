@@ -1,0 +1,195 @@
+import { SinkClosedError, WriteAbortedError } from './errors.ts';
+import { encodeEvent, type Event } from './event.ts';
+import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
+
+/** What a queue reports; every method is optional and must not throw. */
+export interface QueueListener {
+  /** `count` events entered the queue. */
+  queued?(count: number): void;
+  /** `count` events left the queue because it was closed before they were sent (removal or shutdown deadline). */
+  discarded?(count: number): void;
+  /** The destination threw something other than an abort; the queue waits `retryInMs` and sends again. */
+  unexpected?(error: unknown, retryInMs: number): void;
+}
+
+/** Settings of an `EventQueue`. */
+export interface EventQueueOptions {
+  /** Most events handed to the destination in one write; the queue never waits to fill a batch. Default 1. */
+  maxBatchEvents?: number;
+  /** Starts paused: events are queued but not sent until `resume()`. */
+  paused?: boolean;
+  listener?: QueueListener;
+  /** Clock for `acceptedAt`; injectable for tests. */
+  now?: () => number;
+}
+
+// After an unexpected destination failure (a bug, not a delivery failure: those are the retrying sink's job),
+// wait this long before sending again so a broken destination cannot spin the event loop.
+const UNEXPECTED_RETRY_MS = 1000;
+// Compact the backing array once this many delivered slots sit in front of the head.
+const COMPACT_AFTER = 4096;
+
+/**
+ * An unbounded FIFO in front of a (usually blocking) destination: `write` never blocks and always succeeds
+ * until the queue is closed; one consumer sends the oldest events to the destination, one write at a time, so
+ * order holds. A batch leaves the queue only after the destination committed it, so nothing is dropped unless
+ * the queue is closed with events still in it, and then they are counted (`discarded`). Bounds are the
+ * caller's job (the ingest checks `pending` before writing).
+ */
+export class EventQueue implements Sink<Event> {
+  #items: (QueuedEvent | undefined)[] = [];
+  #head = 0;
+  #dst: Sink<QueuedEvent>;
+  #maxBatch: number;
+  #paused: boolean;
+  #listener: QueueListener;
+  #now: () => number;
+  #lastAcceptedAt = 0;
+  #closing = false;
+  #inflight: AbortController | undefined;
+  #wake: (() => void) | undefined;
+  #stop = false;
+  #drained: (() => void) | undefined;
+  #discarded = 0;
+  #loop: Promise<void>;
+
+  constructor(dst: Sink<QueuedEvent>, options: EventQueueOptions = {}) {
+    this.#dst = dst;
+    this.#maxBatch = options.maxBatchEvents ?? 1;
+    this.#paused = options.paused ?? false;
+    this.#listener = options.listener ?? {};
+    this.#now = options.now ?? Date.now;
+    this.#loop = this.#run();
+  }
+
+  /** Events waiting to be sent, including the batch being sent now. */
+  get pending(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /** Queues the events in order and resolves at once; rejects only with `SinkClosedError` once closing began. */
+  async write(events: readonly Event[], _options?: WriteOptions): Promise<void> {
+    if (this.#closing) throw new SinkClosedError('queue');
+    if (events.length === 0) return;
+    const acceptedAt = Math.max(this.#lastAcceptedAt, this.#now());
+    this.#lastAcceptedAt = acceptedAt;
+    for (const event of events) this.#items.push({ id: event.id, json: encodeEvent(event), acceptedAt });
+    this.#listener.queued?.(events.length);
+    this.#wake?.();
+  }
+
+  /** Queues events that were accepted earlier (a journal replay), keeping their ids, JSON and `acceptedAt`. */
+  restore(events: readonly QueuedEvent[]): void {
+    if (this.#closing) throw new SinkClosedError('queue');
+    for (const event of events) {
+      this.#items.push(event);
+      this.#lastAcceptedAt = Math.max(this.#lastAcceptedAt, event.acceptedAt);
+    }
+    this.#listener.queued?.(events.length);
+    this.#wake?.();
+  }
+
+  /**
+   * Sends from now on to `dst`: the write in progress is aborted (its uncommitted events stay at the head of
+   * the queue and go to `dst` first). Returns the previous destination, which the caller closes.
+   */
+  setDestination(dst: Sink<QueuedEvent>): Sink<QueuedEvent> {
+    const previous = this.#dst;
+    this.#dst = dst;
+    this.#inflight?.abort();
+    return previous;
+  }
+
+  /** Changes the batch size for the next write. */
+  setMaxBatchEvents(n: number): void {
+    this.#maxBatch = n;
+  }
+
+  /** Stops sending (events keep queueing); the write in progress is aborted and its events stay queued. */
+  pause(): void {
+    this.#paused = true;
+    this.#inflight?.abort();
+  }
+
+  /** Resumes sending after `pause`. */
+  resume(): void {
+    this.#paused = false;
+    this.#wake?.();
+  }
+
+  /** Events that were still queued when `close` gave up on them (0 before close). */
+  get discarded(): number {
+    return this.#discarded;
+  }
+
+  /** Whether sending is paused. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Refuses new writes, keeps sending until the queue is empty or `signal` aborts, then discards what is left
+   * (reported through `discarded`) and closes the destination. A second close rejects with `SinkClosedError`.
+   */
+  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#closing) throw new SinkClosedError('queue');
+    this.#closing = true;
+    const { signal } = options;
+    if (this.pending > 0 && !this.#paused && !signal?.aborted) {
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        signal?.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+    this.#stop = true;
+    this.#inflight?.abort();
+    this.#wake?.();
+    await this.#loop;
+    this.#discarded = this.pending;
+    this.#items = [];
+    this.#head = 0;
+    if (this.#discarded > 0) this.#listener.discarded?.(this.#discarded);
+    await this.#dst.close().catch(() => {});
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stop) {
+      if (this.pending === 0 || this.#paused) {
+        if (this.pending === 0) this.#drained?.();
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = undefined;
+        continue;
+      }
+      const batch = this.#items.slice(this.#head, this.#head + Math.min(this.#maxBatch, this.pending)) as QueuedEvent[];
+      const inflight = new AbortController();
+      this.#inflight = inflight;
+      const dst = this.#dst;
+      try {
+        await dst.write(batch, { signal: inflight.signal });
+        this.#drop(batch.length);
+      } catch (error) {
+        if (error instanceof WriteAbortedError) {
+          this.#drop(error.settled);
+        } else if (!this.#stop && dst === this.#dst) {
+          this.#listener.unexpected?.(error, UNEXPECTED_RETRY_MS);
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, UNEXPECTED_RETRY_MS);
+            this.#wake = () => (clearTimeout(timer), resolve());
+          });
+          this.#wake = undefined;
+        }
+      } finally {
+        this.#inflight = undefined;
+      }
+    }
+  }
+
+  #drop(n: number): void {
+    for (let i = 0; i < n; i++) this.#items[this.#head + i] = undefined;
+    this.#head += n;
+    if (this.#head >= COMPACT_AFTER && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}

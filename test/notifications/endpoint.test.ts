@@ -1,0 +1,228 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Endpoint, endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
+import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import { NO_FILTER } from '../../src/notifications/filter.ts';
+import { makeEvents } from '../support/events.ts';
+import { TestReceiver } from '../support/receiver.ts';
+import { checkClose } from './sink-contract.ts';
+import { until } from './test-sinks.ts';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => {});
+});
+
+async function receiver(): Promise<TestReceiver> {
+  const r = await TestReceiver.start();
+  cleanups.push(() => r.close());
+  return r;
+}
+
+// Fast retries for tests: Distribution's breaker, tripping after 3 failures, 20 ms apart.
+const fast = (url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig =>
+  endpointConfig({ url, threshold: 3, backoffMs: 20, timeoutMs: 1000, ...extra });
+
+function endpoint(name: string, config: EndpointConfig): Endpoint {
+  const e = new Endpoint(name, config);
+  cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
+  return e;
+}
+
+const acceptedIds = (r: TestReceiver): string[] => r.events({ acceptedOnly: true }).map((e) => e.id);
+
+describe('Endpoint over real HTTP', () => {
+  it('a flaky receiver (half the answers 500) ends with every event, in order, each accepted once', async () => {
+    const r = await receiver();
+    let n = 0;
+    r.respond(() => (n++ % 2 === 0 ? 500 : 200));
+    const e = endpoint('flaky', fast(r.url));
+    const events = makeEvents(200);
+    for (let i = 0; i < 200; i += 7) await e.write(events.slice(i, i + 7));
+    await r.waitFor(() => acceptedIds(r).length >= 200, 15_000);
+    expect(acceptedIds(r)).toEqual(events.map((ev) => ev.id));
+    await until(() => e.pending === 0, 5000, 'queue drained');
+    const stats = e.stats();
+    expect(stats.delivered).toBe(200);
+    expect(stats.failures).toBe(200);
+    expect(stats.responses).toEqual([{ code: 200, count: 200 }, { code: 500, count: 200 }]);
+    expect(e.pending).toBe(0);
+  });
+
+  it('a receiver that is down and comes back receives everything in order', async () => {
+    const probe = await receiver();
+    const url = probe.url;
+    const port = Number(new URL(url).port);
+    await probe.close(); // nothing listens: connection refused
+    const e = endpoint('down', fast(url));
+    const events = makeEvents(30);
+    await e.write(events);
+    await until(() => e.stats().errors >= 5, 5000, 'failed attempts');
+    expect(e.stats().delivered).toBe(0);
+    const ids: string[] = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        ids.push(...(JSON.parse(body) as { events: { id: string }[] }).events.map((ev) => ev.id));
+        res.end();
+      });
+    });
+    await listen(server, port);
+    await until(() => ids.length >= 30, 10_000, 'all events after recovery');
+    expect(ids).toEqual(events.map((ev) => ev.id));
+    expect(e.stats().consecutiveFailures).toBe(0);
+  });
+
+  it('a receiver that never answers is cut by the timeout and the event retried', async () => {
+    const r = await receiver();
+    let first = true;
+    r.respond(async () => {
+      if (first) {
+        first = false;
+        await new Promise(() => {}); // hang the first request forever
+      }
+      return 202;
+    });
+    const e = endpoint('hung', fast(r.url, { timeoutMs: 150 }));
+    await e.write(makeEvents(2));
+    await r.waitFor(() => acceptedIds(r).length >= 2, 5000);
+    expect(acceptedIds(r)).toEqual(['ev-0', 'ev-1']);
+    expect(e.stats().errors).toBe(1);
+    expect(e.stats().lastError).toBe('no answer within 150ms');
+  });
+
+  it('update moves the queue to a new URL live, without losing or reordering events', async () => {
+    const broken = await receiver();
+    broken.respond(() => 503);
+    const fixed = await receiver();
+    const e = endpoint('moving', fast(broken.url, { backoffMs: 60_000 }));
+    const before = makeEvents(40, 'before');
+    await e.write(before);
+    await broken.waitFor((reqs) => reqs.length >= 3);
+    const t0 = performance.now();
+    e.update(fast(fixed.url));
+    const after = makeEvents(10, 'after');
+    await e.write(after);
+    await fixed.waitFor(() => acceptedIds(fixed).length >= 50);
+    expect(acceptedIds(fixed)).toEqual([...before, ...after].map((ev) => ev.id));
+    expect(broken.events({ acceptedOnly: true })).toHaveLength(0);
+    // The switch is immediate: no waiting out the old endpoint's backoff (60 s) or any pause.
+    expect(performance.now() - t0).toBeLessThan(500);
+  });
+
+  it('update changes filters, headers and batch size in place for later events', async () => {
+    const r = await receiver();
+    const e = endpoint('tuned', fast(r.url));
+    await e.write(makeEvents(1, 'one'));
+    await r.waitFor((reqs) => reqs.length === 1);
+    e.update(fast(r.url, { headers: [['X-Version', '2']], filter: { ...NO_FILTER, ignoredActions: ['pull'] } }));
+    await e.write([...makeEvents(1, 'push'), { ...makeEvents(1, 'pull')[0]!, action: 'pull' }]);
+    await r.waitFor((reqs) => reqs.length === 2);
+    expect(r.requests[0]?.headers['x-version']).toBeUndefined();
+    expect(r.requests[1]?.headers['x-version']).toBe('2');
+    expect(r.events().map((ev) => ev.id)).toEqual(['one-0', 'push-0']);
+  });
+
+  it('batches up to maxBatchEvents from what is queued, in order', async () => {
+    const r = await receiver();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    r.respond(async (req) => (req.seq === 0 ? (await gate, 200) : 200));
+    const e = endpoint('batched', fast(r.url, { maxBatchEvents: 100 }));
+    await e.write(makeEvents(1, 'lead'));
+    await r.waitFor((reqs) => reqs.length === 1);
+    const rest = makeEvents(250, 'rest');
+    await e.write(rest);
+    release();
+    await r.waitFor(() => acceptedIds(r).length >= 251);
+    expect(r.requests.map((q) => (q.json as { events: unknown[] }).events.length)).toEqual([1, 100, 100, 50]);
+    expect(acceptedIds(r)).toEqual(['lead-0', ...rest.map((ev) => ev.id)]);
+  });
+
+  it('disabled keeps queueing and sends nothing; enabling sends it all', async () => {
+    const r = await receiver();
+    const e = endpoint('paused', fast(r.url, { disabled: true }));
+    await e.write(makeEvents(5));
+    await new Promise((resolve) => setTimeout(resolve, 50)); // give a wrongly-enabled endpoint time to send
+    expect(r.requests).toHaveLength(0);
+    expect(e.pending).toBe(5);
+    e.update(fast(r.url));
+    await r.waitFor(() => acceptedIds(r).length === 5);
+    await until(() => e.pending === 0, 5000, 'queue drained');
+    expect(acceptedIds(r)).toEqual(makeEvents(5).map((ev) => ev.id));
+  });
+
+  it('dead-letters events that exhaust maxAttempts and moves on to the next', async () => {
+    const r = await receiver();
+    r.respond((req) => ((req.json as { events: { id: string }[] }).events[0]?.id === 'ev-0' ? 500 : 200));
+    const dead: string[] = [];
+    const e = new Endpoint('budget', fast(r.url, { retry: { strategy: 'Breaker', maxBackoffMs: 1000, maxAttempts: 4, maxAgeMs: 0 } }), {
+      listener: { deadLettered: (events, reason) => dead.push(...events.map((ev) => `${ev.id}: ${reason}`)) },
+    });
+    cleanups.push(() => e.close());
+    await e.write(makeEvents(3));
+    await r.waitFor(() => acceptedIds(r).length === 2);
+    await until(() => e.pending === 0, 5000, 'queue drained');
+    expect(dead).toEqual(['ev-0: gave up after 4 attempts; last: 500 Internal Server Error']);
+    expect(acceptedIds(r)).toEqual(['ev-1', 'ev-2']);
+    expect(e.stats()).toMatchObject({ deadLettered: 1, delivered: 2, failures: 4 });
+  });
+
+  it('follows the close contract, delivering what it holds before close resolves', async () => {
+    const r = await receiver();
+    await checkClose(new Endpoint('closing', fast(r.url)), makeEvents(3));
+    expect(acceptedIds(r)).toEqual(['ev-0', 'ev-1', 'ev-2']);
+  });
+});
+
+describe('EndpointSet', () => {
+  it('adds and removes endpoints during traffic; removal discards and counts what was pending', async () => {
+    const a = await receiver();
+    const b = await receiver();
+    b.respond(() => 503);
+    const set = new EndpointSet();
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    expect(set.apply('a', fast(a.url))).toBe('created');
+    expect(set.apply('b', fast(b.url, { backoffMs: 60_000 }))).toBe('created');
+    await set.write(makeEvents(10, 'first'));
+    await b.waitFor((reqs) => reqs.length >= 3);
+    expect(await set.remove('b')).toBe(10);
+    expect(await set.remove('b')).toBe(0);
+    await set.write(makeEvents(5, 'second'));
+    expect(set.apply('c', fast(a.url))).toBe('created');
+    expect(set.apply('a', fast(a.url, { headers: [['X-A', '1']] }))).toBe('updated');
+    await set.write(makeEvents(2, 'third'));
+    await a.waitFor(() => acceptedIds(a).length >= 19);
+    const ids = acceptedIds(a);
+    expect(ids.filter((id) => id.startsWith('first') || id.startsWith('second'))).toHaveLength(15);
+    expect(ids.filter((id) => id.startsWith('third'))).toHaveLength(4); // a and c both got them
+    expect(set.list().map((e) => e.name)).toEqual(['a', 'c']);
+  });
+
+  it('checks per-endpoint and total pending limits against what each endpoint would queue', async () => {
+    const r = await receiver();
+    r.respond(() => 503);
+    const set = new EndpointSet();
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('all', fast(r.url, { backoffMs: 60_000 }));
+    set.apply('pushes-only', fast(r.url, { backoffMs: 60_000, filter: { ...NO_FILTER, ignoredActions: ['pull'] } }));
+    await set.write(makeEvents(8));
+    const pulls = makeEvents(3).map((ev) => ({ ...ev, action: 'pull' }));
+    expect(set.check(pulls, { perEndpoint: 10, total: 100 })).toEqual({ endpoint: 'all', pending: 8, limit: 10 });
+    expect(set.check(pulls, { perEndpoint: 11, total: 100 })).toBeUndefined();
+    expect(set.check(pulls, { perEndpoint: 11, total: 18 })).toEqual({ pending: 16, limit: 18 });
+  });
+});
+
+function listen(server: Server, port: number): Promise<void> {
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+}

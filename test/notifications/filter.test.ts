@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import type { Event } from '../../src/notifications/event.ts';
+import { compileFilter, FilterSink, NO_FILTER, type FilterRules } from '../../src/notifications/filter.ts';
+import { fixtureEvent } from '../support/events.ts';
+import { checkClose } from './sink-contract.ts';
+import { RecordingSink } from './test-sinks.ts';
+
+const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const event = (action: string, repository: string, tag?: string, mediaType = MANIFEST): Event => ({
+  id: `${action}-${repository}-${tag ?? ''}`,
+  action,
+  target: { mediaType, repository, ...(tag !== undefined && { tag }) },
+});
+const rules = (r: Partial<FilterRules>): FilterRules => ({ ...NO_FILTER, ...r });
+
+describe('compileFilter', () => {
+  it.each<[string, Partial<FilterRules>, Event, boolean]>([
+    ['no rules pass everything', {}, event('pull', 'a/b'), true],
+    ['ignored media type', { ignoredMediaTypes: ['application/octet-stream'] }, event('push', 'a', undefined, 'application/octet-stream'), false],
+    ['other media type', { ignoredMediaTypes: ['application/octet-stream'] }, event('push', 'a'), true],
+    ['3.x delete with empty media type', { ignoredMediaTypes: ['application/octet-stream'] }, event('delete', 'a', undefined, ''), true],
+    ['ignored action on its own (Distribution <= 3.0 bug not copied)', { ignoredActions: ['pull'] }, event('pull', 'a'), false],
+    ['action not ignored', { ignoredActions: ['pull'] }, event('push', 'a'), true],
+    ['* stays within a segment', { repositories: { include: ['team/*'], exclude: [] } }, event('push', 'team/app'), true],
+    ['* does not cross a segment', { repositories: { include: ['team/*'], exclude: [] } }, event('push', 'team/sub/app'), false],
+    ['** crosses segments', { repositories: { include: ['team/**'], exclude: [] } }, event('push', 'team/sub/app'), true],
+    ['include misses', { repositories: { include: ['team/*'], exclude: [] } }, event('push', 'other/app'), false],
+    ['exclude wins over include', { repositories: { include: ['team/**'], exclude: ['team/secret/**'] } }, event('push', 'team/secret/x'), false],
+    ['exclude alone', { repositories: { include: [], exclude: ['tmp/*'] } }, event('push', 'tmp/x'), false],
+    ['exclude alone lets others through', { repositories: { include: [], exclude: ['tmp/*'] } }, event('push', 'app/x'), true],
+    ['tag include', { tags: { include: ['v*'], exclude: [] } }, event('push', 'a', 'v1.2'), true],
+    ['tag include misses', { tags: { include: ['v*'], exclude: [] } }, event('push', 'a', 'latest'), false],
+    ['no tag never matches a tag include', { tags: { include: ['*'], exclude: [] } }, event('push', 'a'), false],
+    ['empty tag counts as no tag', { tags: { include: ['*'], exclude: [] } }, event('delete', 'a', ''), false],
+    ['no tag passes a tag exclude', { tags: { include: [], exclude: ['*-rc*'] } }, event('push', 'a'), true],
+    ['tag exclude', { tags: { include: [], exclude: ['*-rc*'] } }, event('push', 'a', '1.0-rc1'), false],
+    ['all rules together', { ignoredActions: ['pull'], repositories: { include: ['prod/**'], exclude: [] }, tags: { include: ['v*'], exclude: [] } }, event('push', 'prod/web', 'v2'), true],
+  ])('%s', (_name, r, e, expected) => {
+    expect(compileFilter(rules(r))(e)).toBe(expected);
+  });
+
+  it('filters the real fixtures as Distribution would', () => {
+    const match = compileFilter(rules({ ignoredMediaTypes: ['application/octet-stream'], ignoredActions: ['pull'] }));
+    expect(match(fixtureEvent('push-manifest-tagged.json'))).toBe(true);
+    expect(match(fixtureEvent('push-blob.json'))).toBe(false);
+    expect(match(fixtureEvent('pull-manifest-tagged.json'))).toBe(false);
+    expect(match(fixtureEvent('delete-manifest.json'))).toBe(true);
+    expect(match(fixtureEvent('v3/delete-tag.json'))).toBe(true);
+  });
+});
+
+describe('FilterSink', () => {
+  it('passes on only matching events, in order, and skips empty blocks', async () => {
+    const dst = new RecordingSink<Event>();
+    const sink = new FilterSink(dst, compileFilter(rules({ ignoredActions: ['pull'] })));
+    await sink.write([event('pull', 'a'), event('push', 'b'), event('pull', 'c'), event('delete', 'd')]);
+    await sink.write([event('pull', 'e')]);
+    expect(dst.writes.map((w) => w.map((e) => e.target.repository))).toEqual([['b', 'd']]);
+    expect(sink.count([event('pull', 'a'), event('push', 'b')])).toBe(1);
+  });
+
+  it('applies a swapped matcher to the next write', async () => {
+    const dst = new RecordingSink<Event>();
+    const sink = new FilterSink(dst, () => true);
+    await sink.write([event('pull', 'a')]);
+    sink.setMatcher(() => false);
+    await sink.write([event('pull', 'b')]);
+    expect(dst.items.map((e) => e.target.repository)).toEqual(['a']);
+  });
+
+  it('follows the close contract', async () => {
+    const dst = new RecordingSink<Event>();
+    await checkClose(new FilterSink(dst, () => true), [event('push', 'a')]);
+    expect(dst.closed).toBe(true);
+  });
+});
