@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs the end-to-end test dependencies from Debian: the real CNCF Distribution registry
+# (`docker-registry`, 2.8.x on bookworm, binary /usr/bin/docker-registry) and `skopeo`.
+#
+# Idempotent and fast when both are present (no apt call at all). The package's postinst runs
+# `invoke-rc.d docker-registry start`, which would start a registry on :5000 on ALL interfaces with
+# /etc/docker/registry/config.yml; we forbid that with a temporary policy-rc.d (exit 101), disable the
+# init script's boot links, stop a package daemon that may have been started by an earlier install, and
+# finally verify with `ss -ltnp` that no docker-registry listens on a non-loopback address.
+set -euo pipefail
+
+POLICY=/usr/sbin/policy-rc.d
+BACKUP=/usr/sbin/policy-rc.d.registry-notifier-bak
+PKG_PIDFILE=/var/run/docker-registry.pid
+
+log() { printf 'install-e2e-deps: %s\n' "$*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+
+have_all() { [[ -x /usr/bin/docker-registry ]] && command -v skopeo >/dev/null 2>&1; }
+
+# A previous run killed between backup and restore leaves the original policy behind: put it back first.
+if [[ -e $BACKUP ]]; then $SUDO mv -f "$BACKUP" "$POLICY"; fi
+
+restore_policy() {
+  if [[ -e $BACKUP ]]; then
+    $SUDO mv -f "$BACKUP" "$POLICY"
+  else
+    $SUDO rm -f "$POLICY"
+  fi
+}
+
+if have_all; then
+  log "docker-registry and skopeo already installed"
+else
+  if [[ -e $POLICY ]]; then $SUDO cp -p "$POLICY" "$BACKUP"; fi
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# registry-notifier: no service may start during package installation\nexit 101\n' |
+    $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod 0755 "$POLICY"
+
+  export DEBIAN_FRONTEND=noninteractive
+  log "apt-get update"
+  $SUDO apt-get update -qq
+  log "apt-get install docker-registry skopeo"
+  $SUDO apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    docker-registry skopeo >/dev/null
+  restore_policy
+  trap - EXIT
+fi
+
+# Never start at boot on a sysv-init machine (harmless where there is no init system at all).
+if [[ -x /etc/init.d/docker-registry ]] && command -v update-rc.d >/dev/null 2>&1; then
+  $SUDO update-rc.d docker-registry disable >/dev/null 2>&1 || true
+fi
+
+# A package daemon left over from an install without the policy: stop it through its own pidfile.
+if [[ -s $PKG_PIDFILE ]] && kill -0 "$(cat "$PKG_PIDFILE")" 2>/dev/null; then
+  log "stopping the package's docker-registry daemon (pid $(cat "$PKG_PIDFILE"))"
+  $SUDO start-stop-daemon --stop --retry 5 --pidfile "$PKG_PIDFILE" --exec /usr/bin/docker-registry || true
+  $SUDO rm -f "$PKG_PIDFILE"
+fi
+
+# Verify: no docker-registry may listen on anything but loopback (test registries bind 127.0.0.1 only).
+if command -v ss >/dev/null 2>&1; then
+  exposed=$($SUDO ss -Hltnp 2>/dev/null | awk '/"docker-registry"/ && $4 !~ /^(127\.|\[::1\]|::1)/' || true)
+  if [[ -n $exposed ]]; then
+    log "ERROR: a docker-registry listens on a non-loopback address:"
+    printf '%s\n' "$exposed" >&2
+    exit 1
+  fi
+else
+  log "warning: ss not found (iproute2); cannot verify listeners"
+fi
+
+/usr/bin/docker-registry --version >&2
+skopeo --version >&2
