@@ -1,0 +1,415 @@
+// The NotificationEndpoint resource (api.md sections 1 and 2): its types, and one validator for both modes.
+// SPEC_SCHEMA mirrors the CRD's structural schema rule for rule (a test compares them), so a file given to
+// `--endpoints` is judged as `kubectl apply` judges it; the controller's semantic checks follow. Unknown fields
+// are refused here, where the API server would prune them silently. Messages never echo a header value or a URL.
+import { parseAllDocuments } from 'yaml';
+import { DURATION_PATTERN, parseDuration } from './duration.ts';
+
+/** Group, version, kind and plural of the resource, as the CRD declares them. */
+export const NOTIFICATION_ENDPOINT_RESOURCE = Object.freeze({
+  group: 'registry-notifier.io',
+  version: 'v1alpha1',
+  apiVersion: 'registry-notifier.io/v1alpha1',
+  kind: 'NotificationEndpoint',
+  plural: 'notificationendpoints',
+} as const);
+
+/** An event action that `ignore.actions` may list. */
+export type EventAction = 'pull' | 'push' | 'mount' | 'delete';
+/** How failed deliveries are retried (api.md `retry.strategy`). */
+export type RetryStrategy = 'Breaker' | 'Exponential';
+/** A key of a Secret: in the cluster, in the endpoint's namespace; standalone, the file `<--secrets-dir>/name/key`. */
+export interface SecretKeySelector { name: string; key: string }
+/** One configured header, as written: exactly one of `value` and `valueFrom`. */
+export interface HeaderSpec { name: string; value?: string; valueFrom?: { secretKeyRef: SecretKeySelector } }
+/** Include/exclude globs (`*` within a segment, `**` across segments). */
+export interface GlobFilterSpec { include?: string[]; exclude?: string[] }
+
+/** The spec as a user writes it: only `url` is required; durations are Go-notation strings. */
+export interface NotificationEndpointSpec {
+  url: string;
+  headers?: HeaderSpec[];
+  timeout?: string; threshold?: number; backoff?: string;
+  retry?: { strategy?: RetryStrategy; maxBackoff?: string; maxAttempts?: number; maxAge?: string };
+  ignoredMediaTypes?: string[];
+  ignore?: { mediaTypes?: string[]; actions?: EventAction[] };
+  filter?: { repositories?: GlobFilterSpec; tags?: GlobFilterSpec };
+  maxBatchEvents?: number;
+  signing?: { secretKeyRef: SecretKeySelector };
+  tls?: { certSecretRef?: { name: string }; insecureSkipVerify?: boolean };
+  disabled?: boolean;
+}
+
+/** A metav1.Condition; `message` is omitted rather than empty, as a 1.20 API server refuses any empty string. */
+export interface Condition {
+  type: 'Ready' | 'Delivering' | (string & {}); status: 'True' | 'False' | 'Unknown'; observedGeneration?: number;
+  lastTransitionTime: string; reason: string; message?: string;
+}
+/** Reasons of the Ready condition (True: Configured). */
+export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused';
+/** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing). */
+export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing';
+
+/** The status subresource (api.md section 2); counters are int64, times RFC 3339, lastError at most 256 characters. */
+export interface NotificationEndpointStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  pending?: number; delivered?: number; failures?: number; errors?: number; deadLettered?: number;
+  responses?: { code: number; count: number }[];
+  lastSuccessTime?: string; lastFailureTime?: string; lastError?: string;
+  insecureSkipVerify?: boolean;
+}
+
+/** The whole resource as stored in the cluster or written in an `--endpoints` file. */
+export interface NotificationEndpoint {
+  apiVersion: typeof NOTIFICATION_ENDPOINT_RESOURCE.apiVersion;
+  kind: typeof NOTIFICATION_ENDPOINT_RESOURCE.kind;
+  metadata: { name: string; namespace?: string; [field: string]: unknown };
+  spec: NotificationEndpointSpec;
+  status?: NotificationEndpointStatus;
+}
+
+/** A header after validation: a literal value, or a Secret reference still to be resolved. */
+export type NormalisedHeader =
+  | { readonly name: string; readonly value: string }
+  | { readonly name: string; readonly secretKeyRef: Readonly<SecretKeySelector> };
+/** Globs after defaulting: both lists always present, possibly empty. */
+export interface NormalisedGlobFilter { readonly include: readonly string[]; readonly exclude: readonly string[] }
+
+/** The spec with every default applied and durations in milliseconds; deeply frozen. */
+export interface NormalisedSpec {
+  readonly url: string;
+  readonly headers: readonly NormalisedHeader[];
+  readonly timeoutMs: number;
+  readonly threshold: number;
+  readonly backoffMs: number;
+  readonly retry: { readonly strategy: RetryStrategy; readonly maxBackoffMs: number; readonly maxAttempts: number; readonly maxAgeMs: number };
+  readonly ignoredMediaTypes: readonly string[];
+  readonly ignoredActions: readonly EventAction[];
+  readonly repositories: NormalisedGlobFilter;
+  readonly tags: NormalisedGlobFilter;
+  readonly maxBatchEvents: number;
+  readonly signing?: { readonly secretKeyRef: Readonly<SecretKeySelector> };
+  readonly tls: { readonly certSecretRef?: { readonly name: string }; readonly insecureSkipVerify: boolean };
+  readonly disabled: boolean;
+}
+
+/** A validated endpoint: identity (`namespace` only when the document set one) and normalised spec; deeply frozen. */
+export interface ParsedEndpoint { readonly name: string; readonly namespace?: string; readonly spec: NormalisedSpec }
+
+/** Thrown for a document that the CRD or the controller refuses; `path` names the field (`spec.headers[2].name`, '' for the whole document); the message never holds a header value or URL credentials. */
+export class InvalidSpecError extends Error {
+  override name = 'InvalidSpecError';
+  readonly code = 'ERR_INVALID_SPEC';
+  readonly path: string;
+  constructor(path = '', detail = 'invalid NotificationEndpoint', options?: ErrorOptions) {
+    super(path === '' ? detail : `${path}: ${detail}`, options);
+    this.path = path;
+  }
+}
+
+/** One node of the spec's schema, the CRD's OpenAPI node in TypeScript (`listType` = x-kubernetes-list-type). */
+export type SchemaRule =
+  | { readonly type: 'string'; readonly minLength?: number; readonly maxLength?: number; readonly pattern?: RegExp; readonly enum?: readonly string[]; readonly default?: string }
+  | { readonly type: 'integer'; readonly minimum: number; readonly maximum: number; readonly default?: number }
+  | { readonly type: 'boolean'; readonly default?: boolean }
+  | { readonly type: 'array'; readonly maxItems: number; readonly items: SchemaRule; readonly listType?: 'set' | 'map'; readonly mapKeys?: readonly string[] }
+  | { readonly type: 'object'; readonly properties: Readonly<Record<string, SchemaRule>>; readonly required?: readonly string[]; readonly default?: Readonly<Record<string, never>> };
+
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const INT32_MAX = 2147483647;
+const object = (properties: Record<string, SchemaRule>, required?: string[]): SchemaRule => ({ type: 'object', properties, ...(required && { required }) });
+const duration = (fallback: string): SchemaRule => ({ type: 'string', maxLength: 64, pattern: DURATION_PATTERN, default: fallback });
+const secretName: SchemaRule = { type: 'string', maxLength: 253, pattern: DNS1123_SUBDOMAIN };
+const secretKeyRef = object({ name: secretName, key: { type: 'string', maxLength: 253, pattern: /^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$/ } }, ['name', 'key']);
+const strings = (maxItems: number): SchemaRule => ({ type: 'array', maxItems, items: { type: 'string', minLength: 1, maxLength: 256 } });
+const globs = object({ include: strings(256), exclude: strings(256) });
+
+/** The spec's schema, rule for rule the CRD's `spec` (the drift test walks both); frozen. */
+export const SPEC_SCHEMA: SchemaRule = deepFreeze(object({
+  url: { type: 'string', maxLength: 2048, pattern: new RegExp('^https?://') },
+  headers: { type: 'array', maxItems: 64, listType: 'map', mapKeys: ['name'], items: object({
+    name: { type: 'string', minLength: 1, maxLength: 256, pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/ },
+    value: { type: 'string', minLength: 1, maxLength: 4096, pattern: /^[\t\x20-\x7e\x80-\xff]*$/ },
+    valueFrom: object({ secretKeyRef }, ['secretKeyRef']),
+  }, ['name']) },
+  timeout: duration('1s'),
+  threshold: { type: 'integer', minimum: 1, maximum: INT32_MAX, default: 10 },
+  backoff: duration('1s'),
+  retry: { type: 'object', default: {}, properties: {
+    strategy: { type: 'string', enum: ['Breaker', 'Exponential'], default: 'Breaker' },
+    maxBackoff: duration('5m'),
+    maxAttempts: { type: 'integer', minimum: 0, maximum: INT32_MAX, default: 0 },
+    maxAge: duration('0s'),
+  } },
+  ignoredMediaTypes: strings(64),
+  ignore: object({
+    mediaTypes: strings(64),
+    actions: { type: 'array', maxItems: 4, listType: 'set', items: { type: 'string', enum: ['pull', 'push', 'mount', 'delete'] } },
+  }),
+  filter: object({ repositories: globs, tags: globs }),
+  maxBatchEvents: { type: 'integer', minimum: 1, maximum: 1000, default: 1 },
+  signing: object({ secretKeyRef }, ['secretKeyRef']),
+  tls: object({ certSecretRef: object({ name: secretName }, ['name']), insecureSkipVerify: { type: 'boolean', default: false } }),
+  disabled: { type: 'boolean', default: false },
+}, ['url']));
+
+type Json = Record<string, unknown>;
+const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+const kindOf = (value: unknown): string => (Array.isArray(value) ? 'a list' : value === null ? 'null' : `a ${typeof value}`);
+const shown = (text: string): string => JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}…` : text);
+function fail(path: string, detail: string, cause?: unknown): never {
+  throw new InvalidSpecError(path, detail, cause === undefined ? undefined : { cause });
+}
+
+// A duration's own message (it may echo the value: durations are never secrets) explains the bare-number trap.
+function durationDetail(value: unknown): string {
+  try {
+    parseDuration(String(value));
+    return 'is not a valid duration';
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+function checkString(rule: Extract<SchemaRule, { type: 'string' }>, value: unknown, path: string): string {
+  if (rule.pattern === DURATION_PATTERN && typeof value === 'number') fail(path, durationDetail(value));
+  if (typeof value !== 'string') return fail(path, `must be a string, not ${kindOf(value)}`);
+  const length = [...value].length; // the API server counts characters, not UTF-16 units
+  if (rule.minLength !== undefined && length < rule.minLength) fail(path, `must have at least ${rule.minLength} character(s)`);
+  if (rule.maxLength !== undefined && length > rule.maxLength) fail(path, `must have at most ${rule.maxLength} characters`);
+  if (rule.enum && !rule.enum.includes(value)) fail(path, `must be one of ${rule.enum.join(', ')}, not ${shown(value)}`);
+  if (rule.pattern && !rule.pattern.test(value)) {
+    fail(path, rule.pattern === DURATION_PATTERN ? durationDetail(value) : `does not match the pattern ${rule.pattern.source}`);
+  }
+  return value;
+}
+
+function checkInteger(rule: Extract<SchemaRule, { type: 'integer' }>, value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) return fail(path, `must be an integer, not ${kindOf(value)}`);
+  if (value < rule.minimum || value > rule.maximum) fail(path, `must be between ${rule.minimum} and ${rule.maximum}, not ${value}`);
+  return value;
+}
+
+function checkArray(rule: Extract<SchemaRule, { type: 'array' }>, value: unknown, path: string): unknown[] {
+  if (!Array.isArray(value)) return fail(path, `must be a list, not ${kindOf(value)}`);
+  if (value.length > rule.maxItems) fail(path, `must have at most ${rule.maxItems} entries, not ${value.length}`);
+  const items = value.map((item, i) => check(rule.items, item, `${path}[${i}]`));
+  const keyOf = (item: unknown): unknown => (rule.listType === 'map' ? (item as Json)[rule.mapKeys?.[0] ?? 'name'] : item);
+  const seen = new Map<unknown, number>();
+  items.forEach((item, i) => {
+    if (rule.listType === undefined) return;
+    const first = seen.get(keyOf(item));
+    if (first !== undefined) fail(`${path}[${i}]`, `duplicates entry ${first}; each entry must be unique`);
+    seen.set(keyOf(item), i);
+  });
+  return items;
+}
+
+function checkObject(rule: Extract<SchemaRule, { type: 'object' }>, value: unknown, path: string): Json {
+  if (!isObject(value)) return fail(path, `must be a mapping (object), not ${kindOf(value)}`);
+  for (const key of Object.keys(value)) {
+    if (!Object.hasOwn(rule.properties, key)) {
+      fail(`${path}.${key}`, `unknown field (the API server would drop it silently); known: ${Object.keys(rule.properties).join(', ')}`);
+    }
+  }
+  const out: Json = {};
+  for (const [key, child] of Object.entries(rule.properties)) {
+    // null counts as absent, as the API server prunes a null before defaulting
+    const given = value[key] ?? ('default' in child ? structuredClone(child.default) : undefined);
+    if (given === undefined) {
+      if (rule.required?.includes(key)) fail(`${path}.${key}`, 'is required');
+      continue;
+    }
+    out[key] = check(child, given, `${path}.${key}`);
+  }
+  return out;
+}
+
+function check(rule: SchemaRule, value: unknown, path: string): unknown {
+  switch (rule.type) {
+    case 'string': return checkString(rule, value, path);
+    case 'integer': return checkInteger(rule, value, path);
+    case 'boolean': return typeof value === 'boolean' ? value : fail(path, `must be true or false, not ${kindOf(value)}`);
+    case 'array': return checkArray(rule, value, path);
+    case 'object': return checkObject(rule, value, path);
+  }
+}
+
+const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'host']);
+
+function normaliseHeaders(headers: HeaderSpec[]): NormalisedHeader[] {
+  const seen = new Map<string, number>();
+  return headers.map(({ name, value, valueFrom }, i) => {
+    const path = `spec.headers[${i}]`;
+    const lower = name.toLowerCase();
+    if (RESERVED_HEADERS.has(lower) || lower.startsWith('webhook-')) {
+      fail(`${path}.name`, `${shown(name)} is reserved: Content-Type, Content-Length, Host and webhook-* are set by registry-notifier`);
+    }
+    const first = seen.get(lower);
+    if (first !== undefined) fail(`${path}.name`, `${shown(name)} repeats spec.headers[${first}] (names are case-insensitive)`);
+    seen.set(lower, i);
+    if ((value === undefined) === (valueFrom === undefined)) fail(path, 'set exactly one of value and valueFrom');
+    return valueFrom ? { name, secretKeyRef: valueFrom.secretKeyRef } : { name, value: value ?? '' };
+  });
+}
+
+function checkUrl(url: string): void {
+  // new URL() would quietly drop tabs and line breaks that the HTTP client then refuses or sends
+  if (/[\s\x00-\x1f\x7f]/.test(url)) fail('spec.url', 'must not contain spaces or control characters');
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    return fail('spec.url', 'is not a valid URL', error);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') fail('spec.url', 'must use http:// or https://');
+  if (parsed.hostname === '') fail('spec.url', 'must name a host');
+}
+
+const toMs = (text: string, path: string): number => {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    return fail(path, (error as Error).message, error);
+  }
+};
+
+type Defaulted = NotificationEndpointSpec & {
+  timeout: string; threshold: number; backoff: string; maxBatchEvents: number; disabled: boolean;
+  retry: { strategy: RetryStrategy; maxBackoff: string; maxAttempts: number; maxAge: string };
+};
+
+function normaliseSpec(spec: Defaulted): NormalisedSpec {
+  checkUrl(spec.url);
+  const { retry, filter, tls } = spec;
+  return {
+    url: spec.url,
+    headers: normaliseHeaders(spec.headers ?? []),
+    timeoutMs: toMs(spec.timeout, 'spec.timeout'),
+    threshold: spec.threshold,
+    backoffMs: toMs(spec.backoff, 'spec.backoff'),
+    retry: {
+      strategy: retry.strategy,
+      maxBackoffMs: toMs(retry.maxBackoff, 'spec.retry.maxBackoff'),
+      maxAttempts: retry.maxAttempts,
+      maxAgeMs: toMs(retry.maxAge, 'spec.retry.maxAge'),
+    },
+    ignoredMediaTypes: [...new Set([...(spec.ignoredMediaTypes ?? []), ...(spec.ignore?.mediaTypes ?? [])])],
+    ignoredActions: spec.ignore?.actions ?? [],
+    repositories: { include: filter?.repositories?.include ?? [], exclude: filter?.repositories?.exclude ?? [] },
+    tags: { include: filter?.tags?.include ?? [], exclude: filter?.tags?.exclude ?? [] },
+    maxBatchEvents: spec.maxBatchEvents,
+    ...(spec.signing && { signing: { secretKeyRef: spec.signing.secretKeyRef } }),
+    tls: { ...(tls?.certSecretRef && { certSecretRef: tls.certSecretRef }), insecureSkipVerify: tls?.insecureSkipVerify ?? false },
+    disabled: spec.disabled,
+  };
+}
+
+function checkMetadata(metadata: unknown): { name: string; namespace?: string } {
+  if (!isObject(metadata)) return fail('metadata', `must be a mapping with a name, not ${kindOf(metadata)}`);
+  const { name, namespace } = metadata;
+  if (typeof name !== 'string' || name === '') return fail('metadata.name', 'is required');
+  if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) {
+    fail('metadata.name', `${shown(name)} must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', at most 253`);
+  }
+  if (namespace === undefined || namespace === null) return { name };
+  if (typeof namespace !== 'string' || namespace.length > 63 || !DNS1123_LABEL.test(namespace)) {
+    fail('metadata.namespace', 'must be a DNS-1123 label: lower-case letters, digits and -, at most 63');
+  }
+  return { name, namespace: namespace as string };
+}
+
+const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+
+/** Validates one NotificationEndpoint document as the CRD schema and the controller would, applies the defaults and returns it normalised and deeply frozen; throws InvalidSpecError (status is ignored). */
+export function parseNotificationEndpoint(doc: unknown): ParsedEndpoint {
+  const { apiVersion, kind } = NOTIFICATION_ENDPOINT_RESOURCE;
+  if (!isObject(doc)) return fail('', `a NotificationEndpoint must be a mapping (object), not ${kindOf(doc)}`);
+  const unknown = Object.keys(doc).find((key) => !TOP_LEVEL.has(key));
+  if (unknown !== undefined) fail(unknown, 'unknown field; a document has apiVersion, kind, metadata, spec and status');
+  if (doc.kind !== kind) fail('kind', `must be ${kind}`);
+  if (doc.apiVersion !== apiVersion) fail('apiVersion', `must be ${apiVersion}`);
+  const identity = checkMetadata(doc.metadata);
+  if (doc.spec === undefined || doc.spec === null) fail('spec', 'is required');
+  const spec = normaliseSpec(check(SPEC_SCHEMA, doc.spec, 'spec') as Defaulted);
+  return deepFreeze({ ...identity, spec });
+}
+
+/** One document of a YAML stream that was refused; `index` counts documents from 0. */
+export interface EndpointsYamlError { source: string; index: number; name?: string; error: InvalidSpecError }
+
+// `kubectl get nep -o yaml` writes a `kind: List`; its items are read as documents of their own.
+const LIST_KINDS = new Set<unknown>(['List', `${NOTIFICATION_ENDPOINT_RESOURCE.kind}List`]);
+
+// A document is someone else's (skipped) only when both its kind and its API group are not ours.
+function isForeign(doc: Json): boolean {
+  const { apiVersion, kind } = doc;
+  if (typeof apiVersion !== 'string' || typeof kind !== 'string') return false;
+  const group = apiVersion.includes('/') ? apiVersion.slice(0, apiVersion.indexOf('/')) : '';
+  return kind !== NOTIFICATION_ENDPOINT_RESOURCE.kind && group !== NOTIFICATION_ENDPOINT_RESOURCE.group;
+}
+
+function yamlFailure(errors: readonly { code: string; message: string }[]): InvalidSpecError {
+  const first = errors[0];
+  // only the first line: later lines quote the source, which may hold a header value
+  const where = first?.message.split('\n')[0]?.replace(/:$/, '') ?? 'unreadable';
+  return new InvalidSpecError('', `invalid YAML (${first?.code ?? 'ERROR'}): ${where}`, { cause: first });
+}
+
+/** Parses a multi-document YAML stream: valid NotificationEndpoints (and the items of a `kind: List`) in order, one error per refused document (a bad one never hides the others); empty documents and other groups' kinds are skipped; a name seen twice is refused the second time. */
+export function parseNotificationEndpointsYaml(text: string, source: string): { endpoints: ParsedEndpoint[]; errors: EndpointsYamlError[] } {
+  const endpoints: ParsedEndpoint[] = [];
+  const errors: EndpointsYamlError[] = [];
+  const firstIndex = new Map<string, number>();
+  const accept = (doc: unknown, index: number): void => {
+    if (isObject(doc) && isForeign(doc)) return;
+    const name = isObject(doc) && isObject(doc.metadata) && typeof doc.metadata.name === 'string' ? doc.metadata.name : undefined;
+    try {
+      const endpoint = parseNotificationEndpoint(doc);
+      const first = firstIndex.get(endpoint.name);
+      if (first !== undefined) fail('metadata.name', `${shown(endpoint.name)} is already defined by document ${first} of ${source}`);
+      firstIndex.set(endpoint.name, index);
+      endpoints.push(endpoint);
+    } catch (error) {
+      if (!(error instanceof InvalidSpecError)) throw error;
+      errors.push({ source, index, ...(name !== undefined && { name }), error });
+    }
+  };
+  [...parseAllDocuments(text)].forEach((document, index) => {
+    if (document.errors.length > 0) return void errors.push({ source, index, error: yamlFailure(document.errors) });
+    let doc: unknown;
+    try {
+      doc = document.toJS();
+    } catch (error) {
+      return void errors.push({ source, index, error: new InvalidSpecError('', 'unreadable YAML document', { cause: error }) });
+    }
+    if (doc === null || doc === undefined) return;
+    if (isObject(doc) && LIST_KINDS.has(doc.kind) && Array.isArray(doc.items)) doc.items.forEach((item) => accept(item, index));
+    else accept(doc, index);
+  });
+  return { endpoints, errors };
+}
+
+/** Returns the URL without its userinfo (`user:pass@`), for logs, status and errors; any other URL comes back unchanged. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.username === '' && parsed.password === '') return url;
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.href;
+  } catch {
+    return url.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/*)[^/?#]*@/, '$1');
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  // RegExps are left alone: freezing one shared with another module would be a surprise
+  if (typeof value === 'object' && value !== null && !(value instanceof RegExp) && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
