@@ -14,6 +14,9 @@ export interface ManifestInfo extends Descriptor {
   references?: Descriptor[];
 }
 
+/** All the bridge needs of its destination: a sink's `write` (an `EndpointSet` fits too). */
+export type EventWriter = Pick<Sink<Event>, 'write'>;
+
 /** Settings of a `Bridge`; the records are copied into every event it creates. */
 export interface BridgeOptions {
   /** Base of the registry's URLs for `target.url`, e.g. `http://registry:5000` (no trailing slash). */
@@ -34,10 +37,10 @@ export interface BridgeOptions {
  * a registry already made, passed on intact.
  */
 export class Bridge {
-  #sink: Sink<Event>;
+  #sink: EventWriter;
   #options: BridgeOptions;
 
-  constructor(sink: Sink<Event>, options: BridgeOptions) {
+  constructor(sink: EventWriter, options: BridgeOptions) {
     this.#sink = sink;
     this.#options = options;
   }

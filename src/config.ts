@@ -1,0 +1,265 @@
+/**
+ * The command line, parsed once into a typed, frozen configuration (api.md §3). Every flag has an environment
+ * twin `REGISTRY_NOTIFIER_<FLAG>`; a flag beats its variable. Nothing else in the program reads `process.env`.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { parseByteSize, parseDuration } from './api/duration.ts';
+
+/** Bad usage or invalid configuration: the program prints the message on one line and exits with 2. */
+export class UsageError extends Error {
+  /** Stable identifier. */
+  readonly code = 'ERR_USAGE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** A host and port to listen on; `host` undefined means every interface. */
+export interface ListenAddress {
+  readonly host: string | undefined;
+  readonly port: number;
+}
+
+/** Log levels pino knows, least to most verbose is the reverse of this list. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Everything `serve` needs. */
+export interface ServeConfig {
+  readonly command: 'serve';
+  readonly listen: ListenAddress;
+  readonly metricsListen: ListenAddress;
+  readonly endpoints: readonly string[];
+  readonly kubernetes: boolean;
+  /** Namespaces to watch; empty = all. */
+  readonly namespaces: readonly string[];
+  readonly statusIntervalMs: number;
+  readonly secretsDir: string | undefined;
+  /** The bearer token the registry must send; undefined = no authentication. */
+  readonly ingestToken: string | undefined;
+  readonly maxBodySize: number;
+  readonly maxPendingPerEndpoint: number;
+  readonly maxPending: number;
+  readonly queueDir: string | undefined;
+  readonly allowEndpointCidrs: readonly string[];
+  readonly shutdownGraceMs: number;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** What the command line asks for. */
+export type Command =
+  | ServeConfig
+  | { readonly command: 'version' }
+  | { readonly command: 'help'; readonly text: string }
+  | { readonly command: 'demo'; readonly logLevel: ServeConfig['logLevel']; readonly rounds: number }
+  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress };
+
+interface FlagSpec {
+  type: 'string' | 'boolean';
+  multiple?: boolean;
+  default?: string;
+  placeholder?: string;
+  help: string;
+}
+
+/** The flags of `serve`, in the order `--help` lists them; defaults as api.md §3 gives them. */
+export const SERVE_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  listen: { type: 'string', default: ':8080', placeholder: 'ADDR', help: 'ingest address (POST /events)' },
+  'metrics-listen': { type: 'string', default: ':9090', placeholder: 'ADDR', help: '/metrics, /healthz, /readyz, /endpoints' },
+  endpoints: { type: 'string', multiple: true, placeholder: 'PATH', help: 'YAML file or directory of NotificationEndpoints (repeatable); standalone mode' },
+  kubernetes: { type: 'boolean', help: 'endpoints from the cluster (in-cluster config, else KUBECONFIG)' },
+  namespaces: { type: 'string', placeholder: 'A,B', help: 'namespaces to watch in cluster mode (default: all)' },
+  'status-interval': { type: 'string', default: '10s', placeholder: 'DUR', help: 'how often changed counters are written to status' },
+  'secrets-dir': { type: 'string', placeholder: 'DIR', help: 'standalone secretKeyRef root: <DIR>/<name>/<key>' },
+  'ingest-token-file': { type: 'string', placeholder: 'FILE', help: 'bearer token the registry must send (env REGISTRY_NOTIFIER_INGEST_TOKEN holds the value)' },
+  'max-body-size': { type: 'string', default: '1MiB', placeholder: 'SIZE', help: 'ingest request body limit' },
+  'max-pending-per-endpoint': { type: 'string', default: '100000', placeholder: 'N', help: 'queued events per endpoint before the ingest answers 503' },
+  'max-pending': { type: 'string', default: '200000', placeholder: 'N', help: 'queued events in all before the ingest answers 503' },
+  'queue-dir': { type: 'string', placeholder: 'DIR', help: 'durable journal directory (absent: in memory)' },
+  'allow-endpoint-cidrs': { type: 'string', placeholder: 'CIDR[,CIDR]', help: 'let endpoints reach otherwise refused ranges (loopback, private, link-local)' },
+  'shutdown-grace': { type: 'string', default: '25s', placeholder: 'DUR', help: 'drain time on SIGTERM' },
+  'log-level': { type: 'string', default: 'info', placeholder: 'LEVEL', help: `JSON logs on stdout: ${LOG_LEVELS.join(', ')}` },
+};
+
+/** The environment variable twin of a flag: `--max-body-size` → `REGISTRY_NOTIFIER_MAX_BODY_SIZE`. */
+export function envName(flag: string): string {
+  return `REGISTRY_NOTIFIER_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+const USAGE = `Usage: registry-notifier <command> [flags]
+
+Commands:
+  serve                    run the ingest, the delivery engine and the endpoint source (the container's entrypoint)
+  replay --endpoint NAME   move an endpoint's dead letters back into its queue (asks a running server)
+  demo                     run a local demo: a receiver, an endpoint and sample registry events
+  version                  print the version
+
+Run 'registry-notifier <command> --help' for the command's flags.`;
+
+/** `--help` text of `serve`: every flag, its default and its environment twin. */
+export function serveHelp(): string {
+  const rows = Object.entries(SERVE_FLAGS).map(([name, spec]) => {
+    const flag = `--${name}${spec.placeholder ? ` ${spec.placeholder}` : ''}`;
+    const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
+    return `  ${flag.padEnd(36)} ${spec.help}${def}\n  ${''.padEnd(36)} env ${envName(name)}`;
+  });
+  return `Usage: registry-notifier serve [flags]\n\nFlags (a flag beats its environment variable):\n${rows.join('\n')}\n  --help                               this text`;
+}
+
+/** Parses argv (without node and script) and the environment into a frozen command; throws `UsageError`. */
+export function parseCommand(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): Command {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      return freeze({ command: 'help', text: USAGE });
+    case 'version':
+    case '--version':
+      return freeze({ command: 'version' });
+    case 'serve':
+      return parseServe(rest, env);
+    case 'demo': {
+      const { values } = parse(rest, { 'log-level': SERVE_FLAGS['log-level']!, rounds: { type: 'string', help: '' }, help: { type: 'boolean', help: '' } });
+      if (values.help) return freeze({ command: 'help', text: 'Usage: registry-notifier demo [--rounds N] [--log-level LEVEL]\n\nStarts a receiver on 127.0.0.1, an ingest and an endpoint, and sends sample registry events through them\n(one image push, pull, mount and delete per round; N rounds, default: until Ctrl-C).' });
+      const rounds = values.rounds === undefined ? 0 : count('rounds', String(values.rounds));
+      return freeze({ command: 'demo', logLevel: logLevel(String(values['log-level'] ?? 'warn')), rounds });
+    }
+    case 'replay': {
+      const specs = { endpoint: { type: 'string', help: '' }, 'metrics-listen': SERVE_FLAGS['metrics-listen']!, help: { type: 'boolean', help: '' } } satisfies Record<string, FlagSpec>;
+      const { values } = parse(rest, specs);
+      if (values.help) return freeze({ command: 'help', text: 'Usage: registry-notifier replay --endpoint NAME [--metrics-listen ADDR]' });
+      if (typeof values.endpoint !== 'string' || values.endpoint === '') throw new UsageError('replay needs --endpoint NAME');
+      return freeze({ command: 'replay', endpoint: values.endpoint, metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? env[envName('metrics-listen')] ?? ':9090')) });
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"; run 'registry-notifier --help'`);
+  }
+}
+
+function parseServe(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
+  const { values } = parse(argv, { ...SERVE_FLAGS, help: { type: 'boolean', help: '' } });
+  if (values.help) return freeze({ command: 'help', text: serveHelp() });
+  // A flag beats its variable; a variable beats the default.
+  const get = (name: string): string | undefined => {
+    const given = values[name];
+    if (typeof given === 'string') return given;
+    return env[envName(name)] ?? SERVE_FLAGS[name]?.default;
+  };
+  const endpointsFlag = values.endpoints as string[] | undefined;
+  const endpoints = endpointsFlag ?? (env[envName('endpoints')] ? env[envName('endpoints')]!.split(',') : []);
+  const kubernetes = values.kubernetes === true || isTrue(env[envName('kubernetes')]);
+  if (endpoints.length === 0 && !kubernetes) throw new UsageError('serve needs --endpoints PATH (standalone) or --kubernetes');
+  if (endpoints.length > 0 && kubernetes) throw new UsageError('--endpoints and --kubernetes cannot be combined');
+  const config: ServeConfig = {
+    command: 'serve',
+    listen: listenAddress('listen', get('listen')!),
+    metricsListen: listenAddress('metrics-listen', get('metrics-listen')!),
+    endpoints,
+    kubernetes,
+    namespaces: list(get('namespaces')),
+    statusIntervalMs: duration('status-interval', get('status-interval')!),
+    secretsDir: get('secrets-dir'),
+    ingestToken: ingestToken(get('ingest-token-file'), env[envName('ingest-token')]),
+    maxBodySize: byteSize('max-body-size', get('max-body-size')!),
+    maxPendingPerEndpoint: count('max-pending-per-endpoint', get('max-pending-per-endpoint')!),
+    maxPending: count('max-pending', get('max-pending')!),
+    queueDir: get('queue-dir'),
+    allowEndpointCidrs: list(get('allow-endpoint-cidrs')).map(cidr),
+    shutdownGraceMs: duration('shutdown-grace', get('shutdown-grace')!),
+    logLevel: logLevel(get('log-level')!),
+  };
+  return freeze(config);
+}
+
+function parse(argv: readonly string[], specs: Record<string, FlagSpec>): { values: Record<string, string | boolean | string[] | undefined> } {
+  const options = Object.fromEntries(
+    Object.entries(specs).map(([name, spec]) => [name, { type: spec.type, ...(spec.multiple && { multiple: true }) }]),
+  );
+  try {
+    const { values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
+    return { values: values as Record<string, string | boolean | string[] | undefined> };
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+}
+
+/** Parses `:8080`, `127.0.0.1:8080`, `[::1]:8080` or `localhost:0`. */
+export function listenAddress(flag: string, text: string): ListenAddress {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw new UsageError(`--${flag}: "${text}" is not HOST:PORT (e.g. :8080 or 127.0.0.1:8080)`);
+  const host = match[1] ?? match[2];
+  return { host: host === '' ? undefined : host, port };
+}
+
+function duration(flag: string, text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new UsageError(`--${flag}: ${(error as Error).message}`);
+  }
+}
+
+function byteSize(flag: string, text: string): number {
+  try {
+    const bytes = parseByteSize(text);
+    if (bytes < 1) throw new Error('must be at least 1 byte');
+    return bytes;
+  } catch (error) {
+    throw new UsageError(`--${flag}: ${(error as Error).message}`);
+  }
+}
+
+function count(flag: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`--${flag}: "${text}" is not a positive whole number`);
+  return n;
+}
+
+function logLevel(text: string): ServeConfig['logLevel'] {
+  const level = LOG_LEVELS.find((l) => l === text);
+  if (!level) throw new UsageError(`--log-level: "${text}" is not one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
+
+function cidr(text: string): string {
+  const [address, bits, extra] = text.split('/');
+  const family = isIP(address ?? '');
+  const prefix = Number(bits);
+  const max = family === 6 ? 128 : 32;
+  if (family === 0 || extra !== undefined || !/^\d{1,3}$/.test(bits ?? '') || prefix > max) {
+    throw new UsageError(`--allow-endpoint-cidrs: "${text}" is not a CIDR such as 127.0.0.0/8 or fd00::/8`);
+  }
+  return text;
+}
+
+function ingestToken(file: string | undefined, value: string | undefined): string | undefined {
+  if (file !== undefined) {
+    let token: string;
+    try {
+      token = readFileSync(file, 'utf8').trim();
+    } catch (error) {
+      throw new UsageError(`--ingest-token-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    if (token === '') throw new UsageError(`--ingest-token-file: ${file} is empty`);
+    return token;
+  }
+  return value?.trim() || undefined;
+}
+
+function list(text: string | undefined): string[] {
+  return (text ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+function isTrue(text: string | undefined): boolean {
+  return text !== undefined && ['1', 'true', 'yes'].includes(text.toLowerCase());
+}
+
+function freeze<T extends object>(value: T): T {
+  for (const field of Object.values(value)) if (field && typeof field === 'object') freeze(field as object);
+  return Object.freeze(value);
+}

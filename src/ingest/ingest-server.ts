@@ -1,0 +1,211 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Bridge } from '../notifications/bridge.ts';
+import type { EndpointSet, PendingLimits } from '../notifications/endpoint-set.ts';
+import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, type Event } from '../notifications/event.ts';
+import { createAuthenticator } from './auth.ts';
+import { parseEnvelope } from './envelope.ts';
+import { IngestError } from './ingest-error.ts';
+import { RecentIds } from './recent-ids.ts';
+
+/** What the ingest reports (metrics); every method is optional and must not throw. */
+export interface IngestListener {
+  request?(status: number): void;
+  events?(count: number): void;
+  duplicates?(count: number): void;
+}
+
+/** Settings of the ingest server. */
+export interface IngestOptions {
+  host: string | undefined;
+  port: number;
+  token: string | undefined;
+  maxBodySize: number;
+  limits: PendingLimits;
+  endpoints: EndpointSet;
+  bridge: Bridge;
+  /** Event ids remembered for duplicate suppression. */
+  recentIds?: number;
+  listener?: IngestListener;
+  logger?: Logger;
+}
+
+const ACCEPTED_TYPES = new Set([EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, 'application/json']);
+// The registry resends after failures: remember this many ids (about 60 bytes each: a few MiB at most).
+const DEFAULT_RECENT_IDS = 100_000;
+// Seconds a 503 asks the client to wait; the registry uses its own backoff, other clients may honour this.
+const RETRY_AFTER_SECONDS = '5';
+// Slow clients are cut: headers within 10 s, the whole request within 30 s.
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * The HTTP service a registry posts its notifications to (`POST /events`, api.md §4). It answers 202 only once
+ * every event is queued for every endpoint that takes it; any refusal leaves nothing behind (never
+ * half-applied); a client's mistake always gets a 4xx, never a 5xx; 503 means "keep the events and retry".
+ */
+export class IngestServer {
+  #server: Server;
+  #options: IngestOptions;
+  #authenticate: (authorization: string | undefined) => boolean;
+  #recent: RecentIds;
+  #draining = false;
+  #closed = false;
+
+  private constructor(server: Server, options: IngestOptions) {
+    this.#server = server;
+    this.#options = options;
+    this.#authenticate = createAuthenticator(options.token);
+    this.#recent = new RecentIds(options.recentIds ?? DEFAULT_RECENT_IDS);
+  }
+
+  /** Listens on the configured address and resolves once listening. */
+  static async start(options: IngestOptions): Promise<IngestServer> {
+    const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS });
+    const ingest = new IngestServer(server, options);
+    server.on('request', (req, res) => void ingest.#handle(req, res));
+    server.on('clientError', (_error, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host, () => resolve());
+    });
+    return ingest;
+  }
+
+  /** The bound port (useful with port 0). */
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  /** `http://host:port/events` as a client on this machine reaches it. */
+  get url(): string {
+    const host = this.#options.host && this.#options.host !== '0.0.0.0' && this.#options.host !== '::' ? this.#options.host : '127.0.0.1';
+    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}/events`;
+  }
+
+  /** Stops taking events: every later POST gets 503 with Retry-After, so the registry keeps them. */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  /** Stops listening and closes idle connections; idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#draining = true;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    setTimeout(() => this.#server.closeAllConnections(), 1000).unref();
+    await closed;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let status = 500;
+    try {
+      const result = await this.#accept(req);
+      status = 202;
+      send(res, 202, JSON.stringify(result));
+    } catch (error) {
+      const refusal = error instanceof IngestError ? error : this.#internal(error);
+      status = refusal.status;
+      if (status === 413) res.setHeader('connection', 'close');
+      for (const [name, value] of Object.entries(refusal.headers)) res.setHeader(name, value);
+      send(res, status, refusal.body());
+      if (status === 413) res.on('finish', () => req.destroy());
+      else req.resume();
+    } finally {
+      this.#options.listener?.request?.(status);
+    }
+  }
+
+  async #accept(req: IncomingMessage): Promise<{ accepted: number; duplicates: number }> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/events') throw new IngestError(404, 'NotFound', `no such path; registries post to /events`);
+    if (req.method !== 'POST') {
+      throw new IngestError(405, 'MethodNotAllowed', `${req.method} is not allowed; use POST`, { headers: { allow: 'POST' } });
+    }
+    if (!this.#authenticate(req.headers.authorization)) {
+      throw new IngestError(401, 'Unauthorized', 'missing or wrong token', { headers: { 'www-authenticate': 'Bearer realm="registry-notifier"' } });
+    }
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (!ACCEPTED_TYPES.has(type)) {
+      throw new IngestError(415, 'UnsupportedMediaType', `content type "${type}" is not accepted; send ${EVENTS_MEDIA_TYPE}`);
+    }
+    if (this.#draining) throw unavailable('ShuttingDown', 'shutting down; retry against another replica or later');
+    const events = parseEnvelope(await readBody(req, this.#options.maxBodySize));
+    return this.#enqueue(events);
+  }
+
+  async #enqueue(events: Event[]): Promise<{ accepted: number; duplicates: number }> {
+    const fresh: Event[] = [];
+    const ids = new Set<string>();
+    for (const event of events) {
+      if (this.#recent.has(event.id) || ids.has(event.id)) continue;
+      ids.add(event.id);
+      fresh.push(event);
+    }
+    const duplicates = events.length - fresh.length;
+    if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
+    if (fresh.length === 0) return { accepted: 0, duplicates };
+    const refusal = this.#options.endpoints.check(fresh, this.#options.limits);
+    if (refusal) {
+      const where = refusal.endpoint === undefined ? 'all endpoints' : `endpoint ${refusal.endpoint}`;
+      throw unavailable('QueueFull', `${where} has ${refusal.pending} events pending (limit ${refusal.limit})`);
+    }
+    // Queueing happens synchronously inside forward(); remembering the ids before awaiting it means a
+    // concurrent resend of the same envelope is recognised as a duplicate.
+    const queued = this.#options.bridge.forward(fresh);
+    for (const id of ids) this.#recent.add(id);
+    try {
+      await queued;
+    } catch (error) {
+      for (const id of ids) this.#recent.delete(id);
+      throw this.#internal(error, 503);
+    }
+    this.#options.listener?.events?.(fresh.length);
+    return { accepted: fresh.length, duplicates };
+  }
+
+  #internal(error: unknown, status = 500): IngestError {
+    this.#options.logger?.error({ err: error }, 'ingest failed');
+    return status === 503
+      ? unavailable('Unavailable', 'events could not be queued; retry later')
+      : new IngestError(500, 'Internal', 'internal error');
+  }
+}
+
+function unavailable(code: string, message: string): IngestError {
+  return new IngestError(503, code, message, { headers: { 'retry-after': RETRY_AFTER_SECONDS } });
+}
+
+function send(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Reads the whole body as UTF-8, refusing with 413 as soon as it is longer than `limit` bytes. */
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const tooLarge = (): IngestError => new IngestError(413, 'PayloadTooLarge', `body is larger than ${limit} bytes`);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.pause();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', () => reject(new IngestError(400, 'Aborted', 'request body could not be read')));
+  });
+}

@@ -1,0 +1,209 @@
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { parseNotificationEndpointsYaml, type ParsedEndpoint } from '../api/notification-endpoint.ts';
+import type { EndpointConfig } from '../notifications/endpoint.ts';
+import type { EndpointSet } from '../notifications/endpoint-set.ts';
+import { toEndpointConfig, InvalidSecretError, SecretNotFoundError } from './endpoint-config.ts';
+import { FileSecretReader } from './file-secrets.ts';
+import type { EndpointSource, ReadyState } from './source.ts';
+
+/** Settings of a `FileSource`. */
+export interface FileSourceOptions {
+  /** YAML files and directories (their `*.yaml` / `*.yml` files, not recursive). */
+  paths: readonly string[];
+  secretsDir: string | undefined;
+  endpoints: EndpointSet;
+  logger: Logger;
+  /** Called after an endpoint was removed (metrics forget its series). */
+  onRemoved?: (name: string, discarded: number) => void;
+  /** Wait this long after a change before reloading, so an editor's several writes count once. */
+  debounceMs?: number;
+}
+
+// Editors and `kubectl cp` write in several steps; one reload after the burst is enough, and still well
+// within the second the issue allows.
+const DEFAULT_DEBOUNCE_MS = 100;
+
+/**
+ * Standalone endpoints: `NotificationEndpoint` documents in YAML files, followed live. A change is applied
+ * within about a second: new endpoints are added, changed ones updated in place (queue kept), removed ones
+ * taken out. An invalid document is reported (log and `states()`) and skipped: the valid ones keep working,
+ * and an endpoint whose document turns invalid keeps running its last good configuration.
+ */
+export class FileSource implements EndpointSource {
+  #options: FileSourceOptions;
+  #secrets: FileSecretReader;
+  #states = new Map<string, ReadyState>();
+  #applied = new Map<string, string>(); // name -> JSON of the configuration in force
+  #watchers: FSWatcher[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #reloading: Promise<void> = Promise.resolve();
+  #ready = false;
+  #closed = false;
+
+  constructor(options: FileSourceOptions) {
+    this.#options = options;
+    this.#secrets = new FileSecretReader(options.secretsDir);
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  states(): ReadonlyMap<string, ReadyState> {
+    return this.#states;
+  }
+
+  async start(): Promise<void> {
+    await this.reload();
+    this.#ready = true;
+    for (const path of this.#options.paths) this.#watch(path);
+    if (this.#options.secretsDir) this.#watch(this.#options.secretsDir, true);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    for (const watcher of this.#watchers) watcher.close();
+    this.#watchers = [];
+    await this.#reloading;
+  }
+
+  /** Reads every file again and applies the differences; reloads never overlap. */
+  reload(): Promise<void> {
+    this.#reloading = this.#reloading.then(() => this.#reload()).catch((error: unknown) => {
+      this.#options.logger.error({ err: error }, 'reloading endpoint files failed');
+    });
+    return this.#reloading;
+  }
+
+  async #reload(): Promise<void> {
+    const { documents, unreadable } = await this.#readAll();
+    const states = new Map<string, ReadyState>();
+    const wanted = new Map<string, EndpointConfig>();
+    for (const { endpoint, origin } of documents) {
+      if (states.has(endpoint.name)) {
+        states.set(`${endpoint.name}@${origin}`, invalid(`duplicate endpoint name ${endpoint.name}`, origin));
+        continue;
+      }
+      try {
+        wanted.set(endpoint.name, toEndpointConfig(endpoint.spec, undefined, this.#secrets));
+        states.set(endpoint.name, endpoint.spec.disabled
+          ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent', origin }
+          : { ready: true, reason: 'Configured', origin });
+      } catch (error) {
+        states.set(endpoint.name, stateForError(error, origin));
+      }
+    }
+    for (const [key, state] of unreadable) states.set(key, state);
+    await this.#apply(wanted, states);
+    this.#states = states;
+  }
+
+  async #apply(wanted: Map<string, EndpointConfig>, states: Map<string, ReadyState>): Promise<void> {
+    const { endpoints, logger } = this.#options;
+    for (const [name, config] of wanted) {
+      const key = JSON.stringify(config);
+      if (this.#applied.get(name) === key) continue;
+      try {
+        const what = endpoints.apply(name, config);
+        this.#applied.set(name, key);
+        logger.info({ endpoint: name, origin: states.get(name)?.origin }, `endpoint ${what}`);
+      } catch (error) {
+        states.set(name, stateForError(error, states.get(name)?.origin));
+      }
+    }
+    for (const name of [...this.#applied.keys()]) {
+      if (wanted.has(name)) continue;
+      const state = states.get(name);
+      // Invalid now, or its file unreadable: keep running the last good configuration rather than drop its queue.
+      if (state && !state.ready && state.reason !== 'Disabled') {
+        logger.warn({ endpoint: name, reason: state.reason, error: state.message }, 'endpoint invalid; keeping its last good configuration');
+        continue;
+      }
+      const discarded = await endpoints.remove(name);
+      this.#applied.delete(name);
+      this.#options.onRemoved?.(name, discarded);
+      logger.info({ endpoint: name, discarded }, 'endpoint removed');
+    }
+    for (const [name, state] of states) {
+      if (!state.ready && state.reason !== 'Disabled') logger.warn({ endpoint: name, reason: state.reason, origin: state.origin, error: state.message }, 'endpoint not ready');
+    }
+  }
+
+  async #readAll(): Promise<{ documents: { endpoint: ParsedEndpoint; origin: string }[]; unreadable: Map<string, ReadyState> }> {
+    const documents: { endpoint: ParsedEndpoint; origin: string }[] = [];
+    const unreadable = new Map<string, ReadyState>();
+    for (const file of await this.#files(unreadable)) {
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (error) {
+        unreadable.set(`file:${file}`, invalid(`cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, file));
+        continue;
+      }
+      const { endpoints, errors } = parseNotificationEndpointsYaml(text, file);
+      for (const endpoint of endpoints) documents.push({ endpoint, origin: file });
+      for (const { index, name, error } of errors) {
+        const key = name ?? `${file}#${index}`;
+        unreadable.set(key, invalid(`${error.path ? `${error.path}: ` : ''}${error.message}`, `${file} document ${index + 1}`));
+      }
+    }
+    return { documents, unreadable };
+  }
+
+  async #files(unreadable: Map<string, ReadyState>): Promise<string[]> {
+    const files: string[] = [];
+    for (const path of this.#options.paths) {
+      try {
+        if ((await stat(path)).isDirectory()) {
+          const names = (await readdir(path)).filter((n) => /\.ya?ml$/.test(n) && !n.startsWith('.')).sort();
+          files.push(...names.map((n) => join(path, n)));
+        } else files.push(path);
+      } catch (error) {
+        unreadable.set(`path:${path}`, invalid(`cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, path));
+      }
+    }
+    return files;
+  }
+
+  #watch(path: string, recursive = false): void {
+    const target = resolve(path);
+    const schedule = (): void => {
+      if (this.#closed) return;
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => void this.reload(), this.#options.debounceMs ?? DEFAULT_DEBOUNCE_MS);
+    };
+    // A file is watched through its directory: editors and Kubernetes replace files rather than write them.
+    let isDir = recursive;
+    try {
+      isDir ||= statSync(target).isDirectory();
+    } catch {
+      // Missing now: watch its directory, so it is picked up when it appears.
+    }
+    const dir = isDir ? target : dirname(target);
+    const name = basename(target);
+    try {
+      const watcher = watch(dir, { recursive }, (_event, changed) => {
+        if (isDir || changed === null || changed === name) schedule();
+      });
+      watcher.on('error', (error) => this.#options.logger.warn({ err: error, path }, 'watching stopped'));
+      this.#watchers.push(watcher);
+    } catch (error) {
+      this.#options.logger.warn({ err: error, path }, 'cannot watch; changes need a restart');
+    }
+  }
+}
+
+function invalid(message: string, origin?: string): ReadyState {
+  return { ready: false, reason: 'InvalidSpec', message, ...(origin !== undefined && { origin }) };
+}
+
+function stateForError(error: unknown, origin?: string): ReadyState {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof SecretNotFoundError) return { ready: false, reason: 'SecretNotFound', message, ...(origin !== undefined && { origin }) };
+  if (error instanceof InvalidSecretError) return invalid(message, origin);
+  return invalid(message, origin);
+}

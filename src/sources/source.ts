@@ -1,0 +1,25 @@
+import type { ReadyReason } from '../api/notification-endpoint.ts';
+
+/** Whether an endpoint runs as configured (the `Ready` condition), and why not. */
+export interface ReadyState {
+  readonly ready: boolean;
+  readonly reason: ReadyReason;
+  readonly message?: string;
+  /** Where the endpoint is defined (a file, or namespace/name in the cluster), for messages. */
+  readonly origin?: string;
+}
+
+/**
+ * Where endpoints come from: YAML files (standalone) or the cluster (controller). A source drives an
+ * `EndpointSet` and reports each endpoint's readiness; the rest of the program does not know which it is.
+ */
+export interface EndpointSource {
+  /** Loads every endpoint once (the initial list) and starts following changes. */
+  start(): Promise<void>;
+  /** Stops following changes; the endpoints stay as they are. Idempotent. */
+  close(): Promise<void>;
+  /** True once the initial load finished. */
+  readonly ready: boolean;
+  /** Every endpoint the source knows, valid or not, by identity. */
+  states(): ReadonlyMap<string, ReadyState>;
+}
