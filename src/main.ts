@@ -1,1 +1,49 @@
-export {};
+#!/usr/bin/env node
+/**
+ * The `registry-notifier` command: parses the command line once (config.ts), then runs the command.
+ * Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration (one line on stderr).
+ */
+import { parseCommand, UsageError, type Command } from './config.ts';
+import { createLogger } from './log.ts';
+import { startServer } from './serve.ts';
+import { VERSION } from './version.ts';
+
+async function run(command: Command): Promise<number> {
+  switch (command.command) {
+    case 'help':
+      process.stdout.write(`${command.text}\n`);
+      return 0;
+    case 'version':
+      process.stdout.write(`registry-notifier ${VERSION}\n`);
+      return 0;
+    case 'demo': {
+      const { runDemo } = await import('./demo.ts');
+      return runDemo(command.logLevel, command.rounds);
+    }
+    case 'replay':
+      process.stderr.write('registry-notifier: replay needs the durable journal, which is not in this build yet\n');
+      return 1;
+    case 'serve': {
+      const logger = createLogger(command.logLevel);
+      const server = await startServer(command, logger);
+      await new Promise<void>((resolve) => {
+        process.once('SIGTERM', resolve);
+        process.once('SIGINT', resolve);
+      });
+      await server.shutdown();
+      return 0;
+    }
+  }
+}
+
+try {
+  process.exitCode = await run(parseCommand(process.argv.slice(2)));
+} catch (error) {
+  if (error instanceof UsageError) {
+    process.stderr.write(`registry-notifier: ${error.message}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`registry-notifier: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The admin HTTP server of `--metrics-listen` (api.md section 4): `/metrics`, `/healthz`, `/readyz` and
+ * `/endpoints`, read-only, GET and HEAD only.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { EndpointStatus } from './endpoint-status.ts';
+import type { Metrics } from './metrics.ts';
+
+/** The little of a logger the admin server uses; a pino logger fits. */
+export interface AdminLogger {
+  error(details: object, message: string): void;
+}
+
+/** Settings of `startAdminServer`. */
+export interface AdminServerOptions {
+  /** Address to listen on, e.g. `0.0.0.0`, `::` or `127.0.0.1`. */
+  host: string;
+  /** Port; 0 picks a free one (see `AdminServer.port`). */
+  port: number;
+  metrics: Metrics;
+  /** Whether `/readyz` answers 200: endpoints loaded and not shutting down. */
+  ready: () => boolean;
+  /** Every endpoint's status, for `/endpoints`. */
+  endpoints: () => EndpointStatus[];
+  logger?: AdminLogger;
+}
+
+/** A listening admin server. */
+export interface AdminServer {
+  /** Base URL, e.g. `http://127.0.0.1:9090`. */
+  readonly url: string;
+  /** The port actually bound. */
+  readonly port: number;
+  /** Stops listening and drops keep-alive connections; a second call returns the first call's promise. */
+  close(): Promise<void>;
+}
+
+const ALLOW = 'GET, HEAD';
+const TEXT = 'text/plain; charset=utf-8';
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+type Handler = (options: AdminServerOptions) => Promise<Reply> | Reply;
+interface Reply {
+  status: number;
+  type: string;
+  body: string;
+}
+
+const ROUTES: ReadonlyMap<string, Handler> = new Map<string, Handler>([
+  ['/metrics', async ({ metrics }) => ({ status: 200, type: metrics.contentType, body: await metrics.render() })],
+  ['/healthz', () => ({ status: 200, type: TEXT, body: 'ok' })],
+  ['/readyz', ({ ready }) => (ready() ? { status: 200, type: TEXT, body: 'ok' } : { status: 503, type: TEXT, body: 'not ready' })],
+  ['/endpoints', ({ endpoints }) => ({ status: 200, type: JSON_TYPE, body: JSON.stringify(endpoints()) })],
+]);
+
+/**
+ * Starts the admin server and resolves once it listens (rejects if it cannot bind). It never crashes on a
+ * request: unknown paths get 404, other methods 405 with `Allow`, and a failing handler 500 (logged).
+ */
+export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
+  const server = createServer((req, res) => {
+    void handle(req, res, options);
+  });
+  // Slow or idle clients must not hold the server forever; scrapes are small.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => options.logger?.error({ err }, 'admin server error'));
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, options: AdminServerOptions): Promise<void> {
+  req.resume(); // a body is never read; drain it so the connection can be reused
+  let reply: Reply;
+  try {
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+    const route = ROUTES.get(path);
+    if (!route) {
+      reply = error(404, 'NotFound', `no such path; try ${[...ROUTES.keys()].join(', ')}`);
+    } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+      reply = error(405, 'MethodNotAllowed', `only ${ALLOW} are allowed here`);
+    } else {
+      reply = await route(options);
+    }
+  } catch (err) {
+    options.logger?.error({ err, path: req.url }, 'admin request failed');
+    reply = error(500, 'InternalError', 'the request could not be served; see the logs');
+  }
+  send(res, reply);
+}
+
+function error(status: number, code: string, message: string): Reply {
+  return { status, type: JSON_TYPE, body: JSON.stringify({ error: { code, message } }) };
+}
+
+function send(res: ServerResponse, reply: Reply): void {
+  if (res.headersSent || res.destroyed) return;
+  const headers: Record<string, string | number> = {
+    'content-type': reply.type,
+    'content-length': Buffer.byteLength(reply.body),
+    'cache-control': 'no-store',
+  };
+  if (reply.status === 405) headers.allow = ALLOW;
+  // For HEAD, Node sends the headers (with the GET's Content-Length) and drops the body.
+  res.writeHead(reply.status, headers).end(reply.body);
+}

@@ -1,0 +1,120 @@
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { ServeConfig } from './config.ts';
+import { IngestServer } from './ingest/ingest-server.ts';
+import { startAdminServer, type AdminServer } from './metrics/admin-server.ts';
+import { endpointStatus, type EndpointStatus } from './metrics/endpoint-status.ts';
+import { Metrics } from './metrics/metrics.ts';
+import { Bridge } from './notifications/bridge.ts';
+import { EndpointSet } from './notifications/endpoint-set.ts';
+import { FileSource } from './sources/file-source.ts';
+import type { EndpointSource, ReadyState } from './sources/source.ts';
+import { USER_AGENT } from './version.ts';
+
+/** A running server: its addresses, and `shutdown` (what SIGTERM does). */
+export interface Running {
+  readonly ingestUrl: string;
+  readonly adminUrl: string;
+  readonly endpoints: EndpointSet;
+  readonly source: EndpointSource;
+  /** Readiness off, ingest refuses (503), queues drain up to the grace period; resolves with what was left. */
+  shutdown(): Promise<Map<string, number>>;
+}
+
+/**
+ * Starts everything `serve` runs, in dependency order: endpoints loaded first, then the admin server, then
+ * the ingest (so the registry is never told 202 before endpoints exist).
+ */
+export async function startServer(config: ServeConfig, logger: Logger): Promise<Running> {
+  if (config.kubernetes) throw new Error('--kubernetes is not available in this build yet; use --endpoints');
+  const metrics = new Metrics();
+  const endpoints = new EndpointSet({ userAgent: USER_AGENT }, (name) => metrics.listenerFor(name));
+  const source: EndpointSource = new FileSource({
+    paths: config.endpoints,
+    secretsDir: config.secretsDir,
+    endpoints,
+    logger: logger.child({ component: 'file-source' }),
+    onRemoved: (name, discarded) => {
+      metrics.forgetEndpoint(name);
+      if (discarded > 0) logger.warn({ endpoint: name, discarded }, 'endpoint removed with undelivered events');
+    },
+  });
+  let draining = false;
+  let admin: AdminServer | undefined;
+  let ingest: IngestServer;
+  try {
+    await source.start();
+    const statuses = (): EndpointStatus[] => endpointStatuses(endpoints, source.states());
+    metrics.setEndpointsProvider(statuses);
+    admin = await startAdminServer({
+      host: config.metricsListen.host ?? '::',
+      port: config.metricsListen.port,
+      metrics,
+      ready: () => source.ready && !draining,
+      endpoints: statuses,
+      logger,
+    });
+    const bridge = new Bridge(endpoints, { baseUrl: '', source: { addr: `${hostname()}:${config.listen.port}` } });
+    ingest = await IngestServer.start({
+      host: config.listen.host,
+      port: config.listen.port,
+      token: config.ingestToken,
+      maxBodySize: config.maxBodySize,
+      limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
+      endpoints,
+      bridge,
+      listener: { request: (code) => metrics.ingestRequest(code), events: (n) => metrics.ingestEvents(n), duplicates: (n) => metrics.ingestDuplicates(n) },
+      logger: logger.child({ component: 'ingest' }),
+    });
+  } catch (error) {
+    // A port in use must end the process: stop the file watchers, the admin server and the endpoints'
+    // connection pools that were already started, or they would keep it alive after the error is reported.
+    await source.close().catch(() => {});
+    await admin?.close().catch(() => {});
+    await endpoints.close(AbortSignal.abort()).catch(() => {});
+    throw error;
+  }
+  const adminServer: AdminServer = admin;
+  logger.info({ ingest: ingest.url, admin: adminServer.url, endpoints: endpoints.list().length, auth: config.ingestToken !== undefined }, 'serving');
+
+  let shutdown: Promise<Map<string, number>> | undefined;
+  return {
+    ingestUrl: ingest.url,
+    adminUrl: adminServer.url,
+    endpoints,
+    source,
+    shutdown: () =>
+      (shutdown ??= (async () => {
+        draining = true;
+        ingest.drain();
+        await source.close();
+        logger.info({ pending: endpoints.pending, graceMs: config.shutdownGraceMs }, 'shutting down: draining queues');
+        const left = await endpoints.close(AbortSignal.timeout(config.shutdownGraceMs));
+        const undelivered = [...left.values()].reduce((a, b) => a + b, 0);
+        const log = undelivered > 0 ? logger.warn.bind(logger) : logger.info.bind(logger);
+        log({ undelivered, byEndpoint: Object.fromEntries([...left].filter(([, n]) => n > 0)) }, 'stopped');
+        await Promise.all([ingest.close(), adminServer.close()]);
+        return left;
+      })()),
+  };
+}
+
+/** Every endpoint the source knows: live ones with their counters, refused ones with their reason. */
+function endpointStatuses(endpoints: EndpointSet, states: ReadonlyMap<string, ReadyState>): EndpointStatus[] {
+  const out: EndpointStatus[] = [];
+  const seen = new Set<string>();
+  for (const endpoint of endpoints.list()) {
+    seen.add(endpoint.name);
+    const state = states.get(endpoint.name) ?? { ready: true, reason: 'Configured' };
+    out.push(endpointStatus(endpoint, { ready: state.ready, reason: state.reason, ...(state.message !== undefined && { message: state.message }) }));
+  }
+  for (const [name, state] of states) {
+    if (seen.has(name)) continue;
+    out.push({
+      name, url: '', ready: false, reason: state.reason, ...(state.message !== undefined && { message: state.message }),
+      delivering: { status: 'True', reason: 'Idle' },
+      pending: 0, delivered: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
+    });
+  }
+  return out;
+}

@@ -1,0 +1,249 @@
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
+import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
+import { NO_FILTER } from '../../src/notifications/filter.ts';
+import { startAdminServer, type AdminServer, type AdminServerOptions } from '../../src/metrics/admin-server.ts';
+import { delivering, endpointStatus, type EndpointStatus } from '../../src/metrics/endpoint-status.ts';
+import { Metrics } from '../../src/metrics/metrics.ts';
+import { makeEvents } from '../support/events.ts';
+import { TestReceiver } from '../support/receiver.ts';
+import { until } from '../notifications/test-sinks.ts';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => {});
+});
+
+async function start(overrides: Partial<AdminServerOptions> = {}): Promise<AdminServer> {
+  const server = await startAdminServer({
+    host: '127.0.0.1',
+    port: 0,
+    metrics: new Metrics(),
+    ready: () => true,
+    endpoints: () => [],
+    ...overrides,
+  });
+  cleanups.push(() => server.close());
+  return server;
+}
+
+const fast = (url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig =>
+  endpointConfig({ url, threshold: 3, backoffMs: 20, timeoutMs: 2000, ...extra });
+
+/** Sends raw bytes and resolves with everything the server wrote before closing (or 2 s passing). */
+function raw(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    const timer = setTimeout(() => socket.destroy(), 2000);
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    socket.write(bytes);
+  });
+}
+
+function stats(over: Partial<StatsSnapshot>): StatsSnapshot {
+  return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0, ...over };
+}
+
+describe('admin server routes', () => {
+  it('GET /healthz answers ok, /metrics the Prometheus text with its content type', async () => {
+    const metrics = new Metrics();
+    metrics.listenerFor('ns/a').queued?.(2);
+    const server = await start({ metrics });
+    expect(server.url).toBe(`http://127.0.0.1:${server.port}`);
+
+    const health = await fetch(`${server.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(health.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(await health.text()).toBe('ok');
+
+    const scrape = await fetch(`${server.url}/metrics?debug=1`);
+    expect(scrape.status).toBe(200);
+    expect(scrape.headers.get('content-type')).toBe(metrics.contentType);
+    expect((await scrape.text()).split('\n')).toContain('registry_notifications_events_total{type="Events",endpoint="ns/a"} 2');
+  });
+
+  it('HEAD is answered like GET, without a body', async () => {
+    const server = await start();
+    const head = await fetch(`${server.url}/metrics`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(Number(head.headers.get('content-length'))).toBeGreaterThan(100);
+    expect(await head.text()).toBe('');
+    expect((await fetch(`${server.url}/readyz`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('/readyz follows ready(): 503 "not ready", then 200 "ok"', async () => {
+    let ready = false;
+    const server = await start({ ready: () => ready });
+    const before = await fetch(`${server.url}/readyz`);
+    expect([before.status, await before.text()]).toEqual([503, 'not ready']);
+    ready = true;
+    const after = await fetch(`${server.url}/readyz`);
+    expect([after.status, await after.text()]).toEqual([200, 'ok']);
+    ready = false;
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+  });
+
+  it('other methods get 405 with Allow, unknown paths 404 with a JSON error', async () => {
+    const server = await start();
+    for (const [method, path] of [['POST', '/metrics'], ['DELETE', '/endpoints'], ['PUT', '/healthz'], ['OPTIONS', '/readyz']] as const) {
+      const res = await fetch(`${server.url}${path}`, { method, ...(method === 'POST' && { body: 'x' }) });
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.get('allow')).toBe('GET, HEAD');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('MethodNotAllowed');
+    }
+    for (const path of ['/', '/metricsx', '/metrics/', '/../etc/passwd']) {
+      const res = await fetch(`${server.url}${path}`);
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      const body = (await res.json()) as { error: { code: string; message: unknown } };
+      expect(body.error.code).toBe('NotFound');
+      expect(typeof body.error.message).toBe('string');
+    }
+  });
+
+  it('a failing provider gives 500 and a log line; garbage on the wire gets 400; the server keeps serving', async () => {
+    const logged: { details: object; message: string }[] = [];
+    const server = await start({
+      endpoints: () => {
+        throw new Error('boom');
+      },
+      logger: { error: (details, message) => void logged.push({ details, message }) },
+    });
+    const res = await fetch(`${server.url}/endpoints`);
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('InternalError');
+    expect(logged.map((l) => l.message)).toEqual(['admin request failed']);
+
+    expect(await raw(server.port, 'NOT HTTP AT ALL\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  });
+
+  it('close drops idle keep-alive and half-sent requests at once, and a second close returns the same promise', async () => {
+    const server = await startAdminServer({ host: '127.0.0.1', port: 0, metrics: new Metrics(), ready: () => true, endpoints: () => [] });
+    cleanups.push(() => server.close());
+    const open = (): { socket: ReturnType<typeof connect>; closed: Promise<void> } => {
+      const socket = connect(server.port, '127.0.0.1');
+      socket.on('error', () => {});
+      return { socket, closed: new Promise<void>((resolve) => socket.on('close', () => resolve())) };
+    };
+    const idle = open();
+    idle.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+    await new Promise((resolve) => idle.socket.once('data', resolve)); // answered; the connection stays open
+    const busy = open();
+    busy.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'); // headers never finished: not idle
+    await until(() => busy.socket.bytesWritten > 0 && !busy.socket.connecting, 2000, 'busy socket connected');
+
+    const first = server.close();
+    expect(server.close()).toBe(first);
+    await Promise.race([
+      Promise.all([first, idle.closed, busy.closed]),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('close waited for open connections')), 2000)),
+    ]);
+    await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+  });
+
+  it('rejects when the port is taken', async () => {
+    const server = await start();
+    await expect(start({ port: server.port })).rejects.toThrow(/EADDRINUSE/);
+  });
+});
+
+describe('/endpoints', () => {
+  it('shows each endpoint with Delivering derived from its counters and the URL without credentials', async () => {
+    const ok = await TestReceiver.start();
+    const failing = await TestReceiver.start();
+    cleanups.push(() => ok.close(), () => failing.close());
+    ok.respond(() => 202);
+    failing.respond(() => 503);
+    const set = new EndpointSet();
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('ns/ok', fast(ok.url));
+    set.apply('ns/failing', fast(failing.url.replace('http://', 'http://bob:hunter2@'), {
+      retry: { strategy: 'Breaker', maxBackoffMs: 1000, maxAttempts: 2, maxAgeMs: 0 },
+      tls: { insecureSkipVerify: true },
+    }));
+    set.apply('ns/idle', fast(ok.url, { filter: { ...NO_FILTER, repositories: { include: ['nothing/**'], exclude: [] } } }));
+    await set.write(makeEvents(1));
+    await until(() => set.get('ns/ok')?.stats().delivered === 1 && set.get('ns/failing')?.stats().deadLettered === 1, 5000, 'outcomes');
+
+    const readiness = { ready: true, reason: 'Configured' };
+    const server = await start({ endpoints: () => set.list().map((e) => endpointStatus(e, readiness)) });
+    const res = await fetch(`${server.url}/endpoints`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    const text = await res.text();
+    expect(text).not.toContain('hunter2');
+    const [okStatus, failingStatus, idleStatus] = JSON.parse(text) as EndpointStatus[];
+
+    expect(okStatus).toMatchObject({ name: 'ns/ok', url: ok.url, ready: true, reason: 'Configured', pending: 0, delivered: 1 });
+    expect(okStatus?.delivering).toEqual({ status: 'True', reason: 'Succeeded' });
+    expect(okStatus?.responses).toEqual([{ code: 202, count: 1 }]);
+    expect(okStatus?.lastSuccessTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(okStatus).not.toHaveProperty('insecureSkipVerify');
+
+    expect(failingStatus).toMatchObject({
+      name: 'ns/failing',
+      url: failing.url,
+      delivered: 0,
+      failures: 2,
+      errors: 0,
+      deadLettered: 1,
+      pending: 0,
+      lastError: '503 Service Unavailable',
+      insecureSkipVerify: true,
+    });
+    expect(failingStatus?.delivering).toEqual({
+      status: 'False',
+      reason: 'Failing',
+      message: '2 failed attempts in a row; last: 503 Service Unavailable',
+    });
+
+    expect(idleStatus).toMatchObject({ name: 'ns/idle', delivered: 0, pending: 0 });
+    expect(idleStatus?.delivering).toEqual({ status: 'True', reason: 'Idle' });
+  });
+
+  it('derives Delivering exactly as api.md section 2 says', () => {
+    const last = { lastError: '503 Service Unavailable' };
+    expect(delivering(stats({ consecutiveFailures: 10, failures: 10, ...last }))).toEqual({
+      status: 'False',
+      reason: 'Failing',
+      message: '10 failed attempts in a row; last: 503 Service Unavailable',
+    });
+    expect(delivering(stats({ consecutiveFailures: 1, delivered: 5, ...last })).message).toBe('1 failed attempt in a row; last: 503 Service Unavailable');
+    expect(delivering(stats({ delivered: 5 }))).toEqual({ status: 'True', reason: 'Succeeded' });
+    expect(delivering(stats({ lastSuccessTime: '2026-11-22T09:30:02Z' }))).toEqual({ status: 'True', reason: 'Succeeded' });
+    expect(delivering(stats({}))).toEqual({ status: 'True', reason: 'Idle' });
+  });
+
+  it('endpointStatus carries the readiness reason and message, and redacts credentials', () => {
+    const view = {
+      name: 'ns/x',
+      pending: 4,
+      stats: () => stats({ delivered: 1 }),
+      config: endpointConfig({ url: 'https://user:pass@hooks.example.com/in?x=1' }),
+    };
+    const status = endpointStatus(view, { ready: false, reason: 'SecretNotFound', message: 'secret ns/sig not found' });
+    expect(status).toEqual({
+      name: 'ns/x',
+      url: 'https://hooks.example.com/in?x=1',
+      ready: false,
+      reason: 'SecretNotFound',
+      message: 'secret ns/sig not found',
+      delivering: { status: 'True', reason: 'Succeeded' },
+      pending: 4,
+      delivered: 1,
+      failures: 0,
+      errors: 0,
+      deadLettered: 0,
+      responses: [],
+    });
+  });
+});
