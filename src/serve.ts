@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { ServeConfig } from './config.ts';
 import { IngestServer } from './ingest/ingest-server.ts';
@@ -7,6 +8,8 @@ import { endpointStatus, type EndpointStatus } from './metrics/endpoint-status.t
 import { Metrics } from './metrics/metrics.ts';
 import { Bridge } from './notifications/bridge.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
+import { Controller } from './controller/controller.ts';
+import { loadKubeConfig } from './k8s/kube-config.ts';
 import { FileSource } from './sources/file-source.ts';
 import type { EndpointSource, ReadyState } from './sources/source.ts';
 import { USER_AGENT } from './version.ts';
@@ -23,22 +26,32 @@ export interface Running {
 
 /**
  * Starts everything `serve` runs, in dependency order: endpoints loaded first, then the admin server, then
- * the ingest (so the registry is never told 202 before endpoints exist).
+ * the ingest (so the registry is never told 202 before endpoints exist). `overrides.kubeConfig` replaces the
+ * cluster configuration found in the environment (tests).
  */
-export async function startServer(config: ServeConfig, logger: Logger): Promise<Running> {
-  if (config.kubernetes) throw new Error('--kubernetes is not available in this build yet; use --endpoints');
+export async function startServer(config: ServeConfig, logger: Logger, overrides: { kubeConfig?: KubeConfig } = {}): Promise<Running> {
   const metrics = new Metrics();
   const endpoints = new EndpointSet({ userAgent: USER_AGENT }, (name) => metrics.listenerFor(name));
-  const source: EndpointSource = new FileSource({
-    paths: config.endpoints,
-    secretsDir: config.secretsDir,
-    endpoints,
-    logger: logger.child({ component: 'file-source' }),
-    onRemoved: (name, discarded) => {
-      metrics.forgetEndpoint(name);
-      if (discarded > 0) logger.warn({ endpoint: name, discarded }, 'endpoint removed with undelivered events');
-    },
-  });
+  const onRemoved = (name: string, discarded: number): void => {
+    metrics.forgetEndpoint(name);
+    if (discarded > 0) logger.warn({ endpoint: name, discarded }, 'endpoint removed with undelivered events');
+  };
+  const source: EndpointSource = config.kubernetes
+    ? new Controller({
+        kubeConfig: overrides.kubeConfig ?? loadKubeConfig(),
+        endpoints,
+        namespaces: config.namespaces,
+        statusIntervalMs: config.statusIntervalMs,
+        logger: logger.child({ component: 'controller' }),
+        onRemoved,
+      })
+    : new FileSource({
+        paths: config.endpoints,
+        secretsDir: config.secretsDir,
+        endpoints,
+        logger: logger.child({ component: 'file-source' }),
+        onRemoved,
+      });
   let draining = false;
   let admin: AdminServer | undefined;
   let ingest: IngestServer;
@@ -90,6 +103,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
         await source.close();
         logger.info({ pending: endpoints.pending, graceMs: config.shutdownGraceMs }, 'shutting down: draining queues');
         const left = await endpoints.close(AbortSignal.timeout(config.shutdownGraceMs));
+        await source.finish?.();
         const undelivered = [...left.values()].reduce((a, b) => a + b, 0);
         const log = undelivered > 0 ? logger.warn.bind(logger) : logger.info.bind(logger);
         log({ undelivered, byEndpoint: Object.fromEntries([...left].filter(([, n]) => n > 0)) }, 'stopped');

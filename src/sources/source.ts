@@ -20,6 +20,8 @@ export interface EndpointSource {
   close(): Promise<void>;
   /** True once the initial load finished. */
   readonly ready: boolean;
+  /** Final work after the queues drained on shutdown (the controller's last status write). Optional. */
+  finish?(): Promise<void>;
   /** Every endpoint the source knows, valid or not, by identity. */
   states(): ReadonlyMap<string, ReadyState>;
 }

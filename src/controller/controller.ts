@@ -1,0 +1,163 @@
+import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../api/notification-endpoint.ts';
+import type { Delay } from '../k8s/backoff.ts';
+import { Informer, keyOf, type ListResult } from '../k8s/informer.ts';
+import { KubeClusterApi } from '../k8s/kube-cluster-api.ts';
+import { WorkQueue } from '../k8s/work-queue.ts';
+import type { EndpointSet } from '../notifications/endpoint-set.ts';
+import type { EndpointSource, ReadyState } from '../sources/source.ts';
+import type { ClusterApi, NotificationEndpointObject } from './cluster-api.ts';
+import { EndpointReconciler } from './reconciler.ts';
+import { StatusWriter } from './status-writer.ts';
+
+/** Settings of a `Controller`. */
+export interface ControllerOptions {
+  kubeConfig: KubeConfig;
+  endpoints: EndpointSet;
+  /** Namespaces to watch; empty = all. */
+  namespaces: readonly string[];
+  statusIntervalMs: number;
+  logger: Logger;
+  onRemoved?: (key: string, discarded: number) => void;
+  /** Replaces the API client (tests). */
+  api?: ClusterApi;
+  /** Replaces the retry delay of informers and the work queue (tests). */
+  delay?: Delay;
+}
+
+/**
+ * Cluster mode's endpoint source: watches NotificationEndpoints (and the Secrets they reference) in all or
+ * some namespaces and reconciles the live delivery engine, one key at a time. Ready once the initial list has
+ * been reconciled. Spec changes (a new generation), deletions and changes of referenced Secrets trigger a
+ * reconcile; our own status writes do not.
+ */
+export class Controller implements EndpointSource {
+  #options: ControllerOptions;
+  #status: StatusWriter;
+  #queue: WorkQueue;
+  #endpointInformers: Informer<NotificationEndpointObject>[] = [];
+  #secretInformers: Informer<V1Secret>[] = [];
+  #generations = new Map<string, number | undefined>();
+  #ready = false;
+  #closed = false;
+
+  constructor(options: ControllerOptions) {
+    this.#options = options;
+    const { kubeConfig, logger } = options;
+    const api = options.api ?? new KubeClusterApi(kubeConfig);
+    this.#status = new StatusWriter({ api, logger: logger.child({ component: 'status' }), intervalMs: options.statusIntervalMs });
+    const reconciler = new EndpointReconciler({
+      api,
+      endpoints: options.endpoints,
+      status: this.#status,
+      logger: logger.child({ component: 'reconciler' }),
+      ...(options.onRemoved && { onRemoved: options.onRemoved }),
+    });
+    this.#queue = new WorkQueue({
+      handler: (key) => reconciler.reconcile(key),
+      logger: logger.child({ component: 'work-queue' }),
+      ...(options.delay && { delay: options.delay }),
+    });
+    this.#buildInformers();
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  states(): ReadonlyMap<string, ReadyState> {
+    return this.#status.states();
+  }
+
+  /** Lists and watches; resolves once every listed endpoint has been reconciled once. */
+  async start(): Promise<void> {
+    for (const informer of [...this.#endpointInformers, ...this.#secretInformers]) informer.start();
+    await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.waitForSync()));
+    await this.#queue.whenIdle();
+    this.#status.start();
+    this.#ready = !this.#closed;
+    this.#options.logger.info({ endpoints: this.#options.endpoints.list().length, namespaces: this.#options.namespaces.length ? this.#options.namespaces : 'all' }, 'controller synced');
+  }
+
+  /** Stops watching and reconciling; idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ready = false;
+    await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.stop()));
+    await this.#queue.stop();
+  }
+
+  /** The final status write, after the queues drained. */
+  async finish(): Promise<void> {
+    await this.#status.stop();
+  }
+
+  #buildInformers(): void {
+    const { kubeConfig, namespaces, logger, delay } = this.#options;
+    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const watch = new Watch(kubeConfig);
+    const scopes: (string | undefined)[] = namespaces.length > 0 ? [...namespaces] : [undefined];
+    for (const namespace of scopes) {
+      const base = `/apis/${R.group}/${R.version}${namespace ? `/namespaces/${namespace}` : ''}/${R.plural}`;
+      this.#endpointInformers.push(new Informer<NotificationEndpointObject>({
+        name: `notificationendpoints${namespace ? ` in ${namespace}` : ''}`,
+        watchPath: base,
+        watch,
+        logger,
+        ...(delay && { delay }),
+        list: async () => listResult<NotificationEndpointObject>(await (namespace
+          ? custom.listNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural })
+          : custom.listClusterCustomObject({ group: R.group, version: R.version, plural: R.plural }))),
+        onEvent: (type, object) => this.#onEndpoint(type, object),
+      }));
+      this.#secretInformers.push(new Informer<V1Secret>({
+        name: `secrets${namespace ? ` in ${namespace}` : ''}`,
+        watchPath: namespace ? `/api/v1/namespaces/${namespace}/secrets` : '/api/v1/secrets',
+        watch,
+        logger,
+        ...(delay && { delay }),
+        // Only a Secret's identity matters here: the reconciler reads its data fresh. Keeps memory small.
+        transform: (secret) => ({ metadata: { name: secret.metadata?.name, namespace: secret.metadata?.namespace, resourceVersion: secret.metadata?.resourceVersion } }),
+        list: async () => listResult<V1Secret>(namespace ? await core.listNamespacedSecret({ namespace }) : await core.listSecretForAllNamespaces()),
+        onEvent: (_type, secret) => this.#onSecret(secret),
+      }));
+    }
+  }
+
+  #onEndpoint(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: NotificationEndpointObject): void {
+    const key = keyOf(object);
+    const generation = object.metadata?.generation;
+    if (type === 'DELETED') this.#generations.delete(key);
+    else if (type === 'MODIFIED' && this.#generations.get(key) === generation && !object.metadata?.deletionTimestamp) return; // status or metadata only
+    else this.#generations.set(key, generation);
+    this.#queue.add(key);
+  }
+
+  #onSecret(secret: KubernetesObject): void {
+    const namespace = secret.metadata?.namespace;
+    const name = secret.metadata?.name;
+    for (const informer of this.#endpointInformers) {
+      for (const endpoint of informer.list()) {
+        if (endpoint.metadata?.namespace === namespace && name !== undefined && rawSecretRefs(endpoint.spec).has(name)) this.#queue.add(keyOf(endpoint));
+      }
+    }
+  }
+}
+
+/** Secret names an unvalidated spec mentions; tolerant of any shape. */
+function rawSecretRefs(spec: unknown): Set<string> {
+  const names = new Set<string>();
+  const s = (spec ?? {}) as { headers?: unknown; signing?: { secretKeyRef?: { name?: unknown } }; tls?: { certSecretRef?: { name?: unknown } } };
+  const add = (name: unknown): void => void (typeof name === 'string' && names.add(name));
+  if (Array.isArray(s.headers)) for (const h of s.headers as { valueFrom?: { secretKeyRef?: { name?: unknown } } }[]) add(h?.valueFrom?.secretKeyRef?.name);
+  add(s.signing?.secretKeyRef?.name);
+  add(s.tls?.certSecretRef?.name);
+  return names;
+}
+
+function listResult<T>(list: { items?: unknown[]; metadata?: { resourceVersion?: string } }): ListResult<T> {
+  return { items: (list.items ?? []) as T[], resourceVersion: list.metadata?.resourceVersion ?? '' };
+}

@@ -1,0 +1,109 @@
+import type { Logger } from 'pino';
+import {
+  InvalidSpecError,
+  NOTIFICATION_ENDPOINT_RESOURCE as R,
+  parseNotificationEndpoint,
+  type NormalisedSpec,
+} from '../api/notification-endpoint.ts';
+import type { ReconcileResult } from '../k8s/work-queue.ts';
+import type { EndpointSet } from '../notifications/endpoint-set.ts';
+import { EndpointConfigError } from '../notifications/errors.ts';
+import { InvalidSecretError, SecretNotFoundError, toEndpointConfig } from '../sources/endpoint-config.ts';
+import type { ReadyState } from '../sources/source.ts';
+import type { ClusterApi } from './cluster-api.ts';
+import type { StatusWriter } from './status-writer.ts';
+
+/** Settings of an `EndpointReconciler`. */
+export interface ReconcilerOptions {
+  api: ClusterApi;
+  endpoints: EndpointSet;
+  status: StatusWriter;
+  logger: Logger;
+  /** Called after an endpoint was removed because its object is gone (metrics forget its series). */
+  onRemoved?: (key: string, discarded: number) => void;
+}
+
+/** A Secret is missing: the reconcile is retried with backoff (and at once when the Secret appears). */
+export class SecretPendingError extends Error {
+  /** Stable identifier. */
+  readonly code = 'ERR_SECRET_PENDING';
+}
+
+/**
+ * Makes the delivery engine match one NotificationEndpoint (after Flux's reconcilers): reads the object by key
+ * (never the watch event's copy), validates what the schema cannot (reserved headers, Secrets that must
+ * exist), adds or updates the endpoint in place (its queue kept) or removes it when the object is gone, then
+ * writes the status. An invalid spec is terminal (Ready=False, not retried; the last valid configuration
+ * keeps running); a missing Secret or an API failure is retried with backoff.
+ */
+export class EndpointReconciler {
+  #options: ReconcilerOptions;
+
+  constructor(options: ReconcilerOptions) {
+    this.#options = options;
+  }
+
+  /** Reconciles `namespace/name`. */
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const { api, endpoints, status, logger } = this.#options;
+    const [namespace = '', name = ''] = key.split('/');
+    const object = await api.getEndpoint(namespace, name);
+    if (!object || object.metadata?.deletionTimestamp) {
+      status.forget(key);
+      if (endpoints.get(key)) {
+        const discarded = await endpoints.remove(key);
+        this.#options.onRemoved?.(key, discarded);
+        (discarded > 0 ? logger.warn.bind(logger) : logger.info.bind(logger))({ endpoint: key, discarded }, 'endpoint removed');
+      }
+      return {};
+    }
+    let ready: ReadyState;
+    let retry: Error | undefined;
+    try {
+      const { spec } = parseNotificationEndpoint({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec: object.spec });
+      const secrets = await this.#secrets(namespace, spec);
+      const config = toEndpointConfig(spec, namespace, { read: (_ns, secret) => secrets.get(secret) });
+      const fresh = endpoints.get(key) === undefined;
+      const what = endpoints.apply(key, config);
+      // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.
+      if (fresh && object.status) endpoints.get(key)?.seedStats(object.status);
+      logger.info({ endpoint: key, generation: object.metadata?.generation }, `endpoint ${what}`);
+      ready = spec.disabled
+        ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' }
+        : { ready: true, reason: 'Configured' };
+    } catch (error) {
+      const running = endpoints.get(key) ? '; the last valid configuration keeps running' : '';
+      if (error instanceof SecretNotFoundError) {
+        ready = { ready: false, reason: 'SecretNotFound', message: `${error.message}${running}` };
+        retry = new SecretPendingError(error.message);
+      } else if (error instanceof InvalidSpecError || error instanceof InvalidSecretError || error instanceof EndpointConfigError) {
+        ready = { ready: false, reason: 'InvalidSpec', message: `${error.message}${running}` };
+      } else {
+        throw error; // an API failure: the work queue retries with backoff
+      }
+      logger.warn({ endpoint: key, reason: ready.reason, error: ready.message }, 'endpoint not ready');
+    }
+    await status.observe(key, object, ready, endpoints.get(key));
+    if (retry) throw retry;
+    return {};
+  }
+
+  /** Reads every Secret the spec references (each once), fresh from the API. */
+  async #secrets(namespace: string, spec: NormalisedSpec): Promise<Map<string, ReadonlyMap<string, Buffer>>> {
+    const secrets = new Map<string, ReadonlyMap<string, Buffer>>();
+    for (const name of referencedSecrets(spec)) {
+      const secret = await this.#options.api.getSecret(namespace, name);
+      if (secret) secrets.set(name, secret);
+    }
+    return secrets;
+  }
+}
+
+/** Names of the Secrets a spec references (headers, signing, TLS), each once. */
+export function referencedSecrets(spec: Pick<NormalisedSpec, 'headers' | 'signing' | 'tls'>): string[] {
+  const names = new Set<string>();
+  for (const header of spec.headers) if ('secretKeyRef' in header) names.add(header.secretKeyRef.name);
+  if (spec.signing) names.add(spec.signing.secretKeyRef.name);
+  if (spec.tls.certSecretRef) names.add(spec.tls.certSecretRef.name);
+  return [...names];
+}

@@ -1,0 +1,185 @@
+import type { Logger } from 'pino';
+import type { Condition } from '../api/notification-endpoint.ts';
+import { delivering } from '../metrics/endpoint-status.ts';
+import type { Endpoint } from '../notifications/endpoint.ts';
+import type { ReadyState } from '../sources/source.ts';
+import type { ClusterApi, NotificationEndpointObject, StatusPatch } from './cluster-api.ts';
+
+/** Settings of a `StatusWriter`. */
+export interface StatusWriterOptions {
+  api: ClusterApi;
+  logger: Logger;
+  /** Counters are written at most this often, and only when they changed (`--status-interval`). */
+  intervalMs: number;
+  /** How often Delivering transitions are looked for (cheap: no API call unless one happened). Default 1 s. */
+  checkMs?: number;
+  now?: () => Date;
+}
+
+interface Tracked {
+  object: NotificationEndpointObject;
+  ready: ReadyState;
+  endpoint: Endpoint | undefined;
+  conditions: Condition[];
+  /** JSON of the counters last written. */
+  counters: string | undefined;
+  lastCountersWrite: number;
+}
+
+/**
+ * Writes each NotificationEndpoint's status through the `/status` subresource (api.md §2): conditions at once
+ * on a transition, counters at most every interval and only when they changed, and a Kubernetes Event for
+ * every transition so `kubectl describe` tells the story. Write failures are logged and retried on the next
+ * tick; they never block reconciling or delivery.
+ */
+export class StatusWriter {
+  #options: StatusWriterOptions;
+  #tracked = new Map<string, Tracked>();
+  #timer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(options: StatusWriterOptions) {
+    this.#options = options;
+  }
+
+  /** Readiness of every tracked endpoint, by `namespace/name`. */
+  states(): ReadonlyMap<string, ReadyState> {
+    return new Map([...this.#tracked].map(([key, t]) => [key, t.ready]));
+  }
+
+  /** Records the outcome of a reconcile and writes the status now if a condition or the generation changed. */
+  async observe(key: string, object: NotificationEndpointObject, ready: ReadyState, endpoint: Endpoint | undefined): Promise<void> {
+    const previous = this.#tracked.get(key);
+    const tracked: Tracked = {
+      object,
+      ready,
+      endpoint,
+      // Seeded from the stored status so transition times and counters survive a restart.
+      conditions: previous?.conditions ?? object.status?.conditions ?? [],
+      counters: previous?.counters,
+      lastCountersWrite: previous?.lastCountersWrite ?? 0,
+    };
+    this.#tracked.set(key, tracked);
+    await this.#write(key, tracked, previous === undefined);
+  }
+
+  /** Stops tracking an endpoint (its object was deleted). */
+  forget(key: string): void {
+    this.#tracked.delete(key);
+  }
+
+  /** Starts the periodic checks. */
+  start(): void {
+    const check = this.#options.checkMs ?? 1000;
+    this.#timer ??= setInterval(() => void this.tick(), check);
+    this.#timer.unref();
+  }
+
+  /** Stops the periodic checks and writes every changed status once more (the final write on shutdown). */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.tick(true);
+  }
+
+  /** Writes statuses whose conditions changed, and counters that changed and are due (all of them if `force`). */
+  tick(force = false): Promise<void> {
+    this.#writing = this.#writing.then(async () => {
+      for (const [key, tracked] of this.#tracked) await this.#write(key, tracked, force);
+    });
+    return this.#writing;
+  }
+
+  async #write(key: string, tracked: Tracked, force: boolean): Promise<void> {
+    const now = this.#options.now?.() ?? new Date();
+    const generation = tracked.object.metadata?.generation;
+    const conditions = this.#conditions(tracked, now, generation);
+    const counters = countersOf(tracked.endpoint);
+    // A transition (a condition's status or reason, or a new generation) is written at once; a changed message
+    // or counter waits for the interval, so a long outage does not write every second.
+    const transition = transitionOf(conditions) !== transitionOf(tracked.conditions) ||
+      tracked.object.status?.observedGeneration !== generation;
+    const changed = JSON.stringify(counters) !== tracked.counters || JSON.stringify(conditions) !== JSON.stringify(tracked.conditions);
+    const due = force || now.getTime() - tracked.lastCountersWrite >= this.#options.intervalMs;
+    if (!transition && !(changed && due)) return;
+    const [namespace, name] = [tracked.object.metadata?.namespace ?? '', tracked.object.metadata?.name ?? ''];
+    const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters };
+    try {
+      await this.#options.api.patchStatus(namespace, name, patch);
+    } catch (error) {
+      this.#options.logger.warn({ endpoint: key, error: error instanceof Error ? error.message : String(error) }, 'status write failed; retrying on the next tick');
+      return;
+    }
+    const before = tracked.conditions;
+    tracked.conditions = conditions;
+    tracked.counters = JSON.stringify(counters);
+    tracked.lastCountersWrite = now.getTime();
+    tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions } };
+    await this.#events(key, tracked.object, before, conditions);
+  }
+
+  #conditions(tracked: Tracked, now: Date, generation: number | undefined): Condition[] {
+    const { ready } = tracked;
+    const deliveringNow = tracked.endpoint
+      ? delivering(tracked.endpoint.stats())
+      : { status: 'True' as const, reason: 'Idle' as const };
+    const make = (type: string, status: 'True' | 'False', reason: string, message: string | undefined): Condition => {
+      const old = tracked.conditions.find((c) => c.type === type);
+      return {
+        type,
+        status,
+        ...(generation !== undefined && { observedGeneration: generation }),
+        // Kubernetes keeps the time of the last change of status, not of every reason or message change.
+        lastTransitionTime: old && old.status === status ? old.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        reason,
+        ...(message !== undefined && message !== '' && { message: message.slice(0, 32_768) }),
+      };
+    };
+    return [
+      make('Ready', ready.ready ? 'True' : 'False', ready.reason, ready.message),
+      make('Delivering', deliveringNow.status, deliveringNow.reason, deliveringNow.message),
+    ];
+  }
+
+  async #events(key: string, object: NotificationEndpointObject, before: Condition[], after: Condition[]): Promise<void> {
+    const find = (list: Condition[], type: string): Condition | undefined => list.find((c) => c.type === type);
+    const record = async (type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> => {
+      try {
+        await this.#options.api.recordEvent(object, type, reason, message);
+      } catch (error) {
+        this.#options.logger.warn({ endpoint: key, error: error instanceof Error ? error.message : String(error) }, 'could not record event');
+      }
+    };
+    const [oldReady, newReady] = [find(before, 'Ready'), find(after, 'Ready')];
+    if (newReady && (oldReady?.status !== newReady.status || oldReady.reason !== newReady.reason)) {
+      if (newReady.status === 'True') await record('Normal', newReady.reason, 'endpoint is live in the delivery engine');
+      else await record('Warning', newReady.reason, newReady.message ?? newReady.reason);
+    }
+    const [oldDelivering, newDelivering] = [find(before, 'Delivering'), find(after, 'Delivering')];
+    if (newDelivering && oldDelivering && oldDelivering.status !== newDelivering.status) {
+      if (newDelivering.status === 'False') await record('Warning', 'Failing', newDelivering.message ?? 'delivery is failing');
+      else await record('Normal', 'Recovered', 'the receiver accepts events again');
+    }
+  }
+}
+
+function transitionOf(conditions: readonly Condition[]): string {
+  return JSON.stringify(conditions.map((c) => [c.type, c.status, c.reason, c.observedGeneration]));
+}
+
+function countersOf(endpoint: Endpoint | undefined): StatusPatch {
+  if (!endpoint) return {};
+  const s = endpoint.stats();
+  return {
+    pending: endpoint.pending,
+    delivered: s.delivered,
+    failures: s.failures,
+    errors: s.errors,
+    deadLettered: s.deadLettered,
+    responses: s.responses,
+    ...(s.lastSuccessTime !== undefined && { lastSuccessTime: s.lastSuccessTime }),
+    ...(s.lastFailureTime !== undefined && { lastFailureTime: s.lastFailureTime }),
+    ...(s.lastError !== undefined && { lastError: s.lastError }),
+    insecureSkipVerify: endpoint.config.tls?.insecureSkipVerify === true ? true : null,
+  };
+}

@@ -1,0 +1,17 @@
+/** The HTTP status of a failed Kubernetes API call (client-node's ApiException, or a watch's error), if any. */
+export function statusCode(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const e = error as { code?: unknown; statusCode?: unknown };
+  if (typeof e.statusCode === 'number') return e.statusCode;
+  if (typeof e.code === 'number' && e.code >= 100 && e.code < 600) return e.code;
+  return undefined;
+}
+
+/** One line about a failed API call, without response bodies that could hold Secret data. */
+export function describeApiError(error: unknown): string {
+  const code = statusCode(error);
+  const hint = code === 403 ? ' (forbidden: check the RBAC rules of the service account)' : code === 401 ? ' (unauthorized: check the credentials)' : '';
+  const name = error instanceof Error ? (error.name === 'Error' ? '' : `${error.name}: `) : '';
+  const message = error instanceof Error ? error.message.split('\n')[0]!.slice(0, 200) : String(error);
+  return code !== undefined ? `HTTP ${code}${hint}` : `${name}${message}`;
+}

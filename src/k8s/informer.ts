@@ -1,0 +1,200 @@
+import type { KubernetesObject, Watch } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { backoffMs, realDelay, type Delay } from './backoff.ts';
+import { describeApiError, statusCode } from './errors.ts';
+
+/** What a list call returns: the objects and the collection's resourceVersion to watch from. */
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+/** A change the informer saw; `DELETED` carries the last known object. */
+export type InformerEvent = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+/** Settings of an `Informer`. */
+export interface InformerOptions<T extends KubernetesObject> {
+  /** Human name for logs, e.g. `notificationendpoints`. */
+  name: string;
+  list: () => Promise<ListResult<T>>;
+  /** API path to watch, e.g. `/apis/registry-notifier.io/v1alpha1/notificationendpoints`. */
+  watchPath: string;
+  watch: Pick<Watch, 'watch'>;
+  onEvent: (type: InformerEvent, object: T) => void;
+  /** Reduces each object before it is cached (e.g. drop a Secret's data: only its identity is needed). */
+  transform?: (object: T) => T;
+  logger: Logger;
+  delay?: Delay;
+  random?: () => number;
+  /** First retry wait after a failure, and the cap; defaults 1 s and 30 s. */
+  backoff?: { baseMs: number; maxMs: number };
+}
+
+// The server closes a watch after this long (plus jitter) so connections are refreshed now and then.
+const WATCH_TIMEOUT_SECONDS = 300;
+// A watch that ends sooner than this without a single event counts as a failure (else a server that closes
+// every watch at once would be hammered).
+const MIN_HEALTHY_WATCH_MS = 1000;
+
+/**
+ * List-then-watch cache of one resource (after client-go's reflector): lists, then watches from the list's
+ * resourceVersion (with bookmarks); a 410 Gone — the version was compacted away — makes it list again and
+ * report what changed meanwhile, deletions included; any other failure is retried with capped, jittered
+ * exponential backoff that resets as soon as the watch makes progress. The delay is injectable so tests need
+ * no real waiting.
+ */
+export class Informer<T extends KubernetesObject> {
+  #options: InformerOptions<T>;
+  #cache = new Map<string, T>();
+  #resourceVersion = '';
+  #synced = false;
+  #syncWaiters: (() => void)[] = [];
+  #stop = new AbortController();
+  #watch: AbortController | undefined;
+  #loop: Promise<void> | undefined;
+  #failures = 0;
+
+  constructor(options: InformerOptions<T>) {
+    this.#options = options;
+  }
+
+  /** Starts listing and watching in the background. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Resolves once the first list has been delivered (or the informer was stopped). */
+  waitForSync(): Promise<void> {
+    if (this.#synced || this.#stop.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => this.#syncWaiters.push(resolve));
+  }
+
+  /** Whether the first list has been delivered. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** The cached object with this `namespace/name` key. */
+  get(key: string): T | undefined {
+    return this.#cache.get(key);
+  }
+
+  /** Every cached object. */
+  list(): T[] {
+    return [...this.#cache.values()];
+  }
+
+  /** Stops watching; idempotent. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    this.#watch?.abort();
+    for (const resolve of this.#syncWaiters.splice(0)) resolve();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { logger, name } = this.#options;
+    while (!this.#stop.signal.aborted) {
+      try {
+        if (this.#resourceVersion === '') await this.#relist();
+        await this.#watchOnce();
+      } catch (error) {
+        if (this.#stop.signal.aborted) break;
+        if (statusCode(error) === 410) {
+          logger.info({ resource: name }, 'watch expired (410 Gone); listing again');
+          this.#resourceVersion = '';
+          continue;
+        }
+        this.#failures++;
+        const wait = backoffMs(this.#failures, this.#options.backoff?.baseMs ?? 1000, this.#options.backoff?.maxMs ?? 30_000, this.#options.random);
+        const log = statusCode(error) === 403 ? logger.error.bind(logger) : logger.warn.bind(logger);
+        log({ resource: name, failures: this.#failures, retryInMs: wait, error: describeApiError(error) }, 'list/watch failed; retrying');
+        await (this.#options.delay ?? realDelay)(wait, this.#stop.signal);
+      }
+    }
+  }
+
+  async #relist(): Promise<void> {
+    const { items, resourceVersion } = await this.#options.list();
+    const transform = this.#options.transform ?? ((object: T) => object);
+    const fresh = new Map(items.map((item) => [keyOf(item), transform(item)]));
+    const previous = this.#cache;
+    this.#cache = fresh;
+    this.#resourceVersion = resourceVersion;
+    this.#failures = 0;
+    for (const [key, object] of fresh) {
+      const before = previous.get(key);
+      if (!before) this.#options.onEvent('ADDED', object);
+      else if (before.metadata?.resourceVersion !== object.metadata?.resourceVersion) this.#options.onEvent('MODIFIED', object);
+    }
+    for (const [key, object] of previous) if (!fresh.has(key)) this.#options.onEvent('DELETED', object);
+    if (!this.#synced) {
+      this.#synced = true;
+      for (const resolve of this.#syncWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** One watch connection; resolves when it ends normally, rejects on failure (410 included). */
+  async #watchOnce(): Promise<void> {
+    const started = Date.now();
+    let progressed = false;
+    let failure: unknown;
+    await new Promise<void>((resolve) => {
+      const params = {
+        resourceVersion: this.#resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds: WATCH_TIMEOUT_SECONDS + Math.floor((this.#options.random ?? Math.random)() * 60),
+      };
+      const onEvent = (type: string, raw: T): void => {
+        const object = type === 'ERROR' ? raw : (this.#options.transform ?? ((o: T) => o))(raw);
+        if (type === 'ERROR') {
+          // The server reports an expired resourceVersion as an ERROR event carrying a Status.
+          failure ??= Object.assign(new Error(`watch error: ${(object as { message?: string }).message ?? 'unknown'}`), {
+            statusCode: (object as { code?: number }).code,
+          });
+          this.#watch?.abort();
+          return;
+        }
+        const rv = object.metadata?.resourceVersion;
+        if (rv) this.#resourceVersion = rv;
+        progressed = true;
+        this.#failures = 0;
+        if (type === 'BOOKMARK') return;
+        const key = keyOf(object);
+        if (type === 'DELETED') {
+          this.#cache.delete(key);
+          this.#options.onEvent('DELETED', object);
+        } else if (type === 'ADDED' || type === 'MODIFIED') {
+          this.#cache.set(key, object);
+          this.#options.onEvent(type, object);
+        }
+      };
+      const done = (error: unknown): void => {
+        if (error && !isTimeout(error)) failure ??= error;
+        resolve();
+      };
+      this.#options.watch
+        .watch(this.#options.watchPath, params, onEvent, done)
+        .then((controller) => {
+          this.#watch = controller;
+          if (this.#stop.signal.aborted) controller.abort();
+        })
+        .catch(done);
+    });
+    this.#watch = undefined;
+    if (failure !== undefined) throw failure;
+    if (!progressed && Date.now() - started < MIN_HEALTHY_WATCH_MS && !this.#stop.signal.aborted) {
+      throw new Error('watch closed at once');
+    }
+  }
+}
+
+/** The cache key of an object: `namespace/name`, or `name` for cluster-scoped objects. */
+export function keyOf(object: KubernetesObject): string {
+  const { namespace, name } = object.metadata ?? {};
+  return namespace ? `${namespace}/${name}` : `${name}`;
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+}
