@@ -1,4 +1,6 @@
+import { isIP } from 'node:net';
 import type { buildConnector } from 'undici';
+import { hostOf, type AddressGuard, type Resolver } from './address-guard.ts';
 import type { Event } from './event.ts';
 import { compileFilter, FilterSink, NO_FILTER, type FilterRules } from './filter.ts';
 import { HttpSink, parseEndpointUrl, type TlsOptions } from './http-sink.ts';
@@ -66,8 +68,12 @@ export interface EndpointOptions {
   userAgent?: string;
   clock?: Clock;
   random?: () => number;
-  /** Replaces undici's connector for every endpoint (the SSRF guard; tests that must not dial). */
-  connect?: buildConnector.connector;
+  /** The SSRF policy: IP-literal URLs are checked when configured, every connection when it is made. */
+  guard?: AddressGuard;
+  /** Resolves host names for the guard (tests stub it). */
+  resolve?: Resolver;
+  /** Replaces undici's connector for every endpoint (tests that must not dial). */
+  dial?: buildConnector.connector;
 }
 
 /**
@@ -88,7 +94,7 @@ export class Endpoint implements Sink<Event> {
   #retrying: RetryingSink;
 
   constructor(name: string, config: EndpointConfig, options: EndpointOptions = {}) {
-    parseEndpointUrl(config.url);
+    checkUrl(config.url, options.guard);
     this.name = name;
     this.#config = config;
     this.#options = options;
@@ -148,7 +154,7 @@ export class Endpoint implements Sink<Event> {
    * to the new receiver settings once the attempt in flight (if any) has ended.
    */
   update(config: EndpointConfig): void {
-    parseEndpointUrl(config.url);
+    checkUrl(config.url, this.#options.guard);
     const previous = this.#config;
     this.#config = config;
     this.#filter.setMatcher(compileFilter(config.filter));
@@ -181,7 +187,9 @@ export class Endpoint implements Sink<Event> {
       ...(config.tls && { tls: config.tls }),
       ...(config.signingKey && { signingKey: config.signingKey }),
       ...(this.#options.userAgent && { userAgent: this.#options.userAgent }),
-      ...(this.#options.connect && { connect: this.#options.connect }),
+      ...(this.#options.dial && { dial: this.#options.dial }),
+      ...(this.#options.guard && { guard: this.#options.guard }),
+      ...(this.#options.resolve && { resolve: this.#options.resolve }),
     });
     return new RetryingSink(http, retryStrategy(config, this.#options.random), {
       budget: { maxAttempts: config.retry.maxAttempts, maxAgeMs: config.retry.maxAgeMs },
@@ -189,6 +197,13 @@ export class Endpoint implements Sink<Event> {
       clock,
     });
   }
+}
+
+/** Refuses a URL that cannot work or whose IP-literal host the guard refuses (`EndpointRefusedError`). */
+function checkUrl(url: string, guard: AddressGuard | undefined): void {
+  parseEndpointUrl(url);
+  const host = hostOf(url);
+  if (guard && isIP(host)) guard.assert(host);
 }
 
 /** The strategy an endpoint's configuration asks for. */

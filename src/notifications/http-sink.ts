@@ -1,5 +1,7 @@
 import { STATUS_CODES } from 'node:http';
-import { Pool, type buildConnector } from 'undici';
+import { buildConnector, Pool } from 'undici';
+import type { AddressGuard, Resolver } from './address-guard.ts';
+import { guardedConnector } from './guarded-connector.ts';
 import { EndpointConfigError, HttpRequestError, HttpStatusError, SinkClosedError, type NotifierError } from './errors.ts';
 import { EVENTS_MEDIA_TYPE, envelopeBody } from './event.ts';
 import type { DeliveryListener } from './listener.ts';
@@ -28,8 +30,12 @@ export interface HttpSinkOptions {
   tls?: TlsOptions;
   /** Standard Webhooks signing key; each attempt is signed afresh. */
   signingKey?: Buffer;
-  /** Replaces undici's connector (used by the SSRF guard and by tests that must not dial). */
-  connect?: buildConnector.connector;
+  /** Dials connections; default: undici's connector with the TLS settings (tests replace it so nothing is dialled). */
+  dial?: buildConnector.connector;
+  /** The SSRF policy, checked at connect time against the resolved address (see `guardedConnector`). */
+  guard?: AddressGuard;
+  /** Resolves host names for the guard; default: the system resolver. */
+  resolve?: Resolver;
   listener?: DeliveryListener;
   now?: () => number;
 }
@@ -66,20 +72,21 @@ export class HttpSink implements Sink<QueuedEvent> {
     this.#now = options.now ?? Date.now;
     this.#headers = buildHeaders(url, options);
     const tls = options.tls ?? {};
+    const dial = options.dial ?? buildConnector({
+      timeout: options.timeoutMs,
+      minVersion: 'TLSv1.2',
+      rejectUnauthorized: !tls.insecureSkipVerify,
+      ...(tls.ca !== undefined && { ca: tls.ca }),
+      ...(tls.cert !== undefined && { cert: tls.cert }),
+      ...(tls.key !== undefined && { key: tls.key }),
+    });
     this.#pool = new Pool(url.origin, {
       connections: 1,
       pipelining: 1,
       keepAliveTimeout: KEEP_ALIVE_MS,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
-      connect: options.connect ?? {
-        timeout: options.timeoutMs,
-        minVersion: 'TLSv1.2',
-        rejectUnauthorized: !tls.insecureSkipVerify,
-        ...(tls.ca !== undefined && { ca: tls.ca }),
-        ...(tls.cert !== undefined && { cert: tls.cert }),
-        ...(tls.key !== undefined && { key: tls.key }),
-      },
+      connect: options.guard ? guardedConnector(options.guard, dial, options.resolve) : dial,
     });
   }
 
