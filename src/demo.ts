@@ -65,19 +65,24 @@ Sending the notifications of an image push, pull, mount and delete every 2 secon
     source: { addr: 'demo-registry:5000', instanceID: 'demo' },
     request: { method: 'PUT', useragent: 'skopeo/1.9.3' },
   });
-  for (let round = 1; !stop && (rounds === 0 || round <= rounds); round++) {
-    process.stdout.write(`registry -> round ${round}\n`);
-    await registry.blobPushed('demo/app', LAYER);
-    await registry.manifestPushed('demo/app', MANIFEST, 'v1');
-    await registry.manifestPulled('demo/app', MANIFEST, 'v1');
-    await registry.blobMounted('demo/copy', LAYER, 'demo/app');
-    await registry.manifestPushed('other/app', MANIFEST, 'v1'); // filtered out: not under demo/**
-    await registry.tagDeleted('demo/copy', 'v1');
-    if (rounds === 0 || round < rounds) await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  let left: Map<string, number>;
+  try {
+    for (let round = 1; !stop && (rounds === 0 || round <= rounds); round++) {
+      process.stdout.write(`registry -> round ${round}\n`);
+      await registry.blobPushed('demo/app', LAYER);
+      await registry.manifestPushed('demo/app', MANIFEST, 'v1');
+      await registry.manifestPulled('demo/app', MANIFEST, 'v1');
+      await registry.blobMounted('demo/copy', LAYER, 'demo/app');
+      await registry.manifestPushed('other/app', MANIFEST, 'v1'); // filtered out: not under demo/**
+      await registry.tagDeleted('demo/copy', 'v1');
+      if (rounds === 0 || round < rounds) await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    }
+  } finally {
+    // Also when a post failed: stop the servers, or they would keep the process alive after the error.
+    left = await server.shutdown();
+    receiver.close();
+    await rm(dir, { recursive: true, force: true });
   }
-  const left = await server.shutdown();
-  receiver.close();
-  await rm(dir, { recursive: true, force: true });
   const undelivered = [...left.values()].reduce((a, b) => a + b, 0);
   process.stdout.write(`\nstopped; ${undelivered} events undelivered\n`);
   return undelivered === 0 ? 0 : 1;

@@ -4,8 +4,6 @@
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration (one line on stderr).
  */
 import { parseCommand, UsageError, type Command } from './config.ts';
-import { createLogger } from './log.ts';
-import { startServer } from './serve.ts';
 import { VERSION } from './version.ts';
 
 async function run(command: Command): Promise<number> {
@@ -24,6 +22,9 @@ async function run(command: Command): Promise<number> {
       process.stderr.write('registry-notifier: replay needs the durable journal, which is not in this build yet\n');
       return 1;
     case 'serve': {
+      // Loaded only here: the server's modules (the Kubernetes client among them) take seconds to load, which
+      // `version`, `--help` and a usage error should not pay.
+      const [{ createLogger }, { startServer }] = await Promise.all([import('./log.ts'), import('./serve.ts')]);
       const logger = createLogger(command.logLevel);
       const server = await startServer(command, logger);
       await new Promise<void>((resolve) => {

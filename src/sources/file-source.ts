@@ -36,7 +36,7 @@ export class FileSource implements EndpointSource {
   #options: FileSourceOptions;
   #secrets: FileSecretReader;
   #states = new Map<string, ReadyState>();
-  #applied = new Map<string, string>(); // name -> JSON of the configuration in force
+  #applied = new Map<string, { key: string; origin: string }>(); // name -> JSON of the configuration in force, its file
   #watchers: FSWatcher[] = [];
   #timer: NodeJS.Timeout | undefined;
   #reloading: Promise<void> = Promise.resolve();
@@ -80,16 +80,16 @@ export class FileSource implements EndpointSource {
   }
 
   async #reload(): Promise<void> {
-    const { documents, unreadable } = await this.#readAll();
+    const { documents, unreadable, uncertain } = await this.#readAll();
     const states = new Map<string, ReadyState>();
-    const wanted = new Map<string, EndpointConfig>();
+    const wanted = new Map<string, { config: EndpointConfig; origin: string }>();
     for (const { endpoint, origin } of documents) {
       if (states.has(endpoint.name)) {
-        states.set(`${endpoint.name}@${origin}`, invalid(`duplicate endpoint name ${endpoint.name}`, origin));
+        states.set(`${endpoint.name}@${origin}`, invalid(`duplicate endpoint name ${endpoint.name}; the first definition (${states.get(endpoint.name)?.origin ?? 'unknown'}) is used`, origin));
         continue;
       }
       try {
-        wanted.set(endpoint.name, toEndpointConfig(endpoint.spec, undefined, this.#secrets));
+        wanted.set(endpoint.name, { config: toEndpointConfig(endpoint.spec, undefined, this.#secrets), origin });
         states.set(endpoint.name, endpoint.spec.disabled
           ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent', origin }
           : { ready: true, reason: 'Configured', origin });
@@ -97,28 +97,43 @@ export class FileSource implements EndpointSource {
         states.set(endpoint.name, stateForError(error, origin));
       }
     }
-    for (const [key, state] of unreadable) states.set(key, state);
-    await this.#apply(wanted, states);
+    // A refused document must not overwrite the state of a valid one of the same name (a duplicate).
+    for (const [key, state] of unreadable) states.set(states.has(key) ? `${key}@${state.origin ?? ''}` : key, state);
+    await this.#apply(wanted, states, uncertain);
     this.#states = states;
   }
 
-  async #apply(wanted: Map<string, EndpointConfig>, states: Map<string, ReadyState>): Promise<void> {
+  async #apply(
+    wanted: Map<string, { config: EndpointConfig; origin: string }>,
+    states: Map<string, ReadyState>,
+    uncertain: (origin: string) => boolean,
+  ): Promise<void> {
     const { endpoints, logger } = this.#options;
-    for (const [name, config] of wanted) {
+    for (const [name, { config, origin }] of wanted) {
       const key = JSON.stringify(config);
-      if (this.#applied.get(name) === key) continue;
+      const applied = this.#applied.get(name);
+      if (applied?.key === key) {
+        applied.origin = origin;
+        continue;
+      }
       try {
         const what = endpoints.apply(name, config);
-        this.#applied.set(name, key);
-        logger.info({ endpoint: name, origin: states.get(name)?.origin }, `endpoint ${what}`);
+        this.#applied.set(name, { key, origin });
+        logger.info({ endpoint: name, origin }, `endpoint ${what}`);
       } catch (error) {
-        states.set(name, stateForError(error, states.get(name)?.origin));
+        states.set(name, stateForError(error, origin));
       }
     }
-    for (const name of [...this.#applied.keys()]) {
+    for (const [name, { origin }] of [...this.#applied]) {
       if (wanted.has(name)) continue;
       const state = states.get(name);
-      // Invalid now, or its file unreadable: keep running the last good configuration rather than drop its queue.
+      // Invalid now, or its file unreadable (a half-written edit, a YAML syntax error): keep running the last
+      // good configuration rather than drop its queue.
+      if (!state && uncertain(origin)) {
+        states.set(name, invalid(`${origin} cannot be read or parsed; the last good configuration keeps running`, origin));
+        logger.warn({ endpoint: name, origin }, 'endpoint file unreadable; keeping its last good configuration');
+        continue;
+      }
       if (state && !state.ready && state.reason !== 'Disabled') {
         logger.warn({ endpoint: name, reason: state.reason, error: state.message }, 'endpoint invalid; keeping its last good configuration');
         continue;
@@ -133,28 +148,41 @@ export class FileSource implements EndpointSource {
     }
   }
 
-  async #readAll(): Promise<{ documents: { endpoint: ParsedEndpoint; origin: string }[]; unreadable: Map<string, ReadyState> }> {
+  /**
+   * Every document of every file; `unreadable` holds the refused ones, and `uncertain` says whether a file may
+   * hold endpoints that could not be identified (unreadable, or a document without a readable name).
+   */
+  async #readAll(): Promise<{
+    documents: { endpoint: ParsedEndpoint; origin: string }[];
+    unreadable: Map<string, ReadyState>;
+    uncertain: (origin: string) => boolean;
+  }> {
     const documents: { endpoint: ParsedEndpoint; origin: string }[] = [];
     const unreadable = new Map<string, ReadyState>();
-    for (const file of await this.#files(unreadable)) {
+    const doubtful = new Set<string>(); // resolved files and directories
+    for (const file of await this.#files(unreadable, doubtful)) {
       let text: string;
       try {
         text = await readFile(file, 'utf8');
       } catch (error) {
         unreadable.set(`file:${file}`, invalid(`cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, file));
+        doubtful.add(resolve(file));
         continue;
       }
       const { endpoints, errors } = parseNotificationEndpointsYaml(text, file);
       for (const endpoint of endpoints) documents.push({ endpoint, origin: file });
       for (const { index, name, error } of errors) {
-        const key = name ?? `${file}#${index}`;
-        unreadable.set(key, invalid(`${error.path ? `${error.path}: ` : ''}${error.message}`, `${file} document ${index + 1}`));
+        if (name === undefined) doubtful.add(resolve(file));
+        // the error's message already starts with its path
+        const key = name === undefined ? `${file}#${index}` : unreadable.has(name) ? `${name}@${file}#${index}` : name;
+        unreadable.set(key, invalid(error.message, `${file} document ${index + 1}`));
       }
     }
-    return { documents, unreadable };
+    const uncertain = (origin: string): boolean => doubtful.has(resolve(origin)) || doubtful.has(dirname(resolve(origin)));
+    return { documents, unreadable, uncertain };
   }
 
-  async #files(unreadable: Map<string, ReadyState>): Promise<string[]> {
+  async #files(unreadable: Map<string, ReadyState>, doubtful: Set<string>): Promise<string[]> {
     const files: string[] = [];
     for (const path of this.#options.paths) {
       try {
@@ -164,6 +192,7 @@ export class FileSource implements EndpointSource {
         } else files.push(path);
       } catch (error) {
         unreadable.set(`path:${path}`, invalid(`cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, path));
+        doubtful.add(resolve(path));
       }
     }
     return files;
@@ -187,7 +216,8 @@ export class FileSource implements EndpointSource {
     const name = basename(target);
     try {
       const watcher = watch(dir, { recursive }, (_event, changed) => {
-        if (isDir || changed === null || changed === name) schedule();
+        // `..data` and its siblings: Kubernetes swaps a mounted ConfigMap's files by renaming a symlink.
+        if (isDir || changed === null || changed === name || changed.startsWith('..')) schedule();
       });
       watcher.on('error', (error) => this.#options.logger.warn({ err: error, path }, 'watching stopped'));
       this.#watchers.push(watcher);

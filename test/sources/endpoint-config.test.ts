@@ -1,0 +1,177 @@
+// toEndpointConfig: a validated spec plus its Secrets into the engine's configuration. Specs are made by the
+// real parser from documents, so the defaults tested are the ones a user gets.
+import { describe, expect, it } from 'vitest';
+import { parseNotificationEndpoint, type NormalisedSpec } from '../../src/api/notification-endpoint.ts';
+import { ENDPOINT_DEFAULTS } from '../../src/notifications/endpoint.ts';
+import { InvalidSecretError, SecretNotFoundError, toEndpointConfig, type SecretReader } from '../../src/sources/endpoint-config.ts';
+
+function spec(fields: Record<string, unknown>): NormalisedSpec {
+  return parseNotificationEndpoint({
+    apiVersion: 'registry-notifier.io/v1alpha1',
+    kind: 'NotificationEndpoint',
+    metadata: { name: 'x' },
+    spec: { url: 'https://hooks.example.com/registry', ...fields },
+  }).spec;
+}
+
+/** Secrets in memory, `name -> key -> value`; records every read as `namespace/name`. */
+function secrets(data: Record<string, Record<string, string>>): SecretReader & { reads: string[] } {
+  const reads: string[] = [];
+  return {
+    reads,
+    read(namespace, name) {
+      reads.push(`${namespace ?? '-'}/${name}`);
+      const secret = data[name];
+      return secret && new Map(Object.entries(secret).map(([k, v]) => [k, Buffer.from(v)]));
+    },
+  };
+}
+const none = secrets({});
+const ref = (name: string, key: string): { valueFrom: { secretKeyRef: { name: string; key: string } } } => ({ valueFrom: { secretKeyRef: { name, key } } });
+
+// Values that must never appear in an error message.
+const TOKEN = 'tok-7f3a9c1e5b';
+const BAD_VALUE = `line1-${TOKEN}\r\nX-Injected: yes`;
+
+describe('toEndpointConfig maps the spec', () => {
+  it('applies Distribution\'s defaults to a spec with only a url', () => {
+    const config = toEndpointConfig(spec({}), undefined, none);
+    expect(config).toEqual({
+      url: 'https://hooks.example.com/registry',
+      headers: [],
+      timeoutMs: 1000,
+      threshold: 10,
+      backoffMs: 1000,
+      retry: { strategy: 'Breaker', maxBackoffMs: 300_000, maxAttempts: 0, maxAgeMs: 0 },
+      filter: { ignoredMediaTypes: [], ignoredActions: [], repositories: { include: [], exclude: [] }, tags: { include: [], exclude: [] } },
+      maxBatchEvents: 1,
+      disabled: false,
+    });
+    expect(config).toMatchObject({ ...ENDPOINT_DEFAULTS, retry: { ...ENDPOINT_DEFAULTS.retry } });
+    expect(config).not.toHaveProperty('tls');
+    expect(config).not.toHaveProperty('signingKey');
+    expect(none.reads).toEqual([]);
+  });
+
+  it.each([
+    ['timeout', { timeout: '2m30s' }, { timeoutMs: 150_000 }],
+    ['threshold', { threshold: 3 }, { threshold: 3 }],
+    ['backoff', { backoff: '250ms' }, { backoffMs: 250 }],
+    ['retry', { retry: { strategy: 'Exponential', maxBackoff: '1h', maxAttempts: 5, maxAge: '1.5s' } },
+      { retry: { strategy: 'Exponential', maxBackoffMs: 3_600_000, maxAttempts: 5, maxAgeMs: 1500 } }],
+    ['retry, partly given', { retry: { maxAttempts: 2 } }, { retry: { strategy: 'Breaker', maxBackoffMs: 300_000, maxAttempts: 2, maxAgeMs: 0 } }],
+    ['media types merged', { ignoredMediaTypes: ['a', 'b'], ignore: { mediaTypes: ['b', 'c'] } }, { filter: expect.objectContaining({ ignoredMediaTypes: ['a', 'b', 'c'] }) }],
+    ['actions', { ignore: { actions: ['pull', 'mount'] } }, { filter: expect.objectContaining({ ignoredActions: ['pull', 'mount'] }) }],
+    ['repository and tag globs', { filter: { repositories: { include: ['team/**'], exclude: ['team/tmp-*'] }, tags: { include: ['v*'] } } },
+      { filter: expect.objectContaining({ repositories: { include: ['team/**'], exclude: ['team/tmp-*'] }, tags: { include: ['v*'], exclude: [] } }) }],
+    ['maxBatchEvents', { maxBatchEvents: 50 }, { maxBatchEvents: 50 }],
+    ['disabled', { disabled: true }, { disabled: true }],
+    ['insecureSkipVerify alone', { tls: { insecureSkipVerify: true } }, { tls: { insecureSkipVerify: true } }],
+  ])('%s', (_name, fields, expected) => {
+    expect(toEndpointConfig(spec(fields), undefined, none)).toMatchObject(expected);
+  });
+});
+
+describe('toEndpointConfig headers', () => {
+  it('keeps literal and secret headers in the order written, each secret read in the endpoint\'s namespace', () => {
+    const reader = secrets({ auth: { token: `Bearer ${TOKEN}\n` }, tenant: { id: 'acme' } });
+    const config = toEndpointConfig(spec({
+      headers: [
+        { name: 'X-Source', value: 'registry-notifier' },
+        { name: 'Authorization', ...ref('auth', 'token') },
+        { name: 'X-Tenant', ...ref('tenant', 'id') },
+      ],
+    }), 'platform', reader);
+    expect(config.headers).toEqual([['X-Source', 'registry-notifier'], ['Authorization', `Bearer ${TOKEN}`], ['X-Tenant', 'acme']]);
+    expect(reader.reads).toEqual(['platform/auth', 'platform/tenant']);
+  });
+
+  it.each([
+    ['a trailing newline', `${TOKEN}\n`, TOKEN],
+    ['a trailing CRLF', `${TOKEN}\r\n`, TOKEN],
+    ['no newline', TOKEN, TOKEN],
+    ['inner spaces and tabs', `a b\tc`, 'a b\tc'],
+  ])('a secret value with %s', (_name, stored, expected) => {
+    const config = toEndpointConfig(spec({ headers: [{ name: 'X-Token', ...ref('s', 'k') }] }), undefined, secrets({ s: { k: stored } }));
+    expect(config.headers).toEqual([['X-Token', expected]]);
+  });
+
+  it.each([
+    ['a line break inside', BAD_VALUE],
+    ['two trailing newlines', `${TOKEN}\n\n`],
+    ['a NUL byte', `${TOKEN}\u0000`],
+    ['a bare carriage return', `${TOKEN}\rX`],
+  ])('a secret value with %s is InvalidSecretError, and the message does not hold it', (_name, stored) => {
+    const run = (): unknown => toEndpointConfig(spec({ headers: [{ name: 'X-Token', ...ref('s', 'k') }] }), undefined, secrets({ s: { k: stored } }));
+    expect(run).toThrow(InvalidSecretError);
+    const error = catchError(run);
+    expect(error).toMatchObject({ name: 'InvalidSecretError', code: 'ERR_INVALID_SECRET', message: 'Secret s key k is not a valid value for header X-Token' });
+    expect(error.message).not.toContain(TOKEN);
+  });
+});
+
+describe('toEndpointConfig errors', () => {
+  const reader = secrets({
+    auth: { token: TOKEN },
+    'ca-only': { 'ca.crt': 'CA PEM' },
+    'cert-only': { 'tls.crt': `CERT ${TOKEN}` },
+    'key-only': { 'tls.key': `KEY ${TOKEN}` },
+    'pair': { 'tls.crt': 'CERT', 'tls.key': `KEY ${TOKEN}` },
+    'unrelated': { 'other': TOKEN },
+    'signing-empty': { secret: 'whsec_' },
+    'signing-blank': { secret: '\n' },
+  });
+  const cases: [string, Record<string, unknown>, typeof SecretNotFoundError | typeof InvalidSecretError, RegExp][] = [
+    ['header Secret missing', { headers: [{ name: 'A', ...ref('nope', 'token') }] }, SecretNotFoundError, /^Secret nope not found$/],
+    ['header key missing', { headers: [{ name: 'A', ...ref('auth', 'nope') }] }, SecretNotFoundError, /^Secret auth has no key nope$/],
+    ['signing Secret missing', { signing: { secretKeyRef: { name: 'nope', key: 'secret' } } }, SecretNotFoundError, /^Secret nope not found$/],
+    ['signing secret empty (whsec_ only)', { signing: { secretKeyRef: { name: 'signing-empty', key: 'secret' } } }, InvalidSecretError, /empty signing secret/],
+    ['signing secret blank', { signing: { secretKeyRef: { name: 'signing-blank', key: 'secret' } } }, InvalidSecretError, /empty signing secret/],
+    ['TLS Secret missing', { tls: { certSecretRef: { name: 'nope' } } }, SecretNotFoundError, /^Secret nope not found$/],
+    ['TLS Secret without any known key', { tls: { certSecretRef: { name: 'unrelated' } } }, SecretNotFoundError, /neither ca\.crt nor tls\.crt/],
+    ['tls.crt without tls.key', { tls: { certSecretRef: { name: 'cert-only' } } }, InvalidSecretError, /both tls\.crt and tls\.key/],
+    ['tls.key without tls.crt', { tls: { certSecretRef: { name: 'key-only' } } }, InvalidSecretError, /both tls\.crt and tls\.key/],
+  ];
+  it.each(cases)('%s', (_name, fields, type, message) => {
+    const error = catchError(() => toEndpointConfig(spec(fields), undefined, reader));
+    expect(error).toBeInstanceOf(type);
+    expect(error.message).toMatch(message);
+    expect(error.code).toBe(type === SecretNotFoundError ? 'ERR_SECRET_NOT_FOUND' : 'ERR_INVALID_SECRET');
+    expect(error.message).not.toContain(TOKEN);
+    expect(error.message).not.toContain('KEY');
+  });
+
+  it('no standalone secrets directory: every reference is SecretNotFound', () => {
+    const empty: SecretReader = { read: () => undefined };
+    expect(() => toEndpointConfig(spec({ headers: [{ name: 'A', ...ref('auth', 'token') }] }), undefined, empty)).toThrow(SecretNotFoundError);
+  });
+});
+
+describe('toEndpointConfig TLS and signing material', () => {
+  it('ca.crt alone trusts a CA; a full pair adds the client certificate; insecureSkipVerify is carried', () => {
+    const reader = secrets({ 'ca-only': { 'ca.crt': 'CA PEM' }, pair: { 'tls.crt': 'CERT', 'tls.key': 'KEY', 'ca.crt': 'CA2' }, 'pair-no-ca': { 'tls.crt': 'CERT', 'tls.key': 'KEY' } });
+    const ca = toEndpointConfig(spec({ tls: { certSecretRef: { name: 'ca-only' } } }), undefined, reader).tls;
+    expect(ca).toEqual({ insecureSkipVerify: false, ca: Buffer.from('CA PEM') });
+    const pair = toEndpointConfig(spec({ tls: { certSecretRef: { name: 'pair' }, insecureSkipVerify: true } }), undefined, reader).tls;
+    expect(pair).toEqual({ insecureSkipVerify: true, ca: Buffer.from('CA2'), cert: Buffer.from('CERT'), key: Buffer.from('KEY') });
+    const noCa = toEndpointConfig(spec({ tls: { certSecretRef: { name: 'pair-no-ca' } } }), undefined, reader).tls;
+    expect(noCa).toEqual({ insecureSkipVerify: false, cert: Buffer.from('CERT'), key: Buffer.from('KEY') });
+  });
+
+  it.each([
+    ['whsec_ + base64 is decoded', 'whsec_c2VjcmV0LWJ5dGVz\n', Buffer.from('secret-bytes')],
+    ['anything else is raw bytes', 'plain-secret\n', Buffer.from('plain-secret')],
+  ])('signing: %s', (_name, stored, key) => {
+    const config = toEndpointConfig(spec({ signing: { secretKeyRef: { name: 's', key: 'k' } } }), undefined, secrets({ s: { k: stored } }));
+    expect(config.signingKey).toEqual(key);
+  });
+});
+
+function catchError(run: () => unknown): Error & { code?: string } {
+  try {
+    run();
+  } catch (error) {
+    return error as Error & { code?: string };
+  }
+  throw new Error('expected an error');
+}
