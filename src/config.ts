@@ -133,7 +133,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
       const { values } = parse(rest, specs);
       if (values.help) return freeze({ command: 'help', text: 'Usage: registry-notifier replay --endpoint NAME [--metrics-listen ADDR]' });
       if (typeof values.endpoint !== 'string' || values.endpoint === '') throw new UsageError('replay needs --endpoint NAME');
-      return freeze({ command: 'replay', endpoint: values.endpoint, metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? env[envName('metrics-listen')] ?? ':9090')) });
+      return freeze({ command: 'replay', endpoint: values.endpoint, metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? fromEnv(env, 'metrics-listen') ?? ':9090')) });
     }
     default:
       throw new UsageError(`unknown command "${command}"; run 'registry-notifier --help'`);
@@ -147,11 +147,11 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
   const get = (name: string): string | undefined => {
     const given = values[name];
     if (typeof given === 'string') return given;
-    return env[envName(name)] ?? SERVE_FLAGS[name]?.default;
+    return fromEnv(env, name) ?? SERVE_FLAGS[name]?.default;
   };
   const endpointsFlag = values.endpoints as string[] | undefined;
-  const endpoints = endpointsFlag ?? (env[envName('endpoints')] ? env[envName('endpoints')]!.split(',') : []);
-  const kubernetes = values.kubernetes === true || isTrue(env[envName('kubernetes')]);
+  const endpoints = endpointsFlag ?? list(fromEnv(env, 'endpoints'));
+  const kubernetes = values.kubernetes === true || isTrue(fromEnv(env, 'kubernetes'));
   if (endpoints.length === 0 && !kubernetes) throw new UsageError('serve needs --endpoints PATH (standalone) or --kubernetes');
   if (endpoints.length > 0 && kubernetes) throw new UsageError('--endpoints and --kubernetes cannot be combined');
   const config: ServeConfig = {
@@ -163,7 +163,7 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     namespaces: list(get('namespaces')),
     statusIntervalMs: duration('status-interval', get('status-interval')!),
     secretsDir: get('secrets-dir'),
-    ingestToken: ingestToken(get('ingest-token-file'), env[envName('ingest-token')]),
+    ingestToken: ingestToken(get('ingest-token-file'), fromEnv(env, 'ingest-token')),
     maxBodySize: byteSize('max-body-size', get('max-body-size')!),
     maxPendingPerEndpoint: count('max-pending-per-endpoint', get('max-pending-per-endpoint')!),
     maxPending: count('max-pending', get('max-pending')!),
@@ -173,6 +173,15 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     logLevel: logLevel(get('log-level')!),
   };
   return freeze(config);
+}
+
+/**
+ * The flag's environment variable; set but empty counts as unset, as a template that renders `value: ""` means
+ * "not configured" (an empty --secrets-dir or --queue-dir would otherwise silently mean the working directory).
+ */
+function fromEnv(env: Readonly<Record<string, string | undefined>>, flag: string): string | undefined {
+  const value = env[envName(flag)];
+  return value === '' ? undefined : value;
 }
 
 function parse(argv: readonly string[], specs: Record<string, FlagSpec>): { values: Record<string, string | boolean | string[] | undefined> } {

@@ -3,10 +3,12 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 /**
  * Checks an `Authorization` header against the configured token in constant time: `Bearer <token>`, or Basic
  * auth whose password is the token (any user name), for registries configured that way. Without a token
- * every request passes.
+ * (undefined) every request passes; an empty token is refused with a TypeError, since it would let in anyone
+ * who sends Basic auth with an empty password.
  */
 export function createAuthenticator(token: string | undefined): (authorization: string | undefined) => boolean {
   if (token === undefined) return () => true;
+  if (token === '') throw new TypeError('the ingest token is empty; pass undefined for no authentication');
   // Comparing fixed-length digests keeps the time independent of where the strings differ and of their length.
   const expected = digest(token);
   const matches = (candidate: string): boolean => timingSafeEqual(digest(candidate), expected);

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Bridge } from '../notifications/bridge.ts';
 import type { EndpointSet, PendingLimits } from '../notifications/endpoint-set.ts';
@@ -27,6 +28,10 @@ export interface IngestOptions {
   bridge: Bridge;
   /** Event ids remembered for duplicate suppression. */
   recentIds?: number;
+  /** A client that has not sent all its headers after this long is cut (default 10 s). */
+  headersTimeoutMs?: number;
+  /** A client that has not sent its whole request after this long gets a 400 and is cut (default 30 s). */
+  requestTimeoutMs?: number;
   listener?: IngestListener;
   logger?: Logger;
 }
@@ -36,9 +41,11 @@ const ACCEPTED_TYPES = new Set([EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, 'applic
 const DEFAULT_RECENT_IDS = 100_000;
 // Seconds a 503 asks the client to wait; the registry uses its own backoff, other clients may honour this.
 const RETRY_AFTER_SECONDS = '5';
-// Slow clients are cut: headers within 10 s, the whole request within 30 s.
+// Slow clients are cut: headers within 10 s, the whole request within 30 s (a registry sends ~1 KiB at once).
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
+// Node checks those timeouts only every 30 s by default, which would let a slow client stay up to 30 s longer.
+const MAX_TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
 /**
  * The HTTP service a registry posts its notifications to (`POST /events`, api.md §4). It answers 202 only once
@@ -50,6 +57,9 @@ export class IngestServer {
   #options: IngestOptions;
   #authenticate: (authorization: string | undefined) => boolean;
   #recent: RecentIds;
+  // Per socket, the requests being handled (several when a client pipelines) and how to make each handler
+  // refuse its request (a timeout, a broken body): the handler then answers, so nothing else writes to it.
+  #inflight = new WeakMap<Duplex, Set<(refusal: IngestError) => void>>();
   #draining = false;
   #closed = false;
 
@@ -62,13 +72,19 @@ export class IngestServer {
 
   /** Listens on the configured address and resolves once listening. */
   static async start(options: IngestOptions): Promise<IngestServer> {
-    const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS });
+    const headersTimeout = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+    const requestTimeout = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    if (!(headersTimeout > 0 && requestTimeout >= headersTimeout)) {
+      throw new RangeError(`headersTimeoutMs (${headersTimeout}) must be > 0 and at most requestTimeoutMs (${requestTimeout})`);
+    }
+    const server = createServer({
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: Math.max(1, Math.min(MAX_TIMEOUT_CHECK_INTERVAL_MS, Math.floor(headersTimeout / 4))),
+    });
     const ingest = new IngestServer(server, options);
     server.on('request', (req, res) => void ingest.#handle(req, res));
-    server.on('clientError', (_error, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
-    });
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => ingest.#clientError(error, socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(options.port, options.host, () => resolve());
@@ -105,24 +121,55 @@ export class IngestServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let status = 500;
+    const broken = new AbortController();
+    const socket = req.socket;
+    const refuse = (refusal: IngestError): void => broken.abort(refusal);
+    const inflight = this.#inflight.get(socket) ?? new Set();
+    this.#inflight.set(socket, inflight.add(refuse));
     try {
-      const result = await this.#accept(req);
+      const result = await this.#accept(req, broken.signal);
       status = 202;
+      if (broken.signal.aborted) closeAfter(res);
       send(res, 202, JSON.stringify(result));
     } catch (error) {
       const refusal = error instanceof IngestError ? error : this.#internal(error);
       status = refusal.status;
-      if (status === 413) res.setHeader('connection', 'close');
+      // The rest of an unread body is not worth reading (too large) or cannot be read (timeout, broken framing).
+      if (status === 413 || broken.signal.aborted) closeAfter(res);
+      else req.resume();
       for (const [name, value] of Object.entries(refusal.headers)) res.setHeader(name, value);
       send(res, status, refusal.body());
-      if (status === 413) res.on('finish', () => req.destroy());
-      else req.resume();
     } finally {
+      inflight.delete(refuse);
       this.#options.listener?.request?.(status);
     }
   }
 
-  async #accept(req: IncomingMessage): Promise<{ accepted: number; duplicates: number }> {
+  /**
+   * Node's parser gave up on a connection: bytes that are not HTTP, a broken chunked body, or a client too slow
+   * with its headers or its request. With a request being handled, its handler answers; otherwise a 400 with the
+   * usual error body is written straight to the socket, which is then closed.
+   */
+  #clientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+    const timeout = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const refusal = timeout
+      ? new IngestError(400, 'RequestTimeout', 'the request was not received in time')
+      : new IngestError(400, 'BadRequest', `the request is not valid HTTP/1.1 (${error.code ?? 'parse error'})`);
+    const inflight = this.#inflight.get(socket);
+    if (inflight !== undefined && inflight.size > 0) {
+      if (!socket.writable) return void socket.destroy();
+      for (const refuse of inflight) refuse(refusal);
+      return;
+    }
+    if (!socket.writable) return void socket.destroy();
+    const body = refusal.body();
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    this.#options.listener?.request?.(400);
+  }
+
+  async #accept(req: IncomingMessage, broken: AbortSignal): Promise<{ accepted: number; duplicates: number }> {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/events') throw new IngestError(404, 'NotFound', `no such path; registries post to /events`);
     if (req.method !== 'POST') {
@@ -136,7 +183,7 @@ export class IngestServer {
       throw new IngestError(415, 'UnsupportedMediaType', `content type "${type}" is not accepted; send ${EVENTS_MEDIA_TYPE}`);
     }
     if (this.#draining) throw unavailable('ShuttingDown', 'shutting down; retry against another replica or later');
-    const events = parseEnvelope(await readBody(req, this.#options.maxBodySize));
+    const events = parseEnvelope(await readBody(req, this.#options.maxBodySize, broken));
     return this.#enqueue(events);
   }
 
@@ -149,8 +196,10 @@ export class IngestServer {
       fresh.push(event);
     }
     const duplicates = events.length - fresh.length;
-    if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
-    if (fresh.length === 0) return { accepted: 0, duplicates };
+    if (fresh.length === 0) {
+      if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
+      return { accepted: 0, duplicates };
+    }
     const refusal = this.#options.endpoints.check(fresh, this.#options.limits);
     if (refusal) {
       const where = refusal.endpoint === undefined ? 'all endpoints' : `endpoint ${refusal.endpoint}`;
@@ -166,7 +215,9 @@ export class IngestServer {
       for (const id of ids) this.#recent.delete(id);
       throw this.#internal(error, 503);
     }
+    // Reported only now: a refused envelope suppressed nothing, its resend will be counted.
     this.#options.listener?.events?.(fresh.length);
+    if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
     return { accepted: fresh.length, duplicates };
   }
 
@@ -182,17 +233,35 @@ function unavailable(code: string, message: string): IngestError {
   return new IngestError(503, code, message, { headers: { 'retry-after': RETRY_AFTER_SECONDS } });
 }
 
+/** Answers with `Connection: close` and closes the connection once the answer is out. */
+function closeAfter(res: ServerResponse): void {
+  const socket = res.socket; // detached from `res` by the time 'finish' is emitted
+  res.setHeader('connection', 'close');
+  res.on('finish', () => socket?.destroy());
+}
+
 function send(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 
-/** Reads the whole body as UTF-8, refusing with 413 as soon as it is longer than `limit` bytes. */
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
+/**
+ * Reads the whole body as UTF-8, refusing with 413 as soon as it is longer than `limit` bytes, and with the
+ * signal's reason (an `IngestError`) when the connection broke while reading.
+ */
+function readBody(req: IncomingMessage, limit: number, broken: AbortSignal): Promise<string> {
   const tooLarge = (): IngestError => new IngestError(413, 'PayloadTooLarge', `body is larger than ${limit} bytes`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
+    const onBroken = (): void => {
+      req.removeAllListeners('data');
+      req.pause();
+      reject(broken.reason as IngestError);
+    };
+    if (broken.aborted) return onBroken();
+    broken.addEventListener('abort', onBroken, { once: true });
+    req.on('close', () => broken.removeEventListener('abort', onBroken));
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {

@@ -1,0 +1,272 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { envName, parseCommand, SERVE_FLAGS, serveHelp, UsageError, type Command, type ServeConfig } from '../src/config.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'config-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, content: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+/** `serve` in standalone mode (the one flag it cannot do without) plus `args`, with only `env` in the environment. */
+function serve(args: string[] = [], env: Record<string, string> = {}): ServeConfig {
+  const withEndpoints = args.includes('--endpoints') || args.includes('--kubernetes') || 'REGISTRY_NOTIFIER_ENDPOINTS' in env || 'REGISTRY_NOTIFIER_KUBERNETES' in env;
+  const command = parseCommand(['serve', ...(withEndpoints ? [] : ['--endpoints', 'endpoints.yaml']), ...args], env);
+  if (command.command !== 'serve') throw new Error(`got ${command.command}`);
+  return command;
+}
+
+function usageError(run: () => unknown): UsageError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+    const usage = error as UsageError;
+    expect(usage.code).toBe('ERR_USAGE');
+    expect(usage.name).toBe('UsageError');
+    expect(usage.message).not.toContain('\n');
+    return usage;
+  }
+  throw new Error('no UsageError was thrown');
+}
+
+const DEFAULTS: ServeConfig = {
+  command: 'serve',
+  listen: { host: undefined, port: 8080 },
+  metricsListen: { host: undefined, port: 9090 },
+  endpoints: ['endpoints.yaml'],
+  kubernetes: false,
+  namespaces: [],
+  statusIntervalMs: 10_000,
+  secretsDir: undefined,
+  ingestToken: undefined,
+  maxBodySize: 1024 * 1024,
+  maxPendingPerEndpoint: 100_000,
+  maxPending: 200_000,
+  queueDir: undefined,
+  allowEndpointCidrs: [],
+  shutdownGraceMs: 25_000,
+  logLevel: 'info',
+};
+
+// Every flag of api.md §3 with a value other than its default, the field it sets, and another valid value.
+const FLAGS: [flag: string, value: string, field: keyof ServeConfig, expected: unknown, other: string][] = [
+  ['listen', '127.0.0.1:18080', 'listen', { host: '127.0.0.1', port: 18080 }, ':1'],
+  ['metrics-listen', '[::1]:19090', 'metricsListen', { host: '::1', port: 19090 }, ':2'],
+  ['namespaces', 'team-a, team-b,', 'namespaces', ['team-a', 'team-b'], 'other'],
+  ['status-interval', '2m30s', 'statusIntervalMs', 150_000, '1s'],
+  ['secrets-dir', '/run/secrets', 'secretsDir', '/run/secrets', '/other'],
+  ['max-body-size', '512KiB', 'maxBodySize', 512 * 1024, '1000'],
+  ['max-pending-per-endpoint', '50', 'maxPendingPerEndpoint', 50, '51'],
+  ['max-pending', '70', 'maxPending', 70, '71'],
+  ['queue-dir', '/var/lib/registry-notifier', 'queueDir', '/var/lib/registry-notifier', '/other'],
+  ['allow-endpoint-cidrs', '127.0.0.0/8,fd00::/8', 'allowEndpointCidrs', ['127.0.0.0/8', 'fd00::/8'], '10.0.0.0/8'],
+  ['shutdown-grace', '1.5s', 'shutdownGraceMs', 1500, '1m'],
+  ['log-level', 'debug', 'logLevel', 'debug', 'error'],
+];
+
+describe('parseCommand serve', () => {
+  it('gives every flag its api.md default', () => {
+    expect(serve()).toEqual(DEFAULTS);
+  });
+
+  it('covers every serve flag in these tests', () => {
+    const covered = new Set([...FLAGS.map(([flag]) => flag), 'endpoints', 'kubernetes', 'ingest-token-file']);
+    expect(new Set(Object.keys(SERVE_FLAGS))).toEqual(covered);
+  });
+
+  it.each(FLAGS)('--%s %s', (flag, value, field, expected) => {
+    expect(serve([`--${flag}`, value])[field]).toEqual(expected);
+    expect(serve([`--${flag}=${value}`])[field]).toEqual(expected);
+  });
+
+  it.each(FLAGS)('REGISTRY_NOTIFIER_… twin of --%s', (flag, value, field, expected) => {
+    const name = envName(flag);
+    expect(name).toBe(`REGISTRY_NOTIFIER_${flag.toUpperCase().replaceAll('-', '_')}`);
+    expect(serve([], { [name]: value })[field]).toEqual(expected);
+  });
+
+  it.each(FLAGS)('--%s beats its variable', (flag, value, field, expected, other) => {
+    const fromEnv = serve([], { [envName(flag)]: other })[field];
+    expect(fromEnv).not.toEqual(expected);
+    expect(serve([`--${flag}`, value], { [envName(flag)]: other })[field]).toEqual(expected);
+  });
+
+  it('reads listen addresses in every documented form', () => {
+    expect(serve(['--listen', ':8081']).listen).toEqual({ host: undefined, port: 8081 });
+    expect(serve(['--listen', 'localhost:0']).listen).toEqual({ host: 'localhost', port: 0 });
+    expect(serve(['--listen', '0.0.0.0:80']).listen).toEqual({ host: '0.0.0.0', port: 80 });
+    expect(serve(['--listen', '[::]:65535']).listen).toEqual({ host: '::', port: 65535 });
+  });
+
+  it('takes --endpoints repeatedly, or its variable as a comma-separated list; a flag beats it', () => {
+    expect(serve(['--endpoints', 'a.yaml', '--endpoints', 'dir/']).endpoints).toEqual(['a.yaml', 'dir/']);
+    expect(serve([], { REGISTRY_NOTIFIER_ENDPOINTS: 'a.yaml,b.yaml' }).endpoints).toEqual(['a.yaml', 'b.yaml']);
+    expect(serve(['--endpoints', 'flag.yaml'], { REGISTRY_NOTIFIER_ENDPOINTS: 'env.yaml' }).endpoints).toEqual(['flag.yaml']);
+  });
+
+  it('takes --kubernetes, or its variable when it says yes', () => {
+    expect(serve(['--kubernetes'])).toMatchObject({ kubernetes: true, endpoints: [] });
+    for (const yes of ['1', 'true', 'TRUE', 'yes']) expect(serve([], { REGISTRY_NOTIFIER_KUBERNETES: yes }).kubernetes).toBe(true);
+    const no = usageError(() => serve([], { REGISTRY_NOTIFIER_KUBERNETES: 'false' }));
+    expect(no.message).toMatch(/--endpoints.*--kubernetes/);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(serve([], { REGISTRY_NOTIFIER_SECRETS_DIR: '', REGISTRY_NOTIFIER_QUEUE_DIR: '', REGISTRY_NOTIFIER_LISTEN: '', REGISTRY_NOTIFIER_INGEST_TOKEN: '' })).toEqual(DEFAULTS);
+  });
+});
+
+describe('the ingest token', () => {
+  it('REGISTRY_NOTIFIER_INGEST_TOKEN holds the value itself (trimmed)', () => {
+    expect(serve([], { REGISTRY_NOTIFIER_INGEST_TOKEN: '  s3cret\n' }).ingestToken).toBe('s3cret');
+    expect(serve([], { REGISTRY_NOTIFIER_INGEST_TOKEN: ' \n' }).ingestToken).toBeUndefined();
+  });
+
+  it('--ingest-token-file reads the file, trimmed', () => {
+    const path = file('token', '  from-file\n');
+    expect(serve(['--ingest-token-file', path]).ingestToken).toBe('from-file');
+    expect(serve([], { REGISTRY_NOTIFIER_INGEST_TOKEN_FILE: path }).ingestToken).toBe('from-file');
+  });
+
+  it('the file flag beats the value variable', () => {
+    const path = file('token2', 'from-file');
+    expect(serve(['--ingest-token-file', path], { REGISTRY_NOTIFIER_INGEST_TOKEN: 'from-env' }).ingestToken).toBe('from-file');
+  });
+
+  it.each([
+    ['a missing file', join(dir, 'does-not-exist'), /--ingest-token-file: cannot read .*ENOENT/],
+    ['an empty file', file('empty', ''), /--ingest-token-file: .* is empty/],
+    ['a file of blanks', file('blank', ' \n\t\n'), /--ingest-token-file: .* is empty/],
+    ['a directory', dir, /--ingest-token-file: cannot read .*EISDIR/],
+  ])('refuses %s', (_name, path, message) => {
+    expect(usageError(() => serve(['--ingest-token-file', path])).message).toMatch(message);
+  });
+});
+
+describe('bad usage', () => {
+  it.each([
+    ['a bare-number duration', ['--status-interval', '500'], '--status-interval'],
+    ['a duration with a bad unit', ['--shutdown-grace', '5sec'], '--shutdown-grace'],
+    ['a negative duration', ['--shutdown-grace=-1s'], '--shutdown-grace'],
+    ['a byte size with a bad unit', ['--max-body-size', '1mb'], '--max-body-size'],
+    ['a zero byte size', ['--max-body-size', '0'], '--max-body-size'],
+    ['a negative count', ['--max-pending=-3'], '--max-pending'],
+    ['a zero count', ['--max-pending-per-endpoint', '0'], '--max-pending-per-endpoint'],
+    ['a fractional count', ['--max-pending', '1.5'], '--max-pending'],
+    ['a count in words', ['--max-pending-per-endpoint', 'many'], '--max-pending-per-endpoint'],
+    ['a CIDR without prefix', ['--allow-endpoint-cidrs', '10.0.0.0'], '--allow-endpoint-cidrs'],
+    ['a CIDR prefix too long', ['--allow-endpoint-cidrs', '127.0.0.0/8,10.0.0.0/33'], '--allow-endpoint-cidrs'],
+    ['an IPv6 CIDR prefix too long', ['--allow-endpoint-cidrs', 'fd00::/129'], '--allow-endpoint-cidrs'],
+    ['a CIDR that is no address', ['--allow-endpoint-cidrs', 'intranet/8'], '--allow-endpoint-cidrs'],
+    ['a listen address without port', ['--listen', '8080'], '--listen'],
+    ['a listen port out of range', ['--listen', ':65536'], '--listen'],
+    ['an unbracketed IPv6 listen address', ['--metrics-listen', '::1:9090'], '--metrics-listen'],
+    ['a listen address with an empty port', ['--metrics-listen', 'localhost:'], '--metrics-listen'],
+    ['an unknown log level', ['--log-level', 'verbose'], '--log-level'],
+    ['an unknown flag', ['--bogus', 'x'], '--bogus'],
+    ['a flag without its value', ['--listen'], '--listen'],
+    ['a value given to a boolean flag', ['--kubernetes=yes'], '--kubernetes'],
+  ])('%s → UsageError naming the flag', (_name, args, flag) => {
+    expect(usageError(() => serve(args)).message).toContain(flag);
+  });
+
+  it.each([
+    ['REGISTRY_NOTIFIER_STATUS_INTERVAL', '500', '--status-interval'],
+    ['REGISTRY_NOTIFIER_MAX_BODY_SIZE', 'lots', '--max-body-size'],
+    ['REGISTRY_NOTIFIER_ALLOW_ENDPOINT_CIDRS', '10.0.0.0/40', '--allow-endpoint-cidrs'],
+    ['REGISTRY_NOTIFIER_LOG_LEVEL', 'loud', '--log-level'],
+    ['REGISTRY_NOTIFIER_LISTEN', 'nowhere', '--listen'],
+  ])('a bad %s → UsageError naming the flag', (name, value, flag) => {
+    expect(usageError(() => serve([], { [name]: value })).message).toContain(flag);
+  });
+
+  it('refuses --endpoints with --kubernetes, and neither', () => {
+    expect(usageError(() => parseCommand(['serve', '--endpoints', 'a.yaml', '--kubernetes'], {})).message).toMatch(/--endpoints.*--kubernetes/);
+    expect(usageError(() => parseCommand(['serve', '--kubernetes'], { REGISTRY_NOTIFIER_ENDPOINTS: 'a.yaml' })).message).toMatch(/--endpoints.*--kubernetes/);
+    expect(usageError(() => parseCommand(['serve'], {})).message).toMatch(/--endpoints.*--kubernetes/);
+  });
+
+  it('refuses positional arguments and unknown commands', () => {
+    expect(usageError(() => parseCommand(['serve', '--endpoints', 'a.yaml', 'extra'], {})).message).toContain('extra');
+    expect(usageError(() => parseCommand(['srve'], {})).message).toContain('srve');
+  });
+});
+
+describe('the parsed configuration', () => {
+  it('is deeply frozen', () => {
+    const config = serve(['--allow-endpoint-cidrs', '10.0.0.0/8', '--namespaces', 'a'], {});
+    const parts: object[] = [config, config.listen, config.metricsListen, config.endpoints, config.namespaces, config.allowEndpointCidrs];
+    for (const part of parts) expect(Object.isFrozen(part)).toBe(true);
+    expect(() => ((config as { maxPending: number }).maxPending = 1)).toThrow(TypeError);
+    expect(() => (config.listen as { port: number }).port = 1).toThrow(TypeError);
+    expect(() => (config.endpoints as string[]).push('more.yaml')).toThrow(TypeError);
+    expect(() => (config.allowEndpointCidrs as string[]).push('0.0.0.0/0')).toThrow(TypeError);
+    for (const command of [parseCommand(['version']), parseCommand(['demo']), parseCommand(['replay', '--endpoint', 'x'], {})]) {
+      expect(Object.isFrozen(command)).toBe(true);
+    }
+  });
+});
+
+describe('help and the other commands', () => {
+  it('serveHelp() names every flag, its default and its variable', () => {
+    const help = serveHelp();
+    for (const [flag, spec] of Object.entries(SERVE_FLAGS)) {
+      expect(help).toContain(`--${flag}`);
+      expect(help).toContain(envName(flag));
+      if (spec.default !== undefined) expect(help).toContain(`(default ${spec.default})`);
+    }
+    expect(help).toContain('REGISTRY_NOTIFIER_INGEST_TOKEN ');
+    expect(parseCommand(['serve', '--help'], {})).toEqual({ command: 'help', text: help });
+  });
+
+  it.each([[[]], [['help']], [['--help']], [['-h']]])('%j → usage', (argv) => {
+    const command = parseCommand(argv, {});
+    expect(command.command).toBe('help');
+    const text = (command as Extract<Command, { command: 'help' }>).text;
+    for (const name of ['serve', 'replay --endpoint NAME', 'demo', 'version']) expect(text).toContain(name);
+  });
+
+  it('version', () => {
+    expect(parseCommand(['version'], {})).toEqual({ command: 'version' });
+    expect(parseCommand(['--version'], {})).toEqual({ command: 'version' });
+  });
+
+  it('demo --rounds', () => {
+    expect(parseCommand(['demo'], {})).toEqual({ command: 'demo', logLevel: 'warn', rounds: 0 });
+    expect(parseCommand(['demo', '--rounds', '3', '--log-level', 'debug'], {})).toEqual({ command: 'demo', logLevel: 'debug', rounds: 3 });
+    expect(usageError(() => parseCommand(['demo', '--rounds', 'three'], {})).message).toContain('--rounds');
+    expect(parseCommand(['demo', '--help'], {})).toMatchObject({ command: 'help', text: expect.stringContaining('--rounds') });
+  });
+
+  it('replay --endpoint', () => {
+    expect(parseCommand(['replay', '--endpoint', 'team/hook'], {})).toEqual({
+      command: 'replay',
+      endpoint: 'team/hook',
+      metricsListen: { host: undefined, port: 9090 },
+    });
+    expect(parseCommand(['replay', '--endpoint', 'x', '--metrics-listen', '127.0.0.1:9191'], { REGISTRY_NOTIFIER_METRICS_LISTEN: ':1' })).toMatchObject({
+      metricsListen: { host: '127.0.0.1', port: 9191 },
+    });
+    expect(parseCommand(['replay', '--endpoint', 'x'], { REGISTRY_NOTIFIER_METRICS_LISTEN: '127.0.0.1:9292' })).toMatchObject({
+      metricsListen: { host: '127.0.0.1', port: 9292 },
+    });
+    expect(usageError(() => parseCommand(['replay'], {})).message).toContain('--endpoint');
+    expect(usageError(() => parseCommand(['replay', '--endpoint', ''], {})).message).toContain('--endpoint');
+    expect(parseCommand(['replay', '--help'], {})).toMatchObject({ command: 'help', text: expect.stringContaining('--endpoint NAME') });
+  });
+
+  it('reads process.env when no environment is given', () => {
+    process.env.REGISTRY_NOTIFIER_MAX_PENDING = '77';
+    try {
+      expect(parseCommand(['serve', '--endpoints', 'a.yaml'])).toMatchObject({ maxPending: 77 });
+    } finally {
+      delete process.env.REGISTRY_NOTIFIER_MAX_PENDING;
+    }
+  });
+});
