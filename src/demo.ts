@@ -40,7 +40,7 @@ export async function runDemo(logLevel: string, rounds: number): Promise<number>
   await writeFile(endpointsFile, `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: demo-receiver\nspec:\n  url: ${receiverUrl}\n  filter:\n    repositories:\n      include: ["demo/**"]\n`);
   const tokenFile = join(dir, 'token');
   await writeFile(tokenFile, TOKEN);
-  const config = parseCommand(['serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', endpointsFile,
+  const config = parseCommand(['serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', endpointsFile, '--allow-endpoint-cidrs', '127.0.0.0/8',
     '--ingest-token-file', tokenFile, '--log-level', logLevel, '--shutdown-grace', '2s'], {}) as ServeConfig;
   const server = await startServer(config, createLogger(logLevel));
   process.stdout.write(`registry-notifier demo

@@ -6,6 +6,7 @@ import { IngestServer } from './ingest/ingest-server.ts';
 import { startAdminServer, type AdminServer } from './metrics/admin-server.ts';
 import { endpointStatus, type EndpointStatus } from './metrics/endpoint-status.ts';
 import { Metrics } from './metrics/metrics.ts';
+import { AddressGuard } from './notifications/address-guard.ts';
 import { Bridge } from './notifications/bridge.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
 import { Controller } from './controller/controller.ts';
@@ -31,7 +32,8 @@ export interface Running {
  */
 export async function startServer(config: ServeConfig, logger: Logger, overrides: { kubeConfig?: KubeConfig } = {}): Promise<Running> {
   const metrics = new Metrics();
-  const endpoints = new EndpointSet({ userAgent: USER_AGENT }, (name) => metrics.listenerFor(name));
+  const guard = new AddressGuard(config.allowEndpointCidrs);
+  const endpoints = new EndpointSet({ userAgent: USER_AGENT, guard }, (name) => metrics.listenerFor(name));
   const onRemoved = (name: string, discarded: number): void => {
     metrics.forgetEndpoint(name);
     if (discarded > 0) logger.warn({ endpoint: name, discarded }, 'endpoint removed with undelivered events');

@@ -1,14 +1,13 @@
 import type { Logger } from 'pino';
 import {
-  InvalidSpecError,
   NOTIFICATION_ENDPOINT_RESOURCE as R,
   parseNotificationEndpoint,
   type NormalisedSpec,
 } from '../api/notification-endpoint.ts';
 import type { ReconcileResult } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
-import { EndpointConfigError } from '../notifications/errors.ts';
-import { InvalidSecretError, SecretNotFoundError, toEndpointConfig } from '../sources/endpoint-config.ts';
+import { SecretNotFoundError, toEndpointConfig } from '../sources/endpoint-config.ts';
+import { readyStateForError } from '../sources/ready-state.ts';
 import type { ReadyState } from '../sources/source.ts';
 import type { ClusterApi } from './cluster-api.ts';
 import type { StatusWriter } from './status-writer.ts';
@@ -63,6 +62,7 @@ export class EndpointReconciler {
       const { spec } = parseNotificationEndpoint({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec: object.spec });
       const secrets = await this.#secrets(namespace, spec);
       const config = toEndpointConfig(spec, namespace, { read: (_ns, secret) => secrets.get(secret) });
+      await endpoints.vet(config.url);
       const fresh = endpoints.get(key) === undefined;
       const what = endpoints.apply(key, config);
       // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.
@@ -73,14 +73,10 @@ export class EndpointReconciler {
         : { ready: true, reason: 'Configured' };
     } catch (error) {
       const running = endpoints.get(key) ? '; the last valid configuration keeps running' : '';
-      if (error instanceof SecretNotFoundError) {
-        ready = { ready: false, reason: 'SecretNotFound', message: `${error.message}${running}` };
-        retry = new SecretPendingError(error.message);
-      } else if (error instanceof InvalidSpecError || error instanceof InvalidSecretError || error instanceof EndpointConfigError) {
-        ready = { ready: false, reason: 'InvalidSpec', message: `${error.message}${running}` };
-      } else {
-        throw error; // an API failure: the work queue retries with backoff
-      }
+      const state = readyStateForError(error);
+      if (!state) throw error; // an API failure: the work queue retries with backoff
+      ready = { ...state, message: `${state.message ?? ''}${running}` };
+      if (error instanceof SecretNotFoundError) retry = new SecretPendingError(state.message);
       logger.warn({ endpoint: key, reason: ready.reason, error: ready.message }, 'endpoint not ready');
     }
     await status.observe(key, object, ready, endpoints.get(key));

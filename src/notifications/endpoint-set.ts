@@ -1,3 +1,4 @@
+import { EndpointRefusedError } from './address-guard.ts';
 import { Broadcaster } from './broadcaster.ts';
 import { Endpoint, type EndpointConfig, type EndpointOptions } from './endpoint.ts';
 import type { Event } from './event.ts';
@@ -31,6 +32,21 @@ export class EndpointSet {
   constructor(options: EndpointOptions = {}, listenerFor?: (name: string) => EndpointOptions['listener']) {
     this.#options = options;
     this.#listenerFor = listenerFor;
+  }
+
+  /**
+   * Checks an endpoint URL against the SSRF guard before it is applied, resolving a host name now: rejects
+   * with `EndpointRefusedError` when an address is refused. A name that does not resolve yet passes (the
+   * connect-time check still applies).
+   */
+  async vet(url: string): Promise<void> {
+    const { guard, resolve } = this.#options;
+    if (!guard) return;
+    try {
+      await guard.checkUrl(url, resolve);
+    } catch (error) {
+      if (error instanceof EndpointRefusedError) throw error;
+    }
   }
 
   /** Creates the endpoint, or updates it in place (queue kept); says which. Throws on an invalid URL. */
@@ -104,8 +120,8 @@ export class EndpointSet {
    */
   async close(signal?: AbortSignal): Promise<Map<string, number>> {
     const endpoints = this.list();
-    this.#endpoints.clear();
     const left = new Map<string, number>();
+    // Endpoints stay listed (status, pending gauges) while they drain; they take no new events meanwhile.
     await Promise.all(
       endpoints.map(async (endpoint) => {
         this.#broadcaster.remove(endpoint);
@@ -113,6 +129,7 @@ export class EndpointSet {
         left.set(endpoint.name, endpoint.discarded);
       }),
     );
+    this.#endpoints.clear();
     await this.#broadcaster.close();
     return left;
   }

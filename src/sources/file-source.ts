@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { parseNotificationEndpointsYaml, type ParsedEndpoint } from '../api/notification-endpoint.ts';
 import type { EndpointConfig } from '../notifications/endpoint.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
-import { toEndpointConfig, InvalidSecretError, SecretNotFoundError } from './endpoint-config.ts';
+import { toEndpointConfig } from './endpoint-config.ts';
+import { readyStateForError } from './ready-state.ts';
 import { FileSecretReader } from './file-secrets.ts';
 import type { EndpointSource, ReadyState } from './source.ts';
 
@@ -89,7 +90,9 @@ export class FileSource implements EndpointSource {
         continue;
       }
       try {
-        wanted.set(endpoint.name, { config: toEndpointConfig(endpoint.spec, undefined, this.#secrets), origin });
+        const config = toEndpointConfig(endpoint.spec, undefined, this.#secrets);
+        await this.#options.endpoints.vet(config.url);
+        wanted.set(endpoint.name, { config, origin });
         states.set(endpoint.name, endpoint.spec.disabled
           ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent', origin }
           : { ready: true, reason: 'Configured', origin });
@@ -232,8 +235,5 @@ function invalid(message: string, origin?: string): ReadyState {
 }
 
 function stateForError(error: unknown, origin?: string): ReadyState {
-  const message = error instanceof Error ? error.message : String(error);
-  if (error instanceof SecretNotFoundError) return { ready: false, reason: 'SecretNotFound', message, ...(origin !== undefined && { origin }) };
-  if (error instanceof InvalidSecretError) return invalid(message, origin);
-  return invalid(message, origin);
+  return readyStateForError(error, origin) ?? invalid(error instanceof Error ? error.message : String(error), origin);
 }

@@ -38,7 +38,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
     await core.createNamespace({ body: { metadata: { name: NS } } });
     receiver = await TestReceiver.start();
     other = await TestReceiver.start();
-    const config = parseCommand(['serve', '--kubernetes', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '1s'], {}) as ServeConfig;
+    const config = parseCommand(['serve', '--kubernetes', '--allow-endpoint-cidrs', '127.0.0.0/8', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '1s'], {}) as ServeConfig;
     const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) });
     server = await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: kc });
   }, 120_000);
@@ -160,6 +160,18 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       return list.items;
     });
     expect(events[0]).toMatchObject({ type: 'Warning', reason: 'InvalidSpec', source: { component: 'registry-notifier' } });
+  });
+
+  it('an endpoint aimed at the cloud metadata address is refused (EndpointRefused), nothing is dialled', async () => {
+    await create('metadata', { url: 'http://169.254.169.254/latest/meta-data/' });
+    const ready = await eventually(async () => {
+      const r = condition((await get('metadata')).status, 'Ready');
+      expect(r?.reason).toBe('EndpointRefused');
+      return r;
+    });
+    expect(ready?.status).toBe('False');
+    expect(ready?.message).toContain('169.254.169.254 is link-local');
+    expect(server.endpoints.get(`${NS}/metadata`)).toBeUndefined();
   });
 
   it('a failing receiver shows Delivering=False with a reason while Ready stays True', async () => {
