@@ -54,7 +54,7 @@ export type Command =
   | { readonly command: 'version' }
   | { readonly command: 'help'; readonly text: string }
   | { readonly command: 'demo'; readonly logLevel: ServeConfig['logLevel']; readonly rounds: number }
-  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress };
+  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined };
 
 interface FlagSpec {
   type: 'string' | 'boolean';
@@ -129,11 +129,28 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
       return freeze({ command: 'demo', logLevel: logLevel(String(values['log-level'] ?? 'warn')), rounds });
     }
     case 'replay': {
-      const specs = { endpoint: { type: 'string', help: '' }, 'metrics-listen': SERVE_FLAGS['metrics-listen']!, help: { type: 'boolean', help: '' } } satisfies Record<string, FlagSpec>;
+      const specs = {
+        endpoint: { type: 'string', help: '' },
+        'metrics-listen': SERVE_FLAGS['metrics-listen']!,
+        'ingest-token-file': SERVE_FLAGS['ingest-token-file']!,
+        help: { type: 'boolean', help: '' },
+      } satisfies Record<string, FlagSpec>;
       const { values } = parse(rest, specs);
-      if (values.help) return freeze({ command: 'help', text: 'Usage: registry-notifier replay --endpoint NAME [--metrics-listen ADDR]' });
+      if (values.help) {
+        return freeze({ command: 'help', text: `Usage: registry-notifier replay --endpoint NAME [--metrics-listen ADDR] [--ingest-token-file FILE]
+
+Asks the running server at --metrics-listen (default :9090, i.e. 127.0.0.1:9090) to move the endpoint's dead
+letters back into its queue. Authenticates with the ingest token (--ingest-token-file, or the value in
+${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
+      }
       if (typeof values.endpoint !== 'string' || values.endpoint === '') throw new UsageError('replay needs --endpoint NAME');
-      return freeze({ command: 'replay', endpoint: values.endpoint, metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? fromEnv(env, 'metrics-listen') ?? ':9090')) });
+      const tokenFile = typeof values['ingest-token-file'] === 'string' ? values['ingest-token-file'] : fromEnv(env, 'ingest-token-file');
+      return freeze({
+        command: 'replay',
+        endpoint: values.endpoint,
+        metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? fromEnv(env, 'metrics-listen') ?? ':9090')),
+        ingestToken: ingestToken(tokenFile, fromEnv(env, 'ingest-token')),
+      });
     }
     default:
       throw new UsageError(`unknown command "${command}"; run 'registry-notifier --help'`);

@@ -18,9 +18,10 @@ async function run(command: Command): Promise<number> {
       const { runDemo } = await import('./demo.ts');
       return runDemo(command.logLevel, command.rounds);
     }
-    case 'replay':
-      process.stderr.write('registry-notifier: replay needs the durable journal, which is not in this build yet\n');
-      return 1;
+    case 'replay': {
+      const { replay } = await import('./replay.ts');
+      return replay(command);
+    }
     case 'serve': {
       // Loaded only here: the server's modules (the Kubernetes client among them) take seconds to load, which
       // `version`, `--help` and a usage error should not pay.

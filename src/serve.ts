@@ -6,6 +6,7 @@ import { IngestServer } from './ingest/ingest-server.ts';
 import { startAdminServer, type AdminServer } from './metrics/admin-server.ts';
 import { endpointStatus, type EndpointStatus } from './metrics/endpoint-status.ts';
 import { Metrics } from './metrics/metrics.ts';
+import { Journal } from './journal/journal.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
 import { Bridge } from './notifications/bridge.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
@@ -33,7 +34,8 @@ export interface Running {
 export async function startServer(config: ServeConfig, logger: Logger, overrides: { kubeConfig?: KubeConfig } = {}): Promise<Running> {
   const metrics = new Metrics();
   const guard = new AddressGuard(config.allowEndpointCidrs);
-  const endpoints = new EndpointSet({ userAgent: USER_AGENT, guard }, (name) => metrics.listenerFor(name));
+  const journal = config.queueDir !== undefined ? Journal.open(config.queueDir, logger.child({ component: 'journal' })) : undefined;
+  const endpoints = new EndpointSet({ userAgent: USER_AGENT, guard }, (name) => metrics.listenerFor(name), journal && ((name) => journal.storeFor(name)));
   const onRemoved = (name: string, discarded: number): void => {
     metrics.forgetEndpoint(name);
     if (discarded > 0) logger.warn({ endpoint: name, discarded }, 'endpoint removed with undelivered events');
@@ -59,6 +61,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   let ingest: IngestServer;
   try {
     await source.start();
+    if (journal) forgetRemovedEndpoints(journal, endpoints, source, logger);
     const statuses = (): EndpointStatus[] => endpointStatuses(endpoints, source.states());
     metrics.setEndpointsProvider(statuses);
     admin = await startAdminServer({
@@ -68,6 +71,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
       ready: () => source.ready && !draining,
       endpoints: statuses,
       logger,
+      replay: (name) => endpoints.replay(name),
+      ...(config.ingestToken !== undefined && { token: config.ingestToken }),
     });
     const bridge = new Bridge(endpoints, { baseUrl: '', source: { addr: `${hostname()}:${config.listen.port}` } });
     ingest = await IngestServer.start({
@@ -78,6 +83,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
       limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
       endpoints,
       bridge,
+      ...(journal && { transaction: <T>(fn: () => T): T => journal.transaction(fn) }),
       listener: { request: (code) => metrics.ingestRequest(code), events: (n) => metrics.ingestEvents(n), duplicates: (n) => metrics.ingestDuplicates(n) },
       logger: logger.child({ component: 'ingest' }),
     });
@@ -87,6 +93,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     await source.close().catch(() => {});
     await admin?.close().catch(() => {});
     await endpoints.close(AbortSignal.abort()).catch(() => {});
+    journal?.close();
     throw error;
   }
   const adminServer: AdminServer = admin;
@@ -110,9 +117,22 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         const log = undelivered > 0 ? logger.warn.bind(logger) : logger.info.bind(logger);
         log({ undelivered, byEndpoint: Object.fromEntries([...left].filter(([, n]) => n > 0)) }, 'stopped');
         await Promise.all([ingest.close(), adminServer.close()]);
+        journal?.close();
         return left;
       })()),
   };
+}
+
+/**
+ * Once the source has loaded every endpoint, what the journal still keeps for endpoints that no longer exist
+ * (deleted while we were down) is dropped and logged; endpoints known but not running (an invalid spec, a
+ * missing Secret) keep theirs.
+ */
+function forgetRemovedEndpoints(journal: Journal, endpoints: EndpointSet, source: EndpointSource, logger: Logger): void {
+  const known = new Set([...source.states().keys(), ...endpoints.list().map((e) => e.name)]);
+  for (const [endpoint, pending] of journal.forgetExcept(known)) {
+    logger.warn({ endpoint, discarded: pending }, 'journal: endpoint no longer exists; its pending events and dead letters are dropped');
+  }
 }
 
 /** Every endpoint the source knows: live ones with their counters, refused ones with their reason. */

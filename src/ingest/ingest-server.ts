@@ -33,6 +33,11 @@ export interface IngestOptions {
   /** A client that has not sent its whole request after this long gets a 400 and is cut (default 30 s). */
   requestTimeoutMs?: number;
   listener?: IngestListener;
+  /**
+   * Wraps the queueing of one request's events (the durable journal's transaction): everything the request
+   * queues is persisted together before the 202, or not at all.
+   */
+  transaction?: <T>(fn: () => T) => T;
   logger?: Logger;
 }
 
@@ -207,7 +212,13 @@ export class IngestServer {
     }
     // Queueing happens synchronously inside forward(); remembering the ids before awaiting it means a
     // concurrent resend of the same envelope is recognised as a duplicate.
-    const queued = this.#options.bridge.forward(fresh);
+    const { transaction, bridge } = this.#options;
+    let queued: Promise<void>;
+    try {
+      queued = transaction ? transaction(() => bridge.forward(fresh)) : bridge.forward(fresh);
+    } catch (error) {
+      throw this.#internal(error, 503);
+    }
     for (const id of ids) this.#recent.add(id);
     try {
       await queued;

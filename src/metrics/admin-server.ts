@@ -1,15 +1,17 @@
 /**
  * The admin HTTP server of `--metrics-listen` (api.md section 4): `/metrics`, `/healthz`, `/readyz` and
- * `/endpoints`, read-only, GET and HEAD only.
+ * `/endpoints` (GET and HEAD), and the one state-changing call, `POST /endpoints/replay` (authenticated).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createAuthenticator } from '../ingest/auth.ts';
 import type { EndpointStatus } from './endpoint-status.ts';
 import type { Metrics } from './metrics.ts';
 
 /** The little of a logger the admin server uses; a pino logger fits. */
 export interface AdminLogger {
   error(details: object, message: string): void;
+  info?(details: object, message: string): void;
 }
 
 /** Settings of `startAdminServer`. */
@@ -24,6 +26,10 @@ export interface AdminServerOptions {
   /** Every endpoint's status, for `/endpoints`. */
   endpoints: () => EndpointStatus[];
   logger?: AdminLogger;
+  /** Moves an endpoint's dead letters back into its queue (`POST /endpoints/replay?endpoint=NAME`); how many, undefined if unknown. */
+  replay?: (endpoint: string) => number | undefined;
+  /** The bearer token `POST` calls must carry (the ingest token); without one they are refused. */
+  token?: string;
 }
 
 /** A listening admin server. */
@@ -45,6 +51,10 @@ interface Reply {
   status: number;
   type: string;
   body: string;
+  /** `Allow` header, when not the default of GET routes. */
+  allow?: string;
+  /** `WWW-Authenticate` header. */
+  authenticate?: string;
 }
 
 const ROUTES: ReadonlyMap<string, Handler> = new Map<string, Handler>([
@@ -95,7 +105,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: AdminS
   try {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     const route = ROUTES.get(path);
-    if (!route) {
+    if (path === REPLAY_PATH) {
+      reply = replay(req, options);
+    } else if (!route) {
       reply = error(404, 'NotFound', `no such path; try ${[...ROUTES.keys()].join(', ')}`);
     } else if (req.method !== 'GET' && req.method !== 'HEAD') {
       reply = error(405, 'MethodNotAllowed', `only ${ALLOW} are allowed here`);
@@ -109,6 +121,27 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: AdminS
   send(res, reply);
 }
 
+const REPLAY_PATH = '/endpoints/replay';
+
+/**
+ * `POST /endpoints/replay?endpoint=NAME`: moves the endpoint's dead letters back into its queue. It changes
+ * state, so it needs the ingest token as `Authorization: Bearer`; without a configured token it is refused.
+ */
+function replay(req: IncomingMessage, options: AdminServerOptions): Reply {
+  if (req.method !== 'POST') return { ...error(405, 'MethodNotAllowed', 'use POST'), allow: 'POST' };
+  if (!options.replay) return error(404, 'NotFound', 'replay is not available');
+  if (options.token === undefined) return error(403, 'Forbidden', 'replay needs an ingest token to be configured (--ingest-token-file)');
+  if (!createAuthenticator(options.token)(req.headers.authorization)) {
+    return { ...error(401, 'Unauthorized', 'missing or wrong token'), authenticate: 'Bearer realm="registry-notifier"' };
+  }
+  const endpoint = new URL(req.url ?? '/', 'http://admin').searchParams.get('endpoint');
+  if (!endpoint) return error(400, 'InvalidRequest', 'name the endpoint: ?endpoint=NAME');
+  const replayed = options.replay(endpoint);
+  if (replayed === undefined) return error(404, 'NotFound', `no endpoint ${endpoint}`);
+  options.logger?.info?.({ endpoint, replayed }, 'dead letters replayed');
+  return { status: 200, type: JSON_TYPE, body: JSON.stringify({ endpoint, replayed }) };
+}
+
 function error(status: number, code: string, message: string): Reply {
   return { status, type: JSON_TYPE, body: JSON.stringify({ error: { code, message } }) };
 }
@@ -120,7 +153,8 @@ function send(res: ServerResponse, reply: Reply): void {
     'content-length': Buffer.byteLength(reply.body),
     'cache-control': 'no-store',
   };
-  if (reply.status === 405) headers.allow = ALLOW;
+  if (reply.status === 405) headers.allow = reply.allow ?? ALLOW;
+  if (reply.authenticate) headers['www-authenticate'] = reply.authenticate;
   // For HEAD, Node sends the headers (with the GET's Content-Length) and drops the body.
   res.writeHead(reply.status, headers).end(reply.body);
 }

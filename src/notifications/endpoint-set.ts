@@ -1,6 +1,7 @@
 import { EndpointRefusedError } from './address-guard.ts';
 import { Broadcaster } from './broadcaster.ts';
 import { Endpoint, type EndpointConfig, type EndpointOptions } from './endpoint.ts';
+import type { StoreFactory } from './queue-store.ts';
 import type { Event } from './event.ts';
 
 /** Why a block of events may not be accepted now. */
@@ -28,10 +29,16 @@ export class EndpointSet {
   #options: EndpointOptions;
   #listenerFor: ((name: string) => EndpointOptions['listener']) | undefined;
 
-  /** `listenerFor` gives each new endpoint its listener (per-endpoint metrics). */
-  constructor(options: EndpointOptions = {}, listenerFor?: (name: string) => EndpointOptions['listener']) {
+  #stores: StoreFactory | undefined;
+
+  /**
+   * `listenerFor` gives each new endpoint its listener (per-endpoint metrics); `stores` its store (the
+   * journal; default in memory).
+   */
+  constructor(options: EndpointOptions = {}, listenerFor?: (name: string) => EndpointOptions['listener'], stores?: StoreFactory) {
     this.#options = options;
     this.#listenerFor = listenerFor;
+    this.#stores = stores;
   }
 
   /**
@@ -57,7 +64,8 @@ export class EndpointSet {
       return 'updated';
     }
     const listener = this.#listenerFor?.(name) ?? this.#options.listener;
-    const endpoint = new Endpoint(name, config, { ...this.#options, ...(listener && { listener }) });
+    const store = this.#stores?.(name);
+    const endpoint = new Endpoint(name, config, { ...this.#options, ...(listener && { listener }), ...(store && { store }) });
     this.#endpoints.set(name, endpoint);
     this.#broadcaster.add(endpoint);
     return 'created';
@@ -73,7 +81,13 @@ export class EndpointSet {
     this.#endpoints.delete(name);
     this.#broadcaster.remove(endpoint);
     await endpoint.close({ signal: AbortSignal.abort() });
+    endpoint.dropStore();
     return endpoint.discarded;
+  }
+
+  /** Moves the endpoint's dead letters back into its queue; how many, or undefined for an unknown endpoint. */
+  replay(name: string): number | undefined {
+    return this.#endpoints.get(name)?.replayDeadLetters();
   }
 
   /** The endpoint with this identity, if present. */

@@ -9,7 +9,8 @@ import { EndpointStats, type StatsSnapshot } from './endpoint-stats.ts';
 import { EventQueue } from './queue.ts';
 import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from './retry.ts';
 import { RetryingSink, systemClock, type Clock } from './retrying-sink.ts';
-import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
+import { MemoryStore, type EndpointStore } from './queue-store.ts';
+import type { Sink, WriteOptions } from './sink.ts';
 
 /** How an endpoint retries: Distribution's breaker, or exponential backoff, plus an optional budget. */
 export interface RetryConfig {
@@ -74,6 +75,8 @@ export interface EndpointOptions {
   resolve?: Resolver;
   /** Replaces undici's connector for every endpoint (tests that must not dial). */
   dial?: buildConnector.connector;
+  /** Where the endpoint keeps dead letters, and with a journal its events; default: in memory. */
+  store?: EndpointStore;
 }
 
 /**
@@ -92,6 +95,7 @@ export class Endpoint implements Sink<Event> {
   #queue: EventQueue;
   #filter: FilterSink;
   #retrying: RetryingSink;
+  #store: EndpointStore;
 
   constructor(name: string, config: EndpointConfig, options: EndpointOptions = {}) {
     checkUrl(config.url, options.guard);
@@ -99,14 +103,19 @@ export class Endpoint implements Sink<Event> {
     this.#config = config;
     this.#options = options;
     this.#listener = options.listener ? fanOutListener(this.#stats, options.listener) : this.#stats;
+    this.#store = options.store ?? new MemoryStore();
     this.#retrying = this.#downstream(config);
     this.#queue = new EventQueue(this.#retrying, {
       maxBatchEvents: config.maxBatchEvents,
       paused: config.disabled,
       listener: { queued: (n) => this.#listener.queued?.(n), discarded: (n) => this.#listener.discarded?.(n) },
       now: (options.clock ?? systemClock).now,
+      ...(this.#store.persistent && { store: this.#store }),
     });
     this.#filter = new FilterSink(this.#queue, compileFilter(config.filter));
+    // What a journal held for this endpoint when the process last stopped goes out first, in its order.
+    const pending = this.#store.pending();
+    if (pending.length > 0) this.#queue.restore(pending);
   }
 
   /** The configuration in force. */
@@ -144,9 +153,16 @@ export class Endpoint implements Sink<Event> {
     return this.#filter.write(events, options);
   }
 
-  /** Queues events accepted earlier (a journal or dead-letter replay) as they are, ahead of nothing: at the tail. */
-  restore(events: readonly QueuedEvent[]): void {
-    this.#queue.restore(events);
+  /** Moves every dead letter back to the tail of the queue, oldest first; returns how many. */
+  replayDeadLetters(): number {
+    const events = this.#store.takeDeadLetters();
+    if (events.length > 0) this.#queue.restore(events);
+    return events.length;
+  }
+
+  /** Forgets what the store keeps for this endpoint (it was deleted, not just stopped). */
+  dropStore(): void {
+    this.#store.drop();
   }
 
   /**
@@ -193,7 +209,10 @@ export class Endpoint implements Sink<Event> {
     });
     return new RetryingSink(http, retryStrategy(config, this.#options.random), {
       budget: { maxAttempts: config.retry.maxAttempts, maxAgeMs: config.retry.maxAgeMs },
-      deadLetter: (events, reason) => this.#listener.deadLettered?.(events, reason),
+      deadLetter: (events, reason) => {
+        this.#store.deadLetter(events, reason);
+        this.#listener.deadLettered?.(events, reason);
+      },
       clock,
     });
   }

@@ -1,5 +1,6 @@
 import { SinkClosedError, WriteAbortedError } from './errors.ts';
 import { encodeEvent, type Event } from './event.ts';
+import type { EndpointStore } from './queue-store.ts';
 import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
 
 /** What a queue reports; every method is optional and must not throw. */
@@ -21,6 +22,8 @@ export interface EventQueueOptions {
   listener?: QueueListener;
   /** Clock for `acceptedAt`; injectable for tests. */
   now?: () => number;
+  /** A persistent store (the journal): appended to on write, acknowledged after delivery. */
+  store?: EndpointStore;
 }
 
 // After an unexpected destination failure (a bug, not a delivery failure: those are the retrying sink's job),
@@ -44,6 +47,7 @@ export class EventQueue implements Sink<Event> {
   #paused: boolean;
   #listener: QueueListener;
   #now: () => number;
+  #store: EndpointStore | undefined;
   #lastAcceptedAt = 0;
   #closing = false;
   #inflight: AbortController | undefined;
@@ -59,6 +63,7 @@ export class EventQueue implements Sink<Event> {
     this.#paused = options.paused ?? false;
     this.#listener = options.listener ?? {};
     this.#now = options.now ?? Date.now;
+    this.#store = options.store;
     this.#loop = this.#run();
   }
 
@@ -73,12 +78,16 @@ export class EventQueue implements Sink<Event> {
     if (events.length === 0) return;
     const acceptedAt = Math.max(this.#lastAcceptedAt, this.#now());
     this.#lastAcceptedAt = acceptedAt;
-    for (const event of events) this.#items.push({ id: event.id, json: encodeEvent(event), acceptedAt });
+    const queued = events.map((event): QueuedEvent => ({ id: event.id, json: encodeEvent(event), acceptedAt }));
+    for (const event of this.#store ? this.#store.append(queued) : queued) this.#items.push(event);
     this.#listener.queued?.(events.length);
     this.#wake?.();
   }
 
-  /** Queues events that were accepted earlier (a journal replay), keeping their ids, JSON and `acceptedAt`. */
+  /**
+   * Queues events that were accepted earlier, keeping their ids, JSON, `acceptedAt` and `seq`: a journal's
+   * pending events at start, or replayed dead letters (their store already counts them as pending again).
+   */
   restore(events: readonly QueuedEvent[]): void {
     if (this.#closing) throw new SinkClosedError('queue');
     for (const event of events) {
@@ -166,6 +175,7 @@ export class EventQueue implements Sink<Event> {
       const dst = this.#dst;
       try {
         await dst.write(batch, { signal: inflight.signal });
+        this.#store?.ack(batch);
         this.#drop(batch.length);
       } catch (error) {
         if (error instanceof WriteAbortedError) {

@@ -30,4 +30,6 @@ export interface QueuedEvent {
   readonly json: string;
   /** Milliseconds since the epoch at which the engine accepted the event; never decreases along a queue. */
   readonly acceptedAt: number;
+  /** Position in the durable journal, when there is one. */
+  readonly seq?: number;
 }

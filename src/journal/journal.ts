@@ -1,0 +1,239 @@
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { Logger } from 'pino';
+import type { EndpointStore } from '../notifications/queue-store.ts';
+import type { QueuedEvent } from '../notifications/sink.ts';
+
+/** The journal's file inside `--queue-dir`. */
+export const JOURNAL_FILE = 'journal.db';
+
+// Dead letters kept per endpoint; beyond it the oldest are deleted (a receiver that refuses everything
+// forever must not fill the disk).
+const MAX_DEAD_LETTERS = 100_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, json TEXT NOT NULL, accepted_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (endpoint TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (endpoint, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_by_seq ON pending (seq);
+CREATE TABLE IF NOT EXISTS dead_letters (endpoint TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (endpoint, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_letters_by_seq ON dead_letters (seq);
+`;
+
+interface Row {
+  seq: number;
+  id: string;
+  json: string;
+  accepted_at: number;
+}
+
+/**
+ * The durable queue (`--queue-dir`), on SQLite (node:sqlite) in WAL mode: every accepted event is written once,
+ * with one pending row per endpoint that takes it, in the ingest request's single transaction, before the
+ * ingest answers 2xx. Delivery deletes the endpoint's row; an event no endpoint needs any more (pending or
+ * dead-lettered) is deleted with it, so the file holds only what is still owed. `synchronous=NORMAL`: a commit
+ * survives the process being killed at any point (SQLite's WAL is appended before the commit returns); an
+ * operating-system crash or power loss can lose the last commits since the WAL was last synced (at most a
+ * checkpoint's worth, about a second under load). SQLite discards an incomplete or corrupt last transaction
+ * of the WAL by its checksums; a database it cannot read at all is moved aside and a new one started, so the
+ * service always starts.
+ */
+export class Journal {
+  #db: DatabaseSync;
+  #logger: Logger;
+  #depth = 0;
+  #txSeqs: Map<string, number> | undefined;
+  #txError: unknown;
+  #closed = false;
+  #insertEvent: StatementSync;
+  #insertPending: StatementSync;
+  #deletePending: StatementSync;
+  #collect: StatementSync;
+
+  private constructor(db: DatabaseSync, logger: Logger) {
+    this.#db = db;
+    this.#logger = logger;
+    this.#insertEvent = db.prepare('INSERT INTO events (id, json, accepted_at) VALUES (?, ?, ?)');
+    this.#insertPending = db.prepare('INSERT OR IGNORE INTO pending (endpoint, seq) VALUES (?, ?)');
+    this.#deletePending = db.prepare('DELETE FROM pending WHERE endpoint = ? AND seq = ?');
+    this.#collect = db.prepare(
+      'DELETE FROM events WHERE seq = ? AND NOT EXISTS (SELECT 1 FROM pending WHERE seq = ?) AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE seq = ?)',
+    );
+  }
+
+  /** Opens (or creates) the journal in `dir`; never fails because of what a crash left behind. */
+  static open(dir: string, logger: Logger): Journal {
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, JOURNAL_FILE);
+    const wal = `${path}-wal`;
+    if (existsSync(wal) && statSync(wal).size > 0) {
+      logger.warn({ path, walBytes: statSync(wal).size }, 'journal: the last run did not stop cleanly; recovering its write-ahead log (an incomplete or corrupt last transaction is discarded)');
+    }
+    try {
+      return new Journal(openDatabase(path), logger);
+    } catch (error) {
+      const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      for (const suffix of ['', '-wal', '-shm']) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
+      logger.error({ err: error, movedTo: aside }, 'journal: unreadable; moved aside and starting a new one');
+      return new Journal(openDatabase(path), logger);
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction (nested calls join it): either everything it appended is committed, or, if
+   * an append failed or `fn` threw, nothing is.
+   */
+  transaction<T>(fn: () => T): T {
+    if (this.#depth > 0) return fn();
+    this.#db.exec('BEGIN IMMEDIATE');
+    this.#depth = 1;
+    this.#txSeqs = new Map();
+    this.#txError = undefined;
+    try {
+      const result = fn();
+      if (this.#txError !== undefined) throw this.#txError;
+      this.#db.exec('COMMIT');
+      return result;
+    } catch (error) {
+      this.#db.exec('ROLLBACK');
+      throw error;
+    } finally {
+      this.#depth = 0;
+      this.#txSeqs = undefined;
+    }
+  }
+
+  /** The store of one endpoint. */
+  storeFor(endpoint: string): EndpointStore {
+    return {
+      persistent: true,
+      append: (events) => this.#guarded(() => this.#append(endpoint, events)),
+      ack: (events) => this.transaction(() => this.#release(endpoint, events)),
+      deadLetter: (events, reason) => this.transaction(() => this.#deadLetter(endpoint, events, reason)),
+      takeDeadLetters: () => this.transaction(() => this.#takeDeadLetters(endpoint)),
+      pending: () => this.#rows('SELECT e.seq, e.id, e.json, e.accepted_at FROM pending p JOIN events e ON e.seq = p.seq WHERE p.endpoint = ? ORDER BY p.seq', endpoint),
+      drop: () => void this.transaction(() => this.#drop(endpoint)),
+    };
+  }
+
+  /** Endpoints the journal holds anything for. */
+  endpoints(): string[] {
+    const rows = this.#db.prepare('SELECT endpoint FROM pending UNION SELECT endpoint FROM dead_letters').all() as { endpoint: string }[];
+    return rows.map((row) => row.endpoint);
+  }
+
+  /** Drops what is kept for endpoints that no longer exist; returns the pending events dropped per endpoint. */
+  forgetExcept(known: ReadonlySet<string>): Map<string, number> {
+    const dropped = new Map<string, number>();
+    for (const endpoint of this.endpoints()) {
+      if (known.has(endpoint)) continue;
+      dropped.set(endpoint, this.transaction(() => this.#drop(endpoint)));
+    }
+    return dropped;
+  }
+
+  /** Counts for tests and logs: events stored, pending rows, dead letters. */
+  counts(): { events: number; pending: number; deadLetters: number } {
+    const count = (table: string): number => (this.#db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    return { events: count('events'), pending: count('pending'), deadLetters: count('dead_letters') };
+  }
+
+  /** Checkpoints and closes the database; idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'journal: checkpoint on close failed');
+    }
+    this.#db.close();
+  }
+
+  #append(endpoint: string, events: readonly QueuedEvent[]): QueuedEvent[] {
+    return this.transaction(() =>
+      events.map((event) => {
+        let seq = event.seq ?? this.#txSeqs?.get(event.id);
+        if (seq === undefined) {
+          seq = Number(this.#insertEvent.run(event.id, event.json, event.acceptedAt).lastInsertRowid);
+          this.#txSeqs?.set(event.id, seq);
+        }
+        this.#insertPending.run(endpoint, seq);
+        return event.seq === seq ? event : { ...event, seq };
+      }),
+    );
+  }
+
+  #release(endpoint: string, events: readonly QueuedEvent[]): void {
+    for (const { seq } of events) {
+      if (seq === undefined) continue;
+      this.#deletePending.run(endpoint, seq);
+      this.#collect.run(seq, seq, seq);
+    }
+  }
+
+  #deadLetter(endpoint: string, events: readonly QueuedEvent[], reason: string): void {
+    const insert = this.#db.prepare('INSERT OR REPLACE INTO dead_letters (endpoint, seq, reason, at) VALUES (?, ?, ?, ?)');
+    const now = Date.now();
+    for (const { seq } of events) {
+      if (seq === undefined) continue;
+      insert.run(endpoint, seq, reason.slice(0, 1024), now);
+      this.#deletePending.run(endpoint, seq);
+    }
+    const over = this.#db.prepare('SELECT seq FROM dead_letters WHERE endpoint = ? ORDER BY seq DESC LIMIT -1 OFFSET ?').all(endpoint, MAX_DEAD_LETTERS) as { seq: number }[];
+    const remove = this.#db.prepare('DELETE FROM dead_letters WHERE endpoint = ? AND seq = ?');
+    for (const { seq } of over) {
+      remove.run(endpoint, seq);
+      this.#collect.run(seq, seq, seq);
+    }
+  }
+
+  #takeDeadLetters(endpoint: string): QueuedEvent[] {
+    const events = this.#rows('SELECT e.seq, e.id, e.json, e.accepted_at FROM dead_letters d JOIN events e ON e.seq = d.seq WHERE d.endpoint = ? ORDER BY d.seq', endpoint);
+    for (const { seq } of events) this.#insertPending.run(endpoint, seq!);
+    this.#db.prepare('DELETE FROM dead_letters WHERE endpoint = ?').run(endpoint);
+    return events;
+  }
+
+  #drop(endpoint: string): number {
+    const pending = this.#db.prepare('SELECT seq FROM pending WHERE endpoint = ?').all(endpoint) as { seq: number }[];
+    const dead = this.#db.prepare('SELECT seq FROM dead_letters WHERE endpoint = ?').all(endpoint) as { seq: number }[];
+    this.#db.prepare('DELETE FROM pending WHERE endpoint = ?').run(endpoint);
+    this.#db.prepare('DELETE FROM dead_letters WHERE endpoint = ?').run(endpoint);
+    for (const { seq } of [...pending, ...dead]) this.#collect.run(seq, seq, seq);
+    return pending.length;
+  }
+
+  #rows(sql: string, endpoint: string): QueuedEvent[] {
+    return (this.#db.prepare(sql).all(endpoint) as unknown as Row[]).map((row) => ({
+      id: row.id,
+      json: row.json,
+      acceptedAt: row.accepted_at,
+      seq: row.seq,
+    }));
+  }
+
+  /** Runs an append; a failure is remembered so the surrounding transaction rolls back even if the caller swallows it. */
+  #guarded<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      this.#txError ??= error;
+      throw error;
+    }
+  }
+}
+
+function openDatabase(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
+    db.exec(SCHEMA);
+    const check = db.prepare('PRAGMA quick_check').get() as { quick_check?: string } | undefined;
+    if (check?.quick_check !== 'ok') throw new Error(`quick_check: ${check?.quick_check ?? 'no answer'}`);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
