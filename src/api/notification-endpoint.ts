@@ -392,19 +392,6 @@ export function parseNotificationEndpointsYaml(text: string, source: string): { 
   return { endpoints, errors };
 }
 
-/** Returns the URL without its userinfo (`user:pass@`), for logs, status and errors; any other URL comes back unchanged. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.username === '' && parsed.password === '') return url;
-    parsed.username = '';
-    parsed.password = '';
-    return parsed.href;
-  } catch {
-    return url.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/*)[^/?#]*@/, '$1');
-  }
-}
-
 function deepFreeze<T>(value: T): T {
   // RegExps are left alone: freezing one shared with another module would be a surprise
   if (typeof value === 'object' && value !== null && !(value instanceof RegExp) && !Object.isFrozen(value)) {

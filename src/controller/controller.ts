@@ -7,7 +7,7 @@ import { KubeClusterApi } from '../k8s/kube-cluster-api.ts';
 import { WorkQueue } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import type { EndpointSource, ReadyState } from '../sources/source.ts';
-import type { ClusterApi, NotificationEndpointObject } from './cluster-api.ts';
+import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.ts';
 import { EndpointReconciler } from './reconciler.ts';
 import { StatusWriter } from './status-writer.ts';
 

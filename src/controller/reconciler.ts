@@ -9,7 +9,7 @@ import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import { SecretNotFoundError, toEndpointConfig } from '../sources/endpoint-config.ts';
 import { readyStateForError } from '../sources/ready-state.ts';
 import type { ReadyState } from '../sources/source.ts';
-import type { ClusterApi } from './cluster-api.ts';
+import type { ClusterApi } from '../k8s/cluster-api.ts';
 import type { StatusWriter } from './status-writer.ts';
 
 /** Settings of an `EndpointReconciler`. */

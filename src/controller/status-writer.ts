@@ -3,7 +3,7 @@ import type { Condition } from '../api/notification-endpoint.ts';
 import { delivering } from '../metrics/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { ReadyState } from '../sources/source.ts';
-import type { ClusterApi, NotificationEndpointObject, StatusPatch } from './cluster-api.ts';
+import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../k8s/cluster-api.ts';
 
 /** Settings of a `StatusWriter`. */
 export interface StatusWriterOptions {

@@ -7,7 +7,7 @@ import {
   type KubeConfig,
 } from '@kubernetes/client-node';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../api/notification-endpoint.ts';
-import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../controller/cluster-api.ts';
+import type { ClusterApi, NotificationEndpointObject, StatusPatch } from './cluster-api.ts';
 import { statusCode } from './errors.ts';
 
 /** The component name on Events and the field manager on writes. */

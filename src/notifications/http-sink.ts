@@ -150,7 +150,7 @@ export function parseEndpointUrl(raw: string): URL {
   return url;
 }
 
-/** The URL without its user-info part, for logs, errors and status. */
+/** The URL without its user-info part (`user:pass@`), for logs, errors and status; any other URL comes back unchanged. */
 export function redactUrl(raw: string): string {
   try {
     const url = new URL(raw);
@@ -159,7 +159,7 @@ export function redactUrl(raw: string): string {
     url.password = '';
     return url.toString();
   } catch {
-    return raw.replace(/\/\/[^/@]*@/, '//');
+    return raw.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/*)[^/?#]*@/, '$1');
   }
 }
 

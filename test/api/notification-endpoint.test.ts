@@ -1,3 +1,4 @@
+import { redactUrl } from '../../src/notifications/http-sink.ts';
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -6,7 +7,6 @@ import {
   type NormalisedSpec,
   parseNotificationEndpoint,
   parseNotificationEndpointsYaml,
-  redactUrl,
   type SchemaRule,
   SPEC_SCHEMA,
 } from '../../src/api/notification-endpoint.ts';

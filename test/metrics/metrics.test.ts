@@ -1,23 +1,16 @@
 import { register as globalRegistry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import type { AttemptResult } from '../../src/notifications/listener.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { makeEvents } from '../support/events.ts';
-import { TestReceiver } from '../support/receiver.ts';
+import { startReceiver, useCleanups } from '../support/cleanup.ts';
+import type { TestReceiver } from '../support/receiver.ts';
 import { until } from '../notifications/test-sinks.ts';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!().catch(() => {});
-});
-
-async function receiver(): Promise<TestReceiver> {
-  const r = await TestReceiver.start();
-  cleanups.push(() => r.close());
-  return r;
-}
+const cleanups = useCleanups();
+const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
 
 /** An EndpointSet whose endpoints report to `metrics`, which reads the set back at scrape time. */
 function wiredSet(metrics: Metrics): EndpointSet {

@@ -1,24 +1,16 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Endpoint, endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { makeEvents } from '../support/events.ts';
-import { TestReceiver } from '../support/receiver.ts';
+import { startReceiver, useCleanups } from '../support/cleanup.ts';
+import type { TestReceiver } from '../support/receiver.ts';
 import { checkClose } from './sink-contract.ts';
 import { until } from './test-sinks.ts';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!().catch(() => {});
-});
-
-async function receiver(): Promise<TestReceiver> {
-  const r = await TestReceiver.start();
-  cleanups.push(() => r.close());
-  return r;
-}
+const cleanups = useCleanups();
+const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
 
 // Fast retries for tests: Distribution's breaker, tripping after 3 failures, 20 ms apart.
 const fast = (url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig =>

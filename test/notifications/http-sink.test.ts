@@ -3,28 +3,21 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HttpRequestError, HttpStatusError, SinkClosedError } from '../../src/notifications/errors.ts';
 import { HttpSink, redactUrl } from '../../src/notifications/http-sink.ts';
 import type { AttemptResult } from '../../src/notifications/listener.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
-import { TestReceiver } from '../support/receiver.ts';
+import { startReceiver, useCleanups } from '../support/cleanup.ts';
+import type { TestReceiver } from '../support/receiver.ts';
 import { testPki } from '../support/tls.ts';
 import { checkClose } from './sink-contract.ts';
 
 const queued = (n: number): QueuedEvent[] =>
   Array.from({ length: n }, (_, i) => ({ id: `id-${i}`, json: `{"id":"id-${i}","action":"push","target":{}}`, acceptedAt: 0 }));
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!().catch(() => {});
-});
-
-async function receiver(): Promise<TestReceiver> {
-  const r = await TestReceiver.start();
-  cleanups.push(() => r.close());
-  return r;
-}
+const cleanups = useCleanups();
+const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
 
 function sink(url: string, extra: Partial<ConstructorParameters<typeof HttpSink>[0]> = {}): HttpSink {
   const s = new HttpSink({ url, timeoutMs: 1000, ...extra });

@@ -47,9 +47,16 @@ process.once('exit', () => { // a worker exiting without stop() must not leak an
 });
 let warned = false;
 
-/** The KUBEBUILDER_ASSETS dir (throws if a binary is missing); when unset, throws under CI, else warns once and returns undefined. */
+// Where hack/envtest-assets.sh caches the binaries (its default), used when KUBEBUILDER_ASSETS is unset.
+const DEFAULT_ASSETS = '/var/cache/registry-notifier/envtest/1.20.2';
+
+/**
+ * The KUBEBUILDER_ASSETS dir (throws if a binary is missing), else the script's default cache when it holds
+ * both binaries; with neither, throws under CI, else warns once and returns undefined.
+ */
 export function envtestAssets(): string | undefined {
-  const dir = process.env.KUBEBUILDER_ASSETS;
+  const cached = ['etcd', 'kube-apiserver'].every((bin) => existsSync(join(DEFAULT_ASSETS, bin))) ? DEFAULT_ASSETS : undefined;
+  const dir = process.env.KUBEBUILDER_ASSETS ?? cached;
   if (dir) {
     const missing = ['etcd', 'kube-apiserver'].filter((bin) => !existsSync(join(dir, bin)));
     if (missing.length === 0) return dir;

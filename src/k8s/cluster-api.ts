@@ -10,7 +10,7 @@ export interface NotificationEndpointObject extends KubernetesObject {
 /** A status patch: fields to set, or `null` to clear one (JSON merge patch). */
 export type StatusPatch = { [K in keyof NotificationEndpointStatus]?: NotificationEndpointStatus[K] | null };
 
-/** What the controller needs of the Kubernetes API; the client-node implementation is in `src/k8s/`. */
+/** What the controller needs of the Kubernetes API (a port, so reconcile logic is tested without a server); `KubeClusterApi` implements it with client-node. */
 export interface ClusterApi {
   /** The object as stored now, or undefined when it does not exist. */
   getEndpoint(namespace: string, name: string): Promise<NotificationEndpointObject | undefined>;
