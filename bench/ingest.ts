@@ -1,0 +1,138 @@
+// Ingest burst benchmark (`npm run bench:ingest`): a 10k-event burst through the real `registry-notifier serve`
+// process, posted the way Distribution posts (one event per request, each poster waiting for its answer), into
+// one endpoint whose loopback receiver parses every envelope. Prints accepted events/s, ingest latency
+// percentiles and delivered events/s, with the journal off and on. Only 127.0.0.1; it stops by itself.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Pool } from 'undici';
+
+const MAIN = join(import.meta.dirname, '../src/main.ts');
+const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+const EVENTS = QUICK ? 2_000 : 10_000;
+const CONCURRENCY = [1, 8];
+
+/** One measured case. */
+interface Result {
+  mode: string;
+  posters: number;
+  acceptedPerSec: number;
+  p50: number;
+  p99: number;
+  max: number;
+  deliveredPerSec: number;
+}
+
+const template = {
+  timestamp: '2026-11-22T16:13:29.216677486Z',
+  action: 'push',
+  target: {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: 418,
+    digest: 'sha256:736bca91cb546b3ff8ee785c3ab7111cfb7e81d61a09a927d960157e65825edd',
+    length: 418,
+    repository: 'demo/app',
+    url: 'http://127.0.0.1:5000/v2/demo/app/manifests/sha256:736bca91cb546b3ff8ee785c3ab7111cfb7e81d61a09a927d960157e65825edd',
+    tag: 'v1',
+  },
+  request: { id: 'f56df54c-b8ed-4119-8d69-6f0aab8ae89d', addr: '127.0.0.1:52590', host: '127.0.0.1:5000', method: 'PUT', useragent: 'skopeo/1.9.3' },
+  actor: {},
+  source: { addr: 'vm:5000', instanceID: '42586a47-a8a0-436c-b94b-29715cb6ec6b' },
+};
+
+async function main(): Promise<void> {
+  const results: Result[] = [];
+  for (const journal of [false, true]) {
+    for (const posters of CONCURRENCY) results.push(await runCase(journal, posters));
+  }
+  console.log(`\ningest burst: ${EVENTS} events, one per request (as Distribution sends them), one endpoint (batch 100)`);
+  console.table(results.map((r) => ({
+    mode: r.mode,
+    posters: r.posters,
+    'accepted ev/s': Math.round(r.acceptedPerSec),
+    'p50 ms': r.p50.toFixed(2),
+    'p99 ms': r.p99.toFixed(2),
+    'max ms': r.max.toFixed(1),
+    'delivered ev/s': Math.round(r.deliveredPerSec),
+  })));
+}
+
+async function runCase(journal: boolean, posters: number): Promise<Result> {
+  const dir = await mkdtemp(join(tmpdir(), 'rn-bench-ingest-'));
+  let received = 0;
+  let lastAt = 0;
+  let onAll: () => void = () => {};
+  const all = new Promise<void>((resolve) => (onAll = resolve));
+  const receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      received += (JSON.parse(Buffer.concat(chunks).toString()) as { events: unknown[] }).events.length;
+      lastAt = performance.now();
+      res.end();
+      if (received >= EVENTS) onAll();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const port = (receiver.address() as AddressInfo).port;
+  await writeFile(join(dir, 'endpoints.yaml'), `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: bench\nspec:\n  url: http://127.0.0.1:${port}/events\n  maxBatchEvents: 100\n`);
+  const args = ['serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', join(dir, 'endpoints.yaml'),
+    '--allow-endpoint-cidrs', '127.0.0.0/8', '--log-level', 'info', ...(journal ? ['--queue-dir', join(dir, 'journal')] : [])];
+  const { child, ingest } = await startServer(args);
+  const pool = new Pool(new URL(ingest).origin, { connections: posters, pipelining: 1 });
+  const path = new URL(ingest).pathname;
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: posters }, async (_, poster) => {
+    while (next < EVENTS) {
+      const i = next++;
+      const body = JSON.stringify({ events: [{ id: `bench-${poster}-${i}`, ...template }] });
+      const t0 = performance.now();
+      const response = await pool.request({ method: 'POST', path, headers: { 'content-type': 'application/vnd.docker.distribution.events.v1+json' }, body });
+      await response.body.dump();
+      latencies.push(performance.now() - t0);
+      if (response.statusCode !== 202) throw new Error(`ingest answered ${response.statusCode}`);
+    }
+  }));
+  const acceptedAt = performance.now();
+  await Promise.race([all, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received}/${EVENTS} delivered`)), 120_000))]);
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!;
+  await pool.close();
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.once('exit', resolve));
+  receiver.close();
+  await rm(dir, { recursive: true, force: true });
+  return {
+    mode: journal ? 'journal' : 'memory',
+    posters,
+    acceptedPerSec: EVENTS / ((acceptedAt - started) / 1000),
+    p50: pct(0.5),
+    p99: pct(0.99),
+    max: latencies.at(-1)!,
+    deliveredPerSec: EVENTS / ((lastAt - started) / 1000),
+  };
+}
+
+/** Starts `serve` and resolves with its ingest URL, read from the 'serving' log line. */
+function startServer(args: string[]): Promise<{ child: ChildProcess; ingest: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('serve did not start within 30 s')), 30_000);
+    createInterface(child.stdout!).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; ingest?: string };
+      if (entry.msg === 'serving' && entry.ingest) {
+        clearTimeout(timer);
+        resolve({ child, ingest: entry.ingest });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+  });
+}
+
+await main();
