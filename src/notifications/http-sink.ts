@@ -100,13 +100,18 @@ export class HttpSink implements Sink<QueuedEvent> {
     let status: number | undefined;
     let statusText: string | undefined;
     let error: NotifierError | undefined;
+    // A plain timer, cleared when the attempt ends, instead of AbortSignal.timeout(): that signal is held only
+    // weakly by its timer, so it survives young-generation GCs for the whole timeout, and its timer still fires
+    // (building a DOMException and dispatching 'abort') long after the request finished.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DOMException(`no answer within ${this.#timeoutMs}ms`, 'TimeoutError')), this.#timeoutMs);
     try {
       const response = await this.#pool.request({
         method: 'POST',
         path: this.#path,
         headers,
         body,
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: deadline.signal,
       });
       status = response.statusCode;
       statusText = STATUS_CODES[status] ?? 'Unknown';
@@ -117,6 +122,8 @@ export class HttpSink implements Sink<QueuedEvent> {
       }
     } catch (cause) {
       error = new HttpRequestError(describeRequestError(cause, this.#timeoutMs), cause);
+    } finally {
+      clearTimeout(timer);
     }
     this.#listener.attempt?.({
       events: items,

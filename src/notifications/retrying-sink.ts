@@ -72,7 +72,6 @@ export class RetryingSink implements Sink<QueuedEvent> {
   }
 
   async write(items: readonly QueuedEvent[], options: WriteOptions = {}): Promise<void> {
-    const stop = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal;
     let batch = items;
     let attempts = 0;
     let lastError: unknown;
@@ -83,6 +82,9 @@ export class RetryingSink implements Sink<QueuedEvent> {
       if (this.#closed.signal.aborted) throw new SinkClosedError('retrying sink');
       const wait = this.#strategy.proceed(this.#clock.now());
       if (wait > 0) {
+        // Combined only when there is a wait: AbortSignal.any() on every write registers weak dependants on the
+        // long-lived close signal, a cost on each delivery for a value only the sleep needs.
+        const stop = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal;
         await this.#clock.sleep(wait, stop).catch(() => {});
         continue;
       }
