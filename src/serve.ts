@@ -65,7 +65,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     const statuses = (): EndpointStatus[] => endpointStatuses(endpoints, source.states());
     metrics.setEndpointsProvider(statuses);
     admin = await startAdminServer({
-      host: config.metricsListen.host ?? '::',
+      host: config.metricsListen.host,
       port: config.metricsListen.port,
       metrics,
       ready: () => source.ready && !draining,

@@ -16,8 +16,8 @@ export interface AdminLogger {
 
 /** Settings of `startAdminServer`. */
 export interface AdminServerOptions {
-  /** Address to listen on, e.g. `0.0.0.0`, `::` or `127.0.0.1`. */
-  host: string;
+  /** Address to listen on, e.g. `127.0.0.1`; undefined listens on every interface. */
+  host: string | undefined;
   /** Port; 0 picks a free one (see `AdminServer.port`). */
   port: number;
   metrics: Metrics;
@@ -84,7 +84,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   });
   server.on('error', (err) => options.logger?.error({ err }, 'admin server error'));
   const { port } = server.address() as AddressInfo;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  // Unspecified or wildcard: Node picks the interfaces (IPv6 when the pod has it); clients on this machine reach 127.0.0.1.
+  const bound = options.host === undefined || options.host === '::' || options.host === '0.0.0.0' ? '127.0.0.1' : options.host;
+  const host = bound.includes(':') ? `[${bound}]` : bound;
   let closing: Promise<void> | undefined;
   return {
     url: `http://${host}:${port}`,

@@ -1,0 +1,171 @@
+{{/*
+Names, labels and the checks every template relies on. Names are truncated to 63 characters (DNS label limit)
+with a trailing "-" removed.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "registry-notifier.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The full name of the release's resources: fullnameOverride, else "<release>-<name>", else the release name
+alone when it already contains the name ("registry-notifier" installed as "registry-notifier").
+*/}}
+{{- define "registry-notifier.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "registry-notifier-0.1.0", as the helm.sh/chart label. */}}
+{{- define "registry-notifier.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the pods; never change them after the first install (selectors are immutable). */}}
+{{- define "registry-notifier.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "registry-notifier.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/* Labels of every resource. */}}
+{{- define "registry-notifier.labels" -}}
+helm.sh/chart: {{ include "registry-notifier.chart" . }}
+{{ include "registry-notifier.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "registry-notifier.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: registry-notifier
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* The ServiceAccount the pod runs as. */}}
+{{- define "registry-notifier.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "registry-notifier.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false: set serviceAccount.name to an existing ServiceAccount in the release namespace, or set serviceAccount.create=true" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image tag: image.tag, else the chart's appVersion. */}}
+{{- define "registry-notifier.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
+{{- end -}}
+
+{{/* repository:tag, or repository:tag@digest when a digest pins the image. */}}
+{{- define "registry-notifier.image" -}}
+{{- $ref := printf "%s:%s" (required "image.repository is required: set image.repository, e.g. ghcr.io/registry-notifier/registry-notifier" .Values.image.repository) (include "registry-notifier.imageTag" .) -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $ref .Values.image.digest -}}
+{{- else -}}
+{{- $ref -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the ingest token, and its key. */}}
+{{- define "registry-notifier.ingestTokenSecretName" -}}
+{{- default (printf "%s-ingest-token" (include "registry-notifier.fullname" .)) .Values.ingestToken.existingSecret -}}
+{{- end -}}
+{{- define "registry-notifier.ingestTokenSecretKey" -}}
+{{- if .Values.ingestToken.existingSecret -}}
+{{- required "ingestToken.existingSecretKey is required with ingestToken.existingSecret: set it to the key that holds the token" .Values.ingestToken.existingSecretKey -}}
+{{- else -}}
+token
+{{- end -}}
+{{- end -}}
+
+{{/*
+The generated Secret's `token` value, base64-encoded: the token of the Secret found in the cluster when there is
+one (so upgrades keep the token registries already use), else 48 fresh random characters. Called with
+(dict "existing" <the looked-up Secret, or an empty dict>); `helm template` and dry runs find nothing and show a
+new token.
+*/}}
+{{- define "registry-notifier.ingestTokenData" -}}
+{{- $data := dig "data" "token" "" .existing -}}
+{{- if $data -}}
+{{- $data -}}
+{{- else -}}
+{{- randAlphaNum 48 | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The PodDisruptionBudget API: policy/v1 from Kubernetes 1.21, policy/v1beta1 before (1.20). */}}
+{{- define "registry-notifier.pdbApiVersion" -}}
+{{- if semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end -}}
+{{- end -}}
+
+{{/*
+The permissions the controller uses, and nothing more (src/k8s/kube-cluster-api.ts, src/controller/controller.ts).
+The same rules go into the ClusterRole (all namespaces) or into one Role per watched namespace.
+*/}}
+{{- define "registry-notifier.rbacRules" -}}
+# The informer lists and watches NotificationEndpoints; the reconciler reads each one fresh by name (get)
+# instead of trusting the watch event's copy.
+- apiGroups: ["registry-notifier.io"]
+  resources: ["notificationendpoints"]
+  verbs: ["get", "list", "watch"]
+# Ready/Delivering conditions and delivery counters are written with a merge patch of the status subresource;
+# the controller never changes an endpoint's spec, so no update or patch on the resource itself.
+- apiGroups: ["registry-notifier.io"]
+  resources: ["notificationendpoints/status"]
+  verbs: ["patch"]
+# Header values, signing keys and TLS material come from Secrets the endpoints reference: the reconciler reads
+# them (get) and an informer lists and watches Secrets to notice rotation. Without resourceNames, since the
+# referenced names are only known at run time; scope with watchNamespaces to limit which Secrets are readable.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+# Normal and Warning Events on endpoints (e.g. InvalidSpec). Each is created with generateName and never
+# updated or patched afterwards, so create suffices.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/*
+Render-time checks of combinations the schema cannot express. Each message says exactly what to set.
+Included once, from deployment.yaml.
+*/}}
+{{- define "registry-notifier.validate" -}}
+{{- $v := .Values -}}
+{{- if and $v.ingestToken.existingSecret (not $v.ingestToken.enabled) -}}
+{{- fail "ingestToken.existingSecret is set but ingestToken.enabled is false: set ingestToken.enabled=true to require the token, or remove ingestToken.existingSecret" -}}
+{{- end -}}
+{{- if and (not $v.journal.enabled) $v.journal.persistence.enabled -}}
+{{- fail "journal.persistence.enabled needs the journal: set journal.enabled=true, or journal.persistence.enabled=false" -}}
+{{- end -}}
+{{- if and $v.journal.persistence.existingClaim (not $v.journal.persistence.enabled) -}}
+{{- fail "journal.persistence.existingClaim is set but journal.persistence.enabled is false: set journal.persistence.enabled=true (and journal.enabled=true) to use the claim, or remove journal.persistence.existingClaim" -}}
+{{- end -}}
+{{- if and $v.journal.enabled $v.journal.persistence.enabled (gt (int $v.replicaCount) 1) -}}
+{{- fail (printf "replicaCount=%v cannot share one journal PersistentVolumeClaim: set replicaCount=1, or journal.persistence.enabled=false (an emptyDir journal per pod)" $v.replicaCount) -}}
+{{- end -}}
+{{- if and $v.podDisruptionBudget.enabled (not (kindIs "invalid" $v.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" $v.podDisruptionBudget.maxUnavailable)) -}}
+{{- fail "podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable are mutually exclusive: set only one of them" -}}
+{{- end -}}
+{{- range $v.watchNamespaces -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) -}}
+{{- fail (printf "watchNamespaces: %q is not a namespace name (lower-case letters, digits and '-')" .) -}}
+{{- end -}}
+{{- end -}}
+{{- range $v.extraArgs -}}
+{{- $arg := . -}}
+{{- range $flag, $value := dict "--kubernetes" "watchNamespaces (the chart always runs with --kubernetes)" "--namespaces" "watchNamespaces" "--queue-dir" "journal.enabled" "--listen" "service.ports.ingest (the container port is fixed)" "--metrics-listen" "service.ports.metrics (the container port is fixed)" "--endpoints" "nothing: standalone mode cannot be combined with --kubernetes" "--ingest-token-file" "ingestToken.existingSecret" -}}
+{{- if or (eq $arg $flag) (hasPrefix (printf "%s=" $flag) $arg) -}}
+{{- fail (printf "extraArgs must not contain %s, which the chart manages: set %s instead" $flag $value) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
