@@ -5,12 +5,31 @@ import type { Logger } from 'pino';
 import type { EndpointStore } from '../notifications/queue-store.ts';
 import type { QueuedEvent } from '../notifications/sink.ts';
 
+/** Settings of `Journal.open`; the defaults are the product's. */
+export interface JournalOptions {
+  /** How long opening waits for a lock someone else holds before failing (default 5 s). */
+  busyTimeoutMs?: number;
+  /** Dead letters kept per endpoint, the oldest deleted beyond it (default 100,000). */
+  maxDeadLetters?: number;
+}
+
 /** The journal's file inside `--queue-dir`. */
 export const JOURNAL_FILE = 'journal.db';
 
 // Dead letters kept per endpoint; beyond it the oldest are deleted (a receiver that refuses everything
 // forever must not fill the disk).
 const MAX_DEAD_LETTERS = 100_000;
+// Trimming to that cap walks the endpoint's dead letters (~10 ms at 100,000), so it runs at the first dead letter
+// after a start and then once per 1% of the cap: the cap is exceeded by at most that much, briefly.
+const TRIM_SHARE = 0.01;
+// How long opening waits for a lock someone else holds (a backup, an sqlite3 shell) before giving up.
+const BUSY_TIMEOUT_MS = 5000;
+// SQLite's primary result codes (the low byte of node:sqlite's `errcode`) that say "this is not a readable
+// database": only those move the file aside. Anything else (locked, permissions, disk full) fails the start.
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_CORRUPT = 11;
+const SQLITE_NOTADB = 26;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, json TEXT NOT NULL, accepted_at INTEGER NOT NULL);
@@ -33,10 +52,16 @@ interface Row {
  * ingest answers 2xx. Delivery deletes the endpoint's row; an event no endpoint needs any more (pending or
  * dead-lettered) is deleted with it, so the file holds only what is still owed. `synchronous=NORMAL`: a commit
  * survives the process being killed at any point (SQLite's WAL is appended before the commit returns); an
- * operating-system crash or power loss can lose the last commits since the WAL was last synced (at most a
- * checkpoint's worth, about a second under load). SQLite discards an incomplete or corrupt last transaction
- * of the WAL by its checksums; a database it cannot read at all is moved aside and a new one started, so the
- * service always starts.
+ * operating-system crash or power loss can lose the last commits since the WAL was last synced. SQLite syncs
+ * it at each checkpoint, that is every ~1000 pages written: about a second under heavy load, but when it is
+ * quiet only the kernel's own writeback (typically within 30 s) bounds the loss, and nothing guarantees it. SQLite discards an incomplete or corrupt last transaction
+ * of the WAL by its checksums; a database it cannot read at all (not a database, or failing its integrity
+ * check) is moved aside and a new one started, so a damaged disk never stops the service. A journal that is
+ * merely unavailable (locked by another process, not writable) is not damaged: opening it fails instead, so
+ * nothing owed is set aside. One process holds the journal at a time (SQLite's exclusive locking mode): a
+ * second `serve` on the same `--queue-dir` would deliver the same events twice and out of order.
+ * Numbers (`seq`) are handed out by the process and never twice while it runs, even when the transaction
+ * that handed them out rolled back (its events may already sit in a queue in memory).
  */
 export class Journal {
   #db: DatabaseSync;
@@ -45,15 +70,20 @@ export class Journal {
   #txSeqs: Map<string, number> | undefined;
   #txError: unknown;
   #closed = false;
+  #nextSeq: number;
+  #maxDeadLetters: number;
+  #deadSinceTrim = new Map<string, number>();
   #insertEvent: StatementSync;
   #insertPending: StatementSync;
   #deletePending: StatementSync;
   #collect: StatementSync;
 
-  private constructor(db: DatabaseSync, logger: Logger) {
+  private constructor(db: DatabaseSync, logger: Logger, options: JournalOptions) {
     this.#db = db;
     this.#logger = logger;
-    this.#insertEvent = db.prepare('INSERT INTO events (id, json, accepted_at) VALUES (?, ?, ?)');
+    this.#maxDeadLetters = options.maxDeadLetters ?? MAX_DEAD_LETTERS;
+    this.#insertEvent = db.prepare('INSERT INTO events (seq, id, json, accepted_at) VALUES (?, ?, ?, ?)');
+    this.#nextSeq = (db.prepare('SELECT coalesce(max(seq), 0) + 1 AS next FROM events').get() as { next: number }).next;
     this.#insertPending = db.prepare('INSERT OR IGNORE INTO pending (endpoint, seq) VALUES (?, ?)');
     this.#deletePending = db.prepare('DELETE FROM pending WHERE endpoint = ? AND seq = ?');
     this.#collect = db.prepare(
@@ -61,21 +91,26 @@ export class Journal {
     );
   }
 
-  /** Opens (or creates) the journal in `dir`; never fails because of what a crash left behind. */
-  static open(dir: string, logger: Logger): Journal {
+  /**
+   * Opens (or creates) the journal in `dir`; never fails because of what a crash left behind. Throws when the
+   * journal is held by another process (after waiting `busyTimeoutMs`, default 5 s) or cannot be opened.
+   */
+  static open(dir: string, logger: Logger, options: JournalOptions = {}): Journal {
     mkdirSync(dir, { recursive: true });
     const path = join(dir, JOURNAL_FILE);
     const wal = `${path}-wal`;
     if (existsSync(wal) && statSync(wal).size > 0) {
       logger.warn({ path, walBytes: statSync(wal).size }, 'journal: the last run did not stop cleanly; recovering its write-ahead log (an incomplete or corrupt last transaction is discarded)');
     }
+    const busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
     try {
-      return new Journal(openDatabase(path), logger);
+      return withDatabase(openDatabase(path, busyTimeoutMs), (db) => new Journal(db, logger, options));
     } catch (error) {
+      if (!unreadable(error)) throw unavailable(path, error);
       const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       for (const suffix of ['', '-wal', '-shm']) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
       logger.error({ err: error, movedTo: aside }, 'journal: unreadable; moved aside and starting a new one');
-      return new Journal(openDatabase(path), logger);
+      return withDatabase(openDatabase(path, busyTimeoutMs), (db) => new Journal(db, logger, options));
     }
   }
 
@@ -84,7 +119,12 @@ export class Journal {
    * an append failed or `fn` threw, nothing is.
    */
   transaction<T>(fn: () => T): T {
-    if (this.#depth > 0) return fn();
+    if (this.#depth > 0) {
+      // SQLite rolls the whole transaction back by itself after some errors (I/O, disk full): what follows must
+      // not run in autocommit, committing half of what was meant to be atomic.
+      if (!this.#db.isTransaction) throw this.#txError ?? new Error('journal: the transaction was rolled back');
+      return fn();
+    }
     this.#db.exec('BEGIN IMMEDIATE');
     this.#depth = 1;
     this.#txSeqs = new Map();
@@ -95,7 +135,7 @@ export class Journal {
       this.#db.exec('COMMIT');
       return result;
     } catch (error) {
-      this.#db.exec('ROLLBACK');
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK'); // else SQLite already did, and the error says why
       throw error;
     } finally {
       this.#depth = 0;
@@ -155,7 +195,8 @@ export class Journal {
       events.map((event) => {
         let seq = event.seq ?? this.#txSeqs?.get(event.id);
         if (seq === undefined) {
-          seq = Number(this.#insertEvent.run(event.id, event.json, event.acceptedAt).lastInsertRowid);
+          seq = this.#nextSeq++; // taken even if the insert or the transaction fails: never handed out twice
+          this.#insertEvent.run(seq, event.id, event.json, event.acceptedAt);
           this.#txSeqs?.set(event.id, seq);
         }
         this.#insertPending.run(endpoint, seq);
@@ -180,7 +221,11 @@ export class Journal {
       insert.run(endpoint, seq, reason.slice(0, 1024), now);
       this.#deletePending.run(endpoint, seq);
     }
-    const over = this.#db.prepare('SELECT seq FROM dead_letters WHERE endpoint = ? ORDER BY seq DESC LIMIT -1 OFFSET ?').all(endpoint, MAX_DEAD_LETTERS) as { seq: number }[];
+    const since = (this.#deadSinceTrim.get(endpoint) ?? Number.POSITIVE_INFINITY) + events.length;
+    const trimEvery = Math.max(1, Math.floor(this.#maxDeadLetters * TRIM_SHARE));
+    this.#deadSinceTrim.set(endpoint, since >= trimEvery ? 0 : since);
+    if (since < trimEvery) return;
+    const over = this.#db.prepare('SELECT seq FROM dead_letters WHERE endpoint = ? ORDER BY seq DESC LIMIT -1 OFFSET ?').all(endpoint, this.#maxDeadLetters) as { seq: number }[];
     const remove = this.#db.prepare('DELETE FROM dead_letters WHERE endpoint = ? AND seq = ?');
     for (const { seq } of over) {
       remove.run(endpoint, seq);
@@ -224,16 +269,54 @@ export class Journal {
   }
 }
 
-function openDatabase(path: string): DatabaseSync {
+/** The integrity check found damage. */
+class JournalDamagedError extends Error {
+  override name = 'JournalDamagedError';
+}
+
+/** Runs `fn` on a freshly opened database, closing it (and so releasing its lock) if `fn` throws. */
+function withDatabase<T>(db: DatabaseSync, fn: (db: DatabaseSync) => T): T {
+  try {
+    return fn(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+function openDatabase(path: string, busyTimeoutMs: number): DatabaseSync {
   const db = new DatabaseSync(path);
   try {
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
+    // The busy timeout first: every later statement may meet someone else's lock.
+    db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(busyTimeoutMs))}; PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;`);
+    // Exclusive mode takes its lock on the first write and keeps it until close; take it now.
+    db.exec('BEGIN IMMEDIATE; COMMIT;');
     db.exec(SCHEMA);
     const check = db.prepare('PRAGMA quick_check').get() as { quick_check?: string } | undefined;
-    if (check?.quick_check !== 'ok') throw new Error(`quick_check: ${check?.quick_check ?? 'no answer'}`);
+    if (check?.quick_check !== 'ok') throw new JournalDamagedError(`quick_check: ${check?.quick_check ?? 'no answer'}`);
     return db;
   } catch (error) {
     db.close();
     throw error;
   }
+}
+
+/** Whether opening failed because the file is not a readable database (then it is moved aside). */
+function unreadable(error: unknown): boolean {
+  if (error instanceof JournalDamagedError) return true;
+  const code = (error as { errcode?: unknown }).errcode;
+  return typeof code === 'number' && [SQLITE_CORRUPT, SQLITE_NOTADB].includes(code & 0xff);
+}
+
+/** The error that ends the start when the journal exists but cannot be used now. */
+function unavailable(path: string, error: unknown): Error {
+  const code = (error as { errcode?: unknown }).errcode;
+  const why = error instanceof Error ? error.message : String(error);
+  const locked = typeof code === 'number' && [SQLITE_BUSY, SQLITE_LOCKED].includes(code & 0xff);
+  return new Error(
+    locked
+      ? `journal ${path} is in use by another process (${why}); is another registry-notifier running with this --queue-dir?`
+      : `journal ${path} cannot be opened (${why})`,
+    { cause: error },
+  );
 }

@@ -1,4 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { DatabaseSync } from 'node:sqlite';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -113,4 +116,116 @@ describe('Journal', () => {
     expect(journal.counts()).toEqual({ events: 0, pending: 0, deadLetters: 0 });
     expect(readdirSync(dir).some((f) => f.startsWith(`${JOURNAL_FILE}.corrupt-`))).toBe(true);
   });
+
+  it('never numbers two events alike, even after a transaction that handed out numbers was rolled back', () => {
+    // The queue keeps what `append` returned in memory at once; if the surrounding transaction then fails (another
+    // endpoint's append, or COMMIT on a full disk), those numbers must not be given to the next events: the
+    // delivery of the phantom would acknowledge, and so delete, the pending row of an unrelated event.
+    const { journal, dir } = open();
+    const a = journal.storeFor('a');
+    let phantom: QueuedEvent[] = [];
+    expect(() => journal.transaction(() => {
+      phantom = a.append([event('phantom')]);
+      throw new Error('COMMIT failed: database or disk is full');
+    })).toThrow('disk is full');
+    const [real] = journal.transaction(() => a.append([event('real')]));
+    expect(real!.seq).not.toBe(phantom[0]!.seq);
+    a.ack(phantom); // the queue delivered the phantom (the client got a 503; the receiver may see it anyway)
+    expect(a.pending().map((e) => e.id)).toEqual(['real']);
+    journal.close();
+    expect(open(dir).journal.storeFor('a').pending().map((e) => e.id), 'after a restart').toEqual(['real']);
+  });
+
+  it('numbers keep growing across a reopen, after everything was delivered and collected', () => {
+    const first = open();
+    const a = first.journal.storeFor('a');
+    a.ack(first.journal.transaction(() => a.append([event('e1'), event('e2')])));
+    expect(first.journal.counts().events).toBe(0);
+    const [next] = first.journal.transaction(() => a.append([event('e3')]));
+    expect(next!.seq).toBe(3);
+    first.journal.close();
+    const { journal } = open(first.dir);
+    const [after] = journal.transaction(() => journal.storeFor('a').append([event('e4')]));
+    expect(after!.seq).toBeGreaterThan(3);
+  });
+
+  it('is held by one process at a time: a second open fails loudly and moves nothing aside', () => {
+    const { journal, dir } = open();
+    const a = journal.storeFor('a');
+    journal.transaction(() => a.append([event('mine')]));
+    expect(() => Journal.open(dir, logger, { busyTimeoutMs: 50 })).toThrow(/in use/);
+    expect(readdirSync(dir).filter((f) => f.includes('corrupt')), 'a locked journal is not corrupt').toEqual([]);
+    expect(a.pending().map((e) => e.id)).toEqual(['mine']);
+  });
+
+  it('a journal locked by another program is not mistaken for a corrupt one', () => {
+    const { journal, dir } = open();
+    journal.transaction(() => journal.storeFor('a').append([event('kept')]));
+    journal.close();
+    const other = new DatabaseSync(join(dir, JOURNAL_FILE));
+    other.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;'); // e.g. an sqlite3 shell, a backup tool
+    try {
+      expect(() => Journal.open(dir, logger, { busyTimeoutMs: 50 })).toThrow(/in use by another process .*--queue-dir/);
+      expect(readdirSync(dir).filter((f) => f.includes('corrupt'))).toEqual([]);
+    } finally {
+      other.close();
+    }
+    expect(open(dir).journal.storeFor('a').pending().map((e) => e.id)).toEqual(['kept']);
+  });
+
+  it('keeps the newest dead letters per endpoint up to its cap, and deletes the events nobody needs any more', () => {
+    const { journal, dir } = open();
+    journal.close();
+    const capped = Journal.open(dir, logger, { maxDeadLetters: 5 });
+    journals.push(capped);
+    const [a, b] = [capped.storeFor('a'), capped.storeFor('b')];
+    for (let i = 0; i < 8; i++) {
+      const stored = capped.transaction(() => {
+        const mine = a.append([event(`dead-${i}`)]);
+        if (i === 0) b.append(mine); // b still needs the oldest: it must outlive a's cap
+        return mine;
+      });
+      a.deadLetter(stored, 'refused');
+    }
+    expect(capped.counts()).toEqual({ events: 6, pending: 1, deadLetters: 5 });
+    expect(a.takeDeadLetters().map((e) => e.id)).toEqual(['dead-3', 'dead-4', 'dead-5', 'dead-6', 'dead-7']);
+    expect(b.pending().map((e) => e.id)).toEqual(['dead-0']);
+  });
+
+  it('trims to a large cap in steps of 1% of it, so a full dead-letter list does not cost a scan per event', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rn-journal-'));
+    dirs.push(dir);
+    const capped = Journal.open(dir, logger, { maxDeadLetters: 300 });
+    journals.push(capped);
+    const a = capped.storeFor('a');
+    const counts: number[] = [];
+    for (let i = 0; i < 320; i++) {
+      a.deadLetter(capped.transaction(() => a.append([event(`d${i}`)])), 'refused');
+      counts.push(capped.counts().deadLetters);
+    }
+    expect(Math.max(...counts)).toBeLessThanOrEqual(300 + 3);
+    expect(counts.at(-1)).toBeGreaterThanOrEqual(300);
+    const kept = a.takeDeadLetters().map((e) => e.id);
+    expect(kept.at(-1)).toBe('d319');
+    expect(kept).toEqual([...kept].sort((x, y) => Number(x.slice(1)) - Number(y.slice(1)))); // oldest first
+    expect(kept[0]).not.toBe('d0');
+  });
+
+  it('a disk that fills up in the middle of a transaction: all of it is rolled back, none of it committed piecemeal', () => {
+    // SQLite rolls the transaction back by itself on an I/O error; an append after that must not run in
+    // autocommit (half an ingest request committed behind a 503), and the error reported must be the disk's.
+    const dir = mkdtempSync(join(tmpdir(), 'rn-journal-'));
+    dirs.push(dir);
+    const script = fileURLToPath(new URL('./fixtures/disk-full.ts', import.meta.url));
+    const run = spawnSync('sh', ['-c', 'ulimit -f 1024 && exec "$0" "$1" "$2"', process.execPath, script, dir], { encoding: 'utf8', timeout: 15_000 });
+    expect(run.status, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(result.appendError).toMatch(/disk I\/O error|full/);
+    expect(result.transaction, 'the error is the disk\'s, not a failed ROLLBACK').toMatch(/disk I\/O error|full/);
+    expect(result.counts).toEqual({ events: 1, pending: 1, deadLetters: 0 });
+    expect(result.pendingA).toEqual(['before']);
+    expect(result.pendingB, 'nothing of the failed transaction').toEqual([]);
+    expect(result.after, 'the journal works on').toEqual(['after']);
+  });
 });
+
