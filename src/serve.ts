@@ -114,8 +114,11 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         const left = await endpoints.close(AbortSignal.timeout(config.shutdownGraceMs));
         await source.finish?.();
         const undelivered = [...left.values()].reduce((a, b) => a + b, 0);
-        const log = undelivered > 0 ? logger.warn.bind(logger) : logger.info.bind(logger);
-        log({ undelivered, byEndpoint: Object.fromEntries([...left].filter(([, n]) => n > 0)) }, 'stopped');
+        const byEndpoint = Object.fromEntries([...left].filter(([, n]) => n > 0));
+        // With a journal, what was not delivered stays there for the next start; without one it is lost.
+        if (undelivered > 0 && journal) logger.info({ undelivered, byEndpoint, keptIn: 'journal' }, 'stopped');
+        else if (undelivered > 0) logger.warn({ undelivered, byEndpoint, lost: true }, 'stopped');
+        else logger.info({ undelivered }, 'stopped');
         await Promise.all([ingest.close(), adminServer.close()]);
         journal?.close();
         return left;
@@ -124,14 +127,17 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
 }
 
 /**
- * Once the source has loaded every endpoint, what the journal still keeps for endpoints that no longer exist
- * (deleted while we were down) is dropped and logged; endpoints known but not running (an invalid spec, a
- * missing Secret) keep theirs.
+ * Once the source has loaded every endpoint, what the journal still keeps for endpoints the source is sure no
+ * longer exist (deleted while we were down) is dropped and logged. Endpoints known but not running (an
+ * invalid spec, a missing Secret), and any endpoint while a definition file could not be read or outside the
+ * watched namespaces, keep theirs.
  */
 function forgetRemovedEndpoints(journal: Journal, endpoints: EndpointSet, source: EndpointSource, logger: Logger): void {
-  const known = new Set([...source.states().keys(), ...endpoints.list().map((e) => e.name)]);
-  for (const [endpoint, pending] of journal.forgetExcept(known)) {
-    logger.warn({ endpoint, discarded: pending }, 'journal: endpoint no longer exists; its pending events and dead letters are dropped');
+  for (const name of journal.endpoints()) {
+    if (endpoints.get(name) || !source.mayForget(name)) continue;
+    const discarded = journal.storeFor(name).pending().length;
+    journal.storeFor(name).drop();
+    logger.warn({ endpoint: name, discarded }, 'journal: endpoint no longer exists; its pending events and dead letters are dropped');
   }
 }
 

@@ -70,6 +70,12 @@ export class Controller implements EndpointSource {
     return this.#status.states();
   }
 
+  mayForget(name: string): boolean {
+    const namespace = name.split('/')[0] ?? '';
+    const watched = this.#options.namespaces.length === 0 || this.#options.namespaces.includes(namespace);
+    return this.#ready && watched && !this.#status.states().has(name);
+  }
+
   /** Lists and watches; resolves once every listed endpoint has been reconciled once. */
   async start(): Promise<void> {
     for (const informer of [...this.#endpointInformers, ...this.#secretInformers]) informer.start();

@@ -138,7 +138,12 @@ function replay(req: IncomingMessage, options: AdminServerOptions): Reply {
   }
   const endpoint = new URL(req.url ?? '/', 'http://admin').searchParams.get('endpoint');
   if (!endpoint) return error(400, 'InvalidRequest', 'name the endpoint: ?endpoint=NAME');
-  const replayed = options.replay(endpoint);
+  let replayed: number | undefined;
+  try {
+    replayed = options.replay(endpoint);
+  } catch {
+    return error(503, 'ShuttingDown', 'the endpoint is shutting down; its dead letters stay for the next start (with a journal)');
+  }
   if (replayed === undefined) return error(404, 'NotFound', `no endpoint ${endpoint}`);
   options.logger?.info?.({ endpoint, replayed }, 'dead letters replayed');
   return { status: 200, type: JSON_TYPE, body: JSON.stringify({ endpoint, replayed }) };

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { buildConnector } from 'undici';
 import { hostOf, type AddressGuard, type Resolver } from './address-guard.ts';
 import type { Event } from './event.ts';
+import { SinkClosedError } from './errors.ts';
 import { compileFilter, FilterSink, NO_FILTER, type FilterRules } from './filter.ts';
 import { HttpSink, parseEndpointUrl, type TlsOptions } from './http-sink.ts';
 import { fanOutListener, type DeliveryListener } from './listener.ts';
@@ -153,8 +154,12 @@ export class Endpoint implements Sink<Event> {
     return this.#filter.write(events, options);
   }
 
-  /** Moves every dead letter back to the tail of the queue, oldest first; returns how many. */
+  /**
+   * Moves every dead letter back to the tail of the queue, oldest first; returns how many. Rejects with
+   * `SinkClosedError` once the endpoint is closing (the dead letters stay where they are).
+   */
   replayDeadLetters(): number {
+    if (this.#queue.closing) throw new SinkClosedError('endpoint');
     const events = this.#store.takeDeadLetters();
     if (events.length > 0) this.#queue.restore(events);
     return events.length;

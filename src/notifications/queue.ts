@@ -131,6 +131,11 @@ export class EventQueue implements Sink<Event> {
     return this.#discarded;
   }
 
+  /** Whether `close` began: writes and restores are refused from now on. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
   /** Whether sending is paused. */
   get paused(): boolean {
     return this.#paused;

@@ -42,6 +42,7 @@ export class FileSource implements EndpointSource {
   #timer: NodeJS.Timeout | undefined;
   #reloading: Promise<void> = Promise.resolve();
   #ready = false;
+  #complete = false;
   #closed = false;
 
   constructor(options: FileSourceOptions) {
@@ -51,6 +52,10 @@ export class FileSource implements EndpointSource {
 
   get ready(): boolean {
     return this.#ready;
+  }
+
+  mayForget(name: string): boolean {
+    return this.#ready && this.#complete && !this.#states.has(name);
   }
 
   states(): ReadonlyMap<string, ReadyState> {
@@ -81,7 +86,8 @@ export class FileSource implements EndpointSource {
   }
 
   async #reload(): Promise<void> {
-    const { documents, unreadable, uncertain } = await this.#readAll();
+    const { documents, unreadable, uncertain, complete } = await this.#readAll();
+    this.#complete = complete;
     const states = new Map<string, ReadyState>();
     const wanted = new Map<string, { config: EndpointConfig; origin: string }>();
     for (const { endpoint, origin } of documents) {
@@ -159,6 +165,8 @@ export class FileSource implements EndpointSource {
     documents: { endpoint: ParsedEndpoint; origin: string }[];
     unreadable: Map<string, ReadyState>;
     uncertain: (origin: string) => boolean;
+    /** Every file was read and every document identified. */
+    complete: boolean;
   }> {
     const documents: { endpoint: ParsedEndpoint; origin: string }[] = [];
     const unreadable = new Map<string, ReadyState>();
@@ -182,7 +190,7 @@ export class FileSource implements EndpointSource {
       }
     }
     const uncertain = (origin: string): boolean => doubtful.has(resolve(origin)) || doubtful.has(dirname(resolve(origin)));
-    return { documents, unreadable, uncertain };
+    return { documents, unreadable, uncertain, complete: doubtful.size === 0 };
   }
 
   async #files(unreadable: Map<string, ReadyState>, doubtful: Set<string>): Promise<string[]> {

@@ -22,6 +22,11 @@ export interface EndpointSource {
   readonly ready: boolean;
   /** Final work after the queues drained on shutdown (the controller's last status write). Optional. */
   finish?(): Promise<void>;
+  /**
+   * Whether the source is sure an endpoint of this identity no longer exists, so the journal may drop what it
+   * kept for it: never while part of the definitions could not be read, nor outside what the source watches.
+   */
+  mayForget(name: string): boolean;
   /** Every endpoint the source knows, valid or not, by identity. */
   states(): ReadonlyMap<string, ReadyState>;
 }

@@ -35,7 +35,7 @@ describe('graceful shutdown with a journal', { timeout: 30_000 }, () => {
     await until(async () => (await statusOf(first, 'down')).errors > 0, 'a refused attempt');
     expect(await first.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     const stopped = first.logs.find((l) => l.msg === 'stopped');
-    expect(stopped, first.describe()).toMatchObject({ level: 'warn', undelivered: 12, byEndpoint: { down: 12 } });
+    expect(stopped, first.describe()).toMatchObject({ level: 'info', undelivered: 12, byEndpoint: { down: 12 }, keptIn: 'journal' });
     // A clean stop checkpoints: the WAL is gone or empty, the events are in the database itself.
     expect(existsSync(`${journal}-wal`) ? statSync(`${journal}-wal`).size : 0).toBe(0);
     expect(journalCounts(journal)).toEqual({ events: 12, pending: 12, deadLetters: 0 });
