@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Condition } from '../api/notification-endpoint.ts';
-import { delivering } from '../metrics/endpoint-status.ts';
+import { delivering, statusCounters } from '../metrics/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { ReadyState } from '../sources/source.ts';
 import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../k8s/cluster-api.ts';
@@ -37,6 +37,8 @@ export class StatusWriter {
   #tracked = new Map<string, Tracked>();
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
+  /** The last write queued per endpoint: writes of one endpoint run one after the other, never side by side. */
+  #chains = new Map<string, Promise<void>>();
 
   constructor(options: StatusWriterOptions) {
     this.#options = options;
@@ -50,17 +52,15 @@ export class StatusWriter {
   /** Records the outcome of a reconcile and writes the status now if a condition or the generation changed. */
   async observe(key: string, object: NotificationEndpointObject, ready: ReadyState, endpoint: Endpoint | undefined): Promise<void> {
     const previous = this.#tracked.get(key);
-    const tracked: Tracked = {
-      object,
-      ready,
-      endpoint,
-      // Seeded from the stored status so transition times and counters survive a restart.
-      conditions: previous?.conditions ?? object.status?.conditions ?? [],
-      counters: previous?.counters,
-      lastCountersWrite: previous?.lastCountersWrite ?? 0,
-    };
-    this.#tracked.set(key, tracked);
-    await this.#write(key, tracked, previous === undefined);
+    if (previous) {
+      // Updated in place: a write in flight records what it wrote into this same record, so the write queued
+      // behind it compares against what is stored, not against a copy taken before.
+      Object.assign(previous, { object, ready, endpoint });
+    } else {
+      // Seeded from the stored status so transition times survive a restart.
+      this.#tracked.set(key, { object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0 });
+    }
+    await this.#serial(key, () => this.#write(key, previous === undefined));
   }
 
   /** Stops tracking an endpoint (its object was deleted). */
@@ -85,12 +85,27 @@ export class StatusWriter {
   /** Writes statuses whose conditions changed, and counters that changed and are due (all of them if `force`). */
   tick(force = false): Promise<void> {
     this.#writing = this.#writing.then(async () => {
-      for (const [key, tracked] of this.#tracked) await this.#write(key, tracked, force);
+      for (const key of [...this.#tracked.keys()]) await this.#serial(key, () => this.#write(key, force));
     });
     return this.#writing;
   }
 
-  async #write(key: string, tracked: Tracked, force: boolean): Promise<void> {
+  // Without this, a tick that comes while a reconcile's write is in flight would compare against the conditions
+  // from before that write, send the same transition again and record its Event twice (or write an older
+  // Ready after a newer one).
+  #serial(key: string, work: () => Promise<void>): Promise<void> {
+    const run = (this.#chains.get(key) ?? Promise.resolve()).then(work);
+    const tail = run.catch(() => {});
+    this.#chains.set(key, tail);
+    void tail.then(() => {
+      if (this.#chains.get(key) === tail) this.#chains.delete(key);
+    });
+    return run;
+  }
+
+  async #write(key: string, force: boolean): Promise<void> {
+    const tracked = this.#tracked.get(key);
+    if (!tracked) return; // forgotten while the write waited its turn
     const now = this.#options.now?.() ?? new Date();
     const generation = tracked.object.metadata?.generation;
     const conditions = this.#conditions(tracked, now, generation);
@@ -169,17 +184,6 @@ function transitionOf(conditions: readonly Condition[]): string {
 
 function countersOf(endpoint: Endpoint | undefined): StatusPatch {
   if (!endpoint) return {};
-  const s = endpoint.stats();
-  return {
-    pending: endpoint.pending,
-    delivered: s.delivered,
-    failures: s.failures,
-    errors: s.errors,
-    deadLettered: s.deadLettered,
-    responses: s.responses,
-    ...(s.lastSuccessTime !== undefined && { lastSuccessTime: s.lastSuccessTime }),
-    ...(s.lastFailureTime !== undefined && { lastFailureTime: s.lastFailureTime }),
-    ...(s.lastError !== undefined && { lastError: s.lastError }),
-    insecureSkipVerify: endpoint.config.tls?.insecureSkipVerify === true ? true : null,
-  };
+  // A merge patch removes a field set to null: insecureSkipVerify disappears from status once verification is on.
+  return { insecureSkipVerify: null, ...statusCounters(endpoint) };
 }

@@ -60,16 +60,13 @@ export function delivering(stats: StatsSnapshot): DeliveringCondition {
   return { status: 'True', reason: 'Idle' };
 }
 
-/** A pure snapshot of the endpoint's status now; never contains URL credentials or header values. */
-export function endpointStatus(endpoint: EndpointView, readiness: Readiness): EndpointStatus {
+/** The counter fields of an endpoint's status (api.md section 2), as `/endpoints` and the resource's status show them. */
+export type StatusCounters = Omit<EndpointStatus, 'name' | 'url' | 'ready' | 'reason' | 'message' | 'delivering'>;
+
+/** The endpoint's counters now; `insecureSkipVerify` appears only when verification is off. */
+export function statusCounters(endpoint: EndpointView): StatusCounters {
   const stats = endpoint.stats();
   return {
-    name: endpoint.name,
-    url: redactUrl(endpoint.config.url),
-    ready: readiness.ready,
-    ...(readiness.reason !== undefined && { reason: readiness.reason }),
-    ...(readiness.message !== undefined && { message: readiness.message }),
-    delivering: delivering(stats),
     pending: endpoint.pending,
     delivered: stats.delivered,
     failures: stats.failures,
@@ -80,5 +77,18 @@ export function endpointStatus(endpoint: EndpointView, readiness: Readiness): En
     ...(stats.lastFailureTime !== undefined && { lastFailureTime: stats.lastFailureTime }),
     ...(stats.lastError !== undefined && { lastError: stats.lastError }),
     ...(endpoint.config.tls?.insecureSkipVerify === true && { insecureSkipVerify: true }),
+  };
+}
+
+/** A pure snapshot of the endpoint's status now; never contains URL credentials or header values. */
+export function endpointStatus(endpoint: EndpointView, readiness: Readiness): EndpointStatus {
+  return {
+    name: endpoint.name,
+    url: redactUrl(endpoint.config.url),
+    ready: readiness.ready,
+    ...(readiness.reason !== undefined && { reason: readiness.reason }),
+    ...(readiness.message !== undefined && { message: readiness.message }),
+    delivering: delivering(endpoint.stats()),
+    ...statusCounters(endpoint),
   };
 }
