@@ -21,7 +21,10 @@ export interface InformerOptions<T extends KubernetesObject> {
   watchPath: string;
   watch: Pick<Watch, 'watch'>;
   onEvent: (type: InformerEvent, object: T) => void;
-  /** Reduces each object before it is cached (e.g. drop a Secret's data: only its identity is needed). */
+  /**
+   * Reduces each object before it is cached (e.g. drop a Secret's data: only its identity is needed). Keep
+   * `metadata.resourceVersion`: a relist compares it to tell what changed.
+   */
   transform?: (object: T) => T;
   logger: Logger;
   delay?: Delay;
@@ -134,32 +137,45 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
-  /** One watch connection; resolves when it ends normally, rejects on failure (410 included). */
+  /** One watch connection; resolves when it ends normally or the informer stops, rejects on failure (410 included). */
   async #watchOnce(): Promise<void> {
     const started = Date.now();
+    const stop = this.#stop.signal;
     let progressed = false;
     let failure: unknown;
+    let controller: AbortController | undefined;
+    let settled = false;
     await new Promise<void>((resolve) => {
+      const settle = (): void => {
+        settled = true;
+        stop.removeEventListener('abort', settle);
+        resolve();
+      };
+      // client-node hands out the connection's AbortController only once the response has started, and gives up
+      // on a silent server only after its request timeout (30 s): stopping must not wait for either.
+      stop.addEventListener('abort', settle, { once: true });
       const params = {
         resourceVersion: this.#resourceVersion,
         allowWatchBookmarks: true,
         timeoutSeconds: WATCH_TIMEOUT_SECONDS + Math.floor((this.#options.random ?? Math.random)() * 60),
       };
       const onEvent = (type: string, raw: T): void => {
-        const object = type === 'ERROR' ? raw : (this.#options.transform ?? ((o: T) => o))(raw);
+        if (settled) return; // a late event of a watch already given up
         if (type === 'ERROR') {
           // The server reports an expired resourceVersion as an ERROR event carrying a Status.
-          failure ??= Object.assign(new Error(`watch error: ${(object as { message?: string }).message ?? 'unknown'}`), {
-            statusCode: (object as { code?: number }).code,
+          failure ??= Object.assign(new Error(`watch error: ${(raw as { message?: string }).message ?? 'unknown'}`), {
+            statusCode: (raw as { code?: number }).code,
           });
-          this.#watch?.abort();
+          controller?.abort(); // if the controller is not known yet, it is aborted as soon as it is
           return;
         }
-        const rv = object.metadata?.resourceVersion;
+        // The version comes from the object as sent: a transform may drop metadata it does not need.
+        const rv = raw.metadata?.resourceVersion;
         if (rv) this.#resourceVersion = rv;
         progressed = true;
         this.#failures = 0;
         if (type === 'BOOKMARK') return;
+        const object = (this.#options.transform ?? ((o: T) => o))(raw);
         const key = keyOf(object);
         if (type === 'DELETED') {
           this.#cache.delete(key);
@@ -171,21 +187,21 @@ export class Informer<T extends KubernetesObject> {
       };
       const done = (error: unknown): void => {
         if (error && !isTimeout(error)) failure ??= error;
-        resolve();
+        settle();
       };
       this.#options.watch
         .watch(this.#options.watchPath, params, onEvent, done)
-        .then((controller) => {
-          this.#watch = controller;
-          if (this.#stop.signal.aborted) controller.abort();
+        .then((c) => {
+          controller = c;
+          if (settled || failure !== undefined) c.abort();
+          else this.#watch = c;
         })
         .catch(done);
     });
     this.#watch = undefined;
+    if (stop.aborted) return;
     if (failure !== undefined) throw failure;
-    if (!progressed && Date.now() - started < MIN_HEALTHY_WATCH_MS && !this.#stop.signal.aborted) {
-      throw new Error('watch closed at once');
-    }
+    if (!progressed && Date.now() - started < MIN_HEALTHY_WATCH_MS) throw new Error('watch closed at once');
   }
 }
 

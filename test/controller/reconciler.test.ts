@@ -1,0 +1,261 @@
+// The reconciler's decisions, with an in-memory ClusterApi, a real EndpointSet and a real StatusWriter over the
+// fake. Endpoints point at 127.0.0.1 and stay idle or paused: no traffic is needed to see what was decided.
+import { afterEach, describe, expect, it } from 'vitest';
+import { NOTIFICATION_ENDPOINT_RESOURCE as R, type Condition, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
+import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
+import { EndpointReconciler, SecretPendingError } from '../../src/controller/reconciler.ts';
+import { StatusWriter } from '../../src/controller/status-writer.ts';
+import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import { makeEvents } from '../support/events.ts';
+import { captureLogs, type LogLine } from '../k8s/support.ts';
+import { apiError, FakeClusterApi } from './fake-cluster-api.ts';
+
+const KEY = 'ns/hook';
+const T0 = Date.parse('2026-03-01T10:00:00.000Z');
+const NOW = '2026-03-01T10:00:00Z';
+
+interface Harness {
+  reconciler: EndpointReconciler;
+  api: FakeClusterApi;
+  endpoints: EndpointSet;
+  status: StatusWriter;
+  removed: [string, number][];
+  logs: LogLine[];
+}
+
+const sets: EndpointSet[] = [];
+afterEach(async () => {
+  for (const set of sets.splice(0)) await set.close(AbortSignal.abort());
+});
+
+function harness(): Harness {
+  const api = new FakeClusterApi();
+  const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test' });
+  sets.push(endpoints);
+  const { logger, lines } = captureLogs();
+  const status = new StatusWriter({ api, logger, intervalMs: 60_000, now: () => new Date(T0) });
+  const removed: [string, number][] = [];
+  const reconciler = new EndpointReconciler({ api, endpoints, status, logger, onRemoved: (key, discarded) => void removed.push([key, discarded]) });
+  return { reconciler, api, endpoints, status, removed, logs: lines };
+}
+
+function put(h: Harness, spec: Record<string, unknown>, options: { generation?: number; status?: NotificationEndpointStatus; deletionTimestamp?: string } = {}): void {
+  const object: NotificationEndpointObject = {
+    apiVersion: R.apiVersion,
+    kind: R.kind,
+    metadata: {
+      name: 'hook',
+      namespace: 'ns',
+      uid: 'uid-1',
+      generation: options.generation ?? 1,
+      ...(options.deletionTimestamp && { deletionTimestamp: new Date(options.deletionTimestamp), finalizers: ['example.com/hold'] }),
+    },
+    spec,
+    ...(options.status && { status: options.status }),
+  };
+  h.api.put(object);
+}
+
+/** The Ready condition as last written. */
+const ready = (h: Harness): Condition | undefined => h.api.patches.at(-1)?.status.conditions?.find((c) => c.type === 'Ready');
+
+describe('EndpointReconciler: valid specs', () => {
+  it('creates the endpoint, writes Ready=True/Configured with observedGeneration, and carries the stored counters over', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook', headers: [{ name: 'X-Team', value: 'a' }], tls: { insecureSkipVerify: true } }, {
+      generation: 5,
+      status: { observedGeneration: 4, delivered: 40, failures: 2, errors: 1, deadLettered: 3, responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }] },
+    });
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.api.gets).toEqual([KEY]);
+    const endpoint = h.endpoints.get(KEY);
+    expect(endpoint?.config).toMatchObject({ url: 'http://127.0.0.1:9/hook', headers: [['X-Team', 'a']], disabled: false, tls: { insecureSkipVerify: true } });
+    expect(endpoint?.stats()).toMatchObject({ delivered: 40, failures: 2, errors: 1, deadLettered: 3, responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }] });
+    expect(h.api.patches).toEqual([{
+      key: KEY,
+      status: {
+        observedGeneration: 5,
+        conditions: [
+          { type: 'Ready', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Configured' },
+          { type: 'Delivering', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Succeeded' },
+        ],
+        pending: 0, delivered: 40, failures: 2, errors: 1, deadLettered: 3,
+        responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }],
+        insecureSkipVerify: true,
+      },
+    }]);
+    expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured']);
+    expect(h.status.states().get(KEY)).toEqual({ ready: true, reason: 'Configured' });
+  });
+
+  it('a spec change updates the same Endpoint in place: queue kept, counters not seeded twice', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/one', disabled: true }, { status: { delivered: 10 } });
+    await h.reconciler.reconcile(KEY);
+    const endpoint = h.endpoints.get(KEY)!;
+    await h.endpoints.write(makeEvents(3, 'kept'));
+    expect(endpoint.pending).toBe(3);
+    put(h, { url: 'http://127.0.0.1:9/two', disabled: true, maxBatchEvents: 5 }, { generation: 2, status: h.api.objects.get(KEY)?.status });
+    await h.reconciler.reconcile(KEY);
+    expect(h.endpoints.get(KEY)).toBe(endpoint);
+    expect(h.endpoints.list()).toHaveLength(1);
+    expect(endpoint.config).toMatchObject({ url: 'http://127.0.0.1:9/two', maxBatchEvents: 5 });
+    expect(endpoint.pending).toBe(3);
+    expect(endpoint.stats().delivered).toBe(10);
+    expect(h.api.patches.at(-1)?.status).toMatchObject({ observedGeneration: 2, pending: 3, delivered: 10 });
+    expect(h.logs.filter((l) => l.msg.startsWith('endpoint ')).map((l) => l.msg)).toEqual(['endpoint created', 'endpoint updated']);
+  });
+
+  it('disabled: Ready=False/Disabled, the endpoint present and paused (events stay queued)', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true });
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(ready(h)).toMatchObject({ status: 'False', reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' });
+    const endpoint = h.endpoints.get(KEY);
+    expect(endpoint?.config.disabled).toBe(true);
+    await h.endpoints.write(makeEvents(2, 'paused'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(endpoint?.pending).toBe(2);
+    expect(endpoint?.stats()).toMatchObject({ delivered: 0, failures: 0, errors: 0 });
+    expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Warning Disabled']);
+  });
+});
+
+describe('EndpointReconciler: invalid specs are terminal', () => {
+  const invalid: [string, Record<string, unknown>, string][] = [
+    ['a reserved header (Content-Type)', { headers: [{ name: 'Content-Type', value: 'text/plain' }] },
+      'spec.headers[0].name: "Content-Type" is reserved: Content-Type, Content-Length, Host and webhook-* are set by registry-notifier'],
+    ['a webhook-* header', { headers: [{ name: 'X-Ok', value: '1' }, { name: 'webhook-id', value: 'x' }] },
+      'spec.headers[1].name: "webhook-id" is reserved: Content-Type, Content-Length, Host and webhook-* are set by registry-notifier'],
+    ['a header with both value and valueFrom', { headers: [{ name: 'Authorization', value: 'x', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] },
+      'spec.headers[0]: set exactly one of value and valueFrom'],
+  ];
+
+  for (const [what, extra, message] of invalid) {
+    it(`${what}: Ready=False/InvalidSpec, resolves (no retry), nothing created`, async () => {
+      const h = harness();
+      put(h, { url: 'http://127.0.0.1:9/hook', ...extra }, { generation: 2 });
+      await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+      expect(h.endpoints.get(KEY)).toBeUndefined();
+      expect(h.api.patches).toHaveLength(1);
+      expect(h.api.patches[0]?.status.observedGeneration).toBe(2);
+      expect(ready(h)).toEqual({ type: 'Ready', status: 'False', observedGeneration: 2, lastTransitionTime: NOW, reason: 'InvalidSpec', message });
+      expect(h.api.events).toEqual([{ key: KEY, type: 'Warning', reason: 'InvalidSpec', message }]);
+    });
+  }
+
+  it('the previous valid endpoint keeps running, unchanged, and the message says so', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/good' });
+    await h.reconciler.reconcile(KEY);
+    const endpoint = h.endpoints.get(KEY);
+    put(h, { url: 'http://127.0.0.1:9/bad', headers: [{ name: 'Host', value: 'evil' }] }, { generation: 2 });
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.endpoints.get(KEY)).toBe(endpoint);
+    expect(endpoint?.config.url).toBe('http://127.0.0.1:9/good');
+    expect(endpoint?.config.headers).toEqual([]);
+    expect(ready(h)?.message).toBe(
+      'spec.headers[0].name: "Host" is reserved: Content-Type, Content-Length, Host and webhook-* are set by registry-notifier; the last valid configuration keeps running',
+    );
+    expect(h.status.states().get(KEY)?.ready).toBe(false);
+  });
+});
+
+describe('EndpointReconciler: Secrets', () => {
+  const spec = { url: 'http://127.0.0.1:9/hook', headers: [{ name: 'Authorization', valueFrom: { secretKeyRef: { name: 'hook-token', key: 'token' } } }] };
+
+  it('a missing Secret: Ready=False/SecretNotFound and the reconcile rejects (retried); once it exists: Ready=True', async () => {
+    const h = harness();
+    put(h, spec);
+    const error = await h.reconciler.reconcile(KEY).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SecretPendingError);
+    expect(error).toMatchObject({ code: 'ERR_SECRET_PENDING', message: 'Secret hook-token not found' });
+    expect(h.endpoints.get(KEY)).toBeUndefined();
+    expect(ready(h)).toMatchObject({ status: 'False', reason: 'SecretNotFound', message: 'Secret hook-token not found' });
+    h.api.putSecret('ns', 'hook-token', { other: 'x' });
+    await expect(h.reconciler.reconcile(KEY)).rejects.toMatchObject({ message: 'Secret hook-token has no key token' });
+    h.api.putSecret('ns', 'hook-token', { token: 'Bearer abc\n' });
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'Bearer abc']]);
+    expect(ready(h)).toMatchObject({ status: 'True', reason: 'Configured' });
+    expect(h.api.events.map((e) => `${e.type} ${e.reason}: ${e.message}`)).toEqual([
+      'Warning SecretNotFound: Secret hook-token not found',
+      'Normal Configured: endpoint is live in the delivery engine',
+    ]);
+    // no secret value anywhere in status, Events or logs
+    expect(JSON.stringify([h.api.patches, h.api.events, h.logs])).not.toContain('Bearer abc');
+  });
+
+  it('a Secret deleted later: SecretNotFound, and the running endpoint keeps its last configuration', async () => {
+    const h = harness();
+    put(h, spec);
+    h.api.putSecret('ns', 'hook-token', { token: 'one' });
+    await h.reconciler.reconcile(KEY);
+    h.api.secrets.clear();
+    await expect(h.reconciler.reconcile(KEY)).rejects.toBeInstanceOf(SecretPendingError);
+    expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'one']]);
+    expect(ready(h)?.message).toBe('Secret hook-token not found; the last valid configuration keeps running');
+  });
+});
+
+describe('EndpointReconciler: removal and API failures', () => {
+  it('object gone: the endpoint is removed, onRemoved gets the discarded count, the status is forgotten', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true });
+    await h.reconciler.reconcile(KEY);
+    await h.endpoints.write(makeEvents(4, 'lost'));
+    h.api.objects.delete(KEY);
+    const patches = h.api.patchCalls.length;
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.endpoints.get(KEY)).toBeUndefined();
+    expect(h.removed).toEqual([[KEY, 4]]);
+    expect(h.status.states().has(KEY)).toBe(false);
+    await h.status.stop();
+    expect(h.api.patchCalls).toHaveLength(patches); // nothing written for a deleted object
+    expect(h.logs.find((l) => l.msg === 'endpoint removed')).toMatchObject({ level: 'warn', endpoint: KEY, discarded: 4 });
+  });
+
+  it('deletionTimestamp set (finalizers still pending): removed as if gone', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook' });
+    await h.reconciler.reconcile(KEY);
+    put(h, { url: 'http://127.0.0.1:9/hook' }, { deletionTimestamp: '2026-03-01T09:59:00Z' });
+    await h.reconciler.reconcile(KEY);
+    expect(h.endpoints.get(KEY)).toBeUndefined();
+    expect(h.removed).toEqual([[KEY, 0]]);
+    expect(h.status.states().size).toBe(0);
+  });
+
+  it('an object gone that never had an endpoint: nothing to remove, onRemoved not called', async () => {
+    const h = harness();
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.removed).toEqual([]);
+    expect(h.api.patchCalls).toEqual([]);
+  });
+
+  it('an API error reading the object rejects (transient) and writes no status', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook' });
+    await h.reconciler.reconcile(KEY);
+    const endpoint = h.endpoints.get(KEY);
+    const calls = h.api.patchCalls.length;
+    const failure = apiError(503);
+    h.api.getErrors.push(failure);
+    await expect(h.reconciler.reconcile(KEY)).rejects.toBe(failure);
+    expect(h.api.patchCalls).toHaveLength(calls);
+    expect(h.endpoints.get(KEY)).toBe(endpoint);
+    expect(h.status.states().get(KEY)).toEqual({ ready: true, reason: 'Configured' });
+  });
+
+  it('an API error reading a Secret rejects too, without a status write', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook', signing: { secretKeyRef: { name: 'signing', key: 'key' } } });
+    const failure = apiError(500);
+    h.api.getSecret = async () => {
+      throw failure;
+    };
+    await expect(h.reconciler.reconcile(KEY)).rejects.toBe(failure);
+    expect(h.api.patchCalls).toEqual([]);
+    expect(h.endpoints.get(KEY)).toBeUndefined();
+  });
+});

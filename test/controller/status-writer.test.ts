@@ -1,0 +1,363 @@
+// StatusWriter with a fake clock, a fake ClusterApi that records patches and Events, and stub endpoints whose
+// counters the test sets: what is written when, and which Events tell the story.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Condition } from '../../src/api/notification-endpoint.ts';
+import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
+import { StatusWriter } from '../../src/controller/status-writer.ts';
+import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
+import type { Endpoint } from '../../src/notifications/endpoint.ts';
+import type { ReadyState } from '../../src/sources/source.ts';
+import { eventually } from '../support/wait.ts';
+import { captureLogs, type LogLine } from '../k8s/support.ts';
+import { apiError, FakeClusterApi } from './fake-cluster-api.ts';
+
+const KEY = 'ns/hook';
+const T0 = Date.parse('2026-03-01T10:00:00.000Z');
+const INTERVAL = 10_000;
+const at = (ms: number): string => new Date(T0 + ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+const READY: ReadyState = { ready: true, reason: 'Configured' };
+const INVALID: ReadyState = { ready: false, reason: 'InvalidSpec', message: 'spec.headers[0].name: "Content-Type" is reserved' };
+
+/** Stands in for an Endpoint: the writer reads only stats(), pending and config.tls. */
+class StubEndpoint {
+  pending = 0;
+  config: { tls?: { insecureSkipVerify: boolean } } = {};
+  counters: StatsSnapshot = { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0 };
+
+  stats(): StatsSnapshot {
+    return structuredClone(this.counters);
+  }
+
+  get endpoint(): Endpoint {
+    return this as unknown as Endpoint;
+  }
+
+  succeed(n: number, atMs: number): void {
+    const c = this.counters;
+    c.delivered += n;
+    c.consecutiveFailures = 0;
+    c.lastSuccessTime = at(atMs);
+    c.responses = [{ code: 202, count: c.delivered }, ...c.responses.filter((r) => r.code !== 202)].sort((a, b) => a.code - b.code);
+  }
+
+  fail(n: number, atMs: number): void {
+    const c = this.counters;
+    c.failures += n;
+    c.consecutiveFailures += n;
+    c.lastFailureTime = at(atMs);
+    c.lastError = '503 Service Unavailable';
+    c.responses = [...c.responses.filter((r) => r.code !== 503), { code: 503, count: c.failures }].sort((a, b) => a.code - b.code);
+  }
+}
+
+interface Harness {
+  writer: StatusWriter;
+  api: FakeClusterApi;
+  clock: { ms: number };
+  logs: LogLine[];
+  object: NotificationEndpointObject;
+}
+
+const writers: StatusWriter[] = [];
+const gates: (() => void)[] = [];
+afterEach(async () => {
+  for (const open of gates.splice(0)) open(); // a failed test may leave a patch stalled
+  for (const writer of writers.splice(0)) await writer.stop();
+});
+
+/** Stalls every patch of `api` until the returned function is called. */
+function stall(api: FakeClusterApi): () => void {
+  let open!: () => void;
+  api.patchGate = new Promise<void>((resolve) => (open = resolve));
+  gates.push(open);
+  return () => {
+    api.patchGate = undefined;
+    open();
+  };
+}
+
+function harness(status?: NotificationEndpointObject['status'], options: { checkMs?: number; intervalMs?: number } = {}): Harness {
+  const api = new FakeClusterApi();
+  const clock = { ms: 0 };
+  const { logger, lines } = captureLogs();
+  const writer = new StatusWriter({ api, logger, intervalMs: options.intervalMs ?? INTERVAL, now: () => new Date(T0 + clock.ms), ...(options.checkMs !== undefined && { checkMs: options.checkMs }) });
+  writers.push(writer);
+  const object = api.put({ apiVersion: 'registry-notifier.io/v1alpha1', kind: 'NotificationEndpoint', metadata: { name: 'hook', namespace: 'ns', generation: 3, uid: 'u1' }, spec: { url: 'http://127.0.0.1:9/' }, ...(status && { status }) });
+  return { writer, api, clock, logs: lines, object };
+}
+
+const condition = (type: string, status: Condition['status'], reason: string, lastTransitionTime: string, message?: string, observedGeneration = 3): Condition => ({
+  type, status, observedGeneration, lastTransitionTime, reason, ...(message !== undefined && { message }),
+});
+const ZERO = { pending: 0, delivered: 0, failures: 0, errors: 0, deadLettered: 0, responses: [], insecureSkipVerify: null };
+
+describe('StatusWriter: when it writes', () => {
+  it('the first observation is written at once: generation, both conditions, counters; Event Normal Configured', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    expect(h.api.patches).toEqual([{
+      key: KEY,
+      status: {
+        observedGeneration: 3,
+        conditions: [condition('Ready', 'True', 'Configured', at(0)), condition('Delivering', 'True', 'Idle', at(0))],
+        ...ZERO,
+      },
+    }]);
+    expect(h.api.events).toEqual([{ key: KEY, type: 'Normal', reason: 'Configured', message: 'endpoint is live in the delivery engine' }]);
+    expect(h.writer.states()).toEqual(new Map([[KEY, READY]]));
+  });
+
+  it('counters: at most every interval and only when they changed', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    stub.succeed(1, 0); // Delivering is Succeeded from the start, so only counters change below
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    expect(h.api.patches).toHaveLength(1);
+    stub.succeed(4, 1000);
+    h.clock.ms = 1000;
+    await h.writer.tick();
+    h.clock.ms = INTERVAL - 1;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(1); // changed, not due
+    h.clock.ms = INTERVAL;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(2);
+    expect(h.api.patches[1]?.status).toMatchObject({ delivered: 5, responses: [{ code: 202, count: 5 }], lastSuccessTime: at(1000) });
+    h.clock.ms = 3 * INTERVAL;
+    await h.writer.tick();
+    h.clock.ms = 10 * INTERVAL;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(2); // due, nothing changed
+    stub.pending = 2;
+    h.clock.ms = 10 * INTERVAL + 1;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(3); // the last write was long ago: due at once
+    expect(h.api.patches[2]?.status.pending).toBe(2);
+    expect(h.api.events.map((e) => e.reason)).toEqual(['Configured']);
+  });
+
+  it('a Delivering message change (more failures) waits for the interval; a Delivering status change is written at once', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    stub.succeed(10, 0);
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    stub.fail(3, 500);
+    h.clock.ms = 1000;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(2); // True → False: at once, though the counters are not due
+    expect(h.api.patches[1]?.status.conditions?.[1]).toEqual(condition('Delivering', 'False', 'Failing', at(1000), '3 failed attempts in a row; last: 503 Service Unavailable'));
+    stub.fail(5, 1500);
+    h.clock.ms = 2000;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(2); // only the message (and counters) changed
+    h.clock.ms = 1000 + INTERVAL;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(3);
+    expect(h.api.patches[2]?.status.conditions?.[1]).toEqual(condition('Delivering', 'False', 'Failing', at(1000), '8 failed attempts in a row; last: 503 Service Unavailable'));
+    expect(h.api.patches[2]?.status).toMatchObject({ failures: 8, responses: [{ code: 202, count: 10 }, { code: 503, count: 8 }], lastError: '503 Service Unavailable' });
+    stub.succeed(1, 1000 + INTERVAL + 100);
+    h.clock.ms = 1000 + INTERVAL + 200;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(4); // back to True: at once
+    expect(h.api.patches[3]?.status.conditions?.[1]).toEqual(condition('Delivering', 'True', 'Succeeded', at(1000 + INTERVAL + 200)));
+    expect(h.api.events).toEqual([
+      { key: KEY, type: 'Normal', reason: 'Configured', message: 'endpoint is live in the delivery engine' },
+      { key: KEY, type: 'Warning', reason: 'Failing', message: '3 failed attempts in a row; last: 503 Service Unavailable' },
+      { key: KEY, type: 'Normal', reason: 'Recovered', message: 'the receiver accepts events again' },
+    ]);
+  });
+
+  it('a new generation is written at once even when nothing else changed', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    h.clock.ms = 1000;
+    h.api.objects.get(KEY)!.metadata!.generation = 4; // the spec changed
+    await h.writer.observe(KEY, (await h.api.getEndpoint('ns', 'hook'))!, READY, stub.endpoint);
+    expect(h.api.patches).toHaveLength(2);
+    expect(h.api.patches[1]?.status).toMatchObject({
+      observedGeneration: 4,
+      conditions: [condition('Ready', 'True', 'Configured', at(0), undefined, 4), condition('Delivering', 'True', 'Idle', at(0), undefined, 4)],
+    });
+    expect(h.api.events).toHaveLength(1);
+    h.clock.ms = 2000;
+    await h.writer.observe(KEY, (await h.api.getEndpoint('ns', 'hook'))!, READY, stub.endpoint);
+    expect(h.api.patches).toHaveLength(2); // the same generation again: nothing to write
+  });
+
+  it('lastTransitionTime is seeded from the stored conditions and kept while the status stays; a restart records no Event', async () => {
+    const h = harness({
+      observedGeneration: 3,
+      conditions: [
+        { type: 'Ready', status: 'True', reason: 'Configured', observedGeneration: 3, lastTransitionTime: '2025-12-01T00:00:00Z' },
+        { type: 'Delivering', status: 'True', reason: 'Succeeded', observedGeneration: 3, lastTransitionTime: '2025-12-02T00:00:00Z' },
+      ],
+      delivered: 100,
+    });
+    const stub = new StubEndpoint();
+    stub.succeed(100, -1000);
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    expect(h.api.patches[0]?.status.conditions).toEqual([
+      condition('Ready', 'True', 'Configured', '2025-12-01T00:00:00Z'),
+      condition('Delivering', 'True', 'Succeeded', '2025-12-02T00:00:00Z'),
+    ]);
+    expect(h.api.events).toEqual([]);
+    // A status change sets the time; a reason change within the same status keeps it (Kubernetes' rule).
+    h.clock.ms = 5000;
+    await h.writer.observe(KEY, h.object, INVALID, stub.endpoint);
+    expect(h.api.patches.at(-1)?.status.conditions).toEqual([
+      condition('Ready', 'False', 'InvalidSpec', at(5000), INVALID.message),
+      condition('Delivering', 'True', 'Succeeded', '2025-12-02T00:00:00Z'),
+    ]);
+    h.clock.ms = 6000;
+    await h.writer.observe(KEY, h.object, { ready: false, reason: 'SecretNotFound', message: 'Secret token not found' }, stub.endpoint);
+    expect(h.api.patches.at(-1)?.status.conditions?.[0]).toEqual(condition('Ready', 'False', 'SecretNotFound', at(5000), 'Secret token not found'));
+  });
+});
+
+describe('StatusWriter: Events', () => {
+  it('Ready True → Normal Configured; False → Warning <reason> with the message; each reason change again', async () => {
+    const h = harness();
+    await h.writer.observe(KEY, h.object, INVALID, undefined);
+    h.clock.ms = 1000;
+    await h.writer.observe(KEY, h.object, { ready: false, reason: 'SecretNotFound', message: 'Secret token not found' }, undefined);
+    await h.writer.observe(KEY, h.object, { ready: false, reason: 'SecretNotFound', message: 'Secret token not found' }, undefined);
+    h.clock.ms = 2000;
+    await h.writer.observe(KEY, h.object, READY, new StubEndpoint().endpoint);
+    h.clock.ms = 3000;
+    await h.writer.observe(KEY, h.object, { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' }, new StubEndpoint().endpoint);
+    expect(h.api.events).toEqual([
+      { key: KEY, type: 'Warning', reason: 'InvalidSpec', message: INVALID.message },
+      { key: KEY, type: 'Warning', reason: 'SecretNotFound', message: 'Secret token not found' },
+      { key: KEY, type: 'Normal', reason: 'Configured', message: 'endpoint is live in the delivery engine' },
+      { key: KEY, type: 'Warning', reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' },
+    ]);
+    // Without an endpoint there are no counters to write; Delivering says Idle.
+    expect(h.api.patches[0]?.status).toEqual({
+      observedGeneration: 3,
+      conditions: [condition('Ready', 'False', 'InvalidSpec', at(0), INVALID.message), condition('Delivering', 'True', 'Idle', at(0))],
+    });
+  });
+
+  it('a failing Event does not fail the write; it is logged', async () => {
+    const h = harness();
+    h.api.recordEvent = async () => {
+      throw apiError(403);
+    };
+    await h.writer.observe(KEY, h.object, READY, undefined);
+    expect(h.api.patches).toHaveLength(1);
+    expect(h.logs.filter((l) => l.msg === 'could not record event').map((l) => [l.level, l.endpoint])).toEqual([['warn', KEY]]);
+  });
+});
+
+describe('StatusWriter: failures, shutdown, TLS flag', () => {
+  it('a failing patch is logged and retried on the next tick (its Event recorded then, once)', async () => {
+    const h = harness();
+    h.api.patchErrors.push(apiError(500));
+    await h.writer.observe(KEY, h.object, READY, new StubEndpoint().endpoint);
+    expect(h.api.patchCalls).toHaveLength(1);
+    expect(h.api.patches).toEqual([]);
+    expect(h.api.events).toEqual([]);
+    expect(h.logs.filter((l) => l.msg === 'status write failed; retrying on the next tick').map((l) => l.level)).toEqual(['warn']);
+    h.clock.ms = 1000;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(1);
+    // the transition is dated when it was written
+    expect(h.api.patches[0]?.status.conditions?.[0]).toEqual(condition('Ready', 'True', 'Configured', at(1000)));
+    expect(h.api.events.map((e) => e.reason)).toEqual(['Configured']);
+    await h.writer.tick();
+    expect(h.api.patchCalls).toHaveLength(2);
+  });
+
+  it('stop() writes changed counters at once, due or not; with nothing changed it writes nothing', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    stub.succeed(1, 0);
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    stub.succeed(6, 100);
+    h.clock.ms = 200;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(1);
+    await h.writer.stop();
+    expect(h.api.patches).toHaveLength(2);
+    expect(h.api.patches[1]?.status.delivered).toBe(7);
+    await h.writer.stop();
+    expect(h.api.patches).toHaveLength(2);
+  });
+
+  it('insecureSkipVerify: true in status while TLS verification is off, null (cleared) otherwise', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    stub.config = { tls: { insecureSkipVerify: true } };
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    expect(h.api.patches[0]?.status.insecureSkipVerify).toBe(true);
+    expect(h.api.objects.get(KEY)?.status?.insecureSkipVerify).toBe(true);
+    stub.config = { tls: { insecureSkipVerify: false } };
+    await h.writer.stop();
+    expect(h.api.patches[1]?.status.insecureSkipVerify).toBeNull();
+    expect(h.api.objects.get(KEY)?.status).not.toHaveProperty('insecureSkipVerify');
+  });
+
+  it('forget() stops writing an endpoint and drops it from states()', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    h.writer.forget(KEY);
+    stub.succeed(3, 0);
+    h.clock.ms = 5 * INTERVAL;
+    await h.writer.tick();
+    await h.writer.stop();
+    expect(h.api.patches).toHaveLength(1);
+    expect(h.writer.states().size).toBe(0);
+  });
+
+  it('start() checks on its own every checkMs', async () => {
+    const h = harness(undefined, { checkMs: 5 });
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    h.writer.start();
+    stub.fail(1, 0);
+    await eventually(() => expect(h.api.patches).toHaveLength(2), 5000, 5);
+    expect(h.api.events.map((e) => e.reason)).toEqual(['Configured', 'Failing']);
+  });
+});
+
+describe('StatusWriter: writes of one endpoint never overlap', () => {
+  it('a tick while a transition is being written neither sends a second patch nor records the Event twice', async () => {
+    const h = harness();
+    const release = stall(h.api);
+    const observing = h.writer.observe(KEY, h.object, INVALID, undefined);
+    const ticking = h.writer.tick();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(h.api.patchCalls).toHaveLength(1);
+    release();
+    await Promise.all([observing, ticking]);
+    expect(h.api.patchCalls).toHaveLength(1);
+    expect(h.api.events).toEqual([{ key: KEY, type: 'Warning', reason: 'InvalidSpec', message: INVALID.message }]);
+  });
+
+  it('an observation during a tick write is written after it, from the state the tick left', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    const release = stall(h.api);
+    stub.fail(1, 100);
+    h.clock.ms = 200;
+    const ticking = h.writer.tick(); // Delivering → False, stalled
+    await new Promise((resolve) => setImmediate(resolve));
+    h.clock.ms = 300;
+    const observing = h.writer.observe(KEY, h.object, INVALID, stub.endpoint);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(h.api.patchCalls).toHaveLength(2);
+    release();
+    await Promise.all([ticking, observing]);
+    expect(h.api.patches.map((p) => p.status.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}@${c.lastTransitionTime}`))).toEqual([
+      [`Ready=True/Configured@${at(0)}`, `Delivering=True/Idle@${at(0)}`],
+      [`Ready=True/Configured@${at(0)}`, `Delivering=False/Failing@${at(200)}`],
+      [`Ready=False/InvalidSpec@${at(300)}`, `Delivering=False/Failing@${at(200)}`],
+    ]);
+    expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured', 'Warning Failing', 'Warning InvalidSpec']);
+  });
+});

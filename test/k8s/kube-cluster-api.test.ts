@@ -1,0 +1,194 @@
+// KubeClusterApi against a fake API server (nock): the exact requests it sends (path, query, content type, body)
+// and how it reads answers: 404 as absence, conflicts and 5xx retried a few times in place, 403 explained.
+import { ApiException } from '@kubernetes/client-node';
+import nock from 'nock';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-endpoint.ts';
+import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
+import { describeApiError, statusCode } from '../../src/k8s/errors.ts';
+import { COMPONENT, KubeClusterApi } from '../../src/k8s/kube-cluster-api.ts';
+import { API_SERVER, fakeKubeConfig, statusBody, TOKEN, trackUnmatched } from './support.ts';
+
+const OBJECT_PATH = `/apis/${R.group}/${R.version}/namespaces/ns/${R.plural}/name`;
+const STATUS_PATH = `${OBJECT_PATH}/status`;
+const MERGE_PATCH = 'application/merge-patch+json';
+
+let unmatched: ReturnType<typeof trackUnmatched>;
+let api: KubeClusterApi;
+
+beforeEach(() => {
+  nock.disableNetConnect();
+  unmatched = trackUnmatched();
+  api = new KubeClusterApi(fakeKubeConfig());
+});
+
+afterEach(() => {
+  const pending = nock.pendingMocks();
+  unmatched.dispose();
+  nock.cleanAll();
+  nock.enableNetConnect();
+  expect(unmatched.requests).toEqual([]);
+  expect(pending).toEqual([]);
+});
+
+const endpointObject = (): NotificationEndpointObject => ({
+  apiVersion: R.apiVersion,
+  kind: R.kind,
+  metadata: { name: 'name', namespace: 'ns', uid: '6f1c0d0e-2b7e-4c43-9d4f-5b8c7f1e2a90', resourceVersion: '42', generation: 3 },
+  spec: { url: 'http://127.0.0.1:9/hook' },
+});
+
+/** Scripts the status subresource's answers in order; records each request's content type and body. */
+function statusPatches(...codes: number[]): { requests: { contentType: string | undefined; body: unknown }[] } {
+  const requests: { contentType: string | undefined; body: unknown }[] = [];
+  for (const code of codes) {
+    nock(API_SERVER, { reqheaders: { authorization: `Bearer ${TOKEN}` } })
+      .patch(STATUS_PATH, (body: unknown) => {
+        requests.push({ contentType: undefined, body });
+        return true;
+      })
+      .query({ fieldManager: COMPONENT })
+      .reply((request: Request) => {
+        const last = requests.at(-1)!;
+        last.contentType = request.headers.get('content-type') ?? undefined;
+        return code < 300 ? [code, { ...endpointObject(), status: (last.body as { status: unknown }).status }] : [code, statusBody(code, 'Failed')];
+      });
+  }
+  return { requests };
+}
+
+describe('KubeClusterApi.patchStatus', () => {
+  it('merge-patches the status subresource with {status}, as field manager registry-notifier; null clears a field', async () => {
+    const { requests } = statusPatches(200);
+    const status = {
+      observedGeneration: 3,
+      conditions: [{ type: 'Ready', status: 'True' as const, reason: 'Configured', observedGeneration: 3, lastTransitionTime: '2026-01-02T03:04:05Z' }],
+      delivered: 7,
+      insecureSkipVerify: null,
+    };
+    await api.patchStatus('ns', 'name', status);
+    expect(requests).toEqual([{ contentType: MERGE_PATCH, body: { status } }]);
+  });
+
+  it('a 409 conflict is retried in place and then succeeds', async () => {
+    const { requests } = statusPatches(409, 200);
+    await api.patchStatus('ns', 'name', { delivered: 1 });
+    expect(requests.map((r) => r.body)).toEqual([{ status: { delivered: 1 } }, { status: { delivered: 1 } }]);
+    expect(requests.map((r) => r.contentType)).toEqual([MERGE_PATCH, MERGE_PATCH]);
+  });
+
+  it('429 and 5xx are retried too; after three failed attempts it gives up with the last error', async () => {
+    const { requests } = statusPatches(429, 500, 500);
+    const error = await api.patchStatus('ns', 'name', { delivered: 1 }).catch((e: unknown) => e);
+    expect(requests).toHaveLength(3);
+    expect(error).toBeInstanceOf(ApiException);
+    expect(statusCode(error)).toBe(500);
+    expect(describeApiError(error)).toBe('HTTP 500');
+  });
+
+  it('500, 500, 500 gives up with the error after exactly three attempts', async () => {
+    const { requests } = statusPatches(500, 500, 500);
+    await expect(api.patchStatus('ns', 'name', { delivered: 1 })).rejects.toMatchObject({ code: 500 });
+    expect(requests).toHaveLength(3);
+  });
+
+  it('a 422 (the server refuses the content) is not retried', async () => {
+    const { requests } = statusPatches(422);
+    await expect(api.patchStatus('ns', 'name', { delivered: -1 })).rejects.toMatchObject({ code: 422 });
+    expect(requests).toHaveLength(1);
+  });
+
+  it('404 (the object was deleted meanwhile) is not an error', async () => {
+    const { requests } = statusPatches(404);
+    await expect(api.patchStatus('ns', 'name', { delivered: 1 })).resolves.toBeUndefined();
+    expect(requests).toHaveLength(1);
+  });
+});
+
+describe('KubeClusterApi reads', () => {
+  it('getEndpoint returns the object as stored', async () => {
+    const stored = { ...endpointObject(), status: { delivered: 5 } };
+    nock(API_SERVER).get(OBJECT_PATH).matchHeader('authorization', `Bearer ${TOKEN}`).reply(200, stored);
+    expect(await api.getEndpoint('ns', 'name')).toEqual(stored);
+  });
+
+  it('getEndpoint: 404 → undefined', async () => {
+    nock(API_SERVER).get(OBJECT_PATH).reply(404, statusBody(404, 'NotFound'));
+    expect(await api.getEndpoint('ns', 'name')).toBeUndefined();
+  });
+
+  it('getEndpoint: 403 surfaces as an error whose description points at RBAC (and carries no body)', async () => {
+    nock(API_SERVER).get(OBJECT_PATH).reply(403, statusBody(403, 'Forbidden', 'notificationendpoints.registry-notifier.io "name" is forbidden: User "system:serviceaccount:x:y" cannot get resource'));
+    const error = await api.getEndpoint('ns', 'name').catch((e: unknown) => e);
+    expect(statusCode(error)).toBe(403);
+    expect(describeApiError(error)).toBe('HTTP 403 (forbidden: check the RBAC rules of the service account)');
+  });
+
+  it('getSecret decodes base64 data into bytes', async () => {
+    nock(API_SERVER).get('/api/v1/namespaces/ns/secrets/hook-token').reply(200, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'hook-token', namespace: 'ns' },
+      type: 'Opaque',
+      data: { token: Buffer.from('Bearer abc\n').toString('base64'), 'ca.crt': Buffer.from([0, 1, 2, 255]).toString('base64') },
+    });
+    const secret = await api.getSecret('ns', 'hook-token');
+    expect([...(secret ?? new Map()).keys()]).toEqual(['token', 'ca.crt']);
+    expect(secret?.get('token')?.toString('utf8')).toBe('Bearer abc\n');
+    expect(secret?.get('ca.crt')).toEqual(Buffer.from([0, 1, 2, 255]));
+  });
+
+  it('getSecret: a Secret without data is an empty map; 404 → undefined; 500 rejects', async () => {
+    nock(API_SERVER).get('/api/v1/namespaces/ns/secrets/empty').reply(200, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'empty' } });
+    nock(API_SERVER).get('/api/v1/namespaces/ns/secrets/missing').reply(404, statusBody(404, 'NotFound'));
+    nock(API_SERVER).get('/api/v1/namespaces/ns/secrets/broken').reply(500, statusBody(500, 'InternalError'));
+    expect(await api.getSecret('ns', 'empty')).toEqual(new Map());
+    expect(await api.getSecret('ns', 'missing')).toBeUndefined();
+    await expect(api.getSecret('ns', 'broken')).rejects.toMatchObject({ code: 500 });
+  });
+});
+
+describe('KubeClusterApi.recordEvent', () => {
+  it('creates a core/v1 Event about the object: involvedObject, type, reason, message, source.component', async () => {
+    let posted: Record<string, unknown> | undefined;
+    nock(API_SERVER)
+      .post('/api/v1/namespaces/ns/events', (body: Record<string, unknown>) => ((posted = body), true))
+      .matchHeader('authorization', `Bearer ${TOKEN}`)
+      .reply(201, () => posted);
+    const before = Date.now();
+    await api.recordEvent(endpointObject(), 'Warning', 'InvalidSpec', 'spec.headers[0].name: "Content-Type" is reserved');
+    expect(posted).toMatchObject({
+      metadata: { generateName: 'name.', namespace: 'ns' },
+      involvedObject: {
+        apiVersion: R.apiVersion,
+        kind: R.kind,
+        name: 'name',
+        namespace: 'ns',
+        uid: '6f1c0d0e-2b7e-4c43-9d4f-5b8c7f1e2a90',
+        resourceVersion: '42',
+      },
+      type: 'Warning',
+      reason: 'InvalidSpec',
+      message: 'spec.headers[0].name: "Content-Type" is reserved',
+      source: { component: 'registry-notifier' },
+      reportingComponent: 'registry-notifier',
+      count: 1,
+    });
+    const first = Date.parse(String(posted?.firstTimestamp));
+    expect(first).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000);
+    expect(posted?.lastTimestamp).toBe(posted?.firstTimestamp);
+  });
+
+  it('cuts a long message to 1024 characters', async () => {
+    let posted: { message?: string } | undefined;
+    nock(API_SERVER).post('/api/v1/namespaces/ns/events', (body: { message?: string }) => ((posted = body), true)).reply(201, {});
+    await api.recordEvent(endpointObject(), 'Normal', 'Configured', 'x'.repeat(5000));
+    expect(posted?.message).toBe('x'.repeat(1024));
+  });
+
+  it('a refused Event rejects (the caller logs it)', async () => {
+    nock(API_SERVER).post('/api/v1/namespaces/ns/events').reply(403, statusBody(403, 'Forbidden'));
+    const error = await api.recordEvent(endpointObject(), 'Normal', 'Configured', 'live').catch((e: unknown) => e);
+    expect(describeApiError(error)).toContain('RBAC');
+  });
+});
