@@ -11,6 +11,9 @@ import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.
 import { EndpointReconciler } from './reconciler.ts';
 import { StatusWriter } from './status-writer.ts';
 
+// Longer than the informer's server-side watch timeout (300 s + up to 60 s of jitter).
+const WATCH_INACTIVITY_MS = 420_000;
+
 /** Settings of a `Controller`. */
 export interface ControllerOptions {
   kubeConfig: KubeConfig;
@@ -105,6 +108,10 @@ export class Controller implements EndpointSource {
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const watch = new Watch(kubeConfig);
+    // client-node ends a watch after 30 s without data; the server sends a bookmark only about once a minute,
+    // so an idle watch would reconnect every 30 s from a resourceVersion that never moves, and relist after
+    // every etcd compaction. Let the server's own timeout (5-6 minutes) end watches instead.
+    Object.assign(watch, { requestTimeoutMs: WATCH_INACTIVITY_MS });
     const scopes: (string | undefined)[] = namespaces.length > 0 ? [...namespaces] : [undefined];
     for (const namespace of scopes) {
       const base = `/apis/${R.group}/${R.version}${namespace ? `/namespaces/${namespace}` : ''}/${R.plural}`;

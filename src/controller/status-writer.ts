@@ -3,6 +3,7 @@ import type { Condition } from '../api/notification-endpoint.ts';
 import { delivering, statusCounters } from '../metrics/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { ReadyState } from '../sources/source.ts';
+import { describeApiError } from '../k8s/errors.ts';
 import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../k8s/cluster-api.ts';
 
 /** Settings of a `StatusWriter`. */
@@ -122,7 +123,7 @@ export class StatusWriter {
     try {
       await this.#options.api.patchStatus(namespace, name, patch);
     } catch (error) {
-      this.#options.logger.warn({ endpoint: key, error: error instanceof Error ? error.message : String(error) }, 'status write failed; retrying on the next tick');
+      this.#options.logger.warn({ endpoint: key, error: describeApiError(error) }, 'status write failed; retrying on the next tick');
       return;
     }
     const before = tracked.conditions;
@@ -162,7 +163,7 @@ export class StatusWriter {
       try {
         await this.#options.api.recordEvent(object, type, reason, message);
       } catch (error) {
-        this.#options.logger.warn({ endpoint: key, error: error instanceof Error ? error.message : String(error) }, 'could not record event');
+        this.#options.logger.warn({ endpoint: key, error: describeApiError(error) }, 'could not record event');
       }
     };
     const [oldReady, newReady] = [find(before, 'Ready'), find(after, 'Ready')];

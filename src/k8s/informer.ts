@@ -56,6 +56,7 @@ export class Informer<T extends KubernetesObject> {
   #watch: AbortController | undefined;
   #loop: Promise<void> | undefined;
   #failures = 0;
+  #expired = 0;
 
   constructor(options: InformerOptions<T>) {
     this.#options = options;
@@ -104,8 +105,14 @@ export class Informer<T extends KubernetesObject> {
       } catch (error) {
         if (this.#stop.signal.aborted) break;
         if (statusCode(error) === 410) {
-          logger.info({ resource: name }, 'watch expired (410 Gone); listing again');
+          // One expiry is normal (compaction) and relists at once; expiries in a row without a single event in
+          // between (a misbehaving proxy) back off like failures, so list-then-watch never spins.
+          this.#expired++;
+          logger.info({ resource: name, inARow: this.#expired }, 'watch expired (410 Gone); listing again');
           this.#resourceVersion = '';
+          if (this.#expired > 1) {
+            await (this.#options.delay ?? realDelay)(backoffMs(this.#expired - 1, this.#options.backoff?.baseMs ?? 1000, this.#options.backoff?.maxMs ?? 30_000, this.#options.random), this.#stop.signal);
+          }
           continue;
         }
         this.#failures++;
@@ -174,6 +181,7 @@ export class Informer<T extends KubernetesObject> {
         if (rv) this.#resourceVersion = rv;
         progressed = true;
         this.#failures = 0;
+        this.#expired = 0;
         if (type === 'BOOKMARK') return;
         const object = (this.#options.transform ?? ((o: T) => o))(raw);
         const key = keyOf(object);

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { backoffMs, realDelay, type Delay } from './backoff.ts';
+import { describeApiError } from './errors.ts';
 
 /** What one reconcile asks for: nothing, or to run again after a while even if nothing changes. */
 export interface ReconcileResult {
@@ -105,7 +106,7 @@ export class WorkQueue {
       const failures = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, failures);
       const wait = backoffMs(failures, this.#options.backoff?.baseMs ?? 1000, this.#options.backoff?.maxMs ?? 300_000, this.#options.random);
-      this.#options.logger.warn({ key, failures, retryInMs: wait, error: error instanceof Error ? error.message : String(error) }, 'reconcile failed; retrying');
+      this.#options.logger.warn({ key, failures, retryInMs: wait, error: describeApiError(error) }, 'reconcile failed; retrying');
       this.addAfter(key, wait);
     } finally {
       this.#active.delete(key);

@@ -219,6 +219,29 @@ describe('Informer: 410 Gone makes it list again and report the difference', () 
     expect(h.logs.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([]);
   });
 
+  it('410 after 410 without an event in between (a misbehaving proxy): the second relist backs off, so it never spins', async () => {
+    const h = harness();
+    h.server.list([obj('a', '1')], '10');
+    h.server.watchFails('10', 410);
+    h.server.list([obj('a', '1')], '20');
+    h.server.watchFails('20', 410);
+    h.server.list([obj('a', '1')], '30');
+    const watch = h.server.watch('30');
+    h.informer.start();
+    const stream = await watch;
+    expect(h.delay.waits).toHaveLength(1);
+    expect(h.delay.waits[0]).toBeGreaterThanOrEqual(BACKOFF.baseMs / 2);
+    expect(h.logs.filter((l) => l.msg === 'watch expired (410 Gone); listing again').map((l) => l.inARow)).toEqual([1, 2]);
+    // An event resets the count: the next expiry relists at once again.
+    stream.send('MODIFIED', obj('a', '31'));
+    await until(() => h.events.length === 2, 'the MODIFIED event');
+    h.server.list([obj('a', '31')], '40');
+    const next = h.server.watch('40');
+    stream.send('ERROR', statusBody(410, 'Expired', 'too old resource version'));
+    await next;
+    expect(h.delay.waits).toHaveLength(1);
+  });
+
   it('a 410 delivered as an ERROR event inside a 200 stream: the informer closes that watch itself and relists', async () => {
     const h = harness();
     h.server.list([obj('a', '1'), obj('b', '2'), obj('c', '3')], '10');
