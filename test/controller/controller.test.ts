@@ -1,15 +1,14 @@
 // The Controller wired up: its informers list and watch a fake API server (nock) through the real client-node, and
 // it reconciles through an in-memory ClusterApi (the reconciler reads objects by key from there, as it would from
 // the API server). The test writes watch events and checks which keys get reconciled.
-import nock from 'nock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { Controller } from '../../src/controller/controller.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
 import { eventually } from '../support/wait.ts';
-import { captureLogs, fakeKubeConfig, FakeCollection, ManualDelay, trackUnmatched, type WatchStream } from '../k8s/support.ts';
+import { captureLogs, fakeKubeConfig, FakeCollection, ManualDelay, useFakeApiServer, type WatchStream } from '../k8s/support.ts';
 import { FakeClusterApi } from './fake-cluster-api.ts';
 
 const ENDPOINTS = `/apis/${R.group}/${R.version}/${R.plural}`;
@@ -20,22 +19,7 @@ const namespaced = (namespace: string): { endpoints: string; secrets: string } =
 });
 
 let port = 7443;
-let unmatched: ReturnType<typeof trackUnmatched>;
-let cleanups: (() => Promise<unknown>)[] = [];
-
-beforeEach(() => {
-  nock.disableNetConnect();
-  unmatched = trackUnmatched();
-});
-
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  cleanups = [];
-  unmatched.dispose();
-  nock.cleanAll();
-  nock.enableNetConnect();
-  expect(unmatched.requests).toEqual([]);
-});
+const cleanups = useFakeApiServer();
 
 const endpoint = (namespace: string, name: string, spec: Record<string, unknown>, generation = 1, resourceVersion = '1'): NotificationEndpointObject => ({
   apiVersion: R.apiVersion,

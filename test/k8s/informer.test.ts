@@ -16,7 +16,7 @@ import {
   FakeCollection,
   ManualDelay,
   statusBody,
-  trackUnmatched,
+  useFakeApiServer,
   type LogLine,
 } from './support.ts';
 
@@ -45,23 +45,7 @@ interface Harness {
   server: FakeCollection;
 }
 
-let cleanups: (() => Promise<void> | void)[] = [];
-let unmatched: ReturnType<typeof trackUnmatched>;
-
-beforeEach(() => {
-  nock.disableNetConnect();
-  unmatched = trackUnmatched();
-});
-
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  cleanups = [];
-  unmatched.dispose();
-  nock.cleanAll();
-  nock.enableNetConnect();
-  // A request the test did not script would have been answered 501 and retried: the script was wrong.
-  expect(unmatched.requests).toEqual([]);
-});
+const cleanups = useFakeApiServer();
 
 let port = 6443;
 

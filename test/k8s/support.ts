@@ -3,6 +3,7 @@
 // every wait and lets the test decide when it ends, and a log capture. Nothing here dials out.
 import { KubeConfig } from '@kubernetes/client-node';
 import nock from 'nock';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { PassThrough, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Delay } from '../../src/k8s/backoff.ts';
@@ -201,4 +202,26 @@ export function trackUnmatched(): { requests: string[]; dispose: () => void } {
   };
   nock.emitter.on('no match', listener);
   return { requests, dispose: () => void nock.emitter.off('no match', listener) };
+}
+
+/**
+ * Per-test nock setup and teardown for suites against the fake API server: no real network, and a request the
+ * test did not script fails the test. Returns the list of closers run after each test, newest first.
+ */
+export function useFakeApiServer(): (() => unknown)[] {
+  const cleanups: (() => unknown)[] = [];
+  let unmatched: ReturnType<typeof trackUnmatched>;
+  beforeEach(() => {
+    nock.disableNetConnect();
+    unmatched = trackUnmatched();
+  });
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+    unmatched.dispose();
+    nock.cleanAll();
+    nock.enableNetConnect();
+    // A request the test did not script would have been answered 501 and retried: the script was wrong.
+    expect(unmatched.requests).toEqual([]);
+  });
+  return cleanups;
 }
