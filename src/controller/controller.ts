@@ -11,6 +11,10 @@ import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.
 import { EndpointReconciler } from './reconciler.ts';
 import { StatusWriter } from './status-writer.ts';
 
+// A periodic full reconcile catches what no watch event announced (a missed event, a Secret read that failed
+// silently upstream): cheap (a GET per object), and rare enough not to matter to the API server.
+const RESYNC_MS = 10 * 60_000;
+
 // Longer than the informer's server-side watch timeout (300 s + up to 60 s of jitter).
 const WATCH_INACTIVITY_MS = 420_000;
 
@@ -27,6 +31,8 @@ export interface ControllerOptions {
   api?: ClusterApi;
   /** Replaces the retry delay of informers and the work queue (tests). */
   delay?: Delay;
+  /** Every endpoint is reconciled again this often, whatever the watches said (default 10 minutes). */
+  resyncMs?: number;
 }
 
 /**
@@ -44,6 +50,7 @@ export class Controller implements EndpointSource {
   #generations = new Map<string, number | undefined>();
   #ready = false;
   #closed = false;
+  #resync: NodeJS.Timeout | undefined;
 
   constructor(options: ControllerOptions) {
     this.#options = options;
@@ -85,8 +92,15 @@ export class Controller implements EndpointSource {
     await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.waitForSync()));
     await this.#queue.whenIdle();
     this.#status.start();
+    this.#resync = setInterval(() => this.resync(), this.#options.resyncMs ?? RESYNC_MS);
+    this.#resync.unref();
     this.#ready = !this.#closed;
     this.#options.logger.info({ endpoints: this.#options.endpoints.list().length, namespaces: this.#options.namespaces.length ? this.#options.namespaces : 'all' }, 'controller synced');
+  }
+
+  /** Queues every known endpoint for a reconcile (what the periodic resync does). */
+  resync(): void {
+    for (const informer of this.#endpointInformers) for (const endpoint of informer.list()) this.#queue.add(keyOf(endpoint));
   }
 
   /** Stops watching and reconciling; idempotent. */
@@ -94,6 +108,7 @@ export class Controller implements EndpointSource {
     if (this.#closed) return;
     this.#closed = true;
     this.#ready = false;
+    clearInterval(this.#resync);
     await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.stop()));
     await this.#queue.stop();
   }

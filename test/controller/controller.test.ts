@@ -141,6 +141,21 @@ describe('Controller', () => {
     expect(reconciledSince(h, before)).toEqual(['a/one', 'a/other']);
   });
 
+  it('resync reconciles every known endpoint, catching a change no watch event announced', async () => {
+    const h = harness();
+    const watches = [
+      serve(h, ENDPOINTS, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' })], '100'),
+      serve(h, SECRETS, [], '100'),
+    ];
+    await h.controller.start();
+    await Promise.all(watches);
+    const before = h.api.gets.length;
+    h.api.put(endpoint('b', 'two', { url: 'http://127.0.0.1:9/two-b' }, 2, '101')); // the watch never tells
+    h.controller.resync();
+    await eventually(() => expect(h.endpoints.get('b/two')?.config.url).toBe('http://127.0.0.1:9/two-b'), 5000, 5);
+    await eventually(() => expect(reconciledSince(h, before)).toEqual(['a/one', 'b/two']), 5000, 5);
+  });
+
   it('a DELETED event removes the endpoint from the engine', async () => {
     const h = harness();
     const endpointsWatch = serve(h, ENDPOINTS, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' })], '100');
