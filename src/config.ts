@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parseByteSize, parseDuration } from './api/duration.ts';
+import { SECRET_ENV_PREFIX } from './sources/file-secrets.ts';
 
 /** Bad usage or invalid configuration: the program prints the message on one line and exits with 2. */
 export class UsageError extends Error {
@@ -37,6 +38,8 @@ export interface ServeConfig {
   readonly namespaces: readonly string[];
   readonly statusIntervalMs: number;
   readonly secretsDir: string | undefined;
+  /** The `REGISTRY_NOTIFIER_SECRET_*` variables: standalone secret values that have no file in `secretsDir`. */
+  readonly secretEnv: Readonly<Record<string, string>>;
   /** The bearer token the registry must send; undefined = no authentication. */
   readonly ingestToken: string | undefined;
   readonly maxBodySize: number;
@@ -180,6 +183,9 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     namespaces: list(get('namespaces')),
     statusIntervalMs: duration('status-interval', get('status-interval')!),
     secretsDir: get('secrets-dir'),
+    secretEnv: Object.fromEntries(
+      Object.entries(env).filter((entry): entry is [string, string] => entry[0].startsWith(SECRET_ENV_PREFIX) && entry[1] !== undefined),
+    ),
     ingestToken: ingestToken(get('ingest-token-file'), fromEnv(env, 'ingest-token')),
     maxBodySize: byteSize('max-body-size', get('max-body-size')!),
     maxPendingPerEndpoint: count('max-pending-per-endpoint', get('max-pending-per-endpoint')!),

@@ -52,6 +52,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     : new FileSource({
         paths: config.endpoints,
         secretsDir: config.secretsDir,
+        secretEnv: config.secretEnv,
         endpoints,
         logger: logger.child({ component: 'file-source' }),
         onRemoved,

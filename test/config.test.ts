@@ -44,6 +44,7 @@ const DEFAULTS: ServeConfig = {
   namespaces: [],
   statusIntervalMs: 10_000,
   secretsDir: undefined,
+  secretEnv: {},
   ingestToken: undefined,
   maxBodySize: 1024 * 1024,
   maxPendingPerEndpoint: 100_000,
@@ -69,6 +70,19 @@ const FLAGS: [flag: string, value: string, field: keyof ServeConfig, expected: u
   ['shutdown-grace', '1.5s', 'shutdownGraceMs', 1500, '1m'],
   ['log-level', 'debug', 'logLevel', 'debug', 'error'],
 ];
+
+
+describe('standalone secret values from the environment', () => {
+  it('captures only REGISTRY_NOTIFIER_SECRET_* variables, frozen', () => {
+    const config = parseCommand(['serve', '--endpoints', 'e.yaml'], {
+      REGISTRY_NOTIFIER_SECRET_HOOK_TOKEN_TOKEN: 'Bearer t',
+      REGISTRY_NOTIFIER_LOG_LEVEL: 'debug',
+      HOME: '/root',
+    }) as ServeConfig;
+    expect(config.secretEnv).toEqual({ REGISTRY_NOTIFIER_SECRET_HOOK_TOKEN_TOKEN: 'Bearer t' });
+    expect(Object.isFrozen(config.secretEnv)).toBe(true);
+  });
+});
 
 describe('parseCommand serve', () => {
   it('gives every flag its api.md default', () => {

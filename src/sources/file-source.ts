@@ -15,6 +15,8 @@ export interface FileSourceOptions {
   /** YAML files and directories (their `*.yaml` / `*.yml` files, not recursive). */
   paths: readonly string[];
   secretsDir: string | undefined;
+  /** `REGISTRY_NOTIFIER_SECRET_*` variables: secret values with no file in `secretsDir`. */
+  secretEnv?: Readonly<Record<string, string>>;
   endpoints: EndpointSet;
   logger: Logger;
   /** Called after an endpoint was removed (metrics forget its series). */
@@ -47,7 +49,7 @@ export class FileSource implements EndpointSource {
 
   constructor(options: FileSourceOptions) {
     this.#options = options;
-    this.#secrets = new FileSecretReader(options.secretsDir);
+    this.#secrets = new FileSecretReader(options.secretsDir, options.secretEnv);
   }
 
   get ready(): boolean {
