@@ -13,6 +13,7 @@ KUBEBUILDER_ASSETS=$(bash hack/envtest-assets.sh | tail -n 1)
 export KUBEBUILDER_ASSETS
 
 npm run --silent typecheck
+npm run --silent lint
 report=$(mktemp -t vitest-report-XXXXXX.json)
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json="$report" || status=$?

@@ -120,6 +120,7 @@ function normaliseHeaders(headers: HeaderSpec[]): NormalisedHeader[] {
 
 function checkUrl(url: string): void {
   // new URL() would quietly drop tabs and line breaks that the HTTP client then refuses or sends
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   if (/[\s\x00-\x1f\x7f]/.test(url)) fail('spec.url', 'must not contain spaces or control characters');
   let parsed: URL;
   try {

@@ -268,7 +268,7 @@ function readBody(req: IncomingMessage, limit: number, broken: AbortSignal): Pro
     const onBroken = (): void => {
       req.removeAllListeners('data');
       req.pause();
-      reject(broken.reason as IngestError);
+      reject(broken.reason instanceof Error ? broken.reason : new IngestError(400, 'Aborted', 'request body could not be read'));
     };
     if (broken.aborted) return onBroken();
     broken.addEventListener('abort', onBroken, { once: true });

@@ -75,7 +75,7 @@ export function helmtpl(): Promise<string> {
         await run('bash', [join(TOOL, 'build.sh'), partial], { timeout: BUILD_TIMEOUT_MS });
       } catch (error) {
         const { stderr = '', stdout = '' } = error as { stderr?: string; stdout?: string };
-        throw new Error(`building helmtpl failed (${join(TOOL, 'build.sh')}; it installs golang-go and two Go libraries with apt-get, so it needs root):\n${stdout}${stderr}`);
+        throw new Error(`building helmtpl failed (${join(TOOL, 'build.sh')}; it installs golang-go and two Go libraries with apt-get, so it needs root):\n${stdout}${stderr}`, { cause: error });
       }
       await rename(partial, path);
       return path;

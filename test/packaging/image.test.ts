@@ -40,6 +40,7 @@ function inContext(path: string, ignore: string): boolean {
   for (const raw of ignore.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))) {
     const negate = raw.startsWith('!');
     const pattern = negate ? raw.slice(1) : raw;
+    // eslint-disable-next-line no-control-regex -- \u0000 is a placeholder for ** while the glob is translated
     const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\u0000/g, '.*').replace(/\?/g, '[^/]')}(/.*)?$`);
     if (regex.test(path)) included = negate;
   }

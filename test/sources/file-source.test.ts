@@ -1,6 +1,7 @@
 // FileSource end to end: real files in a temp directory, a real EndpointSet and real loopback receivers.
 // Every change goes through the file watcher (no manual reload), so what is measured is what a user gets.
 import { randomBytes } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -456,8 +457,8 @@ describe('FileSource secrets', () => {
     const pki = testPki();
     const seen: { path: string; client: string | undefined }[] = [];
     const server: Server = createServer({ cert: pki.serverCert, key: pki.serverKey, ca: pki.ca, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-      const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
-      seen.push({ path: req.url ?? '', client: (req.socket as import('node:tls').TLSSocket).authorized ? String(peer.subject?.CN) : undefined });
+      const peer = (req.socket as TLSSocket).getPeerCertificate();
+      seen.push({ path: req.url ?? '', client: (req.socket as TLSSocket).authorized ? String(peer.subject?.CN) : undefined });
       req.resume();
       req.on('end', () => res.writeHead(200).end());
     });
