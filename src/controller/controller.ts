@@ -2,6 +2,7 @@ import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig, type KubernetesObj
 import type { Logger } from 'pino';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../api/notification-endpoint.ts';
 import type { Delay } from '../k8s/backoff.ts';
+import { withDeadline } from '../k8s/deadline.ts';
 import { Informer, keyOf, type ListResult } from '../k8s/informer.ts';
 import { KubeClusterApi } from '../k8s/kube-cluster-api.ts';
 import { WorkQueue } from '../k8s/work-queue.ts';
@@ -136,7 +137,7 @@ export class Controller implements EndpointSource {
         watch,
         logger,
         ...(delay && { delay }),
-        list: async () => listResult<NotificationEndpointObject>(await (namespace
+        list: async () => listResult<NotificationEndpointObject>(await withDeadline('list notificationendpoints', () => namespace
           ? custom.listNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural })
           : custom.listClusterCustomObject({ group: R.group, version: R.version, plural: R.plural }))),
         onEvent: (type, object) => this.#onEndpoint(type, object),
@@ -149,7 +150,7 @@ export class Controller implements EndpointSource {
         ...(delay && { delay }),
         // Only a Secret's identity matters here: the reconciler reads its data fresh. Keeps memory small.
         transform: (secret) => ({ metadata: { name: secret.metadata?.name, namespace: secret.metadata?.namespace, resourceVersion: secret.metadata?.resourceVersion } }),
-        list: async () => listResult<V1Secret>(namespace ? await core.listNamespacedSecret({ namespace }) : await core.listSecretForAllNamespaces()),
+        list: async () => listResult<V1Secret>(await withDeadline('list secrets', () => (namespace ? core.listNamespacedSecret({ namespace }) : core.listSecretForAllNamespaces()))),
         onEvent: (_type, secret) => this.#onSecret(secret),
       }));
     }

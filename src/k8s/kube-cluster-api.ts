@@ -8,6 +8,7 @@ import {
 } from '@kubernetes/client-node';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../api/notification-endpoint.ts';
 import type { ClusterApi, NotificationEndpointObject, StatusPatch } from './cluster-api.ts';
+import { withDeadline } from './deadline.ts';
 import { statusCode } from './errors.ts';
 
 /** The component name on Events and the field manager on writes. */
@@ -29,7 +30,9 @@ export class KubeClusterApi implements ClusterApi {
 
   async getEndpoint(namespace: string, name: string): Promise<NotificationEndpointObject | undefined> {
     return notFoundAsUndefined(() =>
-      this.#custom.getNamespacedCustomObject({ group: R.group, version: R.version, plural: R.plural, namespace, name }) as Promise<NotificationEndpointObject>,
+      withDeadline('get notificationendpoint', () =>
+        this.#custom.getNamespacedCustomObject({ group: R.group, version: R.version, plural: R.plural, namespace, name }) as Promise<NotificationEndpointObject>,
+      ),
     );
   }
 
@@ -38,16 +41,18 @@ export class KubeClusterApi implements ClusterApi {
     // status it writes names the generation it describes (observedGeneration).
     await retried(() =>
       notFoundAsUndefined(() =>
-        this.#custom.patchNamespacedCustomObjectStatus(
-          { group: R.group, version: R.version, plural: R.plural, namespace, name, body: { status }, fieldManager: COMPONENT },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        withDeadline('patch notificationendpoint status', () =>
+          this.#custom.patchNamespacedCustomObjectStatus(
+            { group: R.group, version: R.version, plural: R.plural, namespace, name, body: { status }, fieldManager: COMPONENT },
+            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          ),
         ),
       ),
     );
   }
 
   async getSecret(namespace: string, name: string): Promise<ReadonlyMap<string, Buffer> | undefined> {
-    const secret = await notFoundAsUndefined(() => this.#core.readNamespacedSecret({ namespace, name }));
+    const secret = await notFoundAsUndefined(() => withDeadline('get secret', () => this.#core.readNamespacedSecret({ namespace, name })));
     if (!secret) return undefined;
     const data = new Map<string, Buffer>();
     for (const [key, value] of Object.entries(secret.data ?? {})) data.set(key, Buffer.from(value, 'base64'));
@@ -77,7 +82,7 @@ export class KubeClusterApi implements ClusterApi {
       lastTimestamp: now,
       count: 1,
     };
-    await this.#core.createNamespacedEvent({ namespace, body: event });
+    await withDeadline('create event', () => this.#core.createNamespacedEvent({ namespace, body: event }));
   }
 }
 
