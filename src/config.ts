@@ -2,7 +2,7 @@
  * The command line, parsed once into a typed, frozen configuration (api.md §3). Every flag has an environment
  * twin `REGISTRY_NOTIFIER_<FLAG>`; a flag beats its variable. Nothing else in the program reads `process.env`.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parseByteSize, parseDuration } from './api/duration.ts';
@@ -111,6 +111,13 @@ export function serveHelp(): string {
   return `Usage: registry-notifier serve [flags]\n\nFlags (a flag beats its environment variable):\n${rows.join('\n')}\n  --help                               this text`;
 }
 
+/** Checks what parsing cannot: every `--endpoints` path exists now; throws `UsageError` (exit 2) otherwise. */
+export function checkServeConfig(config: ServeConfig): void {
+  for (const path of config.endpoints) {
+    if (!existsSync(path)) throw new UsageError(`--endpoints: ${path} does not exist`);
+  }
+}
+
 /** Parses argv (without node and script) and the environment into a frozen command; throws `UsageError`. */
 export function parseCommand(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): Command {
   const [command, ...rest] = argv;
@@ -171,7 +178,8 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
   };
   const endpointsFlag = values.endpoints as string[] | undefined;
   const endpoints = endpointsFlag ?? list(fromEnv(env, 'endpoints'));
-  const kubernetes = values.kubernetes === true || isTrue(fromEnv(env, 'kubernetes'));
+  const kubernetes = values.kubernetes === true || isTrue('kubernetes', fromEnv(env, 'kubernetes'));
+
   if (endpoints.length === 0 && !kubernetes) throw new UsageError('serve needs --endpoints PATH (standalone) or --kubernetes');
   if (endpoints.length > 0 && kubernetes) throw new UsageError('--endpoints and --kubernetes cannot be combined');
   const config: ServeConfig = {
@@ -287,8 +295,12 @@ function list(text: string | undefined): string[] {
   return (text ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
-function isTrue(text: string | undefined): boolean {
-  return text !== undefined && ['1', 'true', 'yes'].includes(text.toLowerCase());
+function isTrue(flag: string, text: string | undefined): boolean {
+  if (text === undefined) return false;
+  const value = text.toLowerCase();
+  if (['1', 'true', 'yes'].includes(value)) return true;
+  if (['0', 'false', 'no'].includes(value)) return false;
+  throw new UsageError(`${envName(flag)}: "${text}" is not true or false (1/0, true/false, yes/no)`);
 }
 
 function freeze<T extends object>(value: T): T {

@@ -3,7 +3,7 @@
  * The `registry-notifier` command: parses the command line once (config.ts), then runs the command.
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration (one line on stderr).
  */
-import { parseCommand, UsageError, type Command } from './config.ts';
+import { checkServeConfig, parseCommand, UsageError, type Command } from './config.ts';
 import { VERSION } from './version.ts';
 
 async function run(command: Command): Promise<number> {
@@ -23,6 +23,7 @@ async function run(command: Command): Promise<number> {
       return replay(command);
     }
     case 'serve': {
+      checkServeConfig(command);
       // Loaded only here: the server's modules (the Kubernetes client among them) take seconds to load, which
       // `version`, `--help` and a usage error should not pay.
       const [{ createLogger }, { startServer }] = await Promise.all([import('./log.ts'), import('./serve.ts')]);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envName, parseCommand, SERVE_FLAGS, serveHelp, UsageError, type Command, type ServeConfig } from '../src/config.ts';
+import { checkServeConfig, envName, parseCommand, SERVE_FLAGS, serveHelp, UsageError, type Command, type ServeConfig } from '../src/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'config-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -71,6 +71,22 @@ const FLAGS: [flag: string, value: string, field: keyof ServeConfig, expected: u
   ['log-level', 'debug', 'logLevel', 'debug', 'error'],
 ];
 
+
+describe('boolean environment twins and paths', () => {
+  it('reads 1/0, true/false, yes/no and refuses anything else with the variable named', () => {
+    expect((parseCommand(['serve'], { REGISTRY_NOTIFIER_KUBERNETES: 'TRUE' }) as ServeConfig).kubernetes).toBe(true);
+    expect(() => parseCommand(['serve', '--endpoints', 'e.yaml'], { REGISTRY_NOTIFIER_KUBERNETES: 'no' })).not.toThrow();
+    expect(() => parseCommand(['serve', '--endpoints', 'e.yaml'], { REGISTRY_NOTIFIER_KUBERNETES: 'on' })).toThrow(
+      'REGISTRY_NOTIFIER_KUBERNETES: "on" is not true or false (1/0, true/false, yes/no)',
+    );
+  });
+
+  it('checkServeConfig refuses an --endpoints path that does not exist', () => {
+    const config = parseCommand(['serve', '--endpoints', '/nonexistent/e.yaml'], {}) as ServeConfig;
+    expect(() => checkServeConfig(config)).toThrow('--endpoints: /nonexistent/e.yaml does not exist');
+    expect(() => checkServeConfig(parseCommand(['serve', '--endpoints', import.meta.dirname], {}) as ServeConfig)).not.toThrow();
+  });
+});
 
 describe('standalone secret values from the environment', () => {
   it('captures only REGISTRY_NOTIFIER_SECRET_* variables, frozen', () => {

@@ -213,6 +213,7 @@ describe.concurrent('registry-notifier command line', () => {
     ['serve without endpoints', ['serve']],
     ['both sources', ['serve', '--endpoints', 'x.yaml', '--kubernetes']],
     ['replay without --endpoint', ['replay']],
+    ['an endpoints path that does not exist', ['serve', '--endpoints', '/nonexistent/registry-notifier/endpoints.yaml']],
   ] as const)('%s: exit 2 with one line on stderr', async ([, args], { onTestFinished }) => {
     const child = run([...args], {}, later(onTestFinished));
     expect((await exitOf(child)).code).toBe(2);

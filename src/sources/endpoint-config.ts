@@ -49,6 +49,7 @@ export function toEndpointConfig(spec: NormalisedSpec, namespace: string | undef
     const { name, key: k } = header.secretKeyRef;
     // Files made with `kubectl create secret --from-file` often end in a newline: not part of the value.
     const value = key(name, k).toString('utf8').replace(/\r?\n$/, '');
+    if (value === '') throw new InvalidSecretError(`Secret ${name} key ${k} is empty; header ${header.name} needs a value`);
     if (!HEADER_VALUE.test(value)) throw new InvalidSecretError(`Secret ${name} key ${k} is not a valid value for header ${header.name}`);
     return [header.name, value];
   });

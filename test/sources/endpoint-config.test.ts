@@ -108,6 +108,12 @@ describe('toEndpointConfig headers', () => {
     expect(error).toMatchObject({ name: 'InvalidSecretError', code: 'ERR_INVALID_SECRET', message: 'Secret s key k is not a valid value for header X-Token' });
     expect(error.message).not.toContain(TOKEN);
   });
+
+  it.each([['empty', ''], ['only a newline', '\n']])('a secret value that is %s is refused like an empty literal value', (_name, stored) => {
+    const run = (): unknown => toEndpointConfig(spec({ headers: [{ name: 'X-Token', ...ref('s', 'k') }] }), undefined, secrets({ s: { k: stored } }));
+    expect(run).toThrow(InvalidSecretError);
+    expect(catchError(run).message).toBe('Secret s key k is empty; header X-Token needs a value');
+  });
 });
 
 describe('toEndpointConfig errors', () => {
