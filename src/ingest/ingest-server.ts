@@ -139,8 +139,10 @@ export class IngestServer {
     } catch (error) {
       const refusal = error instanceof IngestError ? error : this.#internal(error);
       status = refusal.status;
-      // The rest of an unread body is not worth reading (too large) or cannot be read (timeout, broken framing).
-      if (status === 413 || broken.signal.aborted) closeAfter(res);
+      // A body left unread is not worth reading: refused before it was read (unauthenticated, wrong path, method
+      // or type, shutting down: an unauthenticated client must not be able to stream at us), too large, or
+      // unreadable (timeout, broken framing). The connection closes after the answer instead.
+      if (status === 413 || broken.signal.aborted || !req.complete) closeAfter(res);
       else req.resume();
       for (const [name, value] of Object.entries(refusal.headers)) res.setHeader(name, value);
       send(res, status, refusal.body());

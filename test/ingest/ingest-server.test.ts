@@ -205,6 +205,16 @@ describe('IngestServer: 401 Unauthorized', () => {
     expectAccepted(await post(h.ingest.url, envelope([event('ok')]), { authorization }), 1, 0);
   });
 
+  it('does not read the body of an unauthenticated request: 401, then the connection closes', async () => {
+    const h = await start();
+    const head = `POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: ${EVENTS_MEDIA_TYPE}\r\nContent-Length: 10485760\r\n\r\n`;
+    // 10 MiB announced, 64 KiB sent, and the client never sends the rest: only an answer and a close end this.
+    const exchange = await rawExchange(h.ingest.port, [head, Buffer.alloc(64 * 1024, 'x')], 5000);
+    expect(exchange.text).toMatch(/^HTTP\/1\.1 401 /);
+    expect(exchange.text.toLowerCase()).toContain('connection: close');
+    expect(rawBody(exchange.text)).toMatchObject({ error: { code: 'Unauthorized' } });
+  });
+
   it('takes anything when no token is configured', async () => {
     const h = await start({ token: undefined });
     expectAccepted(await post(h.ingest.url, envelope([event('n1')]), { authorization: null }), 1, 0);
