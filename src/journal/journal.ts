@@ -176,11 +176,14 @@ export class Journal {
     return rows.map((row) => row.endpoint);
   }
 
-  /** Drops what is kept for endpoints that no longer exist; returns the pending events dropped per endpoint. */
-  forgetExcept(known: ReadonlySet<string>): Map<string, number> {
+  /**
+   * Drops what is kept (pending events and dead letters) for every endpoint `gone` says no longer exists;
+   * returns the pending events dropped per endpoint.
+   */
+  forget(gone: (endpoint: string) => boolean): Map<string, number> {
     const dropped = new Map<string, number>();
     for (const endpoint of this.endpoints()) {
-      if (known.has(endpoint)) continue;
+      if (!gone(endpoint)) continue;
       dropped.set(endpoint, this.transaction(() => this.#drop(endpoint)));
     }
     return dropped;
