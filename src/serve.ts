@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ServeConfig } from './config.ts';
 import { IngestServer } from './ingest/ingest-server.ts';
 import { startAdminServer, type AdminServer } from './metrics/admin-server.ts';
-import { endpointStatus, type EndpointStatus } from './metrics/endpoint-status.ts';
+import { endpointStatus, IDLE, type EndpointStatus } from './metrics/endpoint-status.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { Journal } from './journal/journal.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
@@ -36,10 +36,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   const guard = new AddressGuard(config.allowEndpointCidrs);
   const journal = config.queueDir !== undefined ? Journal.open(config.queueDir, logger.child({ component: 'journal' })) : undefined;
   const endpoints = new EndpointSet({ userAgent: USER_AGENT, guard }, (name) => metrics.listenerFor(name), journal && ((name) => journal.storeFor(name)));
-  const onRemoved = (name: string, discarded: number): void => {
-    metrics.forgetEndpoint(name);
-    if (discarded > 0) logger.warn({ endpoint: name, discarded }, 'endpoint removed with undelivered events');
-  };
+  // The sources log each removal with its discarded count; the metrics forget the endpoint's series.
+  const onRemoved = (name: string): void => metrics.forgetEndpoint(name);
   const source: EndpointSource = config.kubernetes
     ? new Controller({
         kubeConfig: overrides.kubeConfig ?? loadKubeConfig(),
@@ -134,11 +132,9 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
  * watched namespaces, keep theirs.
  */
 function forgetRemovedEndpoints(journal: Journal, endpoints: EndpointSet, source: EndpointSource, logger: Logger): void {
-  for (const name of journal.endpoints()) {
-    if (endpoints.get(name) || !source.mayForget(name)) continue;
-    const discarded = journal.storeFor(name).pending().length;
-    journal.storeFor(name).drop();
-    logger.warn({ endpoint: name, discarded }, 'journal: endpoint no longer exists; its pending events and dead letters are dropped');
+  const dropped = journal.forget((name) => !endpoints.get(name) && source.mayForget(name));
+  for (const [endpoint, discarded] of dropped) {
+    logger.warn({ endpoint, discarded }, 'journal: endpoint no longer exists; its pending events and dead letters are dropped');
   }
 }
 
@@ -155,7 +151,7 @@ function endpointStatuses(endpoints: EndpointSet, states: ReadonlyMap<string, Re
     if (seen.has(name)) continue;
     out.push({
       name, url: '', ready: false, reason: state.reason, ...(state.message !== undefined && { message: state.message }),
-      delivering: { status: 'True', reason: 'Idle' },
+      delivering: IDLE,
       pending: 0, delivered: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
     });
   }

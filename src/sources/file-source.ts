@@ -152,7 +152,7 @@ export class FileSource implements EndpointSource {
       const discarded = await endpoints.remove(name);
       this.#applied.delete(name);
       this.#options.onRemoved?.(name, discarded);
-      logger.info({ endpoint: name, discarded }, 'endpoint removed');
+      (discarded > 0 ? logger.warn.bind(logger) : logger.info.bind(logger))({ endpoint: name, discarded }, 'endpoint removed');
     }
     for (const [name, state] of states) {
       if (!state.ready && state.reason !== 'Disabled') logger.warn({ endpoint: name, reason: state.reason, origin: state.origin, error: state.message }, 'endpoint not ready');
