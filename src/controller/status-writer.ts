@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Condition } from '../api/notification-endpoint.ts';
-import { delivering, statusCounters } from '../metrics/endpoint-status.ts';
+import { delivering, IDLE, statusCounters } from '../metrics/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { ReadyState } from '../sources/source.ts';
 import { describeApiError } from '../k8s/errors.ts';
@@ -138,7 +138,7 @@ export class StatusWriter {
     const { ready } = tracked;
     const deliveringNow = tracked.endpoint
       ? delivering(tracked.endpoint.stats())
-      : { status: 'True' as const, reason: 'Idle' as const };
+      : IDLE;
     const make = (type: string, status: 'True' | 'False', reason: string, message: string | undefined): Condition => {
       const old = tracked.conditions.find((c) => c.type === type);
       return {

@@ -2,6 +2,7 @@
  * One endpoint's status as `GET /endpoints` shows it: the fields of the resource's status (api.md section 2)
  * with the two conditions flattened, Ready (our side) and Delivering (the receiver's side).
  */
+import type { DeliveringReason, ReadyReason } from '../api/notification-endpoint.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { StatsSnapshot } from '../notifications/endpoint-stats.ts';
 import { redactUrl } from '../notifications/http-sink.ts';
@@ -9,7 +10,7 @@ import { redactUrl } from '../notifications/http-sink.ts';
 /** The Delivering condition: True (Succeeded, Idle) unless the last attempt failed (False, Failing). */
 export interface DeliveringCondition {
   status: 'True' | 'False';
-  reason: 'Succeeded' | 'Idle' | 'Failing';
+  reason: DeliveringReason;
   message?: string;
 }
 
@@ -17,7 +18,7 @@ export interface DeliveringCondition {
 export interface Readiness {
   ready: boolean;
   /** Configured when ready; InvalidSpec, SecretNotFound, Disabled or EndpointRefused when not. */
-  reason?: string;
+  reason?: ReadyReason;
   message?: string;
 }
 
@@ -27,7 +28,7 @@ export interface EndpointStatus {
   /** The configured URL with its user-info removed. */
   url: string;
   ready: boolean;
-  reason?: string;
+  reason?: ReadyReason;
   message?: string;
   delivering: DeliveringCondition;
   pending: number;
@@ -43,6 +44,9 @@ export interface EndpointStatus {
   insecureSkipVerify?: boolean;
 }
 
+/** Delivering when nothing was sent yet, or the endpoint does not run at all. */
+export const IDLE: DeliveringCondition = Object.freeze({ status: 'True', reason: 'Idle' });
+
 /** What `endpointStatus` reads of an endpoint; a live `Endpoint` fits. */
 export type EndpointView = Pick<Endpoint, 'name' | 'pending' | 'stats' | 'config'>;
 
@@ -57,7 +61,7 @@ export function delivering(stats: StatsSnapshot): DeliveringCondition {
     return { status: 'False', reason: 'Failing', message: `${failed} failed ${attempts} in a row; last: ${stats.lastError ?? 'unknown error'}` };
   }
   if (stats.delivered > 0 || stats.lastSuccessTime !== undefined) return { status: 'True', reason: 'Succeeded' };
-  return { status: 'True', reason: 'Idle' };
+  return IDLE;
 }
 
 /** The counter fields of an endpoint's status (api.md section 2), as `/endpoints` and the resource's status show them. */

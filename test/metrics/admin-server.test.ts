@@ -174,7 +174,7 @@ describe('/endpoints', () => {
     await set.write(makeEvents(1));
     await until(() => set.get('ns/ok')?.stats().delivered === 1 && set.get('ns/failing')?.stats().deadLettered === 1, 5000, 'outcomes');
 
-    const readiness = { ready: true, reason: 'Configured' };
+    const readiness = { ready: true, reason: 'Configured' as const };
     const server = await start({ endpoints: () => set.list().map((e) => endpointStatus(e, readiness)) });
     const res = await fetch(`${server.url}/endpoints`);
     expect(res.status).toBe(200);
