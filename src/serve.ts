@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { ServeConfig } from './config.ts';
@@ -8,7 +7,6 @@ import { endpointStatus, IDLE, type EndpointStatus } from './metrics/endpoint-st
 import { Metrics } from './metrics/metrics.ts';
 import { Journal } from './journal/journal.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
-import { Bridge } from './notifications/bridge.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
 import { Controller } from './controller/controller.ts';
 import { loadKubeConfig } from './k8s/kube-config.ts';
@@ -35,7 +33,13 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   const metrics = new Metrics();
   const guard = new AddressGuard(config.allowEndpointCidrs);
   const journal = config.queueDir !== undefined ? Journal.open(config.queueDir, logger.child({ component: 'journal' })) : undefined;
-  const endpoints = new EndpointSet({ userAgent: USER_AGENT, guard }, (name) => metrics.listenerFor(name), journal && ((name) => journal.storeFor(name)));
+  const endpoints = new EndpointSet({
+    userAgent: USER_AGENT,
+    guard,
+    listenerFor: (name) => metrics.listenerFor(name),
+    limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
+    ...(journal && { backend: journal }),
+  });
   // The sources log each removal with its discarded count; the metrics forget the endpoint's series.
   const onRemoved = (name: string): void => metrics.forgetEndpoint(name);
   const source: EndpointSource = config.kubernetes
@@ -73,16 +77,12 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
       replay: (name) => endpoints.replay(name),
       ...(config.ingestToken !== undefined && { token: config.ingestToken }),
     });
-    const bridge = new Bridge(endpoints, { baseUrl: '', source: { addr: `${hostname()}:${config.listen.port}` } });
     ingest = await IngestServer.start({
       host: config.listen.host,
       port: config.listen.port,
       token: config.ingestToken,
       maxBodySize: config.maxBodySize,
-      limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
       endpoints,
-      bridge,
-      ...(journal && { transaction: <T>(fn: () => T): T => journal.transaction(fn) }),
       listener: { request: (code) => metrics.ingestRequest(code), events: (n) => metrics.ingestEvents(n), duplicates: (n) => metrics.ingestDuplicates(n) },
       logger: logger.child({ component: 'ingest' }),
     });

@@ -1,10 +1,10 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Bridge } from '../notifications/bridge.ts';
-import type { EndpointSet, PendingLimits } from '../notifications/endpoint-set.ts';
-import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, type Event } from '../notifications/event.ts';
+import type { EndpointSet } from '../notifications/endpoint-set.ts';
+import { QueueFullError } from '../notifications/errors.ts';
+import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, type IncomingEvent } from '../notifications/event.ts';
 import { createAuthenticator } from './auth.ts';
 import { parseEnvelope } from './envelope.ts';
 import { IngestError } from './ingest-error.ts';
@@ -23,9 +23,8 @@ export interface IngestOptions {
   port: number;
   token: string | undefined;
   maxBodySize: number;
-  limits: PendingLimits;
+  /** Where the events go; it enforces the pending limits and commits each request whole (`accept`). */
   endpoints: EndpointSet;
-  bridge: Bridge;
   /** Event ids remembered for duplicate suppression. */
   recentIds?: number;
   /** A client that has not sent all its headers after this long is cut (default 10 s). */
@@ -33,11 +32,6 @@ export interface IngestOptions {
   /** A client that has not sent its whole request after this long gets a 400 and is cut (default 30 s). */
   requestTimeoutMs?: number;
   listener?: IngestListener;
-  /**
-   * Wraps the queueing of one request's events (the durable journal's transaction): everything the request
-   * queues is persisted together before the 202, or not at all.
-   */
-  transaction?: <T>(fn: () => T) => T;
   logger?: Logger;
 }
 
@@ -51,6 +45,11 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 // Node checks those timeouts only every 30 s by default, which would let a slow client stay up to 30 s longer.
 const MAX_TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+// A request refused before its body was read is answered at once, then its body is read and discarded for at
+// most this long and this much before the connection closes (what HTTP/1.1 servers call a lingering close):
+// closing a socket with unread bytes makes the kernel send a reset, which can destroy the answer in flight.
+const LINGER_MS = 2_000;
+const LINGER_BYTES = 8 * 1024 * 1024;
 
 /**
  * The HTTP service a registry posts its notifications to (`POST /events`, api.md §4). It answers 202 only once
@@ -65,8 +64,11 @@ export class IngestServer {
   // Per socket, the requests being handled (several when a client pipelines) and how to make each handler
   // refuse its request (a timeout, a broken body): the handler then answers, so nothing else writes to it.
   #inflight = new WeakMap<Duplex, Set<(refusal: IngestError) => void>>();
+  #lingering = new WeakSet<Duplex>();
   #draining = false;
   #closed = false;
+  // While the queues' backend refuses (a full disk), one log line when it starts and one when it ends.
+  #unavailableSince: { refused: number } | undefined;
 
   private constructor(server: Server, options: IngestOptions) {
     this.#server = server;
@@ -139,17 +141,48 @@ export class IngestServer {
     } catch (error) {
       const refusal = error instanceof IngestError ? error : this.#internal(error);
       status = refusal.status;
-      // A body left unread is not worth reading: refused before it was read (unauthenticated, wrong path, method
-      // or type, shutting down: an unauthenticated client must not be able to stream at us), too large, or
-      // unreadable (timeout, broken framing). The connection closes after the answer instead.
-      if (status === 413 || broken.signal.aborted || !req.complete) closeAfter(res);
-      else req.resume();
       for (const [name, value] of Object.entries(refusal.headers)) res.setHeader(name, value);
-      send(res, status, refusal.body());
+      if (broken.signal.aborted) {
+        // The connection is broken (a timeout, bad framing): answer if it can still be written, then close.
+        closeAfter(res);
+        send(res, status, refusal.body());
+      } else if (!req.complete) {
+        // Refused before the body was read (unauthenticated, wrong path, method, type or encoding, too large,
+        // shutting down): an unauthenticated client must not be able to stream at us, so the connection closes,
+        // but only after a bounded read of what the client is still sending.
+        this.#lingerThenClose(req, res, status, refusal.body());
+      } else {
+        send(res, status, refusal.body());
+      }
     } finally {
       inflight.delete(refuse);
       this.#options.listener?.request?.(status);
     }
+  }
+
+  /** Answers at once, keeps reading and discarding the rest of the body (bounded), then closes the connection. */
+  #lingerThenClose(req: IncomingMessage, res: ServerResponse, status: number, body: string): void {
+    const socket = req.socket;
+    this.#lingering.add(socket);
+    res.setHeader('connection', 'close');
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.write(body);
+    let read = 0;
+    const finish = (): void => {
+      clearTimeout(timer);
+      req.removeListener('data', onData);
+      if (!res.writableEnded) res.end(); // Node closes the connection once the answer is out (Connection: close)
+    };
+    const onData = (chunk: Buffer): void => {
+      read += chunk.length;
+      if (read > LINGER_BYTES) finish();
+    };
+    const timer = setTimeout(finish, LINGER_MS);
+    req.on('data', onData);
+    req.once('end', finish);
+    req.once('error', finish);
+    socket.once('close', finish);
+    req.resume();
   }
 
   /**
@@ -158,10 +191,8 @@ export class IngestServer {
    * usual error body is written straight to the socket, which is then closed.
    */
   #clientError(error: NodeJS.ErrnoException, socket: Duplex): void {
-    const timeout = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    const refusal = timeout
-      ? new IngestError(400, 'RequestTimeout', 'the request was not received in time')
-      : new IngestError(400, 'BadRequest', `the request is not valid HTTP/1.1 (${error.code ?? 'parse error'})`);
+    if (this.#lingering.has(socket)) return void socket.destroy(); // its answer is out; only the discarding ended
+    const refusal = clientErrorRefusal(error);
     const inflight = this.#inflight.get(socket);
     if (inflight !== undefined && inflight.size > 0) {
       if (!socket.writable) return void socket.destroy();
@@ -171,9 +202,9 @@ export class IngestServer {
     if (!socket.writable) return void socket.destroy();
     const body = refusal.body();
     socket.end(
-      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
-    this.#options.listener?.request?.(400);
+    this.#options.listener?.request?.(refusal.status);
   }
 
   async #accept(req: IncomingMessage, broken: AbortSignal): Promise<{ accepted: number; duplicates: number }> {
@@ -187,58 +218,70 @@ export class IngestServer {
     }
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (!ACCEPTED_TYPES.has(type)) {
-      throw new IngestError(415, 'UnsupportedMediaType', `content type "${type}" is not accepted; send ${EVENTS_MEDIA_TYPE}`);
+      throw new IngestError(415, 'UnsupportedMediaType', `content type "${printable(type)}" is not accepted; send ${EVENTS_MEDIA_TYPE}`);
+    }
+    const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
+    if (encoding !== '' && encoding !== 'identity') {
+      // RFC 7694: refuse a coding we do not read, and say which we do. Registries never compress notifications.
+      throw new IngestError(415, 'UnsupportedContentEncoding', `content encoding "${printable(encoding)}" is not accepted; send the body uncompressed`, {
+        headers: { 'accept-encoding': 'identity' },
+      });
     }
     if (this.#draining) throw unavailable('ShuttingDown', 'shutting down; retry against another replica or later');
-    const events = parseEnvelope(await readBody(req, this.#options.maxBodySize, broken));
-    return this.#enqueue(events);
+    return this.#enqueue(parseEnvelope(await readBody(req, this.#options.maxBodySize, broken)));
   }
 
-  async #enqueue(events: Event[]): Promise<{ accepted: number; duplicates: number }> {
-    const fresh: Event[] = [];
+  /**
+   * Suppresses recent duplicates, then hands the rest to the endpoint set, which routes, commits and queues
+   * them as one step: on any refusal nothing is queued anywhere.
+   */
+  async #enqueue(events: IncomingEvent[]): Promise<{ accepted: number; duplicates: number }> {
+    const fresh: IncomingEvent[] = [];
     const ids = new Set<string>();
-    for (const event of events) {
-      if (this.#recent.has(event.id) || ids.has(event.id)) continue;
-      ids.add(event.id);
-      fresh.push(event);
+    for (const incoming of events) {
+      const id = incoming.event.id;
+      if (this.#recent.has(id) || ids.has(id)) continue;
+      ids.add(id);
+      fresh.push(incoming);
     }
     const duplicates = events.length - fresh.length;
-    if (fresh.length === 0) {
-      if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
-      return { accepted: 0, duplicates };
-    }
-    const refusal = this.#options.endpoints.check(fresh, this.#options.limits);
-    if (refusal) {
-      const where = refusal.endpoint === undefined ? 'all endpoints' : `endpoint ${refusal.endpoint}`;
-      throw unavailable('QueueFull', `${where} has ${refusal.pending} events pending (limit ${refusal.limit})`);
-    }
-    // Queueing happens synchronously inside forward(); remembering the ids before awaiting it means a
-    // concurrent resend of the same envelope is recognised as a duplicate.
-    const { transaction, bridge } = this.#options;
-    let queued: Promise<void>;
-    try {
-      queued = transaction ? transaction(() => bridge.forward(fresh)) : bridge.forward(fresh);
-    } catch (error) {
-      throw this.#internal(error, 503);
-    }
-    for (const id of ids) this.#recent.add(id);
-    try {
-      await queued;
-    } catch (error) {
-      for (const id of ids) this.#recent.delete(id);
-      throw this.#internal(error, 503);
+    if (fresh.length > 0) {
+      // Remembered before the commit is awaited, so a concurrent resend of the same envelope counts as a duplicate.
+      for (const id of ids) this.#recent.add(id);
+      try {
+        await this.#options.endpoints.accept(fresh);
+      } catch (error) {
+        for (const id of ids) this.#recent.delete(id);
+        if (error instanceof QueueFullError) throw unavailable('QueueFull', error.message);
+        throw this.#backendFailed(error);
+      }
+      this.#backendWorks();
     }
     // Reported only now: a refused envelope suppressed nothing, its resend will be counted.
-    this.#options.listener?.events?.(fresh.length);
+    if (fresh.length > 0) this.#options.listener?.events?.(fresh.length);
     if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
     return { accepted: fresh.length, duplicates };
   }
 
-  #internal(error: unknown, status = 500): IngestError {
+  /** The queues' backend refused (a journal on a full disk): 503, logged once per outage, not per request. */
+  #backendFailed(error: unknown): IngestError {
+    if (this.#unavailableSince === undefined) {
+      this.#unavailableSince = { refused: 0 };
+      this.#options.logger?.error({ err: error }, 'ingest: events cannot be stored; answering 503 until they can');
+    }
+    this.#unavailableSince.refused++;
+    return unavailable('Unavailable', 'events could not be stored; retry later');
+  }
+
+  #backendWorks(): void {
+    if (this.#unavailableSince === undefined) return;
+    this.#options.logger?.info({ refused: this.#unavailableSince.refused }, 'ingest: events are stored again');
+    this.#unavailableSince = undefined;
+  }
+
+  #internal(error: unknown): IngestError {
     this.#options.logger?.error({ err: error }, 'ingest failed');
-    return status === 503
-      ? unavailable('Unavailable', 'events could not be queued; retry later')
-      : new IngestError(500, 'Internal', 'internal error');
+    return new IngestError(500, 'Internal', 'internal error');
   }
 }
 
@@ -262,7 +305,7 @@ function send(res: ServerResponse, status: number, body: string): void {
  * Reads the whole body as UTF-8, refusing with 413 as soon as it is longer than `limit` bytes, and with the
  * signal's reason (an `IngestError`) when the connection broke while reading.
  */
-function readBody(req: IncomingMessage, limit: number, broken: AbortSignal): Promise<string> {
+function readBody(req: IncomingMessage, limit: number, broken: AbortSignal): Promise<Buffer> {
   const tooLarge = (): IngestError => new IngestError(413, 'PayloadTooLarge', `body is larger than ${limit} bytes`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
@@ -287,7 +330,20 @@ function readBody(req: IncomingMessage, limit: number, broken: AbortSignal): Pro
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', () => reject(new IngestError(400, 'Aborted', 'request body could not be read')));
   });
+}
+
+/** The answer to a connection Node's parser gave up on. */
+function clientErrorRefusal(error: NodeJS.ErrnoException): IngestError {
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new IngestError(408, 'RequestTimeout', 'the request was not received in time');
+  if (error.code === 'HPE_HEADER_OVERFLOW') return new IngestError(431, 'RequestHeaderFieldsTooLarge', 'the request headers are too large');
+  return new IngestError(400, 'BadRequest', `the request is not valid HTTP/1.1 (${error.code ?? 'parse error'})`);
+}
+
+/** A client-sent value fit to quote in a message: printable ASCII only, at most 100 characters. */
+function printable(value: string): string {
+  const clean = value.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > 100 ? `${clean.slice(0, 100)}…` : clean;
 }

@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Logger } from 'pino';
-import type { EndpointStore } from '../notifications/queue-store.ts';
+import { NotifierError } from '../notifications/errors.ts';
+import type { EndpointStore, QueueBackend, Route } from '../notifications/queue-store.ts';
 import type { QueuedEvent } from '../notifications/sink.ts';
 
 /** Settings of `Journal.open`; the defaults are the product's. */
@@ -67,15 +68,18 @@ interface Row {
  * nothing owed is set aside. One process holds the journal at a time (SQLite's exclusive locking mode): a
  * second `serve` on the same `--queue-dir` would deliver the same events twice and out of order.
  * Numbers (`seq`) are handed out by the process and never twice while it runs, even when the transaction
- * that handed them out rolled back (its events may already sit in a queue in memory).
+ * that handed them out rolled back.
+ * What delivery records (acknowledgements, dead letters) never fails into delivery: when it cannot be written
+ * (a full disk) it is kept in memory and written with the next record or within a second, logged once when it
+ * starts failing and once when it works again; a restart before then sends those events again (at least once).
  */
-export class Journal {
+export class Journal implements QueueBackend {
+  readonly persistent = true;
   #db: DatabaseSync;
   #logger: Logger;
-  #depth = 0;
-  #txSeqs: Map<string, number> | undefined;
-  #txError: unknown;
   #closed = false;
+  #unrecorded: (() => void)[] = [];
+  #recordFailing = false;
   #nextSeq: number;
   #maxDeadLetters: number;
   #deadSinceTrim = new Map<string, number>();
@@ -91,7 +95,10 @@ export class Journal {
     this.#logger = logger;
     const every = options.syncIntervalMs ?? SYNC_INTERVAL_MS;
     if (every > 0) {
-      this.#syncTimer = setInterval(() => this.#sync(), every);
+      this.#syncTimer = setInterval(() => {
+        this.#flush();
+        this.#sync();
+      }, every);
       this.#syncTimer.unref();
     }
     this.#maxDeadLetters = options.maxDeadLetters ?? MAX_DEAD_LETTERS;
@@ -112,12 +119,16 @@ export class Journal {
     mkdirSync(dir, { recursive: true });
     const path = join(dir, JOURNAL_FILE);
     const wal = `${path}-wal`;
-    if (existsSync(wal) && statSync(wal).size > 0) {
-      logger.warn({ path, walBytes: statSync(wal).size }, 'journal: the last run did not stop cleanly; recovering its write-ahead log (an incomplete or corrupt last transaction is discarded)');
-    }
+    // Measured before opening (which replays the log), said only once the journal is ours: a second process
+    // refused because the journal is in use has nothing to recover.
+    const walBytes = existsSync(wal) ? statSync(wal).size : 0;
     const busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
     try {
-      return withDatabase(openDatabase(path, busyTimeoutMs), (db) => new Journal(db, logger, options));
+      const journal = withDatabase(openDatabase(path, busyTimeoutMs), (db) => new Journal(db, logger, options));
+      if (walBytes > 0) {
+        logger.warn({ path, walBytes }, 'journal: the last run did not stop cleanly; its write-ahead log was recovered (an incomplete or corrupt last transaction is discarded)');
+      }
+      return journal;
     } catch (error) {
       if (!unreadable(error)) throw unavailable(path, error);
       const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
@@ -128,45 +139,43 @@ export class Journal {
   }
 
   /**
-   * Runs `fn` in one transaction (nested calls join it): either everything it appended is committed, or, if
-   * an append failed or `fn` threw, nothing is.
+   * Stores a request's events once each, with a pending row per route, in one transaction: all of it is
+   * committed or, if anything fails, none of it (`JournalWriteError`). Returns the routes with their events
+   * numbered; an event shared by several routes is one stored event, and one object, in all of them.
    */
-  transaction<T>(fn: () => T): T {
-    if (this.#depth > 0) {
-      // SQLite rolls the whole transaction back by itself after some errors (I/O, disk full): what follows must
-      // not run in autocommit, committing half of what was meant to be atomic.
-      if (!this.#db.isTransaction) throw this.#txError ?? new Error('journal: the transaction was rolled back');
-      return fn();
-    }
-    this.#db.exec('BEGIN IMMEDIATE');
-    this.#depth = 1;
-    this.#txSeqs = new Map();
-    this.#txError = undefined;
-    try {
-      const result = fn();
-      if (this.#txError !== undefined) throw this.#txError;
-      this.#db.exec('COMMIT');
-      this.#committed = true;
-      return result;
-    } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK'); // else SQLite already did, and the error says why
-      throw error;
-    } finally {
-      this.#depth = 0;
-      this.#txSeqs = undefined;
-    }
+  commit(routes: readonly Route[]): Route[] {
+    return this.#transaction(() => {
+      const stored = new Map<QueuedEvent, QueuedEvent>();
+      return routes.map(({ endpoint, events }) => ({
+        endpoint,
+        events: events.map((event) => {
+          let numbered = stored.get(event);
+          if (numbered === undefined) {
+            numbered = event.seq !== undefined ? event : { ...event, seq: this.#nextSeq++ }; // taken even if the commit fails
+            if (event.seq === undefined) this.#insertEvent.run(numbered.seq!, event.id, event.json, event.acceptedAt);
+            stored.set(event, numbered);
+          }
+          this.#insertPending.run(endpoint, numbered.seq!);
+          return numbered;
+        }),
+      }));
+    });
   }
 
   /** The store of one endpoint. */
   storeFor(endpoint: string): EndpointStore {
     return {
-      persistent: true,
-      append: (events) => this.#guarded(() => this.#append(endpoint, events)),
-      ack: (events) => this.transaction(() => this.#release(endpoint, events)),
-      deadLetter: (events, reason) => this.transaction(() => this.#deadLetter(endpoint, events, reason)),
-      takeDeadLetters: () => this.transaction(() => this.#takeDeadLetters(endpoint)),
+      ack: (events) => this.#record(() => this.#release(endpoint, events)),
+      deadLetter: (events, reason) => {
+        const at = Date.now();
+        this.#record(() => this.#deadLetter(endpoint, events, reason, at));
+      },
+      takeDeadLetters: () => {
+        if (!this.#flush()) throw new JournalWriteError('earlier deliveries and dead letters cannot be recorded yet');
+        return this.#transaction(() => this.#takeDeadLetters(endpoint));
+      },
       pending: () => this.#rows('SELECT e.seq, e.id, e.json, e.accepted_at FROM pending p JOIN events e ON e.seq = p.seq WHERE p.endpoint = ? ORDER BY p.seq', endpoint),
-      drop: () => void this.transaction(() => this.#drop(endpoint)),
+      drop: () => this.#record(() => void this.#drop(endpoint)),
     };
   }
 
@@ -184,7 +193,7 @@ export class Journal {
     const dropped = new Map<string, number>();
     for (const endpoint of this.endpoints()) {
       if (!gone(endpoint)) continue;
-      dropped.set(endpoint, this.transaction(() => this.#drop(endpoint)));
+      dropped.set(endpoint, this.#transaction(() => this.#drop(endpoint)));
     }
     return dropped;
   }
@@ -195,11 +204,15 @@ export class Journal {
     return { events: count('events'), pending: count('pending'), deadLetters: count('dead_letters') };
   }
 
-  /** Checkpoints and closes the database; idempotent. */
+  /** Records deliveries not yet written if it can, checkpoints and closes the database; idempotent. */
   close(): void {
     if (this.#closed) return;
+    this.#flush();
     this.#closed = true;
     clearInterval(this.#syncTimer);
+    if (this.#unrecorded.length > 0) {
+      this.#logger.warn({ unrecorded: this.#unrecorded.length }, 'journal: closing with deliveries not recorded; those events are sent again at the next start');
+    }
     try {
       this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
     } catch (error) {
@@ -210,7 +223,7 @@ export class Journal {
 
   /** A passive checkpoint: syncs the WAL to disk (and copies what it can into the database) if anything was committed. */
   #sync(): void {
-    if (!this.#committed || this.#closed || this.#depth > 0) return;
+    if (!this.#committed || this.#closed) return;
     this.#committed = false;
     try {
       this.#db.exec('PRAGMA wal_checkpoint(PASSIVE)');
@@ -219,19 +232,53 @@ export class Journal {
     }
   }
 
-  #append(endpoint: string, events: readonly QueuedEvent[]): QueuedEvent[] {
-    return this.transaction(() =>
-      events.map((event) => {
-        let seq = event.seq ?? this.#txSeqs?.get(event.id);
-        if (seq === undefined) {
-          seq = this.#nextSeq++; // taken even if the insert or the transaction fails: never handed out twice
-          this.#insertEvent.run(seq, event.id, event.json, event.acceptedAt);
-          this.#txSeqs?.set(event.id, seq);
-        }
-        this.#insertPending.run(endpoint, seq);
-        return event.seq === seq ? event : { ...event, seq };
-      }),
-    );
+  /** Runs `fn` in one transaction: committed whole, or rolled back whole with `JournalWriteError`. */
+  #transaction<T>(fn: () => T): T {
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+    } catch (error) {
+      throw new JournalWriteError('cannot start a transaction', error);
+    }
+    try {
+      const result = fn();
+      this.#db.exec('COMMIT');
+      this.#committed = true;
+      return result;
+    } catch (error) {
+      // SQLite rolls the whole transaction back by itself after some errors (I/O, disk full); else we do.
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw error instanceof JournalWriteError ? error : new JournalWriteError((error as Error).message ?? String(error), error);
+    }
+  }
+
+  /** Writes a delivery's record now, behind any that could not be written yet, in order. */
+  #record(step: () => void): void {
+    this.#unrecorded.push(step);
+    this.#flush();
+  }
+
+  /** Writes the records kept in memory; whether nothing is left unwritten. Never throws. */
+  #flush(): boolean {
+    if (this.#unrecorded.length === 0) return true;
+    if (this.#closed) return false;
+    const steps = this.#unrecorded;
+    try {
+      this.#transaction(() => {
+        for (const step of steps) step();
+      });
+    } catch (error) {
+      if (!this.#recordFailing) {
+        this.#recordFailing = true;
+        this.#logger.error({ err: error, unrecorded: steps.length }, 'journal: cannot record deliveries; kept in memory and retried every second (a restart before then sends those events again)');
+      }
+      return false;
+    }
+    this.#unrecorded = [];
+    if (this.#recordFailing) {
+      this.#recordFailing = false;
+      this.#logger.info({ recorded: steps.length }, 'journal: recording deliveries again');
+    }
+    return true;
   }
 
   #release(endpoint: string, events: readonly QueuedEvent[]): void {
@@ -242,9 +289,8 @@ export class Journal {
     }
   }
 
-  #deadLetter(endpoint: string, events: readonly QueuedEvent[], reason: string): void {
+  #deadLetter(endpoint: string, events: readonly QueuedEvent[], reason: string, now: number): void {
     const insert = this.#db.prepare('INSERT OR REPLACE INTO dead_letters (endpoint, seq, reason, at) VALUES (?, ?, ?, ?)');
-    const now = Date.now();
     for (const { seq } of events) {
       if (seq === undefined) continue;
       insert.run(endpoint, seq, reason.slice(0, 1024), now);
@@ -286,21 +332,27 @@ export class Journal {
       seq: row.seq,
     }));
   }
+}
 
-  /** Runs an append; a failure is remembered so the surrounding transaction rolls back even if the caller swallows it. */
-  #guarded<T>(fn: () => T): T {
-    try {
-      return fn();
-    } catch (error) {
-      this.#txError ??= error;
-      throw error;
-    }
+/** The journal could not write (a full disk, an I/O error): what was being written is not stored. */
+export class JournalWriteError extends NotifierError {
+  constructor(message: string, cause?: unknown) {
+    super('ERR_JOURNAL_WRITE', `journal: ${message}`, { cause });
   }
 }
 
-/** The integrity check found damage. */
-class JournalDamagedError extends Error {
-  override name = 'JournalDamagedError';
+/** The journal exists but cannot be used now (held by another process, not readable or writable). */
+export class JournalUnavailableError extends NotifierError {
+  constructor(message: string, cause?: unknown) {
+    super('ERR_JOURNAL_UNAVAILABLE', message, { cause });
+  }
+}
+
+/** The integrity check found damage: the file is moved aside and a new journal started. */
+export class JournalDamagedError extends NotifierError {
+  constructor(message: string) {
+    super('ERR_JOURNAL_DAMAGED', message);
+  }
 }
 
 /** Runs `fn` on a freshly opened database, closing it (and so releasing its lock) if `fn` throws. */
@@ -338,14 +390,14 @@ function unreadable(error: unknown): boolean {
 }
 
 /** The error that ends the start when the journal exists but cannot be used now. */
-function unavailable(path: string, error: unknown): Error {
+function unavailable(path: string, error: unknown): JournalUnavailableError {
   const code = (error as { errcode?: unknown }).errcode;
   const why = error instanceof Error ? error.message : String(error);
   const locked = typeof code === 'number' && [SQLITE_BUSY, SQLITE_LOCKED].includes(code & 0xff);
-  return new Error(
+  return new JournalUnavailableError(
     locked
       ? `journal ${path} is in use by another process (${why}); is another registry-notifier running with this --queue-dir?`
       : `journal ${path} cannot be opened (${why})`,
-    { cause: error },
+    error,
   );
 }

@@ -33,8 +33,8 @@ export interface BridgeOptions {
 /**
  * Distribution's repository listener (notifications/bridge.go): each call creates one event shaped exactly as
  * the registry shapes it (field for field and in the same order, so a receiver cannot tell the difference) and
- * writes it to the sink; the promise settles as the sink's write does. `forward` is the other path in: events
- * a registry already made, passed on intact.
+ * writes it to the sink; the promise settles as the sink's write does. (Events a registry already made come in
+ * through the ingest and go to the endpoints as they are: they never pass through here.)
  */
 export class Bridge {
   #sink: EventWriter;
@@ -88,28 +88,6 @@ export class Bridge {
   /** A whole repository was deleted. */
   repoDeleted(repository: string): Promise<void> {
     return this.#write(this.#event('delete', { repository }));
-  }
-
-  /**
-   * Passes events a registry made on to the sink, in order and intact (same objects, unknown fields kept).
-   * Only what is missing is filled: a `timestamp`, and the bridge's `source`, `actor` and `request` records.
-   */
-  forward(events: readonly Event[]): Promise<void> {
-    return this.#sink.write(events.map((event) => this.#fill(event)));
-  }
-
-  #fill(event: Event): Event {
-    const { source, actor, request } = this.#options;
-    const missing = event.timestamp === undefined || event.source === undefined || event.actor === undefined ||
-      (event.request === undefined && request !== undefined);
-    if (!missing) return event;
-    return {
-      ...event,
-      timestamp: event.timestamp ?? this.#now().toISOString(),
-      ...(event.request === undefined && request !== undefined && { request }),
-      actor: event.actor ?? actor ?? {},
-      source: event.source ?? source,
-    };
   }
 
   #manifestEvent(action: string, repository: string, manifest: ManifestInfo, tag?: string): Event {

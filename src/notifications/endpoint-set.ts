@@ -1,44 +1,56 @@
 import { EndpointRefusedError } from './address-guard.ts';
-import { Broadcaster } from './broadcaster.ts';
 import { Endpoint, type EndpointConfig, type EndpointOptions } from './endpoint.ts';
-import type { StoreFactory } from './queue-store.ts';
-import type { Event } from './event.ts';
+import { QueueFullError } from './errors.ts';
+import { incomingEvent, type Event, type IncomingEvent } from './event.ts';
+import { MemoryBackend, type QueueBackend, type Route } from './queue-store.ts';
+import { systemClock } from './retrying-sink.ts';
+import type { QueuedEvent } from './sink.ts';
 
-/** Why a block of events may not be accepted now. */
-export interface Refusal {
-  /** The endpoint over its limit, or undefined when the total is over. */
-  endpoint?: string;
-  pending: number;
-  limit: number;
-}
-
-/** Queue limits checked before a write (the ingest answers 503 over them). */
+/** Queue limits checked before a request is committed (the ingest answers 503 over them). */
 export interface PendingLimits {
   perEndpoint: number;
   total: number;
 }
 
+/** Settings of an `EndpointSet`: every endpoint's options, plus what the set itself owns. */
+export interface EndpointSetOptions extends EndpointOptions {
+  /** Gives each new endpoint its listener (per-endpoint metrics); default `listener`. */
+  listenerFor?: (name: string) => EndpointOptions['listener'];
+  /** Where accepted events are kept until delivered; default in memory. */
+  backend?: QueueBackend;
+  /** Over these, `accept` refuses with `QueueFullError`; default unbounded. */
+  limits?: PendingLimits;
+}
+
+/** What `accept` did: how many events were committed for at least one endpoint (the others matched none). */
+export interface Acceptance {
+  routed: number;
+}
+
+const UNBOUNDED: PendingLimits = Object.freeze({ perEndpoint: Number.POSITIVE_INFINITY, total: Number.POSITIVE_INFINITY });
+
 /**
- * The live set of endpoints behind one broadcaster, keyed by identity: what the standalone file source and
- * the Kubernetes controller drive. `apply` creates or updates in place, `remove` takes one out; a write goes
- * to every endpoint, and only the endpoints present when the write began.
+ * The live endpoints, keyed by identity, and the fan-out to them (Distribution's broadcaster): what the
+ * standalone file source and the Kubernetes controller drive. `apply` creates or updates in place, `remove`
+ * takes one out at once; `accept` hands a request's events to every endpoint whose filters take them, all of
+ * them or none.
  */
 export class EndpointSet {
-  #broadcaster = new Broadcaster();
   #endpoints = new Map<string, Endpoint>();
-  #options: EndpointOptions;
-  #listenerFor: ((name: string) => EndpointOptions['listener']) | undefined;
+  #options: EndpointSetOptions;
+  #backend: QueueBackend;
+  #limits: PendingLimits;
+  #now: () => number;
+  #lastAcceptedAt = 0;
+  // Requests hand their committed events to the queues in the order they called `accept`, even when a commit
+  // is asynchronous and a later one finishes first.
+  #turn: Promise<void> = Promise.resolve();
 
-  #stores: StoreFactory | undefined;
-
-  /**
-   * `listenerFor` gives each new endpoint its listener (per-endpoint metrics); `stores` its store (the
-   * journal; default in memory).
-   */
-  constructor(options: EndpointOptions = {}, listenerFor?: (name: string) => EndpointOptions['listener'], stores?: StoreFactory) {
+  constructor(options: EndpointSetOptions = {}) {
     this.#options = options;
-    this.#listenerFor = listenerFor;
-    this.#stores = stores;
+    this.#backend = options.backend ?? new MemoryBackend();
+    this.#limits = options.limits ?? UNBOUNDED;
+    this.#now = (options.clock ?? systemClock).now;
   }
 
   /**
@@ -63,23 +75,21 @@ export class EndpointSet {
       existing.update(config);
       return 'updated';
     }
-    const listener = this.#listenerFor?.(name) ?? this.#options.listener;
-    const store = this.#stores?.(name);
-    const endpoint = new Endpoint(name, config, { ...this.#options, ...(listener && { listener }), ...(store && { store }) });
+    const listener = this.#options.listenerFor?.(name) ?? this.#options.listener;
+    const endpoint = new Endpoint(name, config, { ...this.#options, ...(listener && { listener }) }, this.#backend.storeFor(name));
     this.#endpoints.set(name, endpoint);
-    this.#broadcaster.add(endpoint);
     return 'created';
   }
 
   /**
-   * Takes the endpoint out at once: it receives nothing more, its pending events are discarded and reported
-   * through its listener's `discarded`. Resolves to how many were discarded (0 if it was unknown).
+   * Takes the endpoint out at once (it receives nothing from the next `accept` on, before this returns a
+   * promise), then closes it: its pending events are discarded and reported through its listener's
+   * `discarded`, and its store forgets them. Resolves to how many were discarded (0 if it was unknown).
    */
   async remove(name: string): Promise<number> {
     const endpoint = this.#endpoints.get(name);
     if (!endpoint) return 0;
     this.#endpoints.delete(name);
-    this.#broadcaster.remove(endpoint);
     await endpoint.close({ signal: AbortSignal.abort() });
     endpoint.dropStore();
     return endpoint.discarded;
@@ -107,25 +117,41 @@ export class EndpointSet {
     return total;
   }
 
-  /** Whether `events` fit under the limits for every endpoint that would queue them; the refusal if not. */
-  check(events: readonly Event[], limits: PendingLimits): Refusal | undefined {
-    let total = 0;
-    let adding = 0;
-    for (const endpoint of this.#endpoints.values()) {
-      const n = endpoint.matching(events);
-      total += endpoint.pending;
-      adding += n;
-      if (n > 0 && endpoint.pending + n > limits.perEndpoint) {
-        return { endpoint: endpoint.name, pending: endpoint.pending, limit: limits.perEndpoint };
+  /**
+   * Hands a request's events to every endpoint whose filters take them, in three steps: route (each filter
+   * asked once per event) and check the limits; commit every route in one step of the backend; only then
+   * queue. A refusal (`QueueFullError` over a limit, or the backend's error) leaves nothing queued or stored
+   * anywhere. An endpoint removed while the commit ran gets nothing (its store forgets what was committed).
+   */
+  async accept(events: readonly IncomingEvent[]): Promise<Acceptance> {
+    const { routes, routed } = this.#route(events);
+    if (routes.length === 0) return { routed };
+    const previous = this.#turn;
+    let done!: () => void;
+    this.#turn = new Promise<void>((resolve) => (done = resolve));
+    try {
+      let committed: readonly Route[] | undefined;
+      let failure: { error: unknown } | undefined;
+      try {
+        committed = await this.#backend.commit(routes);
+      } catch (error) {
+        failure = { error };
       }
+      await previous;
+      if (failure) throw failure.error;
+      for (const { endpoint, events: owed } of committed ?? []) {
+        const target = this.#endpoints.get(endpoint);
+        if (target && !target.closing) target.enqueue(owed);
+      }
+      return { routed };
+    } finally {
+      done();
     }
-    if (adding > 0 && total + adding > limits.total) return { pending: total, limit: limits.total };
-    return undefined;
   }
 
-  /** Writes the block to every endpoint; resolves once each has queued what its filters let through. */
-  write(events: readonly Event[]): Promise<void> {
-    return this.#broadcaster.write(events);
+  /** `accept` for events made in this process: each is serialised once with `JSON.stringify`. */
+  write(events: readonly Event[]): Promise<Acceptance> {
+    return this.accept(events.map(incomingEvent));
   }
 
   /**
@@ -138,13 +164,39 @@ export class EndpointSet {
     // Endpoints stay listed (status, pending gauges) while they drain; they take no new events meanwhile.
     await Promise.all(
       endpoints.map(async (endpoint) => {
-        this.#broadcaster.remove(endpoint);
         await endpoint.close(signal ? { signal } : {});
         left.set(endpoint.name, endpoint.discarded);
       }),
     );
     this.#endpoints.clear();
-    await this.#broadcaster.close();
     return left;
+  }
+
+  /** Each live endpoint's share of `events`, as one shared `QueuedEvent` per event; throws over a limit. */
+  #route(events: readonly IncomingEvent[]): { routes: Route[]; routed: number } {
+    const acceptedAt = (this.#lastAcceptedAt = Math.max(this.#lastAcceptedAt, this.#now()));
+    const queued: (QueuedEvent | undefined)[] = new Array(events.length);
+    const routes: Route[] = [];
+    let total = 0;
+    let adding = 0;
+    let routed = 0;
+    for (const endpoint of this.#endpoints.values()) {
+      total += endpoint.pending;
+      if (endpoint.closing) continue;
+      const owed: QueuedEvent[] = [];
+      events.forEach(({ event, json }, i) => {
+        if (!endpoint.matches(event)) return;
+        if (queued[i] === undefined) routed++;
+        owed.push((queued[i] ??= { id: event.id, json, acceptedAt }));
+      });
+      if (owed.length === 0) continue;
+      if (endpoint.pending + owed.length > this.#limits.perEndpoint) {
+        throw new QueueFullError(endpoint.pending, this.#limits.perEndpoint, endpoint.name);
+      }
+      adding += owed.length;
+      routes.push({ endpoint: endpoint.name, events: owed });
+    }
+    if (adding > 0 && total + adding > this.#limits.total) throw new QueueFullError(total, this.#limits.total);
+    return { routes, routed };
   }
 }

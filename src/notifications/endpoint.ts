@@ -3,7 +3,7 @@ import type { buildConnector } from 'undici';
 import { hostOf, type AddressGuard, type Resolver } from './address-guard.ts';
 import type { Event } from './event.ts';
 import { SinkClosedError } from './errors.ts';
-import { compileFilter, FilterSink, NO_FILTER, type FilterRules } from './filter.ts';
+import { compileFilter, NO_FILTER, type EventMatcher, type FilterRules } from './filter.ts';
 import { HttpSink, parseEndpointUrl, type TlsOptions } from './http-sink.ts';
 import { fanOutListener, type DeliveryListener } from './listener.ts';
 import { EndpointStats, type StatsSnapshot } from './endpoint-stats.ts';
@@ -11,7 +11,7 @@ import { EventQueue } from './queue.ts';
 import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from './retry.ts';
 import { RetryingSink, systemClock, type Clock } from './retrying-sink.ts';
 import { MemoryStore, type EndpointStore } from './queue-store.ts';
-import type { Sink, WriteOptions } from './sink.ts';
+import type { QueuedEvent } from './sink.ts';
 
 /** How an endpoint retries: Distribution's breaker, or exponential backoff, plus an optional budget. */
 export interface RetryConfig {
@@ -76,17 +76,17 @@ export interface EndpointOptions {
   resolve?: Resolver;
   /** Replaces undici's connector for every endpoint (tests that must not dial). */
   dial?: buildConnector.connector;
-  /** Where the endpoint keeps dead letters, and with a journal its events; default: in memory. */
-  store?: EndpointStore;
 }
 
 /**
- * One webhook target, composed as in Distribution: filter -> queue -> retrying sink -> HTTP sink. Writes
- * never block and always succeed until it is closed; events reach the receiver in order, retried until
- * delivered (or dead-lettered when a retry budget is set). `update` changes every setting in place without
- * losing or reordering what is queued.
+ * One webhook target, composed as in Distribution: filter -> queue -> retrying sink -> HTTP sink. The filter
+ * (`matches`) is asked before anything is committed; `enqueue` takes what was committed and never blocks or
+ * fails until the endpoint is closed; events reach the receiver in order, retried until delivered (or
+ * dead-lettered when a retry budget is set). `update` changes every setting in place without losing or
+ * reordering what is queued. `store` keeps its dead letters (and acknowledges deliveries to a journal); what it
+ * owed when the process last stopped is queued first.
  */
-export class Endpoint implements Sink<Event> {
+export class Endpoint {
   /** The endpoint's identity (`namespace/name` in the cluster, `name` standalone). */
   readonly name: string;
   #config: EndpointConfig;
@@ -94,29 +94,27 @@ export class Endpoint implements Sink<Event> {
   #stats = new EndpointStats();
   #listener: DeliveryListener;
   #queue: EventQueue;
-  #filter: FilterSink;
+  #matches: EventMatcher;
   #retrying: RetryingSink;
   #store: EndpointStore;
 
-  constructor(name: string, config: EndpointConfig, options: EndpointOptions = {}) {
+  constructor(name: string, config: EndpointConfig, options: EndpointOptions = {}, store: EndpointStore = new MemoryStore()) {
     checkUrl(config.url, options.guard);
     this.name = name;
     this.#config = config;
     this.#options = options;
     this.#listener = options.listener ? fanOutListener(this.#stats, options.listener) : this.#stats;
-    this.#store = options.store ?? new MemoryStore();
+    this.#store = store;
     this.#retrying = this.#downstream(config);
     this.#queue = new EventQueue(this.#retrying, {
       maxBatchEvents: config.maxBatchEvents,
       paused: config.disabled,
       listener: { queued: (n) => this.#listener.queued?.(n), discarded: (n) => this.#listener.discarded?.(n) },
-      now: (options.clock ?? systemClock).now,
-      ...(this.#store.persistent && { store: this.#store }),
+      store,
     });
-    this.#filter = new FilterSink(this.#queue, compileFilter(config.filter));
+    this.#matches = compileFilter(config.filter);
     // What a journal held for this endpoint when the process last stopped goes out first, in its order.
-    const pending = this.#store.pending();
-    if (pending.length > 0) this.#queue.restore(pending);
+    this.#queue.push(store.pending());
   }
 
   /** The configuration in force. */
@@ -144,14 +142,22 @@ export class Endpoint implements Sink<Event> {
     this.#stats.seed(previous);
   }
 
-  /** How many of `events` this endpoint would queue (for admission checks before a write). */
-  matching(events: readonly Event[]): number {
-    return this.#filter.count(events);
+  /** Whether this endpoint's filters take the event (asked before anything is committed). */
+  matches(event: Event): boolean {
+    return this.#matches(event);
   }
 
-  /** Filters and queues the events; resolves at once. Rejects only with `SinkClosedError` after close. */
-  write(events: readonly Event[], options?: WriteOptions): Promise<void> {
-    return this.#filter.write(events, options);
+  /** Whether the endpoint stopped taking events (it is being removed or shut down). */
+  get closing(): boolean {
+    return this.#queue.closing;
+  }
+
+  /**
+   * Queues events that are already committed for this endpoint, in order, and returns at once; they were
+   * filtered by `matches` before the commit. Throws `SinkClosedError` once the endpoint is closing.
+   */
+  enqueue(events: readonly QueuedEvent[]): void {
+    this.#queue.push(events);
   }
 
   /**
@@ -161,7 +167,7 @@ export class Endpoint implements Sink<Event> {
   replayDeadLetters(): number {
     if (this.#queue.closing) throw new SinkClosedError('endpoint');
     const events = this.#store.takeDeadLetters();
-    if (events.length > 0) this.#queue.restore(events);
+    this.#queue.push(events);
     return events.length;
   }
 
@@ -171,14 +177,14 @@ export class Endpoint implements Sink<Event> {
   }
 
   /**
-   * Applies a new configuration: filters apply to the next write; the queue stays as it is and its head goes
+   * Applies a new configuration: filters apply to the next request; the queue stays as it is and its head goes
    * to the new receiver settings once the attempt in flight (if any) has ended.
    */
   update(config: EndpointConfig): void {
     checkUrl(config.url, this.#options.guard);
     const previous = this.#config;
     this.#config = config;
-    this.#filter.setMatcher(compileFilter(config.filter));
+    this.#matches = compileFilter(config.filter);
     this.#queue.setMaxBatchEvents(config.maxBatchEvents);
     if (downstreamKey(previous) !== downstreamKey(config)) {
       this.#retrying = this.#downstream(config);

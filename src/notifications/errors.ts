@@ -58,3 +58,23 @@ export class EndpointConfigError extends NotifierError {
     super('ERR_ENDPOINT_CONFIG', message, options);
   }
 }
+
+/**
+ * Accepting the events would take an endpoint (or all of them together) over its pending limit: nothing was
+ * queued; the caller may retry later (the ingest answers 503).
+ */
+export class QueueFullError extends NotifierError {
+  /** Events pending now, for the endpoint or in total. */
+  readonly pending: number;
+  /** The limit that would be exceeded. */
+  readonly limit: number;
+  /** The endpoint over its limit; undefined when the total is over. */
+  readonly endpoint: string | undefined;
+
+  constructor(pending: number, limit: number, endpoint?: string) {
+    super('ERR_QUEUE_FULL', `${endpoint === undefined ? 'all endpoints' : `endpoint ${endpoint}`} has ${pending} events pending (limit ${limit})`);
+    this.pending = pending;
+    this.limit = limit;
+    this.endpoint = endpoint;
+  }
+}

@@ -1,6 +1,7 @@
 /**
  * The registry's notification event, shaped exactly as CNCF Distribution writes it (notifications/event.go).
- * Fields the engine does not know are kept: events pass through intact, only ever read, never rewritten.
+ * Fields the engine does not know are kept: events pass through intact, only ever read, never rewritten; what goes on
+ * the wire is the event's own JSON text (`IncomingEvent.json`), never a re-serialisation of this object.
  */
 
 /** Media type of Distribution 2.x envelopes, and the one registry-notifier sends to every endpoint. */
@@ -69,19 +70,19 @@ export interface Envelope {
   events: Event[];
 }
 
-const encoded = new WeakMap<Event, string>();
-
 /**
- * The event's JSON text, computed once per event object and shared by every endpoint that queues it, so a
- * fan-out to K endpoints costs one serialisation and one string in memory.
+ * An event as it enters the engine: the parsed object, which filters read, and its JSON text, which is what
+ * receivers get: the registry's own bytes when it came through the ingest (numbers, escapes and field order
+ * exactly as sent), else `JSON.stringify` of the object.
  */
-export function encodeEvent(event: Event): string {
-  let json = encoded.get(event);
-  if (json === undefined) {
-    json = JSON.stringify(event);
-    encoded.set(event, json);
-  }
-  return json;
+export interface IncomingEvent {
+  readonly event: Event;
+  readonly json: string;
+}
+
+/** An event made or parsed in this process, with `JSON.stringify` of it as its wire text. */
+export function incomingEvent(event: Event): IncomingEvent {
+  return { event, json: JSON.stringify(event) };
 }
 
 /** Builds the envelope body from already encoded events, in the order given. */

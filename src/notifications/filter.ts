@@ -1,7 +1,5 @@
 import picomatch from 'picomatch';
-import { SinkClosedError } from './errors.ts';
 import type { Event } from './event.ts';
-import type { Sink, WriteOptions } from './sink.ts';
 
 /** Include/exclude globs: `*` matches within one path segment, `**` across segments; exclude wins. */
 export interface GlobRules {
@@ -55,44 +53,4 @@ function compileGlobs(rules: GlobRules): (value: string | undefined) => boolean 
     if (exclude?.(value)) return false;
     return include === undefined || include(value);
   };
-}
-
-/**
- * Passes on only the events its matcher accepts, in order; a block with nothing left is not written at all.
- * The matcher can be swapped at any time (`setMatcher`); it applies to the next write.
- */
-export class FilterSink implements Sink<Event> {
-  #dst: Sink<Event>;
-  #match: EventMatcher;
-  #closed = false;
-
-  constructor(dst: Sink<Event>, match: EventMatcher) {
-    this.#dst = dst;
-    this.#match = match;
-  }
-
-  /** Replaces the predicate for later writes. */
-  setMatcher(match: EventMatcher): void {
-    this.#match = match;
-  }
-
-  /** How many of `events` the current matcher accepts. */
-  count(events: readonly Event[]): number {
-    let n = 0;
-    for (const event of events) if (this.#match(event)) n++;
-    return n;
-  }
-
-  async write(events: readonly Event[], options?: WriteOptions): Promise<void> {
-    if (this.#closed) throw new SinkClosedError('filter');
-    const passed = events.filter(this.#match);
-    if (passed.length > 0) await this.#dst.write(passed, options);
-  }
-
-  /** Closes the destination; a second close rejects with `SinkClosedError`. */
-  async close(): Promise<void> {
-    if (this.#closed) throw new SinkClosedError('filter');
-    this.#closed = true;
-    await this.#dst.close();
-  }
 }

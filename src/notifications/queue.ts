@@ -1,5 +1,4 @@
 import { SinkClosedError, WriteAbortedError } from './errors.ts';
-import { encodeEvent, type Event } from './event.ts';
 import type { EndpointStore } from './queue-store.ts';
 import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
 
@@ -20,10 +19,8 @@ export interface EventQueueOptions {
   /** Starts paused: events are queued but not sent until `resume()`. */
   paused?: boolean;
   listener?: QueueListener;
-  /** Clock for `acceptedAt`; injectable for tests. */
-  now?: () => number;
-  /** A persistent store (the journal): appended to on write, acknowledged after delivery. */
-  store?: EndpointStore;
+  /** Told of every batch the destination committed (the journal forgets what was delivered). */
+  store?: Pick<EndpointStore, 'ack'>;
 }
 
 // After an unexpected destination failure (a bug, not a delivery failure: those are the retrying sink's job),
@@ -33,22 +30,20 @@ const UNEXPECTED_RETRY_MS = 1000;
 const COMPACT_AFTER = 4096;
 
 /**
- * An unbounded FIFO in front of a (usually blocking) destination: `write` never blocks and always succeeds
- * until the queue is closed; one consumer sends the oldest events to the destination, one write at a time, so
- * order holds. A batch leaves the queue only after the destination committed it, so nothing is dropped unless
- * the queue is closed with events still in it, and then they are counted (`discarded`). Bounds are the
- * caller's job (the ingest checks `pending` before writing).
+ * An unbounded FIFO of committed events in front of a (usually blocking) destination: `push` never blocks and
+ * always succeeds until the queue is closed; one consumer sends the oldest events to the destination, one
+ * write at a time, so order holds. A batch leaves the queue only after the destination committed it, so
+ * nothing is dropped unless the queue is closed with events still in it, and then they are counted
+ * (`discarded`). Bounds are the caller's job (the endpoint set checks `pending` before committing).
  */
-export class EventQueue implements Sink<Event> {
+export class EventQueue implements Sink<QueuedEvent> {
   #items: (QueuedEvent | undefined)[] = [];
   #head = 0;
   #dst: Sink<QueuedEvent>;
   #maxBatch: number;
   #paused: boolean;
   #listener: QueueListener;
-  #now: () => number;
-  #store: EndpointStore | undefined;
-  #lastAcceptedAt = 0;
+  #store: Pick<EndpointStore, 'ack'> | undefined;
   #closing = false;
   #inflight: AbortController | undefined;
   #wake: (() => void) | undefined;
@@ -62,7 +57,6 @@ export class EventQueue implements Sink<Event> {
     this.#maxBatch = options.maxBatchEvents ?? 1;
     this.#paused = options.paused ?? false;
     this.#listener = options.listener ?? {};
-    this.#now = options.now ?? Date.now;
     this.#store = options.store;
     this.#loop = this.#run();
   }
@@ -72,30 +66,21 @@ export class EventQueue implements Sink<Event> {
     return this.#items.length - this.#head;
   }
 
-  /** Queues the events in order and resolves at once; rejects only with `SinkClosedError` once closing began. */
-  async write(events: readonly Event[], _options?: WriteOptions): Promise<void> {
+  /**
+   * Appends events that are already committed (numbered by a journal, or accepted in memory), in order, keeping
+   * their ids, JSON, `acceptedAt` and `seq`. Throws `SinkClosedError` once closing began.
+   */
+  push(events: readonly QueuedEvent[]): void {
     if (this.#closing) throw new SinkClosedError('queue');
     if (events.length === 0) return;
-    const acceptedAt = Math.max(this.#lastAcceptedAt, this.#now());
-    this.#lastAcceptedAt = acceptedAt;
-    const queued = events.map((event): QueuedEvent => ({ id: event.id, json: encodeEvent(event), acceptedAt }));
-    for (const event of this.#store ? this.#store.append(queued) : queued) this.#items.push(event);
+    for (const event of events) this.#items.push(event);
     this.#listener.queued?.(events.length);
     this.#wake?.();
   }
 
-  /**
-   * Queues events that were accepted earlier, keeping their ids, JSON, `acceptedAt` and `seq`: a journal's
-   * pending events at start, or replayed dead letters (their store already counts them as pending again).
-   */
-  restore(events: readonly QueuedEvent[]): void {
-    if (this.#closing) throw new SinkClosedError('queue');
-    for (const event of events) {
-      this.#items.push(event);
-      this.#lastAcceptedAt = Math.max(this.#lastAcceptedAt, event.acceptedAt);
-    }
-    this.#listener.queued?.(events.length);
-    this.#wake?.();
+  /** `push` as a sink's write: resolves at once; rejects only with `SinkClosedError` once closing began. */
+  async write(events: readonly QueuedEvent[], _options?: WriteOptions): Promise<void> {
+    this.push(events);
   }
 
   /**
@@ -131,7 +116,7 @@ export class EventQueue implements Sink<Event> {
     return this.#discarded;
   }
 
-  /** Whether `close` began: writes and restores are refused from now on. */
+  /** Whether `close` began: pushes are refused from now on. */
   get closing(): boolean {
     return this.#closing;
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_EVENT_DEPTH, parseEnvelope } from '../../src/ingest/envelope.ts';
 import { IngestError } from '../../src/ingest/ingest-error.ts';
+import { envelopeBody } from '../../src/notifications/event.ts';
 import { fixtures } from '../support/events.ts';
 
 const ok = { id: 'a', action: 'push', target: {} };
@@ -25,8 +26,41 @@ describe('parseEnvelope', () => {
     for (const fixture of fixtures()) {
       const text = JSON.stringify(fixture.body);
       const events = parseEnvelope(text);
-      expect(JSON.stringify({ events })).toBe(text);
+      expect(JSON.stringify({ events: events.map((e) => e.event) })).toBe(text);
+      expect(envelopeBody(events.map((e) => e.json))).toBe(text);
     }
+  });
+
+  it.each([
+    ['numbers beyond double precision, 1.0, 1e400', '{"events":[{"id":"a","action":"push","target":{"n":12345678901234567890,"f":1.0,"x":1e400,"z":-0}}]}'],
+    ['Go\'s escapes and indentation', '{\n   "events": [\n      {\n         "id": "a",\n         "action": "push",\n         "target": {"u": "\\u003cb\\u003e \\u0026"}\n      }\n   ]\n}'],
+    ['non-ASCII text and escaped quotes', '{"events":[{"id":"é€😀","action":"push","target":{"s":"a\\"b\\\\","t":"日本"}},{"id":"b","action":"pull","target":{}}]}'],
+    ['members before and after, nested arrays', '{"v":[{"events":[1]}],"events":[ {"id":"a","action":"push","target":{"l":[[1],{"a":"]}"}]}} ,{"id":"b","action":"x","target":{}}],"after":{"}":"{"}}'],
+  ])('keeps each event\'s own bytes: %s', (_case, text) => {
+    const events = parseEnvelope(Buffer.from(text));
+    const parsed = (JSON.parse(text) as { events: unknown[] }).events;
+    expect(events.map((e) => e.event)).toEqual(parsed);
+    for (const e of events) expect(text, 'each text is a slice of the body').toContain(e.json);
+    expect(events.map((e) => JSON.parse(e.json) as unknown)).toEqual(parsed);
+  });
+
+  it('takes the last "events" member, as JSON.parse does, also when its key is written with escapes', () => {
+    const text = '{"events":[{"id":"first","action":"push","target":{}}],"\\u0065vents":[{"id":"second","action":"push","target":{}}]}';
+    expect(parseEnvelope(text).map((e) => [e.event.id, e.json])).toEqual([['second', '{"id":"second","action":"push","target":{}}']]);
+  });
+
+  it('never quotes the body in its message (binary bytes, secrets)', () => {
+    const error = (() => {
+      try {
+        parseEnvelope(Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x73, 0x65, 0x63, 0x72, 0x65, 0x74]));
+      } catch (e) {
+        return e as IngestError;
+      }
+    })();
+    expect(error).toBeInstanceOf(IngestError);
+    expect(error!.message).toMatch(/^body is not valid JSON/);
+    expect(error!.message).toMatch(/^[\x20-\x7e]+$/); // printable ASCII only: no byte of the body
+    expect(error!.message).not.toContain('secret');
   });
 
   it.each([
@@ -44,8 +78,9 @@ describe('parseEnvelope', () => {
   });
 
   it('keeps unknown fields and their order', () => {
-    const [event] = parseEnvelope('{"events":[{"z":1,"id":"a","target":{"b":2,"a":1},"action":"x","m":[{}]}]}');
+    const [{ event, json } = { event: undefined, json: '' }] = parseEnvelope('{"events":[{"z":1,"id":"a","target":{"b":2,"a":1},"action":"x","m":[{}]}]}');
     expect(JSON.stringify(event)).toBe('{"z":1,"id":"a","target":{"b":2,"a":1},"action":"x","m":[{}]}');
+    expect(json).toBe('{"z":1,"id":"a","target":{"b":2,"a":1},"action":"x","m":[{}]}');
   });
 
   it.each([
@@ -79,6 +114,6 @@ describe('parseEnvelope', () => {
 
   it('every accepted event can be serialised again', () => {
     const events = parseEnvelope(JSON.stringify({ events: [{ ...ok, target: nest(MAX_EVENT_DEPTH - 1) }] }));
-    expect(() => JSON.stringify(events)).not.toThrow();
+    expect(() => JSON.stringify(events.map((e) => e.event))).not.toThrow();
   });
 });

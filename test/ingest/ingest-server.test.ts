@@ -397,21 +397,21 @@ describe('IngestServer: slow and broken clients', () => {
       `POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: ${EVENTS_MEDIA_TYPE}\r\nContent-Length: 1000\r\n\r\n{"events":[`,
     ]);
     expect(exchange.elapsedMs).toBeGreaterThanOrEqual(550);
-    expect(exchange.text).toMatch(/^HTTP\/1\.1 400 .*\r\n[^]*connection: close\r\n/i);
+    expect(exchange.text).toMatch(/^HTTP\/1\.1 408 .*\r\n[^]*connection: close\r\n/i);
     expect(rawBody(exchange.text)).toEqual({ error: { code: 'RequestTimeout', message: expect.any(String) } });
     expect(h.endpoints.pending).toBe(0);
     expectAccepted(await post(h.ingest.url, envelope([event('after-slow')])), 1, 0);
-    expect(h.heard.requests).toEqual([400, 202]);
+    expect(h.heard.requests).toEqual([408, 202]);
   });
 
   it('cuts a client that stalls in the middle of its headers', async () => {
     const h = await start({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
     const exchange = await rawExchange(h.ingest.port, ['POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty']);
     expect(exchange.elapsedMs).toBeGreaterThanOrEqual(250);
-    expect(exchange.text).toMatch(/^HTTP\/1\.1 400 /);
+    expect(exchange.text).toMatch(/^HTTP\/1\.1 408 /);
     expect(rawBody(exchange.text)).toEqual({ error: { code: 'RequestTimeout', message: expect.any(String) } });
     expectAccepted(await post(h.ingest.url, envelope([event('after-stall')])), 1, 0);
-    expect(h.heard.requests).toEqual([400, 202]);
+    expect(h.heard.requests).toEqual([408, 202]);
   });
 
   it('refuses timeouts that cannot work', async () => {

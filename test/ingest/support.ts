@@ -1,4 +1,4 @@
-// A real ingest in front of a real EndpointSet + Bridge whose endpoints point at loopback TestReceivers, and
+// A real ingest in front of a real EndpointSet whose endpoints point at loopback TestReceivers, and
 // the clients the ingest tests post with (undici, and a raw socket for what undici would not send).
 import { connect } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -6,9 +6,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { request } from 'undici';
 import { IngestServer, type IngestOptions } from '../../src/ingest/ingest-server.ts';
-import { Bridge } from '../../src/notifications/bridge.ts';
 import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet, type PendingLimits } from '../../src/notifications/endpoint-set.ts';
+import type { QueueBackend } from '../../src/notifications/queue-store.ts';
 import { EVENTS_MEDIA_TYPE, type Event } from '../../src/notifications/event.ts';
 import { fixtureEvent } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
@@ -37,13 +37,15 @@ export interface HarnessOptions extends Partial<Pick<IngestOptions, 'maxBodySize
   /** Defaults to TOKEN; `undefined` explicitly = no authentication. */
   token?: string | undefined;
   limits?: PendingLimits;
+  /** Where accepted events are kept (default in memory). */
+  backend?: QueueBackend;
   /** One endpoint per entry (named `ep0`, `ep1`, …), each with its own receiver; default one plain endpoint. */
   endpoints?: Partial<EndpointConfig>[];
 }
 
 /** Starts receivers, endpoints and the ingest on 127.0.0.1 port 0. */
 export async function startIngest(options: HarnessOptions = {}): Promise<Harness> {
-  const endpoints = new EndpointSet();
+  const endpoints = new EndpointSet({ limits: options.limits ?? { perEndpoint: 1000, total: 2000 }, ...(options.backend && { backend: options.backend }) });
   const receivers: TestReceiver[] = [];
   const heard: Heard = { requests: [], events: [], duplicates: [] };
   let ingest: IngestServer | undefined;
@@ -61,15 +63,12 @@ export async function startIngest(options: HarnessOptions = {}): Promise<Harness
       receivers.push(receiver);
       endpoints.apply(`ep${i}`, endpointConfig({ url: receiver.url, ...given }));
     }
-    const bridge = new Bridge(endpoints, { baseUrl: 'http://127.0.0.1:5000', source: { addr: 'test:5000' } });
     ingest = await IngestServer.start({
       host: '127.0.0.1',
       port: 0,
       token: 'token' in options ? options.token : TOKEN,
       maxBodySize: options.maxBodySize ?? 64 * 1024,
-      limits: options.limits ?? { perEndpoint: 1000, total: 2000 },
       endpoints,
-      bridge,
       ...(options.recentIds !== undefined && { recentIds: options.recentIds }),
       ...(options.headersTimeoutMs !== undefined && { headersTimeoutMs: options.headersTimeoutMs }),
       ...(options.requestTimeoutMs !== undefined && { requestTimeoutMs: options.requestTimeoutMs }),

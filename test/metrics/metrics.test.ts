@@ -14,7 +14,7 @@ const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
 
 /** An EndpointSet whose endpoints report to `metrics`, which reads the set back at scrape time. */
 function wiredSet(metrics: Metrics): EndpointSet {
-  const set = new EndpointSet({}, (name) => metrics.listenerFor(name));
+  const set = new EndpointSet({ listenerFor: (name) => metrics.listenerFor(name) });
   metrics.setEndpointsProvider(() => set.list().map((e) => ({ name: e.name, pending: e.pending, ready: !e.config.disabled })));
   cleanups.push(() => set.close(AbortSignal.abort()));
   return set;

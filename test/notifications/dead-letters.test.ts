@@ -16,7 +16,7 @@ import { MemoryStore } from '../../src/notifications/queue-store.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { until } from './test-sinks.ts';
+import { send, until } from './test-sinks.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -48,7 +48,7 @@ describe('dead letters', () => {
     });
     cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
     const events = makeEvents(4, 'dl');
-    await e.write(events);
+    send(e, events);
     await until(() => e.stats().deadLettered === 4 && e.pending === 0, 5000, 'four dead letters');
 
     // Each event was tried exactly twice, one after the other, and the queue went on to the next.
@@ -75,13 +75,13 @@ describe('dead letters', () => {
     r.respond(() => 500);
     const e = new Endpoint('batched', budget(r.url, { maxBatchEvents: 10 }));
     cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
-    await e.write(makeEvents(6, 'old'));
+    send(e, makeEvents(6, 'old'));
     await until(() => e.stats().deadLettered === 6, 5000, 'the batch dead-lettered');
     expect(r.requests).toHaveLength(2);
     expect(ids(r.events())).toEqual([...ids(makeEvents(6, 'old')), ...ids(makeEvents(6, 'old'))]);
     r.clear();
     r.respond(null);
-    await e.write(makeEvents(2, 'new'));
+    send(e, makeEvents(2, 'new'));
     await r.waitFor(() => r.events().length === 2);
     expect(e.replayDeadLetters()).toBe(6);
     await r.waitFor(() => r.events().length === 8);
@@ -90,7 +90,6 @@ describe('dead letters', () => {
 
   it('the in-memory list keeps the newest `capacity` dead letters, oldest first, and counts what it pushed out', () => {
     const store = new MemoryStore(3);
-    expect(store.persistent).toBe(false);
     store.deadLetter(queued(2, 'a'));
     store.deadLetter(queued(3, 'b'));
     expect(store.dropped).toBe(2);
@@ -115,9 +114,9 @@ describe('dead letters', () => {
     const r = await receiver();
     r.respond(() => 500);
     const store = new MemoryStore(2);
-    const e = new Endpoint('small', budget(r.url), { store });
+    const e = new Endpoint('small', budget(r.url), {}, store);
     cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
-    await e.write(makeEvents(5, 'm'));
+    send(e, makeEvents(5, 'm'));
     await until(() => e.stats().deadLettered === 5, 5000, 'five dead letters');
     expect(store.dropped).toBe(3);
     r.clear();
@@ -134,10 +133,10 @@ describe('dead letters', () => {
     const r = await receiver();
     r.respond(() => 500);
     const journal = Journal.open(dir, logger);
-    const set = new EndpointSet({}, undefined, (name) => journal.storeFor(name));
+    const set = new EndpointSet({ backend: journal });
     set.apply('durable', budget(r.url));
     const events = makeEvents(3, 'kept');
-    journal.transaction(() => set.write(events));
+    await set.write(events);
     await until(() => set.get('durable')?.stats().deadLettered === 3, 5000, 'three dead letters');
     expect(journal.counts()).toEqual({ events: 3, pending: 0, deadLetters: 3 });
     await set.close(AbortSignal.timeout(2000));
@@ -147,7 +146,7 @@ describe('dead letters', () => {
     r.respond(null);
     const reopened = Journal.open(dir, logger);
     cleanups.push(() => reopened.close());
-    const after = new EndpointSet({}, undefined, (name) => reopened.storeFor(name));
+    const after = new EndpointSet({ backend: reopened });
     cleanups.push(() => after.close(AbortSignal.abort()));
     after.apply('durable', budget(r.url));
     expect(after.get('durable')!.pending, 'dead letters are not pending').toBe(0);

@@ -3,11 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { Endpoint, endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
+import { MemoryStore, type QueueBackend, type Route } from '../../src/notifications/queue-store.ts';
 import { makeEvents } from '../support/events.ts';
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import type { TestReceiver } from '../support/receiver.ts';
-import { checkClose } from './sink-contract.ts';
-import { until } from './test-sinks.ts';
+import { SinkClosedError, QueueFullError } from '../../src/notifications/errors.ts';
+import { queued, send, until } from './test-sinks.ts';
 
 const cleanups = useCleanups();
 const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
@@ -31,7 +32,7 @@ describe('Endpoint over real HTTP', () => {
     r.respond(() => (n++ % 2 === 0 ? 500 : 200));
     const e = endpoint('flaky', fast(r.url));
     const events = makeEvents(200);
-    for (let i = 0; i < 200; i += 7) await e.write(events.slice(i, i + 7));
+    for (let i = 0; i < 200; i += 7) send(e, events.slice(i, i + 7));
     await r.waitFor(() => acceptedIds(r).length >= 200, 15_000);
     expect(acceptedIds(r)).toEqual(events.map((ev) => ev.id));
     await until(() => e.pending === 0, 5000, 'queue drained');
@@ -49,7 +50,7 @@ describe('Endpoint over real HTTP', () => {
     await probe.close(); // nothing listens: connection refused
     const e = endpoint('down', fast(url));
     const events = makeEvents(30);
-    await e.write(events);
+    send(e, events);
     await until(() => e.stats().errors >= 5, 5000, 'failed attempts');
     expect(e.stats().delivered).toBe(0);
     const ids: string[] = [];
@@ -78,7 +79,7 @@ describe('Endpoint over real HTTP', () => {
       return 202;
     });
     const e = endpoint('hung', fast(r.url, { timeoutMs: 150 }));
-    await e.write(makeEvents(2));
+    send(e, makeEvents(2));
     await r.waitFor(() => acceptedIds(r).length >= 2, 5000);
     expect(acceptedIds(r)).toEqual(['ev-0', 'ev-1']);
     expect(e.stats().errors).toBe(1);
@@ -91,12 +92,12 @@ describe('Endpoint over real HTTP', () => {
     const fixed = await receiver();
     const e = endpoint('moving', fast(broken.url, { backoffMs: 60_000 }));
     const before = makeEvents(40, 'before');
-    await e.write(before);
+    send(e, before);
     await broken.waitFor((reqs) => reqs.length >= 3);
     const t0 = performance.now();
     e.update(fast(fixed.url));
     const after = makeEvents(10, 'after');
-    await e.write(after);
+    send(e, after);
     await fixed.waitFor(() => acceptedIds(fixed).length >= 50);
     expect(acceptedIds(fixed)).toEqual([...before, ...after].map((ev) => ev.id));
     expect(broken.events({ acceptedOnly: true })).toHaveLength(0);
@@ -107,10 +108,10 @@ describe('Endpoint over real HTTP', () => {
   it('update changes filters, headers and batch size in place for later events', async () => {
     const r = await receiver();
     const e = endpoint('tuned', fast(r.url));
-    await e.write(makeEvents(1, 'one'));
+    send(e, makeEvents(1, 'one'));
     await r.waitFor((reqs) => reqs.length === 1);
     e.update(fast(r.url, { headers: [['X-Version', '2']], filter: { ...NO_FILTER, ignoredActions: ['pull'] } }));
-    await e.write([...makeEvents(1, 'push'), { ...makeEvents(1, 'pull')[0]!, action: 'pull' }]);
+    send(e, [...makeEvents(1, 'push'), { ...makeEvents(1, 'pull')[0]!, action: 'pull' }]);
     await r.waitFor((reqs) => reqs.length === 2);
     expect(r.requests[0]?.headers['x-version']).toBeUndefined();
     expect(r.requests[1]?.headers['x-version']).toBe('2');
@@ -123,10 +124,10 @@ describe('Endpoint over real HTTP', () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     r.respond(async (req) => (req.seq === 0 ? (await gate, 200) : 200));
     const e = endpoint('batched', fast(r.url, { maxBatchEvents: 100 }));
-    await e.write(makeEvents(1, 'lead'));
+    send(e, makeEvents(1, 'lead'));
     await r.waitFor((reqs) => reqs.length === 1);
     const rest = makeEvents(250, 'rest');
-    await e.write(rest);
+    send(e, rest);
     release();
     await r.waitFor(() => acceptedIds(r).length >= 251);
     expect(r.requests.map((q) => (q.json as { events: unknown[] }).events.length)).toEqual([1, 100, 100, 50]);
@@ -136,7 +137,7 @@ describe('Endpoint over real HTTP', () => {
   it('disabled keeps queueing and sends nothing; enabling sends it all', async () => {
     const r = await receiver();
     const e = endpoint('paused', fast(r.url, { disabled: true }));
-    await e.write(makeEvents(5));
+    send(e, makeEvents(5));
     await new Promise((resolve) => setTimeout(resolve, 50)); // give a wrongly-enabled endpoint time to send
     expect(r.requests).toHaveLength(0);
     expect(e.pending).toBe(5);
@@ -154,7 +155,7 @@ describe('Endpoint over real HTTP', () => {
       listener: { deadLettered: (events, reason) => dead.push(...events.map((ev) => `${ev.id}: ${reason}`)) },
     });
     cleanups.push(() => e.close());
-    await e.write(makeEvents(3));
+    send(e, makeEvents(3));
     await r.waitFor(() => acceptedIds(r).length === 2);
     await until(() => e.pending === 0, 5000, 'queue drained');
     expect(dead).toEqual(['ev-0: gave up after 4 attempts; last: 500 Internal Server Error']);
@@ -162,10 +163,15 @@ describe('Endpoint over real HTTP', () => {
     expect(e.stats()).toMatchObject({ deadLettered: 1, delivered: 2, failures: 4 });
   });
 
-  it('follows the close contract, delivering what it holds before close resolves', async () => {
+  it('close delivers what it holds before resolving; then enqueue and a second close are refused as closed', async () => {
     const r = await receiver();
-    await checkClose(new Endpoint('closing', fast(r.url)), makeEvents(3));
+    const e = new Endpoint('closing', fast(r.url));
+    send(e, makeEvents(3));
+    await e.close();
     expect(acceptedIds(r)).toEqual(['ev-0', 'ev-1', 'ev-2']);
+    expect(e.closing).toBe(true);
+    expect(() => e.enqueue(queued(makeEvents(1, 'late')))).toThrow(SinkClosedError);
+    await expect(e.close()).rejects.toThrow(SinkClosedError);
   });
 });
 
@@ -193,20 +199,133 @@ describe('EndpointSet', () => {
     expect(set.list().map((e) => e.name)).toEqual(['a', 'c']);
   });
 
-  it('checks per-endpoint and total pending limits against what each endpoint would queue', async () => {
+  it.each([
+    ['the endpoint that would queue them is at its limit', { perEndpoint: 10, total: 100 }, { endpoint: 'all', pending: 8, limit: 10 }],
+    ['both fit', { perEndpoint: 11, total: 100 }, undefined],
+    ['the total would be over', { perEndpoint: 11, total: 18 }, { endpoint: undefined, pending: 16, limit: 18 }],
+  ])('checks pending limits against what each endpoint would queue: %s', async (_case, limits, refusal) => {
     const r = await receiver();
     r.respond(() => 503);
-    const set = new EndpointSet();
+    const set = new EndpointSet({ limits });
     cleanups.push(() => set.close(AbortSignal.abort()));
     set.apply('all', fast(r.url, { backoffMs: 60_000 }));
     set.apply('pushes-only', fast(r.url, { backoffMs: 60_000, filter: { ...NO_FILTER, ignoredActions: ['pull'] } }));
     await set.write(makeEvents(8));
-    const pulls = makeEvents(3).map((ev) => ({ ...ev, action: 'pull' }));
-    expect(set.check(pulls, { perEndpoint: 10, total: 100 })).toEqual({ endpoint: 'all', pending: 8, limit: 10 });
-    expect(set.check(pulls, { perEndpoint: 11, total: 100 })).toBeUndefined();
-    expect(set.check(pulls, { perEndpoint: 11, total: 18 })).toEqual({ pending: 16, limit: 18 });
+    const pulls = makeEvents(3).map((ev) => ({ ...ev, id: `pull-${ev.id}`, action: 'pull' }));
+    const outcome = set.write(pulls);
+    if (refusal === undefined) {
+      await expect(outcome).resolves.toEqual({ routed: 3 });
+      expect(set.get('all')?.pending).toBe(11);
+    } else {
+      const error = await outcome.then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(QueueFullError);
+      expect(error).toMatchObject(refusal);
+      expect(set.list().map((e) => e.pending), 'nothing queued anywhere').toEqual([8, 8]);
+    }
+  });
+
+  it('hands out acceptedAt that never decreases, even if the clock steps back', async () => {
+    let now = 2000;
+    const { backend, commits } = recordingBackend();
+    const set = new EndpointSet({ backend, clock: { now: () => now, sleep: () => new Promise(() => {}) } });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('a', fast('http://127.0.0.1:9/', { disabled: true }));
+    await set.write(makeEvents(1, 'a'));
+    now = 1000;
+    await set.write(makeEvents(1, 'b'));
+    expect(commits.map((routes) => routes[0]?.events[0]?.acceptedAt)).toEqual([2000, 2000]);
+  });
+
+  it('asks each filter once per event, commits every route in one step, shares one object per event', async () => {
+    const { backend, commits } = recordingBackend();
+    const set = new EndpointSet({ backend });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('all', fast('http://127.0.0.1:9/', { disabled: true }));
+    set.apply('pushes', fast('http://127.0.0.1:9/', { disabled: true, filter: { ...NO_FILTER, ignoredActions: ['pull'] } }));
+    set.apply('none', fast('http://127.0.0.1:9/', { disabled: true, filter: { ...NO_FILTER, ignoredActions: ['push', 'pull'] } }));
+    const events = [...makeEvents(2, 'push'), ...makeEvents(1, 'pull').map((ev) => ({ ...ev, action: 'pull' }))];
+    expect(await set.write(events)).toEqual({ routed: 3 });
+    expect(commits).toHaveLength(1);
+    const [all, pushes] = commits[0]!;
+    expect(commits[0]!.map((route) => [route.endpoint, route.events.map((ev) => ev.id)])).toEqual([
+      ['all', ['push-0', 'push-1', 'pull-0']],
+      ['pushes', ['push-0', 'push-1']],
+    ]);
+    expect(pushes!.events[0]).toBe(all!.events[0]);
+    expect(all!.events[0]!.json).toBe(JSON.stringify(events[0]));
+  });
+
+  it('a commit that fails leaves nothing queued anywhere; the next request goes through', async () => {
+    const { backend } = recordingBackend({ failOn: 1 });
+    const set = new EndpointSet({ backend });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('a', fast('http://127.0.0.1:9/', { disabled: true }));
+    set.apply('b', fast('http://127.0.0.1:9/', { disabled: true }));
+    await expect(set.write(makeEvents(2, 'refused'))).rejects.toThrow('disk is full');
+    expect(set.list().map((e) => e.pending)).toEqual([0, 0]);
+    await set.write(makeEvents(1, 'next'));
+    expect(set.list().map((e) => e.pending)).toEqual([1, 1]);
+  });
+
+  it('requests reach the queues in the order they called accept, even when a later commit finishes first', async () => {
+    const gates: (() => void)[] = [];
+    const backend: QueueBackend = {
+      persistent: false,
+      commit: (routes) => new Promise((resolve) => gates.push(() => resolve(routes))),
+      storeFor: () => new MemoryStore(),
+    };
+    const r = await receiver();
+    const set = new EndpointSet({ backend });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('a', fast(r.url));
+    const first = set.write(makeEvents(1, 'first'));
+    const second = set.write(makeEvents(1, 'second'));
+    await until(() => gates.length === 2);
+    gates[1]!();
+    gates[0]!();
+    await Promise.all([first, second]);
+    await r.waitFor(() => acceptedIds(r).length >= 2);
+    expect(acceptedIds(r)).toEqual(['first-0', 'second-0']);
+  });
+
+  it('an endpoint removed while its commit is under way gets nothing', async () => {
+    let release: (() => void) | undefined;
+    const backend: QueueBackend = {
+      persistent: false,
+      commit: (routes) => new Promise((resolve) => (release = () => resolve(routes))),
+      storeFor: () => new MemoryStore(),
+    };
+    const set = new EndpointSet({ backend });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('stays', fast('http://127.0.0.1:9/', { disabled: true }));
+    set.apply('goes', fast('http://127.0.0.1:9/', { disabled: true }));
+    const goes = set.get('goes')!;
+    const accepted = set.write(makeEvents(2));
+    await until(() => release !== undefined);
+    await set.remove('goes');
+    release!();
+    await accepted;
+    expect(set.get('stays')?.pending).toBe(2);
+    expect(goes.pending).toBe(0);
+    expect(goes.discarded).toBe(0);
   });
 });
+
+/** A backend in memory that records every commit; `failOn: n` makes the n-th commit (1-based) throw. */
+function recordingBackend(options: { failOn?: number } = {}): { backend: QueueBackend; commits: (readonly Route[])[] } {
+  const commits: (readonly Route[])[] = [];
+  let n = 0;
+  const backend: QueueBackend = {
+    persistent: false,
+    commit: (routes) => {
+      if (++n === options.failOn) throw new Error('COMMIT failed: database or disk is full');
+      commits.push(routes);
+      return routes;
+    },
+    storeFor: () => new MemoryStore(),
+  };
+  return { backend, commits };
+}
 
 function listen(server: Server, port: number): Promise<void> {
   cleanups.push(async () => {

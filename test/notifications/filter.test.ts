@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Event } from '../../src/notifications/event.ts';
-import { compileFilter, FilterSink, NO_FILTER, type FilterRules } from '../../src/notifications/filter.ts';
+import { compileFilter, NO_FILTER, type FilterRules } from '../../src/notifications/filter.ts';
 import { fixtureEvent } from '../support/events.ts';
-import { checkClose } from './sink-contract.ts';
-import { RecordingSink } from './test-sinks.ts';
 
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const event = (action: string, repository: string, tag?: string, mediaType = MANIFEST): Event => ({
@@ -46,31 +44,5 @@ describe('compileFilter', () => {
     expect(match(fixtureEvent('pull-manifest-tagged.json'))).toBe(false);
     expect(match(fixtureEvent('delete-manifest.json'))).toBe(true);
     expect(match(fixtureEvent('v3/delete-tag.json'))).toBe(true);
-  });
-});
-
-describe('FilterSink', () => {
-  it('passes on only matching events, in order, and skips empty blocks', async () => {
-    const dst = new RecordingSink<Event>();
-    const sink = new FilterSink(dst, compileFilter(rules({ ignoredActions: ['pull'] })));
-    await sink.write([event('pull', 'a'), event('push', 'b'), event('pull', 'c'), event('delete', 'd')]);
-    await sink.write([event('pull', 'e')]);
-    expect(dst.writes.map((w) => w.map((e) => e.target.repository))).toEqual([['b', 'd']]);
-    expect(sink.count([event('pull', 'a'), event('push', 'b')])).toBe(1);
-  });
-
-  it('applies a swapped matcher to the next write', async () => {
-    const dst = new RecordingSink<Event>();
-    const sink = new FilterSink(dst, () => true);
-    await sink.write([event('pull', 'a')]);
-    sink.setMatcher(() => false);
-    await sink.write([event('pull', 'b')]);
-    expect(dst.items.map((e) => e.target.repository)).toEqual(['a']);
-  });
-
-  it('follows the close contract', async () => {
-    const dst = new RecordingSink<Event>();
-    await checkClose(new FilterSink(dst, () => true), [event('push', 'a')]);
-    expect(dst.closed).toBe(true);
   });
 });

@@ -5,7 +5,7 @@ import { BreakerStrategy } from '../../src/notifications/retry.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { makeEvents } from '../support/events.ts';
 import { checkClose } from './sink-contract.ts';
-import { RecordingSink, until } from './test-sinks.ts';
+import { queued, RecordingSink, until } from './test-sinks.ts';
 
 const ids = (events: readonly QueuedEvent[]): string[] => events.map((e) => e.id);
 
@@ -14,7 +14,7 @@ describe('EventQueue', () => {
     const dst = new RecordingSink<QueuedEvent>();
     const queue = new EventQueue(dst);
     const events = makeEvents(200);
-    for (let i = 0; i < 200; i += 20) await queue.write(events.slice(i, i + 20));
+    for (let i = 0; i < 200; i += 20) await queue.write(queued(events.slice(i, i + 20)));
     await dst.waitForItems(200);
     expect(ids(dst.items)).toEqual(events.map((e) => e.id));
     expect(dst.writes.every((w) => w.length === 1)).toBe(true); // maxBatchEvents defaults to 1 (Distribution)
@@ -25,9 +25,9 @@ describe('EventQueue', () => {
   it('batches what is already queued, up to the limit, without waiting for more', async () => {
     const dst = new RecordingSink<QueuedEvent>().hold();
     const queue = new EventQueue(dst, { maxBatchEvents: 4 });
-    await queue.write(makeEvents(1, 'first'));
+    await queue.write(queued(makeEvents(1, 'first')));
     await dst.waitForAttempts(1); // the first event went out alone: nothing else was queued
-    await queue.write(makeEvents(10, 'more'));
+    await queue.write(queued(makeEvents(10, 'more')));
     dst.release();
     await dst.waitForItems(11);
     expect(dst.writes.map((w) => w.length)).toEqual([1, 4, 4, 2]);
@@ -39,7 +39,7 @@ describe('EventQueue', () => {
     const dst = new RecordingSink<QueuedEvent>().fail(3);
     const retrying = new RetryingSink(dst, new BreakerStrategy(100, 0));
     const queue = new EventQueue(retrying, { maxBatchEvents: 2 });
-    await queue.write(makeEvents(5));
+    await queue.write(queued(makeEvents(5)));
     await dst.waitForItems(5);
     expect(ids(dst.items)).toEqual(makeEvents(5).map((e) => e.id));
     expect(dst.attempts).toBe(3 + 3);
@@ -49,7 +49,7 @@ describe('EventQueue', () => {
   it('reports pending, counting the batch in flight until it is committed', async () => {
     const dst = new RecordingSink<QueuedEvent>().hold();
     const queue = new EventQueue(dst);
-    await queue.write(makeEvents(3));
+    await queue.write(queued(makeEvents(3)));
     await dst.waitForAttempts(1);
     expect(queue.pending).toBe(3);
     dst.release();
@@ -60,7 +60,7 @@ describe('EventQueue', () => {
   it('when paused keeps queueing and sends nothing; resume sends all in order', async () => {
     const dst = new RecordingSink<QueuedEvent>();
     const queue = new EventQueue(dst, { paused: true });
-    await queue.write(makeEvents(4));
+    await queue.write(queued(makeEvents(4)));
     await new Promise((resolve) => setImmediate(resolve));
     expect(dst.attempts).toBe(0);
     expect(queue.pending).toBe(4);
@@ -74,7 +74,7 @@ describe('EventQueue', () => {
     const broken = new RecordingSink<QueuedEvent>().fail(Number.MAX_SAFE_INTEGER);
     const old = new RetryingSink(broken, new BreakerStrategy(1, 60_000));
     const queue = new EventQueue(old);
-    await queue.write(makeEvents(3));
+    await queue.write(queued(makeEvents(3)));
     await broken.waitForAttempts(1); // tripped: now waiting a minute before the next attempt
     const fixed = new RecordingSink<QueuedEvent>();
     const previous = queue.setDestination(fixed);
@@ -88,7 +88,7 @@ describe('EventQueue', () => {
   it('close drains everything before resolving', async () => {
     const dst = new RecordingSink<QueuedEvent>();
     const queue = new EventQueue(dst);
-    await queue.write(makeEvents(100));
+    await queue.write(queued(makeEvents(100)));
     await queue.close();
     expect(dst.items).toHaveLength(100);
     expect(queue.discarded).toBe(0);
@@ -101,7 +101,7 @@ describe('EventQueue', () => {
     const queue = new EventQueue(new RetryingSink(broken, new BreakerStrategy(1, 60_000)), {
       listener: { discarded: (n) => (discarded += n) },
     });
-    await queue.write(makeEvents(7));
+    await queue.write(queued(makeEvents(7)));
     await broken.waitForAttempts(1);
     await queue.close({ signal: AbortSignal.timeout(20) });
     expect(discarded).toBe(7);
@@ -109,32 +109,22 @@ describe('EventQueue', () => {
     expect(queue.pending).toBe(0);
   });
 
-  it('restores replayed events with their original acceptedAt, then takes new ones behind them', async () => {
+  it('keeps the ids, JSON, acceptedAt and seq of what it is given (restored or replayed events), in order', async () => {
     const dst = new RecordingSink<QueuedEvent>().hold();
-    const queue = new EventQueue(dst, { now: () => 5000 });
-    queue.restore([{ id: 'old-1', json: '{"id":"old-1"}', acceptedAt: 10 }]);
-    await queue.write(makeEvents(1, 'new'));
+    const queue = new EventQueue(dst);
+    const old = { id: 'old-1', json: '{"id":"old-1"}', acceptedAt: 10, seq: 7 };
+    queue.push([old]);
+    await queue.write(queued(makeEvents(1, 'new'), 5000));
     dst.release();
     await dst.waitForItems(2);
-    expect(dst.items.map((e) => [e.id, e.acceptedAt])).toEqual([['old-1', 10], ['new-0', 5000]]);
-    await queue.close();
-  });
-
-  it('never lets acceptedAt decrease along the queue, even if the clock steps back', async () => {
-    let now = 2000;
-    const dst = new RecordingSink<QueuedEvent>();
-    const queue = new EventQueue(dst, { now: () => now });
-    await queue.write(makeEvents(1, 'a'));
-    now = 1000;
-    await queue.write(makeEvents(1, 'b'));
-    await dst.waitForItems(2);
-    expect(dst.items.map((e) => e.acceptedAt)).toEqual([2000, 2000]);
+    expect(dst.items).toEqual([old, expect.objectContaining({ id: 'new-0', acceptedAt: 5000 })]);
+    expect(dst.items[0]).toBe(old);
     await queue.close();
   });
 
   it('follows the close contract', async () => {
     const dst = new RecordingSink<QueuedEvent>();
-    await checkClose(new EventQueue(dst), makeEvents(2));
+    await checkClose(new EventQueue(dst), queued(makeEvents(2)));
     expect(dst.items).toHaveLength(2);
   });
 });

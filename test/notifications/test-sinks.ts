@@ -1,8 +1,20 @@
 // In-memory sinks for engine tests: a recorder whose next outcomes the test scripts, and a fake clock.
 import { EventEmitter } from 'node:events';
+import type { Endpoint } from '../../src/notifications/endpoint.ts';
 import { SinkClosedError } from '../../src/notifications/errors.ts';
+import type { Event } from '../../src/notifications/event.ts';
 import type { Clock } from '../../src/notifications/retrying-sink.ts';
-import type { Sink, WriteOptions } from '../../src/notifications/sink.ts';
+import type { QueuedEvent, Sink, WriteOptions } from '../../src/notifications/sink.ts';
+
+/** Events as a queue holds them once accepted: their JSON, accepted at `acceptedAt` (default now). */
+export function queued(events: readonly Event[], acceptedAt = Date.now()): QueuedEvent[] {
+  return events.map((event) => ({ id: event.id, json: JSON.stringify(event), acceptedAt }));
+}
+
+/** What an `EndpointSet` does for one endpoint: the events its filters take, queued (in memory, no commit). */
+export function send(endpoint: Endpoint, events: readonly Event[]): void {
+  endpoint.enqueue(queued(events.filter((event) => endpoint.matches(event))));
+}
 
 /** Records every write; `fail(n)` makes the next n writes reject; `hold()` blocks writes until `release()`. */
 export class RecordingSink<T> implements Sink<T> {
