@@ -88,6 +88,7 @@ export class Journal implements QueueBackend {
   #deletePending: StatementSync;
   #collect: StatementSync;
   #committed = false;
+  #syncFailing = false;
   #syncTimer: NodeJS.Timeout | undefined;
 
   private constructor(db: DatabaseSync, logger: Logger, options: JournalOptions) {
@@ -227,8 +228,11 @@ export class Journal implements QueueBackend {
     this.#committed = false;
     try {
       this.#db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+      if (this.#syncFailing) this.#logger.info('journal: periodic sync works again');
+      this.#syncFailing = false;
     } catch (error) {
-      this.#logger.warn({ err: error }, 'journal: periodic sync failed');
+      if (!this.#syncFailing) this.#logger.warn({ err: error }, 'journal: periodic sync failed; retried every second');
+      this.#syncFailing = true;
     }
   }
 
@@ -247,7 +251,7 @@ export class Journal implements QueueBackend {
     } catch (error) {
       // SQLite rolls the whole transaction back by itself after some errors (I/O, disk full); else we do.
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw error instanceof JournalWriteError ? error : new JournalWriteError((error as Error).message ?? String(error), error);
+      throw error instanceof JournalWriteError ? error : new JournalWriteError('write failed', error);
     }
   }
 
