@@ -123,6 +123,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
   const [command, ...rest] = argv;
   switch (command) {
     case undefined:
+      throw new UsageError(`no command given; try 'registry-notifier serve' or 'registry-notifier --help'`);
     case 'help':
     case '--help':
     case '-h':
@@ -159,7 +160,7 @@ ${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
         command: 'replay',
         endpoint: values.endpoint,
         metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? fromEnv(env, 'metrics-listen') ?? ':9090')),
-        ingestToken: ingestToken(tokenFile, fromEnv(env, 'ingest-token')),
+        ingestToken: ingestToken(tokenFile, env),
       });
     }
     default:
@@ -194,7 +195,7 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     secretEnv: Object.fromEntries(
       Object.entries(env).filter((entry): entry is [string, string] => entry[0].startsWith(SECRET_ENV_PREFIX) && entry[1] !== undefined),
     ),
-    ingestToken: ingestToken(get('ingest-token-file'), fromEnv(env, 'ingest-token')),
+    ingestToken: ingestToken(get('ingest-token-file'), env),
     maxBodySize: byteSize('max-body-size', get('max-body-size')!),
     maxPendingPerEndpoint: count('max-pending-per-endpoint', get('max-pending-per-endpoint')!),
     maxPending: count('max-pending', get('max-pending')!),
@@ -277,7 +278,11 @@ function cidr(text: string): string {
   return text;
 }
 
-function ingestToken(file: string | undefined, value: string | undefined): string | undefined {
+/**
+ * The ingest token from its file or its variable. A variable that is set must hold a token: an empty one (an
+ * empty Secret behind the chart's env var) would otherwise turn authentication off without a word.
+ */
+function ingestToken(file: string | undefined, env: Readonly<Record<string, string | undefined>>): string | undefined {
   if (file !== undefined) {
     let token: string;
     try {
@@ -288,7 +293,11 @@ function ingestToken(file: string | undefined, value: string | undefined): strin
     if (token === '') throw new UsageError(`--ingest-token-file: ${file} is empty`);
     return token;
   }
-  return value?.trim() || undefined;
+  const name = envName('ingest-token');
+  const value = env[name];
+  if (value === undefined) return undefined;
+  if (value.trim() === '') throw new UsageError(`${name} is set but empty; set a token, or unset it to run without authentication`);
+  return value.trim();
 }
 
 function list(text: string | undefined): string[] {

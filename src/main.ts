@@ -3,8 +3,12 @@
  * The `registry-notifier` command: parses the command line once (config.ts), then runs the command.
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid configuration (one line on stderr).
  */
+import { constants } from 'node:os';
 import { checkServeConfig, parseCommand, UsageError, type Command } from './config.ts';
 import { VERSION } from './version.ts';
+
+// The signals that stop `serve`; see run() for what a second one does.
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 async function run(command: Command): Promise<number> {
   switch (command.command) {
@@ -29,12 +33,29 @@ async function run(command: Command): Promise<number> {
       const [{ createLogger }, { startServer }] = await Promise.all([import('./log.ts'), import('./serve.ts')]);
       const logger = createLogger(command.logLevel);
       const server = await startServer(command, logger);
-      await new Promise<void>((resolve) => {
-        process.once('SIGTERM', resolve);
-        process.once('SIGINT', resolve);
+      // A crash still says what it leaves behind (in memory: lost; with a journal: sent at the next start).
+      process.once('uncaughtException', (error) => {
+        logger.fatal({ err: error, pending: server.pendingByEndpoint() }, 'crashed');
+        process.exit(1);
       });
+      // SIGHUP (the terminal went away) stops the process like SIGTERM and SIGINT: configuration is followed live,
+      // so there is nothing to reload. The first signal drains the queues for up to --shutdown-grace; another
+      // one during the drain cuts it short. Either way the 'stopped' line says what was left, per endpoint.
+      const first = await new Promise<NodeJS.Signals>((resolve) => {
+        for (const signal of STOP_SIGNALS) process.once(signal, () => resolve(signal));
+      });
+      logger.info({ signal: first }, 'signal received');
+      let forced: NodeJS.Signals | undefined;
+      for (const signal of STOP_SIGNALS) {
+        process.on(signal, () => {
+          if (forced) return;
+          forced = signal;
+          logger.warn({ signal, pending: server.pendingByEndpoint() }, 'second signal: stopping without draining');
+          server.stopDraining();
+        });
+      }
       await server.shutdown();
-      return 0;
+      return forced ? 128 + constants.signals[forced] : 0;
     }
   }
 }

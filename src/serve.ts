@@ -22,6 +22,10 @@ export interface Running {
   readonly source: EndpointSource;
   /** Readiness off, ingest refuses (503), queues drain up to the grace period; resolves with what was left. */
   shutdown(): Promise<Map<string, number>>;
+  /** Cuts a shutdown's drain short now (a second signal): what is still queued is given up, and logged. */
+  stopDraining(): void;
+  /** Events each endpoint still holds (for a last log line when the process must end at once). */
+  pendingByEndpoint(): Record<string, number>;
 }
 
 /**
@@ -99,18 +103,21 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   logger.info({ ingest: ingest.url, admin: adminServer.url, endpoints: endpoints.list().length, auth: config.ingestToken !== undefined }, 'serving');
 
   let shutdown: Promise<Map<string, number>> | undefined;
+  const grace = new AbortController();
   return {
     ingestUrl: ingest.url,
     adminUrl: adminServer.url,
     endpoints,
     source,
+    stopDraining: () => grace.abort(),
+    pendingByEndpoint: () => Object.fromEntries(endpoints.list().filter((e) => e.pending > 0).map((e) => [e.name, e.pending])),
     shutdown: () =>
       (shutdown ??= (async () => {
         draining = true;
         ingest.drain();
         await source.close();
         logger.info({ pending: endpoints.pending, graceMs: config.shutdownGraceMs }, 'shutting down: draining queues');
-        const left = await endpoints.close(AbortSignal.timeout(config.shutdownGraceMs));
+        const left = await endpoints.close(AbortSignal.any([grace.signal, AbortSignal.timeout(config.shutdownGraceMs)]));
         await source.finish?.();
         const undelivered = [...left.values()].reduce((a, b) => a + b, 0);
         const byEndpoint = Object.fromEntries([...left].filter(([, n]) => n > 0));

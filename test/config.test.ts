@@ -148,14 +148,18 @@ describe('parseCommand serve', () => {
   });
 
   it('treats an empty variable as unset', () => {
-    expect(serve([], { REGISTRY_NOTIFIER_SECRETS_DIR: '', REGISTRY_NOTIFIER_QUEUE_DIR: '', REGISTRY_NOTIFIER_LISTEN: '', REGISTRY_NOTIFIER_INGEST_TOKEN: '' })).toEqual(DEFAULTS);
+    expect(serve([], { REGISTRY_NOTIFIER_SECRETS_DIR: '', REGISTRY_NOTIFIER_QUEUE_DIR: '', REGISTRY_NOTIFIER_LISTEN: '' })).toEqual(DEFAULTS);
   });
 });
 
 describe('the ingest token', () => {
   it('REGISTRY_NOTIFIER_INGEST_TOKEN holds the value itself (trimmed)', () => {
     expect(serve([], { REGISTRY_NOTIFIER_INGEST_TOKEN: '  s3cret\n' }).ingestToken).toBe('s3cret');
-    expect(serve([], { REGISTRY_NOTIFIER_INGEST_TOKEN: ' \n' }).ingestToken).toBeUndefined();
+  });
+
+  it.each([['empty', ''], ['blank', ' \n\t']])('refuses to start when REGISTRY_NOTIFIER_INGEST_TOKEN is set but %s (auth would be off by accident)', (_name, value) => {
+    expect(() => serve([], { REGISTRY_NOTIFIER_INGEST_TOKEN: value })).toThrow(/REGISTRY_NOTIFIER_INGEST_TOKEN is set but empty/);
+    expect(() => parseCommand(['replay', '--endpoint', 'x'], { REGISTRY_NOTIFIER_INGEST_TOKEN: value })).toThrow(UsageError);
   });
 
   it('--ingest-token-file reads the file, trimmed', () => {
@@ -255,7 +259,12 @@ describe('help and the other commands', () => {
     expect(parseCommand(['serve', '--help'], {})).toEqual({ command: 'help', text: help });
   });
 
-  it.each([[[]], [['help']], [['--help']], [['-h']]])('%j → usage', (argv) => {
+  it('no command at all is a usage error (exit 2), not a silent help', () => {
+    expect(() => parseCommand([], {})).toThrow(UsageError);
+    expect(() => parseCommand([], {})).toThrow(/no command given/);
+  });
+
+  it.each([[['help']], [['--help']], [['-h']]])('%j → usage', (argv) => {
     const command = parseCommand(argv, {});
     expect(command.command).toBe('help');
     const text = (command as Extract<Command, { command: 'help' }>).text;

@@ -190,7 +190,7 @@ describe.concurrent('registry-notifier command line', () => {
     expect(errorLines(child)).toEqual([]);
   });
 
-  it.for([{ args: ['--help'] }, { args: ['replay', '--help'] }, { args: ['demo', '--help'] }, { args: [] }])('$args prints usage and exits 0', async ({ args }, { onTestFinished }) => {
+  it.for([{ args: ['--help'] }, { args: ['replay', '--help'] }, { args: ['demo', '--help'] }])('$args prints usage and exits 0', async ({ args }, { onTestFinished }) => {
     const child = run(args, {}, later(onTestFinished));
     expect((await exitOf(child)).code).toBe(0);
     expect(child.stdout.join('\n')).toMatch(/^Usage: registry-notifier/);
@@ -207,6 +207,7 @@ describe.concurrent('registry-notifier command line', () => {
   it.for([
     ['an unknown flag', ['serve', '--endpoints', 'x.yaml', '--no-such-flag']],
     ['an unknown command', ['frobnicate']],
+    ['no command at all', []],
     ['a bad address', ['serve', '--endpoints', 'x.yaml', '--listen', 'nonsense']],
     ['a bare-number duration', ['serve', '--endpoints', 'x.yaml', '--shutdown-grace', '500']],
     ['a bad log level', ['serve', '--endpoints', 'x.yaml', '--log-level', 'loud']],
@@ -310,6 +311,56 @@ describe('registry-notifier serve', () => {
     const output = [...child.stdout, ...child.stderr].join('\n');
     expect(output).not.toContain(SECRET_HEADER);
     expect(output).not.toContain(TOKEN);
+  });
+});
+
+describe('registry-notifier serve: every way it stops says what it leaves', () => {
+  /** A serve whose one endpoint has 3 events it cannot deliver (its receiver is gone, the breaker waits an hour). */
+  async function stuck(grace: string): Promise<{ child: Child; admin: string }> {
+    const dead = await TestReceiver.start();
+    await dead.close();
+    const args = await serveArgs([endpointDoc('dead', { url: dead.url, threshold: 1, backoff: '1h' })], ['--shutdown-grace', grace]);
+    const child = run(args, { REGISTRY_NOTIFIER_INGEST_TOKEN: TOKEN });
+    const serving = await child.waitForLog((l) => l.msg === 'serving');
+    expect((await post(String(serving.ingest), makeEvents(3, 'ev'))).status).toBe(202);
+    const admin = String(serving.admin);
+    const deadline = Date.now() + 5000;
+    while (!((await (await fetch(`${admin}/endpoints`)).json()) as { errors: number }[]).some((e) => e.errors > 0)) {
+      if (Date.now() > deadline) throw new Error('the first attempt never failed');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return { child, admin };
+  }
+
+  it('a second SIGTERM during the drain stops at once, logs what was left per endpoint, exits 143', async () => {
+    const { child } = await stuck('1h');
+    const sent = performance.now();
+    child.process.kill('SIGTERM');
+    await child.waitForLog((l) => l.msg === 'shutting down: draining queues');
+    child.process.kill('SIGTERM');
+    const exit = await exitOf(child);
+    expect(exit).toMatchObject({ code: 143, signal: null });
+    expect(exit.at - sent, 'not the hour of grace').toBeLessThan(5000);
+    expect(child.logs().find((l) => l.msg === 'second signal: stopping without draining')).toMatchObject({ level: 'warn', signal: 'SIGTERM', pending: { dead: 3 } });
+    expect(child.logs().find((l) => l.msg === 'stopped')).toMatchObject({ level: 'warn', undelivered: 3, byEndpoint: { dead: 3 }, lost: true });
+  });
+
+  it('SIGHUP stops like SIGTERM: drains within the grace, logs what was left, exits 0', async () => {
+    const { child } = await stuck('300ms');
+    child.process.kill('SIGHUP');
+    const exit = await exitOf(child);
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(child.logs().find((l) => l.msg === 'signal received')).toMatchObject({ signal: 'SIGHUP' });
+    expect(child.logs().find((l) => l.msg === 'stopped')).toMatchObject({ level: 'warn', undelivered: 3, byEndpoint: { dead: 3 } });
+  });
+
+  it('SIGINT then SIGHUP: the second signal of any kind cuts the drain short (exit 129)', async () => {
+    const { child } = await stuck('1h');
+    child.process.kill('SIGINT');
+    await child.waitForLog((l) => l.msg === 'shutting down: draining queues');
+    child.process.kill('SIGHUP');
+    expect(await exitOf(child)).toMatchObject({ code: 129, signal: null });
+    expect(child.logs().find((l) => l.msg === 'stopped')).toMatchObject({ undelivered: 3, byEndpoint: { dead: 3 } });
   });
 });
 
