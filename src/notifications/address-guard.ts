@@ -231,8 +231,8 @@ export function isLocalhostName(host: string): boolean {
   return name === 'localhost' || name.endsWith('.localhost');
 }
 
-/** The range for a message: `link-local ("Link Local", 169.254.0.0/16)`, plus the embedding range if any. */
-export function describeRange(range: RefusedRange): string {
+// The range for a message: `link-local ("Link Local", 169.254.0.0/16)`, plus the embedding range if any.
+function describeRange(range: RefusedRange): string {
   if (range.name === '') return range.kind;
   const via = range.via ? `, as ${range.via.ipv4} embedded in "${range.via.name}", ${range.via.cidr}` : '';
   return `${range.kind} ("${range.name}", ${range.cidr}${via})`;
