@@ -157,17 +157,45 @@ export function parseEndpointUrl(raw: string): URL {
   return url;
 }
 
-/** The URL without its user-info part (`user:pass@`), for logs, errors and status; any other URL comes back unchanged. */
+// What a query value or a fragment is shown as: tokens travel there as often as in the user-info.
+const MASK = '***';
+// What a URL that does not parse is shown as: its text may hold a secret that cannot be found in it.
+const UNPARSEABLE_URL = '(unparseable URL)';
+// A path-absolute reference (a redirect's `Location: /login?token=…`) is resolved against this to be redacted.
+const RELATIVE_BASE = 'http://relative.invalid';
+
+/**
+ * The URL as it may be shown in logs, errors and status: the user-info (`user:pass@`) removed, every query value and
+ * the fragment replaced by `***` (parameter names kept; a parameter without `=` may be a bare token and is masked
+ * whole), the rest unchanged. A path-absolute reference (`/path?q`) stays relative; anything else that does not parse
+ * as a URL is shown as `(unparseable URL)`.
+ */
 export function redactUrl(raw: string): string {
-  try {
-    const url = new URL(raw);
-    if (url.username === '' && url.password === '') return raw;
-    url.username = '';
-    url.password = '';
-    return url.toString();
-  } catch {
-    return raw.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/*)[^/?#]*@/, '$1');
-  }
+  const url = URL.parse(raw);
+  if (url) return url.username === '' && url.password === '' && url.search === '' && url.hash === '' ? raw : redacted(url);
+  const relative = raw.startsWith('/') ? URL.parse(raw, RELATIVE_BASE) : null;
+  if (!relative) return UNPARSEABLE_URL;
+  // `/path` keeps its own origin out; a network-path `//host/path` shows its host, as the scheme-relative reference it is.
+  return redacted(relative).slice(relative.origin === RELATIVE_BASE ? RELATIVE_BASE.length : relative.protocol.length);
+}
+
+/** `text` with every absolute URL in it (`scheme://…` up to white space or a quote) passed through `redactUrl`. */
+export function redactUrlsIn(text: string): string {
+  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]*/gi, (url) => redactUrl(url));
+}
+
+function redacted(url: URL): string {
+  const query = url.search.slice(1).split('&').map((parameter) => {
+    if (parameter === '') return parameter;
+    const equals = parameter.indexOf('=');
+    return equals === -1 ? MASK : `${parameter.slice(0, equals)}=${MASK}`;
+  });
+  const shown = new URL(url.href);
+  shown.username = '';
+  shown.password = '';
+  shown.search = '';
+  shown.hash = '';
+  return `${shown.href}${url.search === '' ? '' : `?${query.join('&')}`}${url.hash === '' ? '' : `#${MASK}`}`;
 }
 
 function buildHeaders(url: URL, options: HttpSinkOptions): Record<string, string | string[]> {
@@ -197,7 +225,7 @@ function describeRequestError(cause: unknown, timeoutMs: number): string {
     if (cause.name === 'TimeoutError' || cause.name === 'AbortError') return `no answer within ${timeoutMs}ms`;
     const code = (cause as { code?: unknown }).code;
     const codeText = typeof code === 'string' ? `${code}: ` : '';
-    return `${codeText}${redactUrl(cause.message)}`;
+    return `${codeText}${redactUrlsIn(cause.message)}`;
   }
   return 'request failed';
 }

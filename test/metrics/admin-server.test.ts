@@ -233,7 +233,7 @@ describe('/endpoints', () => {
     const status = endpointStatus(view, { ready: false, reason: 'SecretNotFound', message: 'secret ns/sig not found' });
     expect(status).toEqual({
       name: 'ns/x',
-      url: 'https://hooks.example.com/in?x=1',
+      url: 'https://hooks.example.com/in?x=***',
       ready: false,
       reason: 'SecretNotFound',
       message: 'secret ns/sig not found',

@@ -5,7 +5,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { HttpRequestError, HttpStatusError, SinkClosedError } from '../../src/notifications/errors.ts';
-import { HttpSink, redactUrl } from '../../src/notifications/http-sink.ts';
+import { HttpSink, redactUrl, redactUrlsIn } from '../../src/notifications/http-sink.ts';
 import type { AttemptResult } from '../../src/notifications/listener.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
@@ -128,6 +128,45 @@ describe('HttpSink', () => {
     await sink(url).write(queued(1));
     expect(r.requests[0]?.headers.authorization).toBe(`Basic ${Buffer.from('alice:s@cret').toString('base64')}`);
     expect(redactUrl(url)).toBe(r.url);
+  });
+
+  it.each([
+    ['https://user:pass@example.com/hook?x=1', 'https://example.com/hook?x=***'],
+    ['https://hooks.example/in?token=s3cret&team=a&flag&&empty=', 'https://hooks.example/in?token=***&team=***&***&&empty=***'],
+    ['https://hooks.example/in?sig=a%3Db=c;token=d', 'https://hooks.example/in?sig=***'],
+    ['https://hooks.example/in?just-a-token', 'https://hooks.example/in?***'],
+    ['https://hooks.example/in#access_token=abc', 'https://hooks.example/in#***'],
+    ['http://token@127.0.0.1:8090/events?k=v#f', 'http://127.0.0.1:8090/events?k=***#***'],
+    ['https://:p%40ss@example.com', 'https://example.com/'],
+    ['https://example.com/services/T0/B0/keep-the-path', 'https://example.com/services/T0/B0/keep-the-path'],
+    ['http://127.0.0.1:8090', 'http://127.0.0.1:8090'],
+    ['https://[2001:db8::1]:8443/x?a=1', 'https://[2001:db8::1]:8443/x?a=***'],
+    ['/login?next=%2F&token=abc', '/login?next=***&token=***'],
+    ['//user:pass@elsewhere.example/x?t=1', '//elsewhere.example/x?t=***'],
+    ['http://user:pass@exa mple.com/?token=abc', '(unparseable URL)'],
+    ['elsewhere?token=abc', '(unparseable URL)'],
+    ['not a url', '(unparseable URL)'],
+    ['', '(unparseable URL)'],
+  ])('redactUrl(%j) = %j', (url, expected) => {
+    expect(redactUrl(url)).toBe(expected);
+  });
+
+  it('redacts every URL quoted in a message and leaves the rest of it alone', () => {
+    expect(redactUrlsIn('connect ECONNREFUSED 127.0.0.1:1')).toBe('connect ECONNREFUSED 127.0.0.1:1');
+    // A URL runs to white space or a quote, so punctuation after a query value is masked with it.
+    expect(redactUrlsIn('bad "https://u:p@a.example/x?token=abc" then http://b.example/?k=v, done'))
+      .toBe('bad "https://a.example/x?token=***" then http://b.example/?k=*** done');
+  });
+
+  it('never shows the query or fragment of a redirect it did not follow', async () => {
+    const r = await receiver();
+    r.respond((req) => ({ status: 302, headers: { location: req.seq === 0 ? '/login?token=s3cret#frag' : 'https://u:p@idp.example/authorize?code=s3cret' } }));
+    const s = sink(r.url);
+    const relative = (await s.write(queued(1)).catch((e: unknown) => e)) as Error;
+    expect(relative.message).toBe('302 Found (redirect to /login?token=***#*** not followed)');
+    const absolute = (await s.write(queued(1)).catch((e: unknown) => e)) as Error;
+    expect(absolute.message).toBe('302 Found (redirect to https://idp.example/authorize?code=*** not followed)');
+    expect(`${relative.message}${absolute.message}`).not.toContain('s3cret');
   });
 
   it('signs each attempt per Standard Webhooks, verified by an independent HMAC', async () => {
