@@ -197,6 +197,20 @@ export class AddressGuard {
    */
   async addresses(host: string, resolve: Resolver = systemResolver): Promise<string[]> {
     const bare = host.replace(/^\[(.*)\]$/, '$1');
+    const known = this.assertHost(bare);
+    if (known !== undefined) return known;
+    const answers = await resolve(bare);
+    if (answers.length === 0) throw new EndpointUnresolvedError(bare);
+    for (const { address } of answers) this.assert(address);
+    return answers.map(({ address }) => address);
+  }
+
+  /**
+   * Judges what can be judged without resolving: an IP literal, or a name under `localhost`. Returns the addresses
+   * to dial for those (throwing `EndpointRefusedError` when refused), or undefined for a name to resolve.
+   */
+  assertHost(host: string): string[] | undefined {
+    const bare = host.replace(/^\[(.*)\]$/, '$1');
     if (isIP(bare)) {
       this.assert(bare);
       return [bare];
@@ -208,10 +222,7 @@ export class AddressGuard {
       if (allowed.length === 0) throw new EndpointRefusedError(bare, LOCALHOST);
       return allowed;
     }
-    const answers = await resolve(bare);
-    if (answers.length === 0) throw new EndpointUnresolvedError(bare);
-    for (const { address } of answers) this.assert(address);
-    return answers.map(({ address }) => address);
+    return undefined;
   }
 
   /** Checks a URL's host now (see `addresses`): resolves when every address it stands for may be dialled. */

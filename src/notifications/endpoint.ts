@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import type { buildConnector } from 'undici';
 import { hostOf, type AddressGuard, type Resolver } from './address-guard.ts';
 import type { Event } from './event.ts';
@@ -229,11 +228,10 @@ export class Endpoint {
   }
 }
 
-/** Refuses a URL that cannot work or whose IP-literal host the guard refuses (`EndpointRefusedError`). */
+/** Refuses a URL that cannot work, or whose IP-literal or `localhost` host the guard refuses (`EndpointRefusedError`). */
 function checkUrl(url: string, guard: AddressGuard | undefined): void {
   parseEndpointUrl(url);
-  const host = hostOf(url);
-  if (guard && isIP(host)) guard.assert(host);
+  guard?.assertHost(hostOf(url));
 }
 
 /** The strategy an endpoint's configuration asks for. */

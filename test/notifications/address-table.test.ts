@@ -136,8 +136,8 @@ describe('refused endpoints, unless allowed', () => {
     expect(error).toBeInstanceOf(EndpointRefusedError);
     expect(error).toMatchObject({ code: 'ERR_ENDPOINT_REFUSED', address, range: { kind } });
     expect((error as Error).message).toContain(`${address} is ${kind}`);
-    if (/^\[|^[\d.]+$/.test(new URL(url).hostname)) {
-      // An IP literal is refused by the endpoint itself too, before anything is built.
+    if (/^\[|^[\d.]+$|localhost\.*$/i.test(new URL(url).hostname)) {
+      // An IP literal or a localhost name is refused by the endpoint itself too, before anything is built.
       expect(() => new Endpoint('x', endpointConfig({ url }), { guard })).toThrow(EndpointRefusedError);
     }
   });
