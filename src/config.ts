@@ -24,6 +24,15 @@ export interface ListenAddress {
   readonly port: number;
 }
 
+/**
+ * `http://host:port` as a client on this machine reaches a server listening on `host`: an unspecified or wildcard
+ * host (Node then picks the interfaces, IPv6 where the pod has it) is reached at 127.0.0.1.
+ */
+export function localBaseUrl(host: string | undefined, port: number): string {
+  const address = host === undefined || host === '' || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
 /** Log levels pino knows, least to most verbose is the reverse of this list. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 

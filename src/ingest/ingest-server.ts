@@ -2,6 +2,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { localBaseUrl } from '../config.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import { QueueFullError } from '../notifications/errors.ts';
 import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, type IncomingEvent } from '../notifications/event.ts';
@@ -106,8 +107,7 @@ export class IngestServer {
 
   /** `http://host:port/events` as a client on this machine reaches it. */
   get url(): string {
-    const host = this.#options.host && this.#options.host !== '0.0.0.0' && this.#options.host !== '::' ? this.#options.host : '127.0.0.1';
-    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}/events`;
+    return `${localBaseUrl(this.#options.host, this.port)}/events`;
   }
 
   /** Stops taking events: every later POST gets 503 with Retry-After, so the registry keeps them. */
