@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
 import { DryRunClient, droppedFields } from './dry-run.ts';
-import { only, parseManifests, REPO, type Manifest } from './helmtpl.ts';
+import { only, parseManifests, REPO, type Manifest } from './render.ts';
 import { kubectlPath, kustomize } from './kustomize.ts';
 import { EXPECTED_RULES } from './rbac-rules.ts';
 

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { parse } from 'yaml';
-import { parseManifests, type Manifest } from './helmtpl.ts';
+import { parseManifests, type Manifest } from './render.ts';
 
 const SUPPORTED = new Set(['apiVersion', 'kind', 'namespace', 'resources']);
 // Kinds without a namespace among those deploy/ uses (kustomize knows them from the OpenAPI schema).
