@@ -14,7 +14,7 @@ const ADDITIONS = 'Additions in this repository';
 const SHARED = fileFromEnv(
   'REGISTRY_NOTIFIER_SHARED_API_MD',
   'the shared api.md',
-  'point it at the shared design/api.md (.ci/run and hack/test.sh do when it is beside the clone)',
+  'set REGISTRY_NOTIFIER_SHARED_API_MD to the shared design/api.md (hack/test.sh and .ci/run do when the shared folder is beside the clone)',
 );
 
 /** A markdown file cut at its `## ` headings (none inside code fences): the text before the first under '', then each section under its heading line. */

@@ -19,7 +19,7 @@ import { defaultValues, mergeValues, SCHEMA, undocumentedValues, VALUES_TEXT } f
 
 const ALL_ON = join(import.meta.dirname, 'fixtures/all-on.values.yaml');
 // The prometheus-operator ServiceMonitor CRD (a third-party file, not in this repository) for the dry run of a ServiceMonitor.
-const SERVICE_MONITOR_CRD = fileFromEnv('SERVICEMONITOR_CRD', 'the ServiceMonitor CRD', 'point it at monitoring.coreos.com_servicemonitors.yaml of prometheus-operator v0.71 (.ci/run and hack/test.sh do when the shared CRDs are beside the clone)');
+const SERVICE_MONITOR_CRD = fileFromEnv('SERVICEMONITOR_CRD', 'the ServiceMonitor CRD', 'set SERVICEMONITOR_CRD to monitoring.coreos.com_servicemonitors.yaml of prometheus-operator v0.71 (hack/test.sh and .ci/run do when the shared folder is beside the clone)');
 const NS = 'registry';
 const assets = envtestAssets();
 const noRenderer = skipWithout(CHART_RENDERER, 'the chart rendering tests');

@@ -45,7 +45,7 @@ export interface Rendered {
 }
 
 const helm = onPath('helm');
-const helmtpl = fileFromEnv('HELMTPL', 'helm (or helmtpl)', 'put helm 3.10+ on PATH, or set HELMTPL to a helmtpl binary built by `bash hack/helmtpl.sh SOURCE_DIR` (hack/test.sh and .ci/run do it when helmtpl\'s source is beside the clone)');
+const helmtpl = fileFromEnv('HELMTPL', 'helm (or helmtpl)', 'put helm 3.10+ on PATH, or set HELMTPL to a helmtpl binary: `export HELMTPL=$(bash hack/helmtpl.sh SOURCE_DIR)` (hack/test.sh and .ci/run do it when the shared folder is beside the clone)');
 
 /** What renders the chart here: `helm` on PATH, else the helmtpl binary named by HELMTPL; see skipWithout/need. */
 export const CHART_RENDERER: Requirement = helm !== undefined

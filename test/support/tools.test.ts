@@ -53,12 +53,12 @@ describe('test/support/tools', () => {
   it('a variable naming a missing file is a failure, not a skip; an unset one is an absence; a set one a path', async () => {
     vi.stubEnv('CI', '');
     vi.stubEnv('RN_TOOLS_TEST_FILE', join(dir, 'missing.yaml'));
-    const missing = fileFromEnv('RN_TOOLS_TEST_FILE', 'the frob CRD', 'point it at the CRD');
+    const missing = fileFromEnv('RN_TOOLS_TEST_FILE', 'the frob CRD', 'point RN_TOOLS_TEST_FILE at the CRD');
     expect(missing).toMatchObject({ path: undefined, problem: `RN_TOOLS_TEST_FILE=${join(dir, 'missing.yaml')} does not exist` });
     expect(skipWithout(missing, 'the frob CRD tests')).toBe(false);
-    expect(() => need(missing)).toThrow('does not exist; set RN_TOOLS_TEST_FILE: point it at the CRD');
+    expect(() => need(missing)).toThrow(`the frob CRD: RN_TOOLS_TEST_FILE=${join(dir, 'missing.yaml')} does not exist; point RN_TOOLS_TEST_FILE at the CRD`);
     vi.stubEnv('RN_TOOLS_TEST_FILE', '');
-    expect(fileFromEnv('RN_TOOLS_TEST_FILE', 'the frob CRD', 'x')).toEqual({ what: 'the frob CRD', path: undefined, fix: 'set RN_TOOLS_TEST_FILE: x' });
+    expect(fileFromEnv('RN_TOOLS_TEST_FILE', 'the frob CRD', 'x')).toEqual({ what: 'the frob CRD', path: undefined, fix: 'x' });
     await writeFile(join(dir, 'crd.yaml'), 'kind: CustomResourceDefinition\n');
     vi.stubEnv('RN_TOOLS_TEST_FILE', join(dir, 'crd.yaml'));
     const found = fileFromEnv('RN_TOOLS_TEST_FILE', 'the frob CRD', 'x');

@@ -65,12 +65,13 @@ export function onPath(name: string): string | undefined {
 
 /**
  * A requirement named by the environment variable `variable` (a path, relative to the working directory or
- * absolute): absent when the variable is unset or empty, a `problem` when it names nothing that exists.
+ * absolute): absent when the variable is unset or empty, a `problem` when it names nothing that exists; `fix`
+ * should say how to set the variable.
  */
 export function fileFromEnv(variable: string, what: string, fix: string): Requirement {
   const value = process.env[variable];
-  if (value === undefined || value === '') return { what, path: undefined, fix: `set ${variable}: ${fix}` };
+  if (value === undefined || value === '') return { what, path: undefined, fix };
   const path = isAbsolute(value) ? value : resolve(value);
-  if (!existsSync(path)) return { what, path: undefined, fix: `set ${variable}: ${fix}`, problem: `${variable}=${value} does not exist` };
+  if (!existsSync(path)) return { what, path: undefined, fix, problem: `${variable}=${value} does not exist` };
   return { what, path, fix };
 }
