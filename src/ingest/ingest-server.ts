@@ -16,6 +16,8 @@ export interface IngestListener {
   request?(status: number): void;
   events?(count: number): void;
   duplicates?(count: number): void;
+  /** The queue backend refused a request (false) or took one again after refusing (true). */
+  storage?(available: boolean): void;
 }
 
 /** Settings of the ingest server. */
@@ -268,6 +270,7 @@ export class IngestServer {
     if (this.#unavailableSince === undefined) {
       this.#unavailableSince = { refused: 0 };
       this.#options.logger?.error({ err: error }, 'ingest: events cannot be stored; answering 503 until they can');
+      this.#options.listener?.storage?.(false);
     }
     this.#unavailableSince.refused++;
     return unavailable('Unavailable', 'events could not be stored; retry later');
@@ -277,6 +280,7 @@ export class IngestServer {
     if (this.#unavailableSince === undefined) return;
     this.#options.logger?.info({ refused: this.#unavailableSince.refused }, 'ingest: events are stored again');
     this.#unavailableSince = undefined;
+    this.#options.listener?.storage?.(true);
   }
 
   #internal(error: unknown): IngestError {
