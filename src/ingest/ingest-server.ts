@@ -246,12 +246,16 @@ export class IngestServer {
       ids.add(id);
       fresh.push(incoming);
     }
-    const duplicates = events.length - fresh.length;
+    let duplicates = events.length - fresh.length;
+    let accepted = fresh.length;
     if (fresh.length > 0) {
       // Remembered before the commit is awaited, so a concurrent resend of the same envelope counts as a duplicate.
       for (const id of ids) this.#recent.add(id);
       try {
-        await this.#options.endpoints.accept(fresh);
+        // The backend may know more (a resend that reached another replica first): those are duplicates too.
+        const seenElsewhere = (await this.#options.endpoints.accept(fresh)).duplicates.length;
+        duplicates += seenElsewhere;
+        accepted -= seenElsewhere;
       } catch (error) {
         for (const id of ids) this.#recent.delete(id);
         if (error instanceof QueueFullError) throw unavailable('QueueFull', error.message);
@@ -260,9 +264,9 @@ export class IngestServer {
       this.#backendWorks();
     }
     // Reported only now: a refused envelope suppressed nothing, its resend will be counted.
-    if (fresh.length > 0) this.#options.listener?.events?.(fresh.length);
+    if (accepted > 0) this.#options.listener?.events?.(accepted);
     if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
-    return { accepted: fresh.length, duplicates };
+    return { accepted, duplicates };
   }
 
   /** The queues' backend refused (a journal on a full disk): 503, logged once per outage, not per request. */

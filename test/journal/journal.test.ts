@@ -28,7 +28,7 @@ const event = (id: string, acceptedAt = 1000): QueuedEvent => ({ id, json: `{"id
 
 /** Commits one request: endpoint -> events (the same object in two lists is one event); returns what each got. */
 function commit(journal: Journal, routes: Record<string, QueuedEvent[]>): QueuedEvent[][] {
-  return journal.commit(Object.entries(routes).map(([endpoint, events]) => ({ endpoint, events }))).map((route) => [...route.events]);
+  return journal.commit(Object.entries(routes).map(([endpoint, events]) => ({ endpoint, events }))).routes.map((route) => [...route.events]);
 }
 
 describe('Journal', () => {
