@@ -2,7 +2,7 @@
 // Secret holding its header values (when it has any) and one NotificationEndpoint referring to it. The YAML is read
 // as Distribution reads it (gopkg.in/yaml.v2: YAML 1.1, so `yes` is true; merge keys; only the first document), and
 // every object made is checked by our own spec parser before it is returned.
-import { isScalar, parseDocument } from 'yaml';
+import { isScalar, parseDocument, type Tags } from 'yaml';
 import { InvalidSpecError, NOTIFICATION_ENDPOINT_RESOURCE, parseNotificationEndpoint, type HeaderSpec, type NotificationEndpoint } from '../api/notification-endpoint.ts';
 import { isObject } from '../api/spec-schema.ts';
 import { convertEndpoint } from './distribution-endpoint.ts';
@@ -45,9 +45,13 @@ const NOTIFICATIONS_FIELDS = new Set(['events', 'endpoints']);
 // The suffix of an endpoint's header Secret: `<endpoint name>-headers`.
 const SECRET_SUFFIX = '-headers';
 
+// YAML 1.1 as gopkg.in/yaml.v2 resolves it: no sexagesimal numbers (`1:30` stays a string, which Go then refuses as a
+// duration) and no timestamps (a date is a string to a Go string field).
+const asGoYamlDoes = (tags: Tags): Tags => tags.filter((tag) => !(typeof tag === 'object' && (tag.format === 'TIME' || tag.tag === 'tag:yaml.org,2002:timestamp')));
+
 /** Converts a Distribution config.yml; throws ConfigImportError when the file cannot be read as one at all. */
 export function importDistributionConfig(text: string, options: ImportOptions = {}): ImportedConfig {
-  const document = parseDocument(text, { version: '1.1', intAsBigInt: true });
+  const document = parseDocument(text, { version: '1.1', intAsBigInt: true, customTags: asGoYamlDoes });
   const failure = document.errors[0];
   // only the first line: later ones quote the source, which may hold a header value
   if (failure) throw new ConfigImportError(`not valid YAML (${failure.code}): ${failure.message.split('\n')[0]?.replace(/:$/, '')}`, { cause: failure });

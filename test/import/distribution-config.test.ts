@@ -145,6 +145,7 @@ describe('durations', () => {
     ['"5"', undefined, /"5" is not a Go duration: a number without a unit .*Distribution refuses the file\); left out/],
     ['5d', undefined, /unknown unit "d"/],
     ['1.5', undefined, /is a number, not a duration/],
+    ['1:30', undefined, /"1:30" is not a Go duration/], // no YAML 1.1 sexagesimal 90 in Go's yaml.v2
     ['9223372036854775808', undefined, /too large for a Go duration/],
     ['[1s]', undefined, /is a list, not a duration/],
   ])('timeout: %s → %j', (given, written, message) => {
@@ -190,8 +191,8 @@ describe('headers', () => {
   });
 
   it('values are the text Go reads into a string (YAML 1.1: 0123 and yes stay as written), kept strings through the YAML stream', () => {
-    const { secrets } = endpointWith('{X-Code: [0123], X-Flag: [yes], X-Num: [1_000], X-Null: [~, ok]}');
-    expect(secrets[0]?.stringData).toEqual({ 'X-Code': '0123', 'X-Flag': 'yes', 'X-Num': '1_000', 'X-Null': 'ok' });
+    const { secrets } = endpointWith('{X-Code: [0123], X-Flag: [yes], X-Num: [1_000], X-Null: [~, ok], X-Date: [2001-01-01], X-Time: [1:30]}');
+    expect(secrets[0]?.stringData).toEqual({ 'X-Code': '0123', 'X-Flag': 'yes', 'X-Num': '1_000', 'X-Null': 'ok', 'X-Date': '2001-01-01', 'X-Time': '1:30' });
   });
 
   it('refused names are reported and left out, the others kept', () => {
