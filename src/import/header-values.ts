@@ -3,21 +3,25 @@
 // name, in the CRD and in the standalone parser), so several values of one name are joined into one with ", ", the
 // form RFC 9110 §5.3 makes equivalent to repeated header lines. What Go would send differently or what we cannot
 // hold is reported, never with a value in the message.
-import { isObject } from '../api/spec-schema.ts';
+import { isObject, SPEC_SCHEMA, type SchemaRule } from '../api/spec-schema.ts';
 import type { Note } from './note.ts';
 
 /** A header to carry: its name as first written, and the one value to send. */
 export interface CarriedHeader { readonly name: string; readonly value: string }
 
-// RFC 7230 token, as our spec's header name pattern; at most 256 characters.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/;
-// What a value read from a Secret may hold (sources/endpoint-config.ts): visible Latin-1, spaces and tabs.
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-// Our spec's limit on headers per endpoint.
-const MAX_HEADERS = 64;
+// The header rules are read from our spec's schema (which mirrors the CRD), so they cannot drift from it.
+const HEADERS = SPEC_SCHEMA.type === 'object' ? SPEC_SCHEMA.properties.headers : undefined;
+const HEADER = HEADERS?.type === 'array' && HEADERS.items.type === 'object' ? HEADERS.items.properties : {};
+const stringRule = (rule: SchemaRule | undefined): Extract<SchemaRule, { type: 'string' }> | undefined => (rule?.type === 'string' ? rule : undefined);
+const NAME = stringRule(HEADER.name);
+// A literal value's pattern, which a Secret's value must match too (sources/endpoint-config.ts): Latin-1, no line breaks.
+const VALUE = stringRule(HEADER.value);
+const MAX_HEADERS = HEADERS?.type === 'array' ? HEADERS.maxItems : 0;
 
+// An RFC 7230 token of at most 256 characters, as our spec's header names.
+const isToken = (name: string): boolean => NAME?.pattern?.test(name) === true && [...name].length <= (NAME.maxLength ?? 0);
 // Where a header is in a note: `headers.Authorization`, or `headers["X Bad"]` for a name that is not a token.
-const at = (name: string): string => (TOKEN.test(name) ? `headers.${name}` : `headers[${JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)}]`);
+const at = (name: string): string => (isToken(name) ? `headers.${name}` : `headers[${JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)}]`);
 
 /** Whether registry-notifier sets this header itself, so a spec may not (api.md §1). */
 export function isReservedHeader(name: string): boolean {
@@ -48,7 +52,7 @@ export function carriedHeaders(
   const byName = new Map<string, { name: string; values: string[] }>();
   for (const [name, given] of Object.entries(headers)) {
     const where = at(name);
-    if (!TOKEN.test(name)) {
+    if (!isToken(name)) {
       note(where, 'is not a valid header name (an RFC 7230 token of at most 256 characters); left out');
       continue;
     }
@@ -100,7 +104,7 @@ function headerValues(given: unknown, path: string, note: Note, scalarText: (ind
     const text = wireValue(value === null ? '' : typeof value === 'string' ? value : (scalarText(index) ?? String(value)));
     if (text === '') {
       note(where, 'is empty: a header value held in a Secret must not be empty; left out');
-    } else if (!HEADER_VALUE.test(text)) {
+    } else if (VALUE?.pattern?.test(text) !== true) {
       note(where, 'holds characters a header value cannot carry here (control characters, or beyond Latin-1); left out');
     } else {
       values.push(text);
