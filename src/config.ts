@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parseByteSize, parseDuration } from './api/duration.ts';
+import { DNS1123_LABEL } from './api/spec-schema.ts';
 import { SECRET_ENV_PREFIX } from './sources/file-secrets.ts';
 
 /** Bad usage or invalid configuration: the program prints the message on one line and exits with 2. */
@@ -66,7 +67,8 @@ export type Command =
   | { readonly command: 'version' }
   | { readonly command: 'help'; readonly text: string }
   | { readonly command: 'demo'; readonly logLevel: ServeConfig['logLevel']; readonly rounds: number }
-  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined };
+  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined }
+  | { readonly command: 'import-config'; readonly file: string; readonly namespace: string | undefined };
 
 interface FlagSpec {
   type: 'string' | 'boolean';
@@ -106,6 +108,7 @@ Commands:
   serve                    run the ingest, the delivery engine and the endpoint source (the container's entrypoint)
   replay --endpoint NAME   move an endpoint's dead letters back into its queue (asks a running server)
   demo                     run a local demo: a receiver, an endpoint and sample registry events
+  import-config FILE       print a registry's config.yml notification endpoints as NotificationEndpoints and Secrets
   version                  print the version
 
 Run 'registry-notifier <command> --help' for the command's flags.`;
@@ -172,6 +175,8 @@ ${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
         ingestToken: ingestToken(tokenFile, env),
       });
     }
+    case 'import-config':
+      return parseImportConfig(rest);
     default:
       throw new UsageError(`unknown command "${command}"; run 'registry-notifier --help'`);
   }
@@ -214,6 +219,44 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     logLevel: logLevel(get('log-level')!),
   };
   return freeze(config);
+}
+
+const IMPORT_CONFIG_HELP = `Usage: registry-notifier import-config FILE [--namespace NS]
+
+Reads a CNCF Distribution (registry) config.yml, or stdin for FILE '-', and prints its notifications.endpoints
+as Kubernetes objects, a multi-document YAML stream on stdout, ready for 'kubectl apply -f -' or '--endpoints':
+one NotificationEndpoint per endpoint (name made a valid Kubernetes name; url, timeout, threshold, backoff,
+ignoredmediatypes, ignore and disabled carried over with Distribution's meaning) and, for an endpoint with
+headers, one Secret <name>-headers holding the header values, referred to by valueFrom.secretKeyRef (header
+values are credentials and never written into the NotificationEndpoint). Several values of one header are
+joined into one value with ", ". What cannot be carried over, or changes on the way, is reported on stderr,
+one line each, and the rest is still converted.
+
+Flags:
+  --namespace NS   the objects' metadata.namespace (default: none, so kubectl's current namespace)
+  --help           this text
+
+Exit codes: 0 converted (notes on stderr are not failures), 2 bad usage, or FILE cannot be read or is not a
+registry configuration (one line on stderr).`;
+
+// `import-config FILE [--namespace NS]`: the one positional argument is the file.
+function parseImportConfig(argv: readonly string[]): Command {
+  let parsed: { values: { namespace?: string | undefined; help?: boolean | undefined }; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: [...argv], options: { namespace: { type: 'string' }, help: { type: 'boolean' } }, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return freeze({ command: 'help', text: IMPORT_CONFIG_HELP });
+  const [file, extra] = positionals;
+  if (file === undefined || file === '') throw new UsageError('import-config needs FILE, the registry\'s config.yml (or - for stdin)');
+  if (extra !== undefined) throw new UsageError(`import-config takes one FILE, not also "${extra}"`);
+  const { namespace } = values;
+  if (namespace !== undefined && (namespace.length > 63 || !DNS1123_LABEL.test(namespace))) {
+    throw new UsageError(`--namespace: "${namespace}" is not a namespace name (lower-case letters, digits and '-', at most 63)`);
+  }
+  return freeze({ command: 'import-config', file, namespace });
 }
 
 /**

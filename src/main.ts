@@ -26,6 +26,10 @@ async function run(command: Command): Promise<number> {
       const { replay } = await import('./replay.ts');
       return replay(command);
     }
+    case 'import-config': {
+      const { importConfig } = await import('./import-config.ts');
+      return importConfig(command);
+    }
     case 'serve': {
       checkServeConfig(command);
       // Loaded only here: the server's modules (the Kubernetes client among them) take seconds to load, which
