@@ -11,6 +11,7 @@ import { AddressGuard } from './notifications/address-guard.ts';
 import { Bridge } from './notifications/bridge.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
 import { Controller } from './controller/controller.ts';
+import { KubeClusterApi } from './k8s/kube-cluster-api.ts';
 import { loadKubeConfig } from './k8s/kube-config.ts';
 import { FileSource } from './sources/file-source.ts';
 import type { EndpointSource, ReadyState } from './sources/source.ts';
@@ -40,7 +41,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   const onRemoved = (name: string): void => metrics.forgetEndpoint(name);
   const source: EndpointSource = config.kubernetes
     ? new Controller({
-        kubeConfig: overrides.kubeConfig ?? loadKubeConfig(),
+        api: new KubeClusterApi(overrides.kubeConfig ?? loadKubeConfig()),
         endpoints,
         namespaces: config.namespaces,
         statusIntervalMs: config.statusIntervalMs,

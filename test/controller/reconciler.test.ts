@@ -191,7 +191,7 @@ describe('EndpointReconciler: Secrets', () => {
     put(h, spec);
     h.api.putSecret('ns', 'hook-token', { token: 'one' });
     await h.reconciler.reconcile(KEY);
-    h.api.secrets.clear();
+    h.api.secretData.clear();
     await expect(h.reconciler.reconcile(KEY)).rejects.toBeInstanceOf(SecretPendingError);
     expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'one']]);
     expect(ready(h)?.message).toBe('Secret hook-token not found; the last valid configuration keeps running');
