@@ -201,6 +201,22 @@ export function parseNotificationEndpoint(doc: unknown): ParsedEndpoint {
   return deepFreeze({ ...identity, spec });
 }
 
+/**
+ * Names of the Secrets a spec as written references (headers' `valueFrom`, `signing`, `tls.certSecretRef`), each
+ * once, in that order. Tolerates any shape, so the spec of an object not validated yet can be asked too.
+ */
+export function referencedSecrets(spec: unknown): string[] {
+  const names = new Set<string>();
+  const at = (value: unknown, ...path: string[]): unknown =>
+    path.reduce<unknown>((node, key) => (isObject(node) ? node[key] : undefined), value);
+  const add = (name: unknown): void => void (typeof name === 'string' && name !== '' && names.add(name));
+  const headers = at(spec, 'headers');
+  if (Array.isArray(headers)) for (const header of headers) add(at(header, 'valueFrom', 'secretKeyRef', 'name'));
+  add(at(spec, 'signing', 'secretKeyRef', 'name'));
+  add(at(spec, 'tls', 'certSecretRef', 'name'));
+  return [...names];
+}
+
 /** One document of a YAML stream that was refused; `index` counts documents from 0. */
 export interface EndpointsYamlError { source: string; index: number; name?: string; error: InvalidSpecError }
 

@@ -1,5 +1,6 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { referencedSecrets } from '../api/notification-endpoint.ts';
 import type { Delay } from '../k8s/backoff.ts';
 import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.ts';
 import { Informer, keyOf } from '../k8s/informer.ts';
@@ -147,19 +148,8 @@ export class Controller implements EndpointSource {
     const name = secret.metadata?.name;
     for (const informer of this.#endpointInformers) {
       for (const endpoint of informer.list()) {
-        if (endpoint.metadata?.namespace === namespace && name !== undefined && rawSecretRefs(endpoint.spec).has(name)) this.#queue.add(keyOf(endpoint));
+        if (endpoint.metadata?.namespace === namespace && name !== undefined && referencedSecrets(endpoint.spec).includes(name)) this.#queue.add(keyOf(endpoint));
       }
     }
   }
-}
-
-/** Secret names an unvalidated spec mentions; tolerant of any shape. */
-function rawSecretRefs(spec: unknown): Set<string> {
-  const names = new Set<string>();
-  const s = (spec ?? {}) as { headers?: unknown; signing?: { secretKeyRef?: { name?: unknown } }; tls?: { certSecretRef?: { name?: unknown } } };
-  const add = (name: unknown): void => void (typeof name === 'string' && names.add(name));
-  if (Array.isArray(s.headers)) for (const h of s.headers as { valueFrom?: { secretKeyRef?: { name?: unknown } } }[]) add(h?.valueFrom?.secretKeyRef?.name);
-  add(s.signing?.secretKeyRef?.name);
-  add(s.tls?.certSecretRef?.name);
-  return names;
 }

@@ -2,11 +2,12 @@ import type { Logger } from 'pino';
 import {
   NOTIFICATION_ENDPOINT_RESOURCE as R,
   parseNotificationEndpoint,
-  type NormalisedSpec,
+  referencedSecrets,
 } from '../api/notification-endpoint.ts';
 import type { ReconcileResult } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
-import { SecretNotFoundError, toEndpointConfig } from '../sources/endpoint-config.ts';
+import { SecretNotFoundError } from '../sources/endpoint-config.ts';
+import { prepareEndpoint } from '../sources/prepare-endpoint.ts';
 import { readyStateForError } from '../sources/ready-state.ts';
 import type { ReadyState } from '../sources/source.ts';
 import type { ClusterApi } from '../k8s/cluster-api.ts';
@@ -60,17 +61,15 @@ export class EndpointReconciler {
     let retry: Error | undefined;
     try {
       const { spec } = parseNotificationEndpoint({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec: object.spec });
-      const secrets = await this.#secrets(namespace, spec);
-      const config = toEndpointConfig(spec, namespace, { read: (_ns, secret) => secrets.get(secret) });
-      await endpoints.vet(config.url);
+      const secrets = await this.#secrets(namespace, object.spec);
+      const prepared = await prepareEndpoint(spec, namespace, { read: (_ns, secret) => secrets.get(secret) }, endpoints);
+      const { config } = prepared;
       const fresh = endpoints.get(key) === undefined;
       const what = endpoints.apply(key, config);
       // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.
       if (fresh && object.status) endpoints.get(key)?.seedStats(object.status);
       logger.info({ endpoint: key, generation: object.metadata?.generation }, `endpoint ${what}`);
-      ready = spec.disabled
-        ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' }
-        : { ready: true, reason: 'Configured' };
+      ready = prepared.ready;
     } catch (error) {
       const running = endpoints.get(key) ? '; the last valid configuration keeps running' : '';
       const state = readyStateForError(error);
@@ -85,7 +84,7 @@ export class EndpointReconciler {
   }
 
   /** Reads every Secret the spec references (each once), fresh from the API. */
-  async #secrets(namespace: string, spec: NormalisedSpec): Promise<Map<string, ReadonlyMap<string, Buffer>>> {
+  async #secrets(namespace: string, spec: unknown): Promise<Map<string, ReadonlyMap<string, Buffer>>> {
     const secrets = new Map<string, ReadonlyMap<string, Buffer>>();
     for (const name of referencedSecrets(spec)) {
       const secret = await this.#options.api.getSecret(namespace, name);
@@ -93,13 +92,4 @@ export class EndpointReconciler {
     }
     return secrets;
   }
-}
-
-/** Names of the Secrets a spec references (headers, signing, TLS), each once. */
-export function referencedSecrets(spec: Pick<NormalisedSpec, 'headers' | 'signing' | 'tls'>): string[] {
-  const names = new Set<string>();
-  for (const header of spec.headers) if ('secretKeyRef' in header) names.add(header.secretKeyRef.name);
-  if (spec.signing) names.add(spec.signing.secretKeyRef.name);
-  if (spec.tls.certSecretRef) names.add(spec.tls.certSecretRef.name);
-  return [...names];
 }

@@ -5,9 +5,9 @@ import type { Logger } from 'pino';
 import { parseNotificationEndpointsYaml, type ParsedEndpoint } from '../api/notification-endpoint.ts';
 import type { EndpointConfig } from '../notifications/endpoint.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
-import { toEndpointConfig } from './endpoint-config.ts';
-import { readyStateForError } from './ready-state.ts';
 import { FileSecretReader } from './file-secrets.ts';
+import { prepareEndpoint } from './prepare-endpoint.ts';
+import { readyStateForError } from './ready-state.ts';
 import type { EndpointSource, ReadyState } from './source.ts';
 
 /** Settings of a `FileSource`. */
@@ -98,12 +98,9 @@ export class FileSource implements EndpointSource {
         continue;
       }
       try {
-        const config = toEndpointConfig(endpoint.spec, undefined, this.#secrets);
-        await this.#options.endpoints.vet(config.url);
+        const { config, ready } = await prepareEndpoint(endpoint.spec, undefined, this.#secrets, this.#options.endpoints);
         wanted.set(endpoint.name, { config, origin });
-        states.set(endpoint.name, endpoint.spec.disabled
-          ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent', origin }
-          : { ready: true, reason: 'Configured', origin });
+        states.set(endpoint.name, { ...ready, origin });
       } catch (error) {
         states.set(endpoint.name, stateForError(error, origin));
       }

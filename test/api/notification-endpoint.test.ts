@@ -7,6 +7,7 @@ import {
   type NormalisedSpec,
   parseNotificationEndpoint,
   parseNotificationEndpointsYaml,
+  referencedSecrets,
   type SchemaRule,
   SPEC_SCHEMA,
 } from '../../src/api/notification-endpoint.ts';
@@ -198,6 +199,29 @@ describe('parseNotificationEndpoint: headers', () => {
     const name = "!#$%&'*+.^_`|~09AZaz-";
     const spec = parseNotificationEndpoint(base({ headers: [{ name, value: 'tab\there é' }] })).spec;
     expect(spec.headers).toEqual([{ name, value: 'tab\there é' }]);
+  });
+});
+
+describe('referencedSecrets', () => {
+  it('names the Secrets of headers, signing and tls, each once, in that order', () => {
+    expect(referencedSecrets({
+      url: 'https://hooks.example.com/events',
+      headers: [
+        { name: 'A', valueFrom: { secretKeyRef: { name: 'token', key: 'a' } } },
+        { name: 'B', value: 'literal' },
+        { name: 'C', valueFrom: { secretKeyRef: { name: 'token', key: 'c' } } },
+      ],
+      signing: { secretKeyRef: { name: 'signing', key: 'key' } },
+      tls: { certSecretRef: { name: 'tls' } },
+    })).toEqual(['token', 'signing', 'tls']);
+    expect(referencedSecrets({ url: 'https://hooks.example.com/events' })).toEqual([]);
+  });
+
+  it('tolerates any shape, as an object not validated yet may have', () => {
+    for (const spec of [undefined, null, 'x', 42, [], { headers: 'x' }, { headers: [null, 7, { valueFrom: 'x' }] }, { signing: { secretKeyRef: { name: 7 } } }, { tls: [] }]) {
+      expect(referencedSecrets(spec), JSON.stringify(spec)).toEqual([]);
+    }
+    expect(referencedSecrets({ headers: [null, { valueFrom: { secretKeyRef: { name: 'ok' } } }], tls: { certSecretRef: { name: '' } } })).toEqual(['ok']);
   });
 });
 
