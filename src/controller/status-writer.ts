@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Condition } from '../api/notification-endpoint.ts';
-import { delivering, IDLE, statusCounters } from '../metrics/endpoint-status.ts';
+import { delivering, IDLE, statusCounters } from '../status/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { ReadyState } from '../sources/source.ts';
 import { describeApiError } from '../k8s/errors.ts';

@@ -2,11 +2,10 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
-import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { startAdminServer, type AdminServer, type AdminServerOptions } from '../../src/metrics/admin-server.ts';
-import { delivering, endpointStatus, type EndpointStatus } from '../../src/metrics/endpoint-status.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
+import { endpointStatus, type EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { until } from '../notifications/test-sinks.ts';
@@ -46,10 +45,6 @@ function raw(port: number, bytes: string): Promise<string> {
     });
     socket.write(bytes);
   });
-}
-
-function stats(over: Partial<StatsSnapshot>): StatsSnapshot {
-  return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0, ...over };
 }
 
 describe('admin server routes', () => {
@@ -208,42 +203,5 @@ describe('/endpoints', () => {
 
     expect(idleStatus).toMatchObject({ name: 'ns/idle', delivered: 0, pending: 0 });
     expect(idleStatus?.delivering).toEqual({ status: 'True', reason: 'Idle' });
-  });
-
-  it('derives Delivering exactly as api.md section 2 says', () => {
-    const last = { lastError: '503 Service Unavailable' };
-    expect(delivering(stats({ consecutiveFailures: 10, failures: 10, ...last }))).toEqual({
-      status: 'False',
-      reason: 'Failing',
-      message: '10 failed attempts in a row; last: 503 Service Unavailable',
-    });
-    expect(delivering(stats({ consecutiveFailures: 1, delivered: 5, ...last })).message).toBe('1 failed attempt in a row; last: 503 Service Unavailable');
-    expect(delivering(stats({ delivered: 5 }))).toEqual({ status: 'True', reason: 'Succeeded' });
-    expect(delivering(stats({ lastSuccessTime: '2026-11-22T09:30:02Z' }))).toEqual({ status: 'True', reason: 'Succeeded' });
-    expect(delivering(stats({}))).toEqual({ status: 'True', reason: 'Idle' });
-  });
-
-  it('endpointStatus carries the readiness reason and message, and redacts credentials', () => {
-    const view = {
-      name: 'ns/x',
-      pending: 4,
-      stats: () => stats({ delivered: 1 }),
-      config: endpointConfig({ url: 'https://user:pass@hooks.example.com/in?x=1' }),
-    };
-    const status = endpointStatus(view, { ready: false, reason: 'SecretNotFound', message: 'secret ns/sig not found' });
-    expect(status).toEqual({
-      name: 'ns/x',
-      url: 'https://hooks.example.com/in?x=1',
-      ready: false,
-      reason: 'SecretNotFound',
-      message: 'secret ns/sig not found',
-      delivering: { status: 'True', reason: 'Succeeded' },
-      pending: 4,
-      delivered: 1,
-      failures: 0,
-      errors: 0,
-      deadLettered: 0,
-      responses: [],
-    });
   });
 });

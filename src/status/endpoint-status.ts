@@ -1,11 +1,13 @@
 /**
- * One endpoint's status as `GET /endpoints` shows it: the fields of the resource's status (api.md section 2)
- * with the two conditions flattened, Ready (our side) and Delivering (the receiver's side).
+ * The endpoint status model of api.md section 2, derived from the delivery engine's counters: what the controller
+ * writes into each resource's status and what `GET /endpoints` shows, so both say the same. Ready (our side) comes
+ * from the endpoint's source; Delivering (the receiver's side) and the counters from the running endpoint.
  */
-import type { DeliveringReason, ReadyReason } from '../api/notification-endpoint.ts';
+import type { DeliveringReason } from '../api/notification-endpoint.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { StatsSnapshot } from '../notifications/endpoint-stats.ts';
 import { redactUrl } from '../notifications/http-sink.ts';
+import type { ReadyState } from '../sources/source.ts';
 
 /** The Delivering condition: True (Succeeded, Idle) unless the last attempt failed (False, Failing). */
 export interface DeliveringCondition {
@@ -14,21 +16,17 @@ export interface DeliveringCondition {
   message?: string;
 }
 
-/** The Ready condition as the controller or the standalone loader decided it. */
-export interface Readiness {
-  ready: boolean;
-  /** Configured when ready; InvalidSpec, SecretNotFound, Disabled or EndpointRefused when not. */
-  reason?: ReadyReason;
-  message?: string;
-}
+/** The Ready condition as the endpoint's source decided it (the controller, or the standalone file source). */
+export type Readiness = Pick<ReadyState, 'ready' | 'reason' | 'message'>;
 
 /** An endpoint's status as JSON: counters, conditions and the URL without credentials. */
 export interface EndpointStatus {
   name: string;
-  /** The configured URL with its user-info removed. */
+  /** The configured URL with its user-info removed; empty when no endpoint runs. */
   url: string;
   ready: boolean;
-  reason?: ReadyReason;
+  /** Ready's reason: Configured when ready, else why not (api.md section 2). */
+  reason: Readiness['reason'];
   message?: string;
   delivering: DeliveringCondition;
   pending: number;
@@ -84,15 +82,40 @@ export function statusCounters(endpoint: EndpointView): StatusCounters {
   };
 }
 
-/** A pure snapshot of the endpoint's status now; never contains URL credentials or header values. */
+/** A pure snapshot of a running endpoint's status now; never contains URL credentials or header values. */
 export function endpointStatus(endpoint: EndpointView, readiness: Readiness): EndpointStatus {
   return {
     name: endpoint.name,
     url: redactUrl(endpoint.config.url),
-    ready: readiness.ready,
-    ...(readiness.reason !== undefined && { reason: readiness.reason }),
-    ...(readiness.message !== undefined && { message: readiness.message }),
+    ...readinessFields(readiness),
     delivering: delivering(endpoint.stats()),
     ...statusCounters(endpoint),
   };
+}
+
+/**
+ * Every endpoint a source knows, for `GET /endpoints`: running ones with their counters (Ready as the source
+ * says, Configured when it says nothing), the others (refused, waiting for a Secret) with their reason and
+ * zero counters.
+ */
+export function endpointStatuses(endpoints: { list(): EndpointView[] }, states: ReadonlyMap<string, Readiness>): EndpointStatus[] {
+  const out: EndpointStatus[] = [];
+  const seen = new Set<string>();
+  for (const endpoint of endpoints.list()) {
+    seen.add(endpoint.name);
+    out.push(endpointStatus(endpoint, states.get(endpoint.name) ?? { ready: true, reason: 'Configured' }));
+  }
+  for (const [name, state] of states) {
+    if (seen.has(name)) continue;
+    out.push({
+      name, url: '', ...readinessFields({ ...state, ready: false }),
+      delivering: IDLE,
+      pending: 0, delivered: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
+    });
+  }
+  return out;
+}
+
+function readinessFields({ ready, reason, message }: Readiness): Pick<EndpointStatus, 'ready' | 'reason' | 'message'> {
+  return { ready, reason, ...(message !== undefined && { message }) };
 }
