@@ -50,14 +50,17 @@ export interface Condition {
 }
 /** Reasons of the Ready condition (True: Configured). */
 export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused';
-/** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing). */
-export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing';
+/** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing; Unknown: NotRunning). */
+export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing' | 'NotRunning';
 
-/** The status subresource (api.md section 2); counters are int64, times RFC 3339, lastError at most 256 characters. */
+/**
+ * The status subresource (api.md section 2); counters are int64, times RFC 3339, lastError at most 256 characters.
+ * `failed` = `failures` + `errors`: every attempt that did not succeed.
+ */
 export interface NotificationEndpointStatus {
   observedGeneration?: number;
   conditions?: Condition[];
-  pending?: number; delivered?: number; failures?: number; errors?: number; deadLettered?: number;
+  pending?: number; delivered?: number; failed?: number; failures?: number; errors?: number; deadLettered?: number;
   responses?: { code: number; count: number }[];
   lastSuccessTime?: string; lastFailureTime?: string; lastError?: string;
   insecureSkipVerify?: boolean;

@@ -9,9 +9,9 @@ import type { StatsSnapshot } from '../notifications/endpoint-stats.ts';
 import { redactUrl } from '../notifications/http-sink.ts';
 import type { ReadyState } from '../sources/source.ts';
 
-/** The Delivering condition: True (Succeeded, Idle) unless the last attempt failed (False, Failing). */
+/** The Delivering condition: True (Succeeded, Idle), False (Failing), or Unknown (NotRunning: no endpoint runs). */
 export interface DeliveringCondition {
-  status: 'True' | 'False';
+  status: 'True' | 'False' | 'Unknown';
   reason: DeliveringReason;
   message?: string;
 }
@@ -31,7 +31,11 @@ export interface EndpointStatus {
   delivering: DeliveringCondition;
   pending: number;
   delivered: number;
+  /** Every attempt that did not succeed: `failures` + `errors`. */
+  failed: number;
+  /** Attempts answered with a non-2xx status. */
   failures: number;
+  /** Attempts that got no answer: timeout, connection refused, TLS failure. */
   errors: number;
   deadLettered: number;
   responses: { code: number; count: number }[];
@@ -42,14 +46,20 @@ export interface EndpointStatus {
   insecureSkipVerify?: boolean;
 }
 
-/** Delivering when nothing was sent yet, or the endpoint does not run at all. */
-export const IDLE: DeliveringCondition = Object.freeze({ status: 'True', reason: 'Idle' });
+/** Delivering of an endpoint that nothing runs (its spec was refused, a Secret is missing, ...): the receiver's side is unknown. */
+export const NOT_RUNNING: DeliveringCondition = Object.freeze({
+  status: 'Unknown',
+  reason: 'NotRunning',
+  message: 'the endpoint does not run in the delivery engine; see the Ready condition',
+});
+
+const IDLE: DeliveringCondition = Object.freeze({ status: 'True', reason: 'Idle' });
 
 /** What `endpointStatus` reads of an endpoint; a live `Endpoint` fits. */
 export type EndpointView = Pick<Endpoint, 'name' | 'pending' | 'stats' | 'config'>;
 
 /**
- * The Delivering condition of api.md section 2, derived from the counters alone: Failing while the last
+ * The Delivering condition of a running endpoint, derived from its counters alone: Failing while the last
  * attempt failed, else Succeeded once anything was delivered, else Idle.
  */
 export function delivering(stats: StatsSnapshot): DeliveringCondition {
@@ -71,6 +81,7 @@ export function statusCounters(endpoint: EndpointView): StatusCounters {
   return {
     pending: endpoint.pending,
     delivered: stats.delivered,
+    failed: stats.failures + stats.errors,
     failures: stats.failures,
     errors: stats.errors,
     deadLettered: stats.deadLettered,
@@ -95,8 +106,8 @@ export function endpointStatus(endpoint: EndpointView, readiness: Readiness): En
 
 /**
  * Every endpoint a source knows, for `GET /endpoints`: running ones with their counters (Ready as the source
- * says, Configured when it says nothing), the others (refused, waiting for a Secret) with their reason and
- * zero counters.
+ * says, Configured when it says nothing), the others (refused, waiting for a Secret) with their reason,
+ * Delivering Unknown (NotRunning) and zero counters.
  */
 export function endpointStatuses(endpoints: { list(): EndpointView[] }, states: ReadonlyMap<string, Readiness>): EndpointStatus[] {
   const out: EndpointStatus[] = [];
@@ -109,8 +120,8 @@ export function endpointStatuses(endpoints: { list(): EndpointView[] }, states: 
     if (seen.has(name)) continue;
     out.push({
       name, url: '', ...readinessFields({ ...state, ready: false }),
-      delivering: IDLE,
-      pending: 0, delivered: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
+      delivering: NOT_RUNNING,
+      pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
     });
   }
   return out;

@@ -327,7 +327,7 @@ describe('the CRD and the TypeScript validator agree', () => {
       ['Delivering', 'string', '.status.conditions[?(@.type=="Delivering")].status'],
       ['Pending', 'integer', '.status.pending'],
       ['Delivered', 'integer', '.status.delivered'],
-      ['Failed', 'integer', '.status.failures'],
+      ['Failed', 'integer', '.status.failed'],
       ['Age', 'date', '.metadata.creationTimestamp'],
     ]);
   });
@@ -421,8 +421,10 @@ describe('the CRD and the TypeScript validator agree', () => {
     expect(status.lastError?.maxLength).toBe(256);
     expect(status.insecureSkipVerify?.type).toBe('boolean');
     expect(props(status.conditions?.items as Json).status?.enum).toEqual(['True', 'False', 'Unknown']);
-    for (const counter of ['pending', 'delivered', 'failures', 'errors', 'deadLettered']) {
-      expect(status[counter], counter).toMatchObject({ type: 'integer', format: 'int64' });
+    for (const counter of ['pending', 'delivered', 'failed', 'failures', 'errors', 'deadLettered']) {
+      expect(status[counter], counter).toMatchObject({ type: 'integer', format: 'int64', minimum: 0 });
+      expect(status[counter]?.description, counter).toBeTypeOf('string');
     }
+    expect(status.failed?.description).toMatch(/failures \+ errors/);
   });
 });

@@ -58,6 +58,8 @@ function put(h: Harness, spec: Record<string, unknown>, options: { generation?: 
 
 /** The Ready condition as last written. */
 const ready = (h: Harness): Condition | undefined => h.api.patches.at(-1)?.status.conditions?.find((c) => c.type === 'Ready');
+/** The Delivering condition as last written. */
+const delivering = (h: Harness): Condition | undefined => h.api.patches.at(-1)?.status.conditions?.find((c) => c.type === 'Delivering');
 
 describe('EndpointReconciler: valid specs', () => {
   it('creates the endpoint, writes Ready=True/Configured with observedGeneration, and carries the stored counters over', async () => {
@@ -79,7 +81,7 @@ describe('EndpointReconciler: valid specs', () => {
           { type: 'Ready', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Configured' },
           { type: 'Delivering', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Succeeded' },
         ],
-        pending: 0, delivered: 40, failures: 2, errors: 1, deadLettered: 3,
+        pending: 0, delivered: 40, failed: 3, failures: 2, errors: 1, deadLettered: 3,
         responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }],
         insecureSkipVerify: true,
       },
@@ -140,6 +142,7 @@ describe('EndpointReconciler: invalid specs are terminal', () => {
       expect(h.api.patches).toHaveLength(1);
       expect(h.api.patches[0]?.status.observedGeneration).toBe(2);
       expect(ready(h)).toEqual({ type: 'Ready', status: 'False', observedGeneration: 2, lastTransitionTime: NOW, reason: 'InvalidSpec', message });
+      expect(delivering(h)).toMatchObject({ status: 'Unknown', reason: 'NotRunning' }); // nothing runs: not Idle
       expect(h.api.events).toEqual([{ key: KEY, type: 'Warning', reason: 'InvalidSpec', message }]);
     });
   }

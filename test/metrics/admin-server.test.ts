@@ -5,7 +5,7 @@ import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { startAdminServer, type AdminServer, type AdminServerOptions } from '../../src/metrics/admin-server.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
-import { endpointStatus, type EndpointStatus } from '../../src/status/endpoint-status.ts';
+import { endpointStatuses, type EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { until } from '../notifications/test-sinks.ts';
@@ -152,7 +152,7 @@ describe('admin server routes', () => {
 });
 
 describe('/endpoints', () => {
-  it('shows each endpoint with Delivering derived from its counters and the URL without credentials', async () => {
+  it('shows each endpoint with Delivering derived from its counters (Unknown when not running) and the URL without credentials', async () => {
     const ok = await TestReceiver.start();
     const failing = await TestReceiver.start();
     cleanups.push(() => ok.close(), () => failing.close());
@@ -169,14 +169,14 @@ describe('/endpoints', () => {
     await set.write(makeEvents(1));
     await until(() => set.get('ns/ok')?.stats().delivered === 1 && set.get('ns/failing')?.stats().deadLettered === 1, 5000, 'outcomes');
 
-    const readiness = { ready: true, reason: 'Configured' as const };
-    const server = await start({ endpoints: () => set.list().map((e) => endpointStatus(e, readiness)) });
+    const states = new Map([['ns/refused', { ready: false, reason: 'EndpointRefused' as const, message: '169.254.169.254 is link-local' }]]);
+    const server = await start({ endpoints: () => endpointStatuses(set, states) });
     const res = await fetch(`${server.url}/endpoints`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
     const text = await res.text();
     expect(text).not.toContain('hunter2');
-    const [okStatus, failingStatus, idleStatus] = JSON.parse(text) as EndpointStatus[];
+    const [okStatus, failingStatus, idleStatus, refusedStatus] = JSON.parse(text) as EndpointStatus[];
 
     expect(okStatus).toMatchObject({ name: 'ns/ok', url: ok.url, ready: true, reason: 'Configured', pending: 0, delivered: 1 });
     expect(okStatus?.delivering).toEqual({ status: 'True', reason: 'Succeeded' });
@@ -188,6 +188,7 @@ describe('/endpoints', () => {
       name: 'ns/failing',
       url: failing.url,
       delivered: 0,
+      failed: 2,
       failures: 2,
       errors: 0,
       deadLettered: 1,
@@ -203,5 +204,9 @@ describe('/endpoints', () => {
 
     expect(idleStatus).toMatchObject({ name: 'ns/idle', delivered: 0, pending: 0 });
     expect(idleStatus?.delivering).toEqual({ status: 'True', reason: 'Idle' });
+
+    // Known to the source but not running: Delivering is Unknown, not Idle.
+    expect(refusedStatus).toMatchObject({ name: 'ns/refused', url: '', ready: false, reason: 'EndpointRefused', pending: 0, failed: 0 });
+    expect(refusedStatus?.delivering).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
   });
 });
