@@ -48,8 +48,8 @@ export interface Condition {
   type: 'Ready' | 'Delivering' | (string & {}); status: 'True' | 'False' | 'Unknown'; observedGeneration?: number;
   lastTransitionTime: string; reason: string; message?: string;
 }
-/** Reasons of the Ready condition (True: Configured). */
-export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused';
+/** Reasons of the Ready condition (True: Configured; False: the others). */
+export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed';
 /** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing; Unknown: NotRunning). */
 export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing' | 'NotRunning';
 

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R, type Condition, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { EndpointReconciler, SecretPendingError } from '../../src/controller/reconciler.ts';
+import { ApiCallError } from '../../src/k8s/errors.ts';
 import { StatusWriter } from '../../src/controller/status-writer.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
@@ -250,15 +251,41 @@ describe('EndpointReconciler: removal and API failures', () => {
     expect(h.status.states().get(KEY)).toEqual({ ready: true, reason: 'Configured' });
   });
 
-  it('an API error reading a Secret rejects too, without a status write', async () => {
+  it('an API error reading a Secret is recorded (Ready=False/ReconcileFailed, Warning Event, no response body) and rejects, to be retried', async () => {
     const h = harness();
-    put(h, { url: 'http://127.0.0.1:9/hook', signing: { secretKeyRef: { name: 'signing', key: 'key' } } });
-    const failure = apiError(500);
+    put(h, { url: 'http://127.0.0.1:9/hook', signing: { secretKeyRef: { name: 'signing', key: 'key' } } }, { generation: 4 });
+    // client-node's ApiException carries the response body in its message: it must reach no status, Event or log
+    const failure = Object.assign(new Error('HTTP-Code: 500\nMessage: etcd said: data: {"key": "c2VjcmV0"}'), { code: 500 });
     h.api.getSecret = async () => {
       throw failure;
     };
-    await expect(h.reconciler.reconcile(KEY)).rejects.toBe(failure);
-    expect(h.api.patchCalls).toEqual([]);
+    const error = await h.reconciler.reconcile(KEY).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiCallError);
+    expect(error).toMatchObject({ name: 'ApiCallError', code: 'ERR_API_CALL', statusCode: 500, message: 'reading Secret signing: HTTP 500', cause: failure });
     expect(h.endpoints.get(KEY)).toBeUndefined();
+    const message = 'reading Secret signing: HTTP 500; retrying with backoff';
+    expect(ready(h)).toEqual({ type: 'Ready', status: 'False', observedGeneration: 4, lastTransitionTime: NOW, reason: 'ReconcileFailed', message });
+    expect(delivering(h)).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
+    expect(h.api.events).toEqual([{ key: KEY, type: 'Warning', reason: 'ReconcileFailed', message }]);
+    expect(JSON.stringify([h.api.patches, h.api.events, h.logs])).not.toContain('c2VjcmV0');
+    // the retry succeeds once the API answers again
+    h.api.getSecret = async () => new Map([['key', Buffer.from('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')]]);
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(ready(h)).toMatchObject({ status: 'True', reason: 'Configured' });
+    expect(h.api.events.map((e) => e.reason)).toEqual(['ReconcileFailed', 'Configured']);
+  });
+
+  it('an API error while an endpoint runs says that its last valid configuration keeps running', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook', headers: [{ name: 'Authorization', valueFrom: { secretKeyRef: { name: 'token', key: 'token' } } }] });
+    h.api.putSecret('ns', 'token', { token: 'one' });
+    await h.reconciler.reconcile(KEY);
+    h.api.getSecret = async () => {
+      throw apiError(503);
+    };
+    await expect(h.reconciler.reconcile(KEY)).rejects.toMatchObject({ code: 'ERR_API_CALL' });
+    expect(ready(h)?.message).toBe('reading Secret token: HTTP 503; retrying with backoff; the last valid configuration keeps running');
+    expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'one']]);
+    expect(delivering(h)).toMatchObject({ status: 'True', reason: 'Idle' }); // it runs: the receiver's side is known
   });
 });
