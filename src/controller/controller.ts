@@ -40,6 +40,7 @@ export class Controller implements EndpointSource {
   #options: ControllerOptions;
   #status: StatusWriter;
   #queue: WorkQueue;
+  #reconciler: EndpointReconciler;
   #endpointInformers: Informer<NotificationEndpointObject>[] = [];
   #secretInformers: Informer<KubernetesObject>[] = [];
   #generations = new Map<string, number | undefined>();
@@ -51,13 +52,13 @@ export class Controller implements EndpointSource {
     this.#options = options;
     const { api, logger } = options;
     this.#status = new StatusWriter({ api, logger: logger.child({ component: 'status' }), intervalMs: options.statusIntervalMs });
-    const reconciler = new EndpointReconciler({
+    const reconciler = (this.#reconciler = new EndpointReconciler({
       api,
       endpoints: options.endpoints,
       status: this.#status,
       logger: logger.child({ component: 'reconciler' }),
       ...(options.onRemoved && { onRemoved: options.onRemoved }),
-    });
+    }));
     this.#queue = new WorkQueue({
       handler: (key) => reconciler.reconcile(key),
       logger: logger.child({ component: 'work-queue' }),
@@ -97,7 +98,7 @@ export class Controller implements EndpointSource {
     for (const informer of this.#endpointInformers) for (const endpoint of informer.list()) this.#queue.add(keyOf(endpoint));
   }
 
-  /** Stops watching and reconciling; idempotent. */
+  /** Stops watching and reconciling, then waits for removed endpoints to finish closing; idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -105,6 +106,7 @@ export class Controller implements EndpointSource {
     clearInterval(this.#resync);
     await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.stop()));
     await this.#queue.stop();
+    await this.#reconciler.idle();
   }
 
   /** The final status write, after the queues drained. */

@@ -9,6 +9,7 @@ import { ApiCallError, describeApiError } from '../k8s/errors.ts';
 import type { ReconcileResult } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import { SecretNotFoundError } from '../sources/endpoint-config.ts';
+import { EndpointRemovals } from '../sources/endpoint-removals.ts';
 import { prepareEndpoint } from '../sources/prepare-endpoint.ts';
 import { readyStateForError } from '../sources/ready-state.ts';
 import type { ReadyState } from '../sources/source.ts';
@@ -45,24 +46,27 @@ export class SecretPendingError extends Error {
  */
 export class EndpointReconciler {
   #options: ReconcilerOptions;
+  #removals: EndpointRemovals;
 
   constructor(options: ReconcilerOptions) {
     this.#options = options;
+    this.#removals = new EndpointRemovals({
+      endpoints: options.endpoints,
+      logger: options.logger,
+      ...(options.onRemoved && { onRemoved: options.onRemoved }),
+    });
   }
 
   /** Reconciles `namespace/name`; rejects when it must be retried. */
   async reconcile(key: string): Promise<ReconcileResult> {
-    const { api, endpoints, status, logger } = this.#options;
+    const { api, endpoints, status } = this.#options;
     const [namespace = '', name = ''] = key.split('/');
     // A failed read has no object to be recorded on (Flux does the same): the work queue logs it and retries.
     const object = await api.getEndpoint(namespace, name);
     if (!object || object.metadata?.deletionTimestamp) {
       status.forget(key);
-      if (endpoints.get(key)) {
-        const discarded = await endpoints.remove(key);
-        this.#options.onRemoved?.(key, discarded);
-        (discarded > 0 ? logger.warn.bind(logger) : logger.info.bind(logger))({ endpoint: key, discarded }, 'endpoint removed');
-      }
+      // Out of routing now; the attempt in flight ends and the queue is discarded in the background.
+      this.#removals.remove(key);
       return {};
     }
     let ready: ReadyState | undefined;
@@ -79,11 +83,17 @@ export class EndpointReconciler {
     return {};
   }
 
+  /** Resolves once every endpoint removed so far has closed (and `onRemoved` was called for it). */
+  idle(): Promise<void> {
+    return this.#removals.idle();
+  }
+
   async #configure(key: string, namespace: string, name: string, object: NotificationEndpointObject): Promise<ReadyState> {
     const { endpoints, logger } = this.#options;
     const { spec } = parseNotificationEndpoint({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec: object.spec });
     const secrets = await this.#secrets(namespace, object.spec);
     const { config, ready } = await prepareEndpoint(spec, namespace, { read: (_ns, secret) => secrets.get(secret) }, endpoints);
+    await this.#removals.settled(key); // deleted and created again: the old one's clean-up goes first
     const fresh = endpoints.get(key) === undefined;
     const what = endpoints.apply(key, config);
     // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { parseNotificationEndpointsYaml, type ParsedEndpoint } from '../api/notification-endpoint.ts';
 import type { EndpointConfig } from '../notifications/endpoint.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
+import { EndpointRemovals } from './endpoint-removals.ts';
 import { FileSecretReader } from './file-secrets.ts';
 import { prepareEndpoint } from './prepare-endpoint.ts';
 import { readyStateForError } from './ready-state.ts';
@@ -31,13 +32,15 @@ const DEFAULT_DEBOUNCE_MS = 100;
 
 /**
  * Standalone endpoints: `NotificationEndpoint` documents in YAML files, followed live. A change is applied
- * within about a second: new endpoints are added, changed ones updated in place (queue kept), removed ones
- * taken out. An invalid document is reported (log and `states()`) and skipped: the valid ones keep working,
- * and an endpoint whose document turns invalid keeps running its last good configuration.
+ * within about a second, busy or not: new endpoints are added, changed ones updated in place (queue kept),
+ * removed ones taken out of routing at once (their closing finishes in the background). An invalid document
+ * is reported (log and `states()`) and skipped: the valid ones keep working, and an endpoint whose document
+ * turns invalid keeps running its last good configuration. `close()` waits for removals still closing.
  */
 export class FileSource implements EndpointSource {
   #options: FileSourceOptions;
   #secrets: FileSecretReader;
+  #removals: EndpointRemovals;
   #states = new Map<string, ReadyState>();
   #applied = new Map<string, { key: string; origin: string }>(); // name -> JSON of the configuration in force, its file
   #watchers: FSWatcher[] = [];
@@ -50,6 +53,11 @@ export class FileSource implements EndpointSource {
   constructor(options: FileSourceOptions) {
     this.#options = options;
     this.#secrets = new FileSecretReader(options.secretsDir, options.secretEnv);
+    this.#removals = new EndpointRemovals({
+      endpoints: options.endpoints,
+      logger: options.logger,
+      ...(options.onRemoved && { onRemoved: options.onRemoved }),
+    });
   }
 
   get ready(): boolean {
@@ -77,6 +85,7 @@ export class FileSource implements EndpointSource {
     for (const watcher of this.#watchers) watcher.close();
     this.#watchers = [];
     await this.#reloading;
+    await this.#removals.idle();
   }
 
   /** Reads every file again and applies the differences; reloads never overlap. */
@@ -117,21 +126,8 @@ export class FileSource implements EndpointSource {
     uncertain: (origin: string) => boolean,
   ): Promise<void> {
     const { endpoints, logger } = this.#options;
-    for (const [name, { config, origin }] of wanted) {
-      const key = JSON.stringify(config);
-      const applied = this.#applied.get(name);
-      if (applied?.key === key) {
-        applied.origin = origin;
-        continue;
-      }
-      try {
-        const what = endpoints.apply(name, config);
-        this.#applied.set(name, { key, origin });
-        logger.info({ endpoint: name, origin }, `endpoint ${what}`);
-      } catch (error) {
-        states.set(name, stateForError(error, origin));
-      }
-    }
+    // Removals first, and all at once: each endpoint leaves routing now and closes in the background, so a slow
+    // receiver's attempt in flight delays neither the other removals nor the rest of the reload.
     for (const [name, { origin }] of [...this.#applied]) {
       if (wanted.has(name)) continue;
       const state = states.get(name);
@@ -146,10 +142,24 @@ export class FileSource implements EndpointSource {
         logger.warn({ endpoint: name, reason: state.reason, error: state.message }, 'endpoint invalid; keeping its last good configuration');
         continue;
       }
-      const discarded = await endpoints.remove(name);
+      this.#removals.remove(name);
       this.#applied.delete(name);
-      this.#options.onRemoved?.(name, discarded);
-      (discarded > 0 ? logger.warn.bind(logger) : logger.info.bind(logger))({ endpoint: name, discarded }, 'endpoint removed');
+    }
+    for (const [name, { config, origin }] of wanted) {
+      const key = JSON.stringify(config);
+      const applied = this.#applied.get(name);
+      if (applied?.key === key) {
+        applied.origin = origin;
+        continue;
+      }
+      try {
+        await this.#removals.settled(name); // removed by an earlier reload and back already: its clean-up goes first
+        const what = endpoints.apply(name, config);
+        this.#applied.set(name, { key, origin });
+        logger.info({ endpoint: name, origin }, `endpoint ${what}`);
+      } catch (error) {
+        states.set(name, stateForError(error, origin));
+      }
     }
     for (const [name, state] of states) {
       if (!state.ready && state.reason !== 'Disabled') logger.warn({ endpoint: name, reason: state.reason, origin: state.origin, error: state.message }, 'endpoint not ready');

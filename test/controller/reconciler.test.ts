@@ -1,5 +1,6 @@
 // The reconciler's decisions, with an in-memory ClusterApi, a real EndpointSet and a real StatusWriter over the
-// fake. Endpoints point at 127.0.0.1 and stay idle or paused: no traffic is needed to see what was decided.
+// fake. Endpoints point at 127.0.0.1 and stay idle or paused: no traffic is needed to see what was decided, except
+// for the removal of an endpoint whose attempt is in flight (a loopback receiver that holds its answer).
 import { afterEach, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R, type Condition, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
@@ -8,6 +9,7 @@ import { ApiCallError } from '../../src/k8s/errors.ts';
 import { StatusWriter } from '../../src/controller/status-writer.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
+import { TestReceiver } from '../support/receiver.ts';
 import { captureLogs, type LogLine } from '../k8s/support.ts';
 import { apiError, FakeClusterApi } from './fake-cluster-api.ts';
 
@@ -212,6 +214,7 @@ describe('EndpointReconciler: removal and API failures', () => {
     const patches = h.api.patchCalls.length;
     await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
     expect(h.endpoints.get(KEY)).toBeUndefined();
+    await h.reconciler.idle();
     expect(h.removed).toEqual([[KEY, 4]]);
     expect(h.status.states().has(KEY)).toBe(false);
     await h.status.stop();
@@ -226,6 +229,7 @@ describe('EndpointReconciler: removal and API failures', () => {
     put(h, { url: 'http://127.0.0.1:9/hook' }, { deletionTimestamp: '2026-03-01T09:59:00Z' });
     await h.reconciler.reconcile(KEY);
     expect(h.endpoints.get(KEY)).toBeUndefined();
+    await h.reconciler.idle();
     expect(h.removed).toEqual([[KEY, 0]]);
     expect(h.status.states().size).toBe(0);
   });
@@ -287,5 +291,37 @@ describe('EndpointReconciler: removal and API failures', () => {
     expect(ready(h)?.message).toBe('reading Secret token: HTTP 503; retrying with backoff; the last valid configuration keeps running');
     expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'one']]);
     expect(delivering(h)).toMatchObject({ status: 'True', reason: 'Idle' }); // it runs: the receiver's side is known
+  });
+
+  it('removal takes the endpoint out at once and does not wait for its attempt in flight; onRemoved follows once it closed', async () => {
+    const h = harness();
+    const receiver = await TestReceiver.start();
+    let answer!: () => void;
+    const held = new Promise<void>((resolve) => (answer = resolve));
+    receiver.respond(async () => {
+      await held;
+      return 200;
+    });
+    try {
+      put(h, { url: receiver.url, timeout: '1h' });
+      await h.reconciler.reconcile(KEY);
+      const endpoint = h.endpoints.get(KEY)!;
+      await h.endpoints.write(makeEvents(3, 'slow'));
+      await receiver.waitFor((r) => r.length === 1); // the first attempt is in flight, and stays there
+      h.api.objects.delete(KEY);
+      await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+      expect(h.endpoints.get(KEY)).toBeUndefined();
+      expect(h.endpoints.list()).toEqual([]);
+      await h.endpoints.write(makeEvents(2, 'after')); // routed to nobody
+      expect(endpoint.pending).toBe(3);
+      expect(h.removed).toEqual([]); // still closing
+      answer();
+      await h.reconciler.idle();
+      expect(h.removed).toEqual([[KEY, 2]]); // the one in flight was delivered; the two behind it discarded
+      expect(h.logs.filter((l) => l.msg === 'endpoint removed')).toHaveLength(1);
+    } finally {
+      answer();
+      await receiver.close();
+    }
   });
 });
