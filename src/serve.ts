@@ -3,15 +3,16 @@ import type { Logger } from 'pino';
 import type { ServeConfig } from './config.ts';
 import { IngestServer } from './ingest/ingest-server.ts';
 import { startAdminServer, type AdminServer } from './metrics/admin-server.ts';
-import { endpointStatus, IDLE, type EndpointStatus } from './metrics/endpoint-status.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { Journal } from './journal/journal.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
 import { Controller } from './controller/controller.ts';
+import { KubeClusterApi } from './k8s/kube-cluster-api.ts';
 import { loadKubeConfig } from './k8s/kube-config.ts';
 import { FileSource } from './sources/file-source.ts';
-import type { EndpointSource, ReadyState } from './sources/source.ts';
+import type { EndpointSource } from './sources/source.ts';
+import { endpointStatuses, type EndpointStatus } from './status/endpoint-status.ts';
 import { USER_AGENT } from './version.ts';
 
 /** A running server: its addresses, and `shutdown` (what SIGTERM does). */
@@ -50,7 +51,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   const onRemoved = (name: string): void => metrics.forgetEndpoint(name);
   const source: EndpointSource = config.kubernetes
     ? new Controller({
-        kubeConfig: overrides.kubeConfig ?? loadKubeConfig(),
+        api: new KubeClusterApi(overrides.kubeConfig ?? loadKubeConfig()),
         endpoints,
         namespaces: config.namespaces,
         statusIntervalMs: config.statusIntervalMs,
@@ -150,24 +151,4 @@ function forgetRemovedEndpoints(journal: Journal, endpoints: EndpointSet, source
   for (const [endpoint, discarded] of dropped) {
     logger.warn({ endpoint, discarded }, 'journal: endpoint no longer exists; its pending events and dead letters are dropped');
   }
-}
-
-/** Every endpoint the source knows: live ones with their counters, refused ones with their reason. */
-function endpointStatuses(endpoints: EndpointSet, states: ReadonlyMap<string, ReadyState>): EndpointStatus[] {
-  const out: EndpointStatus[] = [];
-  const seen = new Set<string>();
-  for (const endpoint of endpoints.list()) {
-    seen.add(endpoint.name);
-    const state = states.get(endpoint.name) ?? { ready: true, reason: 'Configured' };
-    out.push(endpointStatus(endpoint, { ready: state.ready, reason: state.reason, ...(state.message !== undefined && { message: state.message }) }));
-  }
-  for (const [name, state] of states) {
-    if (seen.has(name)) continue;
-    out.push({
-      name, url: '', ready: false, reason: state.reason, ...(state.message !== undefined && { message: state.message }),
-      delivering: IDLE,
-      pending: 0, delivered: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
-    });
-  }
-  return out;
 }

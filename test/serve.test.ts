@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCommand, type ServeConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
-import type { EndpointStatus } from '../src/metrics/endpoint-status.ts';
+import type { EndpointStatus } from '../src/status/endpoint-status.ts';
 import { EVENTS_MEDIA_TYPE, type Event } from '../src/notifications/event.ts';
 import { startServer, type Running } from '../src/serve.ts';
 import { makeEvents } from './support/events.ts';

@@ -48,16 +48,19 @@ export interface Condition {
   type: 'Ready' | 'Delivering' | (string & {}); status: 'True' | 'False' | 'Unknown'; observedGeneration?: number;
   lastTransitionTime: string; reason: string; message?: string;
 }
-/** Reasons of the Ready condition (True: Configured). */
-export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused';
-/** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing). */
-export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing';
+/** Reasons of the Ready condition (True: Configured; False: the others). */
+export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed';
+/** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing; Unknown: NotRunning). */
+export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing' | 'NotRunning';
 
-/** The status subresource (api.md section 2); counters are int64, times RFC 3339, lastError at most 256 characters. */
+/**
+ * The status subresource (api.md section 2); counters are int64, times RFC 3339, lastError at most 256 characters.
+ * `failed` = `failures` + `errors`: every attempt that did not succeed.
+ */
 export interface NotificationEndpointStatus {
   observedGeneration?: number;
   conditions?: Condition[];
-  pending?: number; delivered?: number; failures?: number; errors?: number; deadLettered?: number;
+  pending?: number; delivered?: number; failed?: number; failures?: number; errors?: number; deadLettered?: number;
   responses?: { code: number; count: number }[];
   lastSuccessTime?: string; lastFailureTime?: string; lastError?: string;
   insecureSkipVerify?: boolean;
@@ -199,6 +202,22 @@ export function parseNotificationEndpoint(doc: unknown): ParsedEndpoint {
   if (doc.spec === undefined || doc.spec === null) fail('spec', 'is required');
   const spec = normaliseSpec(check(SPEC_SCHEMA, doc.spec, 'spec') as Defaulted);
   return deepFreeze({ ...identity, spec });
+}
+
+/**
+ * Names of the Secrets a spec as written references (headers' `valueFrom`, `signing`, `tls.certSecretRef`), each
+ * once, in that order. Tolerates any shape, so the spec of an object not validated yet can be asked too.
+ */
+export function referencedSecrets(spec: unknown): string[] {
+  const names = new Set<string>();
+  const at = (value: unknown, ...path: string[]): unknown =>
+    path.reduce<unknown>((node, key) => (isObject(node) ? node[key] : undefined), value);
+  const add = (name: unknown): void => void (typeof name === 'string' && name !== '' && names.add(name));
+  const headers = at(spec, 'headers');
+  if (Array.isArray(headers)) for (const header of headers) add(at(header, 'valueFrom', 'secretKeyRef', 'name'));
+  add(at(spec, 'signing', 'secretKeyRef', 'name'));
+  add(at(spec, 'tls', 'certSecretRef', 'name'));
+  return [...names];
 }
 
 /** One document of a YAML stream that was refused; `index` counts documents from 0. */

@@ -1,14 +1,12 @@
-import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../api/notification-endpoint.ts';
+import { referencedSecrets } from '../api/notification-endpoint.ts';
 import type { Delay } from '../k8s/backoff.ts';
-import { withDeadline } from '../k8s/deadline.ts';
-import { Informer, keyOf, type ListResult } from '../k8s/informer.ts';
-import { KubeClusterApi } from '../k8s/kube-cluster-api.ts';
+import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.ts';
+import { Informer, keyOf } from '../k8s/informer.ts';
 import { WorkQueue } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import type { EndpointSource, ReadyState } from '../sources/source.ts';
-import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.ts';
 import { EndpointReconciler } from './reconciler.ts';
 import { StatusWriter } from './status-writer.ts';
 
@@ -16,20 +14,16 @@ import { StatusWriter } from './status-writer.ts';
 // silently upstream): cheap (a GET per object), and rare enough not to matter to the API server.
 const RESYNC_MS = 10 * 60_000;
 
-// Longer than the informer's server-side watch timeout (300 s + up to 60 s of jitter).
-const WATCH_INACTIVITY_MS = 420_000;
-
 /** Settings of a `Controller`. */
 export interface ControllerOptions {
-  kubeConfig: KubeConfig;
+  /** The Kubernetes API: `KubeClusterApi` in production, an in-memory fake in tests. */
+  api: ClusterApi;
   endpoints: EndpointSet;
   /** Namespaces to watch; empty = all. */
   namespaces: readonly string[];
   statusIntervalMs: number;
   logger: Logger;
   onRemoved?: (key: string, discarded: number) => void;
-  /** Replaces the API client (tests). */
-  api?: ClusterApi;
   /** Replaces the retry delay of informers and the work queue (tests). */
   delay?: Delay;
   /** Every endpoint is reconciled again this often, whatever the watches said (default 10 minutes). */
@@ -46,8 +40,9 @@ export class Controller implements EndpointSource {
   #options: ControllerOptions;
   #status: StatusWriter;
   #queue: WorkQueue;
+  #reconciler: EndpointReconciler;
   #endpointInformers: Informer<NotificationEndpointObject>[] = [];
-  #secretInformers: Informer<V1Secret>[] = [];
+  #secretInformers: Informer<KubernetesObject>[] = [];
   #generations = new Map<string, number | undefined>();
   #ready = false;
   #closed = false;
@@ -55,16 +50,15 @@ export class Controller implements EndpointSource {
 
   constructor(options: ControllerOptions) {
     this.#options = options;
-    const { kubeConfig, logger } = options;
-    const api = options.api ?? new KubeClusterApi(kubeConfig);
+    const { api, logger } = options;
     this.#status = new StatusWriter({ api, logger: logger.child({ component: 'status' }), intervalMs: options.statusIntervalMs });
-    const reconciler = new EndpointReconciler({
+    const reconciler = (this.#reconciler = new EndpointReconciler({
       api,
       endpoints: options.endpoints,
       status: this.#status,
       logger: logger.child({ component: 'reconciler' }),
       ...(options.onRemoved && { onRemoved: options.onRemoved }),
-    });
+    }));
     this.#queue = new WorkQueue({
       handler: (key) => reconciler.reconcile(key),
       logger: logger.child({ component: 'work-queue' }),
@@ -104,7 +98,7 @@ export class Controller implements EndpointSource {
     for (const informer of this.#endpointInformers) for (const endpoint of informer.list()) this.#queue.add(keyOf(endpoint));
   }
 
-  /** Stops watching and reconciling; idempotent. */
+  /** Stops watching and reconciling, then waits for removed endpoints to finish closing; idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -112,6 +106,7 @@ export class Controller implements EndpointSource {
     clearInterval(this.#resync);
     await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.stop()));
     await this.#queue.stop();
+    await this.#reconciler.idle();
   }
 
   /** The final status write, after the queues drained. */
@@ -120,37 +115,22 @@ export class Controller implements EndpointSource {
   }
 
   #buildInformers(): void {
-    const { kubeConfig, namespaces, logger, delay } = this.#options;
-    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    const core = kubeConfig.makeApiClient(CoreV1Api);
-    const watch = new Watch(kubeConfig);
-    // client-node ends a watch after 30 s without data; the server sends a bookmark only about once a minute,
-    // so an idle watch would reconnect every 30 s from a resourceVersion that never moves, and relist after
-    // every etcd compaction. Let the server's own timeout (5-6 minutes) end watches instead.
-    Object.assign(watch, { requestTimeoutMs: WATCH_INACTIVITY_MS });
+    const { api, namespaces, logger, delay } = this.#options;
     const scopes: (string | undefined)[] = namespaces.length > 0 ? [...namespaces] : [undefined];
     for (const namespace of scopes) {
-      const base = `/apis/${R.group}/${R.version}${namespace ? `/namespaces/${namespace}` : ''}/${R.plural}`;
-      this.#endpointInformers.push(new Informer<NotificationEndpointObject>({
-        name: `notificationendpoints${namespace ? ` in ${namespace}` : ''}`,
-        watchPath: base,
-        watch,
+      const where = namespace ? ` in ${namespace}` : '';
+      this.#endpointInformers.push(new Informer({
+        name: `notificationendpoints${where}`,
+        source: api.endpoints(namespace),
         logger,
         ...(delay && { delay }),
-        list: async () => listResult<NotificationEndpointObject>(await withDeadline('list notificationendpoints', () => namespace
-          ? custom.listNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural })
-          : custom.listClusterCustomObject({ group: R.group, version: R.version, plural: R.plural }))),
         onEvent: (type, object) => this.#onEndpoint(type, object),
       }));
-      this.#secretInformers.push(new Informer<V1Secret>({
-        name: `secrets${namespace ? ` in ${namespace}` : ''}`,
-        watchPath: namespace ? `/api/v1/namespaces/${namespace}/secrets` : '/api/v1/secrets',
-        watch,
+      this.#secretInformers.push(new Informer({
+        name: `secrets${where}`,
+        source: api.secrets(namespace),
         logger,
         ...(delay && { delay }),
-        // Only a Secret's identity matters here: the reconciler reads its data fresh. Keeps memory small.
-        transform: (secret) => ({ metadata: { name: secret.metadata?.name, namespace: secret.metadata?.namespace, resourceVersion: secret.metadata?.resourceVersion } }),
-        list: async () => listResult<V1Secret>(await withDeadline('list secrets', () => (namespace ? core.listNamespacedSecret({ namespace }) : core.listSecretForAllNamespaces()))),
         onEvent: (_type, secret) => this.#onSecret(secret),
       }));
     }
@@ -170,23 +150,8 @@ export class Controller implements EndpointSource {
     const name = secret.metadata?.name;
     for (const informer of this.#endpointInformers) {
       for (const endpoint of informer.list()) {
-        if (endpoint.metadata?.namespace === namespace && name !== undefined && rawSecretRefs(endpoint.spec).has(name)) this.#queue.add(keyOf(endpoint));
+        if (endpoint.metadata?.namespace === namespace && name !== undefined && referencedSecrets(endpoint.spec).includes(name)) this.#queue.add(keyOf(endpoint));
       }
     }
   }
-}
-
-/** Secret names an unvalidated spec mentions; tolerant of any shape. */
-function rawSecretRefs(spec: unknown): Set<string> {
-  const names = new Set<string>();
-  const s = (spec ?? {}) as { headers?: unknown; signing?: { secretKeyRef?: { name?: unknown } }; tls?: { certSecretRef?: { name?: unknown } } };
-  const add = (name: unknown): void => void (typeof name === 'string' && names.add(name));
-  if (Array.isArray(s.headers)) for (const h of s.headers as { valueFrom?: { secretKeyRef?: { name?: unknown } } }[]) add(h?.valueFrom?.secretKeyRef?.name);
-  add(s.signing?.secretKeyRef?.name);
-  add(s.tls?.certSecretRef?.name);
-  return names;
-}
-
-function listResult<T>(list: { items?: unknown[]; metadata?: { resourceVersion?: string } }): ListResult<T> {
-  return { items: (list.items ?? []) as T[], resourceVersion: list.metadata?.resourceVersion ?? '' };
 }

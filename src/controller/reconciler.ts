@@ -2,14 +2,17 @@ import type { Logger } from 'pino';
 import {
   NOTIFICATION_ENDPOINT_RESOURCE as R,
   parseNotificationEndpoint,
-  type NormalisedSpec,
+  referencedSecrets,
 } from '../api/notification-endpoint.ts';
+import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.ts';
+import { ApiCallError, describeApiError } from '../k8s/errors.ts';
 import type { ReconcileResult } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
-import { SecretNotFoundError, toEndpointConfig } from '../sources/endpoint-config.ts';
+import { SecretNotFoundError } from '../sources/endpoint-config.ts';
+import { EndpointRemovals } from '../sources/endpoint-removals.ts';
+import { prepareEndpoint } from '../sources/prepare-endpoint.ts';
 import { readyStateForError } from '../sources/ready-state.ts';
 import type { ReadyState } from '../sources/source.ts';
-import type { ClusterApi } from '../k8s/cluster-api.ts';
 import type { StatusWriter } from './status-writer.ts';
 
 /** Settings of an `EndpointReconciler`. */
@@ -26,80 +29,107 @@ export interface ReconcilerOptions {
 export class SecretPendingError extends Error {
   /** Stable identifier. */
   readonly code = 'ERR_SECRET_PENDING';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'SecretPendingError';
+  }
 }
 
 /**
  * Makes the delivery engine match one NotificationEndpoint (after Flux's reconcilers): reads the object by key
  * (never the watch event's copy), validates what the schema cannot (reserved headers, Secrets that must
- * exist), adds or updates the endpoint in place (its queue kept) or removes it when the object is gone, then
- * writes the status. An invalid spec is terminal (Ready=False, not retried; the last valid configuration
- * keeps running); a missing Secret or an API failure is retried with backoff.
+ * exist), adds or updates the endpoint in place (its queue kept) or removes it when the object is gone, and
+ * in one `finally` records the outcome, whatever it was, in the status and as Events. An invalid spec is
+ * terminal (Ready=False, not retried; the last valid configuration keeps running); a missing Secret or a
+ * failed API call is recorded too (SecretNotFound, ReconcileFailed) and retried with backoff.
  */
 export class EndpointReconciler {
   #options: ReconcilerOptions;
+  #removals: EndpointRemovals;
 
   constructor(options: ReconcilerOptions) {
     this.#options = options;
+    this.#removals = new EndpointRemovals({
+      endpoints: options.endpoints,
+      logger: options.logger,
+      ...(options.onRemoved && { onRemoved: options.onRemoved }),
+    });
   }
 
-  /** Reconciles `namespace/name`. */
+  /** Reconciles `namespace/name`; rejects when it must be retried. */
   async reconcile(key: string): Promise<ReconcileResult> {
-    const { api, endpoints, status, logger } = this.#options;
+    const { api, endpoints, status } = this.#options;
     const [namespace = '', name = ''] = key.split('/');
+    // A failed read has no object to be recorded on (Flux does the same): the work queue logs it and retries.
     const object = await api.getEndpoint(namespace, name);
     if (!object || object.metadata?.deletionTimestamp) {
       status.forget(key);
-      if (endpoints.get(key)) {
-        const discarded = await endpoints.remove(key);
-        this.#options.onRemoved?.(key, discarded);
-        (discarded > 0 ? logger.warn.bind(logger) : logger.info.bind(logger))({ endpoint: key, discarded }, 'endpoint removed');
-      }
+      // Out of routing now; the attempt in flight ends and the queue is discarded in the background.
+      this.#removals.remove(key);
       return {};
     }
-    let ready: ReadyState;
-    let retry: Error | undefined;
+    let ready: ReadyState | undefined;
     try {
-      const { spec } = parseNotificationEndpoint({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec: object.spec });
-      const secrets = await this.#secrets(namespace, spec);
-      const config = toEndpointConfig(spec, namespace, { read: (_ns, secret) => secrets.get(secret) });
-      await endpoints.vet(config.url);
-      const fresh = endpoints.get(key) === undefined;
-      const what = endpoints.apply(key, config);
-      // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.
-      if (fresh && object.status) endpoints.get(key)?.seedStats(object.status);
-      logger.info({ endpoint: key, generation: object.metadata?.generation }, `endpoint ${what}`);
-      ready = spec.disabled
-        ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' }
-        : { ready: true, reason: 'Configured' };
+      ready = await this.#configure(key, namespace, name, object);
     } catch (error) {
-      const running = endpoints.get(key) ? '; the last valid configuration keeps running' : '';
-      const state = readyStateForError(error);
-      if (!state) throw error; // an API failure: the work queue retries with backoff
-      ready = { ...state, message: `${state.message ?? ''}${running}` };
-      if (error instanceof SecretNotFoundError) retry = new SecretPendingError(state.message);
-      logger.warn({ endpoint: key, reason: ready.reason, error: ready.message }, 'endpoint not ready');
+      const failure = this.#failure(key, error);
+      ready = failure.ready;
+      if (failure.retry) throw failure.retry;
+    } finally {
+      // The one place the outcome is recorded: conditions and counters in status, an Event on a transition.
+      if (ready) await status.observe(key, object, ready, endpoints.get(key));
     }
-    await status.observe(key, object, ready, endpoints.get(key));
-    if (retry) throw retry;
     return {};
   }
 
+  /** Resolves once every endpoint removed so far has closed (and `onRemoved` was called for it). */
+  idle(): Promise<void> {
+    return this.#removals.idle();
+  }
+
+  async #configure(key: string, namespace: string, name: string, object: NotificationEndpointObject): Promise<ReadyState> {
+    const { endpoints, logger } = this.#options;
+    const { spec } = parseNotificationEndpoint({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec: object.spec });
+    const secrets = await this.#secrets(namespace, object.spec);
+    const { config, ready } = await prepareEndpoint(spec, namespace, { read: (_ns, secret) => secrets.get(secret) }, endpoints);
+    await this.#removals.settled(key); // deleted and created again: the old one's clean-up goes first
+    const fresh = endpoints.get(key) === undefined;
+    const what = endpoints.apply(key, config);
+    // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.
+    if (fresh && object.status) endpoints.get(key)?.seedStats(object.status);
+    logger.info({ endpoint: key, generation: object.metadata?.generation }, `endpoint ${what}`);
+    return ready;
+  }
+
+  /** The Ready state a failed reconcile records, and the error to retry with (none when it is terminal). */
+  #failure(key: string, error: unknown): { ready: ReadyState; retry?: Error } {
+    const { endpoints, logger } = this.#options;
+    const running = endpoints.get(key) ? '; the last valid configuration keeps running' : '';
+    const known = readyStateForError(error);
+    if (!known) {
+      // Not about the endpoint (an API call failed): recorded, and the work queue retries it with backoff.
+      const message = `${describeApiError(error)}; retrying with backoff${running}`;
+      return { ready: { ready: false, reason: 'ReconcileFailed', message }, retry: error instanceof Error ? error : new Error(String(error)) };
+    }
+    const ready = { ...known, message: `${known.message ?? ''}${running}` };
+    logger.warn({ endpoint: key, reason: ready.reason, error: ready.message }, 'endpoint not ready');
+    if (error instanceof SecretNotFoundError) return { ready, retry: new SecretPendingError(known.message ?? '', { cause: error }) };
+    return { ready };
+  }
+
   /** Reads every Secret the spec references (each once), fresh from the API. */
-  async #secrets(namespace: string, spec: NormalisedSpec): Promise<Map<string, ReadonlyMap<string, Buffer>>> {
+  async #secrets(namespace: string, spec: unknown): Promise<Map<string, ReadonlyMap<string, Buffer>>> {
     const secrets = new Map<string, ReadonlyMap<string, Buffer>>();
     for (const name of referencedSecrets(spec)) {
-      const secret = await this.#options.api.getSecret(namespace, name);
+      let secret: ReadonlyMap<string, Buffer> | undefined;
+      try {
+        secret = await this.#options.api.getSecret(namespace, name);
+      } catch (error) {
+        throw new ApiCallError(`reading Secret ${name}`, error);
+      }
       if (secret) secrets.set(name, secret);
     }
     return secrets;
   }
-}
-
-/** Names of the Secrets a spec references (headers, signing, TLS), each once. */
-export function referencedSecrets(spec: Pick<NormalisedSpec, 'headers' | 'signing' | 'tls'>): string[] {
-  const names = new Set<string>();
-  for (const header of spec.headers) if ('secretKeyRef' in header) names.add(header.secretKeyRef.name);
-  if (spec.signing) names.add(spec.signing.secretKeyRef.name);
-  if (spec.tls.certSecretRef) names.add(spec.tls.certSecretRef.name);
-  return [...names];
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Condition } from '../api/notification-endpoint.ts';
-import { delivering, IDLE, statusCounters } from '../metrics/endpoint-status.ts';
+import { delivering, NOT_RUNNING, statusCounters } from '../status/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import type { ReadyState } from '../sources/source.ts';
 import { describeApiError } from '../k8s/errors.ts';
@@ -136,10 +136,9 @@ export class StatusWriter {
 
   #conditions(tracked: Tracked, now: Date, generation: number | undefined): Condition[] {
     const { ready } = tracked;
-    const deliveringNow = tracked.endpoint
-      ? delivering(tracked.endpoint.stats())
-      : IDLE;
-    const make = (type: string, status: 'True' | 'False', reason: string, message: string | undefined): Condition => {
+    // Nothing runs for an endpoint whose spec was refused or whose Secret is missing: the receiver's side is unknown.
+    const deliveringNow = tracked.endpoint ? delivering(tracked.endpoint.stats()) : NOT_RUNNING;
+    const make = (type: string, status: Condition['status'], reason: string, message: string | undefined): Condition => {
       const old = tracked.conditions.find((c) => c.type === type);
       return {
         type,
@@ -171,10 +170,12 @@ export class StatusWriter {
       if (newReady.status === 'True') await record('Normal', newReady.reason, 'endpoint is live in the delivery engine');
       else await record('Warning', newReady.reason, newReady.message ?? newReady.reason);
     }
+    // Into or out of Unknown (NotRunning) is told by the Ready Event; only the receiver's own transitions are told here.
     const [oldDelivering, newDelivering] = [find(before, 'Delivering'), find(after, 'Delivering')];
-    if (newDelivering && oldDelivering && oldDelivering.status !== newDelivering.status) {
-      if (newDelivering.status === 'False') await record('Warning', 'Failing', newDelivering.message ?? 'delivery is failing');
-      else await record('Normal', 'Recovered', 'the receiver accepts events again');
+    if (newDelivering?.status === 'False' && oldDelivering?.status !== 'False') {
+      await record('Warning', 'Failing', newDelivering.message ?? 'delivery is failing');
+    } else if (newDelivering?.status === 'True' && oldDelivering?.status === 'False') {
+      await record('Normal', 'Recovered', 'the receiver accepts events again');
     }
   }
 }

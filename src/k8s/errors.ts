@@ -7,8 +7,27 @@ export function statusCode(error: unknown): number | undefined {
   return undefined;
 }
 
+/**
+ * A Kubernetes API call failed (an error status, a timeout, no connection): transient, so the caller's backoff
+ * retries it. The message names the call and the status, never the response body (it could hold Secret data);
+ * `cause` is the original error.
+ */
+export class ApiCallError extends Error {
+  /** Stable identifier. */
+  readonly code = 'ERR_API_CALL';
+  /** The HTTP status the server answered, if it answered. */
+  readonly statusCode: number | undefined;
+
+  constructor(what: string, cause: unknown) {
+    super(`${what}: ${describeApiError(cause)}`, { cause });
+    this.name = 'ApiCallError';
+    this.statusCode = statusCode(cause);
+  }
+}
+
 /** One line about a failed API call, without response bodies that could hold Secret data. */
 export function describeApiError(error: unknown): string {
+  if (error instanceof ApiCallError) return error.message;
   const code = statusCode(error);
   const hint = code === 403 ? ' (forbidden: check the RBAC rules of the service account)' : code === 401 ? ' (unauthorized: check the credentials)' : '';
   const name = error instanceof Error ? (error.name === 'Error' ? '' : `${error.name}: `) : '';

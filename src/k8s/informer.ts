@@ -1,13 +1,8 @@
-import type { KubernetesObject, Watch } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { backoffMs, realDelay, type Delay } from './backoff.ts';
+import type { ListWatch } from './cluster-api.ts';
 import { describeApiError, statusCode } from './errors.ts';
-
-/** What a list call returns: the objects and the collection's resourceVersion to watch from. */
-export interface ListResult<T> {
-  items: T[];
-  resourceVersion: string;
-}
 
 /** A change the informer saw; `DELETED` carries the last known object. */
 export type InformerEvent = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -16,16 +11,9 @@ export type InformerEvent = 'ADDED' | 'MODIFIED' | 'DELETED';
 export interface InformerOptions<T extends KubernetesObject> {
   /** Human name for logs, e.g. `notificationendpoints`. */
   name: string;
-  list: () => Promise<ListResult<T>>;
-  /** API path to watch, e.g. `/apis/registry-notifier.io/v1alpha1/notificationendpoints`. */
-  watchPath: string;
-  watch: Pick<Watch, 'watch'>;
+  /** The collection to list and watch (from the `ClusterApi`). */
+  source: ListWatch<T>;
   onEvent: (type: InformerEvent, object: T) => void;
-  /**
-   * Reduces each object before it is cached (e.g. drop a Secret's data: only its identity is needed). Keep
-   * `metadata.resourceVersion`: a relist compares it to tell what changed.
-   */
-  transform?: (object: T) => T;
   logger: Logger;
   delay?: Delay;
   random?: () => number;
@@ -125,9 +113,8 @@ export class Informer<T extends KubernetesObject> {
   }
 
   async #relist(): Promise<void> {
-    const { items, resourceVersion } = await this.#options.list();
-    const transform = this.#options.transform ?? ((object: T) => object);
-    const fresh = new Map(items.map((item) => [keyOf(item), transform(item)]));
+    const { items, resourceVersion } = await this.#options.source.list();
+    const fresh = new Map(items.map((item) => [keyOf(item), item]));
     const previous = this.#cache;
     this.#cache = fresh;
     this.#resourceVersion = resourceVersion;
@@ -158,32 +145,30 @@ export class Informer<T extends KubernetesObject> {
         stop.removeEventListener('abort', settle);
         resolve();
       };
-      // client-node hands out the connection's AbortController only once the response has started, and gives up
-      // on a silent server only after its request timeout (30 s): stopping must not wait for either.
+      // A watch hands out the connection's AbortController only once the response has started, and gives up on a
+      // silent server only after its inactivity timeout (minutes): stopping must not wait for either.
       stop.addEventListener('abort', settle, { once: true });
-      const params = {
+      const options = {
         resourceVersion: this.#resourceVersion,
         allowWatchBookmarks: true,
         timeoutSeconds: WATCH_TIMEOUT_SECONDS + Math.floor((this.#options.random ?? Math.random)() * 60),
       };
-      const onEvent = (type: string, raw: T): void => {
+      const onEvent = (type: string, object: T): void => {
         if (settled) return; // a late event of a watch already given up
         if (type === 'ERROR') {
           // The server reports an expired resourceVersion as an ERROR event carrying a Status.
-          failure ??= Object.assign(new Error(`watch error: ${(raw as { message?: string }).message ?? 'unknown'}`), {
-            statusCode: (raw as { code?: number }).code,
+          failure ??= Object.assign(new Error(`watch error: ${(object as { message?: string }).message ?? 'unknown'}`), {
+            statusCode: (object as { code?: number }).code,
           });
           controller?.abort(); // if the controller is not known yet, it is aborted as soon as it is
           return;
         }
-        // The version comes from the object as sent: a transform may drop metadata it does not need.
-        const rv = raw.metadata?.resourceVersion;
+        const rv = object.metadata?.resourceVersion;
         if (rv) this.#resourceVersion = rv;
         progressed = true;
         this.#failures = 0;
         this.#expired = 0;
         if (type === 'BOOKMARK') return;
-        const object = (this.#options.transform ?? ((o: T) => o))(raw);
         const key = keyOf(object);
         if (type === 'DELETED') {
           this.#cache.delete(key);
@@ -197,8 +182,8 @@ export class Informer<T extends KubernetesObject> {
         if (error && !isTimeout(error)) failure ??= error;
         settle();
       };
-      this.#options.watch
-        .watch(this.#options.watchPath, params, onEvent, done)
+      this.#options.source
+        .watch(options, onEvent, done)
         .then((c) => {
           controller = c;
           if (settled || failure !== undefined) c.abort();

@@ -3,11 +3,13 @@ import {
   CustomObjectsApi,
   PatchStrategy,
   setHeaderOptions,
+  Watch,
   type CoreV1Event,
   type KubeConfig,
+  type KubernetesObject,
 } from '@kubernetes/client-node';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../api/notification-endpoint.ts';
-import type { ClusterApi, NotificationEndpointObject, StatusPatch } from './cluster-api.ts';
+import type { ClusterApi, ListResult, ListWatch, NotificationEndpointObject, StatusPatch } from './cluster-api.ts';
 import { withDeadline } from './deadline.ts';
 import { statusCode } from './errors.ts';
 
@@ -18,14 +20,64 @@ export const COMPONENT = 'registry-notifier';
 // own backoff takes over.
 const ATTEMPTS = 3;
 
-/** `ClusterApi` over client-node: NotificationEndpoints, their status subresource, Secrets and Events. */
+// client-node ends a watch after 30 s without data; the server sends a bookmark only about once a minute, so an
+// idle watch would reconnect every 30 s from a resourceVersion that never moves, and relist after every etcd
+// compaction. Longer than the server's own watch timeout (the informer asks for 300 s + up to 60 s of jitter),
+// so that timeout ends watches, and this one only a connection that went silent.
+export const WATCH_INACTIVITY_MS = 420_000;
+
+/**
+ * `ClusterApi` over client-node: NotificationEndpoints (get, list, watch) and their status subresource, Secrets
+ * (get; list and watch as identities) and Events. Every call but a watch has the 30 s deadline of `withDeadline`;
+ * a watch ends at the server's timeout, or after `WATCH_INACTIVITY_MS` without data.
+ */
 export class KubeClusterApi implements ClusterApi {
   #custom: CustomObjectsApi;
   #core: CoreV1Api;
+  #watch: Watch;
 
   constructor(kc: KubeConfig) {
     this.#custom = kc.makeApiClient(CustomObjectsApi);
     this.#core = kc.makeApiClient(CoreV1Api);
+    this.#watch = new Watch(kc);
+    Object.assign(this.#watch, { requestTimeoutMs: WATCH_INACTIVITY_MS });
+  }
+
+  endpoints(namespace: string | undefined): ListWatch<NotificationEndpointObject> {
+    const { group, version, plural } = R;
+    return this.#listWatch<NotificationEndpointObject>(
+      `/apis/${group}/${version}${namespace ? `/namespaces/${namespace}` : ''}/${plural}`,
+      async () => listResult(await withDeadline('list notificationendpoints', () => namespace
+        ? this.#custom.listNamespacedCustomObject({ group, version, namespace, plural })
+        : this.#custom.listClusterCustomObject({ group, version, plural }))),
+      (object) => object,
+    );
+  }
+
+  secrets(namespace: string | undefined): ListWatch<KubernetesObject> {
+    return this.#listWatch<KubernetesObject>(
+      namespace ? `/api/v1/namespaces/${namespace}/secrets` : '/api/v1/secrets',
+      async () => listResult(await withDeadline('list secrets', () => (namespace
+        ? this.#core.listNamespacedSecret({ namespace })
+        : this.#core.listSecretForAllNamespaces()))),
+      // Only a Secret's identity matters to the informer: the data stays out of its cache (memory, and no
+      // secret value lingers where it is not needed).
+      ({ metadata }) => ({ metadata: { name: metadata?.name, namespace: metadata?.namespace, resourceVersion: metadata?.resourceVersion } }),
+    );
+  }
+
+  #listWatch<T extends KubernetesObject>(path: string, list: () => Promise<ListResult<unknown>>, reduce: (object: T) => T): ListWatch<T> {
+    return {
+      list: async () => {
+        const { items, resourceVersion } = await list();
+        return { items: (items as T[]).map(reduce), resourceVersion };
+      },
+      watch: (options, onEvent, done) =>
+        this.#watch.watch(path, { ...options }, (type: string, object: T) => {
+          // ERROR carries a Status and BOOKMARK only a resourceVersion: passed on as sent.
+          onEvent(type, type === 'ERROR' || type === 'BOOKMARK' ? object : reduce(object));
+        }, done),
+    };
   }
 
   async getEndpoint(namespace: string, name: string): Promise<NotificationEndpointObject | undefined> {
@@ -84,6 +136,10 @@ export class KubeClusterApi implements ClusterApi {
     };
     await withDeadline('create event', () => this.#core.createNamespacedEvent({ namespace, body: event }));
   }
+}
+
+function listResult(list: { items?: unknown[]; metadata?: { resourceVersion?: string } }): ListResult<unknown> {
+  return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '' };
 }
 
 async function notFoundAsUndefined<T>(call: () => Promise<T>): Promise<T | undefined> {

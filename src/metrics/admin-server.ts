@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { localBaseUrl } from '../config.ts';
 import { createAuthenticator } from '../ingest/auth.ts';
-import type { EndpointStatus } from './endpoint-status.ts';
+import type { EndpointStatus } from '../status/endpoint-status.ts';
 import type { Metrics } from './metrics.ts';
 
 /** The little of a logger the admin server uses; a pino logger fits. */

@@ -5,9 +5,10 @@ import type { Logger } from 'pino';
 import { parseNotificationEndpointsYaml, type ParsedEndpoint } from '../api/notification-endpoint.ts';
 import type { EndpointConfig } from '../notifications/endpoint.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
-import { toEndpointConfig } from './endpoint-config.ts';
-import { readyStateForError } from './ready-state.ts';
+import { EndpointRemovals } from './endpoint-removals.ts';
 import { FileSecretReader } from './file-secrets.ts';
+import { prepareEndpoint } from './prepare-endpoint.ts';
+import { readyStateForError } from './ready-state.ts';
 import type { EndpointSource, ReadyState } from './source.ts';
 
 /** Settings of a `FileSource`. */
@@ -31,13 +32,15 @@ const DEFAULT_DEBOUNCE_MS = 100;
 
 /**
  * Standalone endpoints: `NotificationEndpoint` documents in YAML files, followed live. A change is applied
- * within about a second: new endpoints are added, changed ones updated in place (queue kept), removed ones
- * taken out. An invalid document is reported (log and `states()`) and skipped: the valid ones keep working,
- * and an endpoint whose document turns invalid keeps running its last good configuration.
+ * within about a second, busy or not: new endpoints are added, changed ones updated in place (queue kept),
+ * removed ones taken out of routing at once (their closing finishes in the background). An invalid document
+ * is reported (log and `states()`) and skipped: the valid ones keep working, and an endpoint whose document
+ * turns invalid keeps running its last good configuration. `close()` waits for removals still closing.
  */
 export class FileSource implements EndpointSource {
   #options: FileSourceOptions;
   #secrets: FileSecretReader;
+  #removals: EndpointRemovals;
   #states = new Map<string, ReadyState>();
   #applied = new Map<string, { key: string; origin: string }>(); // name -> JSON of the configuration in force, its file
   #watchers: FSWatcher[] = [];
@@ -50,6 +53,11 @@ export class FileSource implements EndpointSource {
   constructor(options: FileSourceOptions) {
     this.#options = options;
     this.#secrets = new FileSecretReader(options.secretsDir, options.secretEnv);
+    this.#removals = new EndpointRemovals({
+      endpoints: options.endpoints,
+      logger: options.logger,
+      ...(options.onRemoved && { onRemoved: options.onRemoved }),
+    });
   }
 
   get ready(): boolean {
@@ -77,6 +85,7 @@ export class FileSource implements EndpointSource {
     for (const watcher of this.#watchers) watcher.close();
     this.#watchers = [];
     await this.#reloading;
+    await this.#removals.idle();
   }
 
   /** Reads every file again and applies the differences; reloads never overlap. */
@@ -98,12 +107,9 @@ export class FileSource implements EndpointSource {
         continue;
       }
       try {
-        const config = toEndpointConfig(endpoint.spec, undefined, this.#secrets);
-        await this.#options.endpoints.vet(config.url);
+        const { config, ready } = await prepareEndpoint(endpoint.spec, undefined, this.#secrets, this.#options.endpoints);
         wanted.set(endpoint.name, { config, origin });
-        states.set(endpoint.name, endpoint.spec.disabled
-          ? { ready: false, reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent', origin }
-          : { ready: true, reason: 'Configured', origin });
+        states.set(endpoint.name, { ...ready, origin });
       } catch (error) {
         states.set(endpoint.name, stateForError(error, origin));
       }
@@ -120,21 +126,8 @@ export class FileSource implements EndpointSource {
     uncertain: (origin: string) => boolean,
   ): Promise<void> {
     const { endpoints, logger } = this.#options;
-    for (const [name, { config, origin }] of wanted) {
-      const key = JSON.stringify(config);
-      const applied = this.#applied.get(name);
-      if (applied?.key === key) {
-        applied.origin = origin;
-        continue;
-      }
-      try {
-        const what = endpoints.apply(name, config);
-        this.#applied.set(name, { key, origin });
-        logger.info({ endpoint: name, origin }, `endpoint ${what}`);
-      } catch (error) {
-        states.set(name, stateForError(error, origin));
-      }
-    }
+    // Removals first, and all at once: each endpoint leaves routing now and closes in the background, so a slow
+    // receiver's attempt in flight delays neither the other removals nor the rest of the reload.
     for (const [name, { origin }] of [...this.#applied]) {
       if (wanted.has(name)) continue;
       const state = states.get(name);
@@ -149,10 +142,24 @@ export class FileSource implements EndpointSource {
         logger.warn({ endpoint: name, reason: state.reason, error: state.message }, 'endpoint invalid; keeping its last good configuration');
         continue;
       }
-      const discarded = await endpoints.remove(name);
+      this.#removals.remove(name);
       this.#applied.delete(name);
-      this.#options.onRemoved?.(name, discarded);
-      (discarded > 0 ? logger.warn.bind(logger) : logger.info.bind(logger))({ endpoint: name, discarded }, 'endpoint removed');
+    }
+    for (const [name, { config, origin }] of wanted) {
+      const key = JSON.stringify(config);
+      const applied = this.#applied.get(name);
+      if (applied?.key === key) {
+        applied.origin = origin;
+        continue;
+      }
+      try {
+        await this.#removals.settled(name); // removed by an earlier reload and back already: its clean-up goes first
+        const what = endpoints.apply(name, config);
+        this.#applied.set(name, { key, origin });
+        logger.info({ endpoint: name, origin }, `endpoint ${what}`);
+      } catch (error) {
+        states.set(name, stateForError(error, origin));
+      }
     }
     for (const [name, state] of states) {
       if (!state.ready && state.reason !== 'Disabled') logger.warn({ endpoint: name, reason: state.reason, origin: state.origin, error: state.message }, 'endpoint not ready');
@@ -173,12 +180,14 @@ export class FileSource implements EndpointSource {
     const documents: { endpoint: ParsedEndpoint; origin: string }[] = [];
     const unreadable = new Map<string, ReadyState>();
     const doubtful = new Set<string>(); // resolved files and directories
-    for (const file of await this.#files(unreadable, doubtful)) {
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (error) {
-        unreadable.set(`file:${file}`, invalid(`cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, file));
+    const files = await this.#files(unreadable, doubtful);
+    // Read side by side, handled in order: one file at a time, each read waits its turn behind the delivery
+    // work of a busy process, and a reload of hundreds of files would take that many turns.
+    const texts = await Promise.all(files.map((file) => readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => error)));
+    for (const [i, file] of files.entries()) {
+      const text = texts[i];
+      if (typeof text !== 'string') {
+        unreadable.set(`file:${file}`, invalid(`cannot read: ${text?.code ?? 'error'}`, file));
         doubtful.add(resolve(file));
         continue;
       }

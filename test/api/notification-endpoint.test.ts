@@ -7,6 +7,7 @@ import {
   type NormalisedSpec,
   parseNotificationEndpoint,
   parseNotificationEndpointsYaml,
+  referencedSecrets,
   type SchemaRule,
   SPEC_SCHEMA,
 } from '../../src/api/notification-endpoint.ts';
@@ -201,6 +202,29 @@ describe('parseNotificationEndpoint: headers', () => {
   });
 });
 
+describe('referencedSecrets', () => {
+  it('names the Secrets of headers, signing and tls, each once, in that order', () => {
+    expect(referencedSecrets({
+      url: 'https://hooks.example.com/events',
+      headers: [
+        { name: 'A', valueFrom: { secretKeyRef: { name: 'token', key: 'a' } } },
+        { name: 'B', value: 'literal' },
+        { name: 'C', valueFrom: { secretKeyRef: { name: 'token', key: 'c' } } },
+      ],
+      signing: { secretKeyRef: { name: 'signing', key: 'key' } },
+      tls: { certSecretRef: { name: 'tls' } },
+    })).toEqual(['token', 'signing', 'tls']);
+    expect(referencedSecrets({ url: 'https://hooks.example.com/events' })).toEqual([]);
+  });
+
+  it('tolerates any shape, as an object not validated yet may have', () => {
+    for (const spec of [undefined, null, 'x', 42, [], { headers: 'x' }, { headers: [null, 7, { valueFrom: 'x' }] }, { signing: { secretKeyRef: { name: 7 } } }, { tls: [] }]) {
+      expect(referencedSecrets(spec), JSON.stringify(spec)).toEqual([]);
+    }
+    expect(referencedSecrets({ headers: [null, { valueFrom: { secretKeyRef: { name: 'ok' } } }], tls: { certSecretRef: { name: '' } } })).toEqual(['ok']);
+  });
+});
+
 describe('URL credentials', () => {
   it('accepts them but never echoes them', () => {
     expect(parseNotificationEndpoint(doc({ url: 'https://user:hunter2@example.com/x' })).spec.url).toBe('https://user:hunter2@example.com/x');
@@ -303,7 +327,7 @@ describe('the CRD and the TypeScript validator agree', () => {
       ['Delivering', 'string', '.status.conditions[?(@.type=="Delivering")].status'],
       ['Pending', 'integer', '.status.pending'],
       ['Delivered', 'integer', '.status.delivered'],
-      ['Failed', 'integer', '.status.failures'],
+      ['Failed', 'integer', '.status.failed'],
       ['Age', 'date', '.metadata.creationTimestamp'],
     ]);
   });
@@ -397,8 +421,10 @@ describe('the CRD and the TypeScript validator agree', () => {
     expect(status.lastError?.maxLength).toBe(256);
     expect(status.insecureSkipVerify?.type).toBe('boolean');
     expect(props(status.conditions?.items as Json).status?.enum).toEqual(['True', 'False', 'Unknown']);
-    for (const counter of ['pending', 'delivered', 'failures', 'errors', 'deadLettered']) {
-      expect(status[counter], counter).toMatchObject({ type: 'integer', format: 'int64' });
+    for (const counter of ['pending', 'delivered', 'failed', 'failures', 'errors', 'deadLettered']) {
+      expect(status[counter], counter).toMatchObject({ type: 'integer', format: 'int64', minimum: 0 });
+      expect(status[counter]?.description, counter).toBeTypeOf('string');
     }
+    expect(status.failed?.description).toMatch(/failures \+ errors/);
   });
 });

@@ -5,6 +5,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { Agent, fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
@@ -64,6 +65,17 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       return custom.replaceNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name, body: { ...current, spec } });
     }, 10_000);
   const condition = (status: NotificationEndpointStatus | undefined, type: string) => status?.conditions?.find((c) => c.type === type);
+  /** The namespace's endpoints as `kubectl get nep` shows them (the server renders the printer columns): row by name, cell by column. */
+  const getTable = async (): Promise<Map<string, Record<string, unknown>>> => {
+    const res = await fetch(`${cluster.server}/apis/${R.group}/${R.version}/namespaces/${NS}/${R.plural}`, {
+      headers: { authorization: `Bearer ${cluster.adminToken}`, accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' },
+      dispatcher: new Agent({ connect: { ca: cluster.caPem } }),
+    });
+    expect(res.status).toBe(200);
+    const table = (await res.json()) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
+    const names = table.columnDefinitions.map((c) => c.name);
+    return new Map(table.rows.map((row) => [String(row.cells[0]), Object.fromEntries(names.map((name, i) => [name, row.cells[i]]))]));
+  };
   const post = async (prefix = `p${postSeq++}`, n = 1): Promise<string[]> => {
     const events = makeEvents(n, prefix);
     const response = await fetch(server.ingestUrl, { method: 'POST', headers: { 'content-type': EVENTS_MEDIA_TYPE }, body: JSON.stringify({ events }) });
@@ -172,6 +184,8 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
     expect(ready?.status).toBe('False');
     expect(ready?.message).toContain('169.254.169.254 is link-local');
     expect(server.endpoints.get(`${NS}/metadata`)).toBeUndefined();
+    // Nothing runs, so nothing is known of the receiver: Unknown, not "True (Idle)".
+    expect(condition((await get('metadata')).status, 'Delivering')).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
   });
 
   it('a failing receiver shows Delivering=False with a reason while Ready stays True', async () => {
@@ -190,9 +204,33 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       expect(condition(status, 'Delivering')?.message).toContain('503 Service Unavailable');
       expect(condition(status, 'Ready')?.status).toBe('True');
       await eventually(async () => expect((await get('failing')).status?.pending).toBeGreaterThanOrEqual(1));
+      const counted = (await get('failing')).status;
+      expect(counted?.failures).toBeGreaterThanOrEqual(1);
+      expect(counted?.failed).toBe((counted?.failures ?? 0) + (counted?.errors ?? 0));
     } finally {
       await failing.close();
     }
+  });
+
+  it('kubectl get nep (the server\'s Table): Failed counts refused connections, Delivering is Unknown where nothing runs', async () => {
+    const closed = await TestReceiver.start();
+    const url = closed.url;
+    await closed.close(); // connections to it are refused: errors, not failures
+    await create('refused', { url, threshold: 1, backoff: '10s' });
+    await eventually(() => expect(server.endpoints.get(`${NS}/refused`)).toBeDefined(), 10_000);
+    await post();
+    await eventually(async () => expect((await get('refused')).status?.errors).toBeGreaterThanOrEqual(1), 10_000);
+    const rows = await eventually(async () => {
+      const table = await getTable();
+      expect(table.get('refused')?.Failed).toBeGreaterThanOrEqual(1);
+      return table;
+    }, 10_000);
+    const status = (await get('refused')).status;
+    expect(rows.get('refused')).toMatchObject({ Ready: 'True', Delivering: 'False', Failed: status?.failed });
+    expect(status).toMatchObject({ failures: 0, failed: status?.errors });
+    expect(rows.get('metadata')).toMatchObject({ Ready: 'False', Delivering: 'Unknown' });
+    expect(rows.get('hook')).toMatchObject({ Ready: 'True', Delivering: 'True', Failed: 0 });
+    expect([...rows.values()][0] && Object.keys([...rows.values()][0]!)).toEqual(['Name', 'URL', 'Ready', 'Delivering', 'Pending', 'Delivered', 'Failed', 'Age']);
   });
 
   it('delete -> the endpoint is gone from the engine', async () => {

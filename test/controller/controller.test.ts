@@ -1,25 +1,21 @@
-// The Controller wired up: its informers list and watch a fake API server (nock) through the real client-node, and
-// it reconciles through an in-memory ClusterApi (the reconciler reads objects by key from there, as it would from
-// the API server). The test writes watch events and checks which keys get reconciled.
-import { describe, expect, it } from 'vitest';
+// The Controller wired up over the in-memory ClusterApi: its informers list and watch the fake (the test writes watch
+// events into the open watches), and the reconciler reads objects by key from it, as it would from the API server.
+// The test checks which keys get reconciled. KubeClusterApi's own list and watch requests are tested against a fake
+// API server in test/k8s.
+import { afterEach, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { Controller } from '../../src/controller/controller.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
 import { eventually } from '../support/wait.ts';
-import { captureLogs, fakeKubeConfig, FakeCollection, ManualDelay, useFakeApiServer, type WatchStream } from '../k8s/support.ts';
-import { FakeClusterApi } from './fake-cluster-api.ts';
+import { captureLogs, ManualDelay } from '../k8s/support.ts';
+import { FakeClusterApi, type FakeWatch } from './fake-cluster-api.ts';
 
-const ENDPOINTS = `/apis/${R.group}/${R.version}/${R.plural}`;
-const SECRETS = '/api/v1/secrets';
-const namespaced = (namespace: string): { endpoints: string; secrets: string } => ({
-  endpoints: `/apis/${R.group}/${R.version}/namespaces/${namespace}/${R.plural}`,
-  secrets: `/api/v1/namespaces/${namespace}/secrets`,
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
 });
-
-let port = 7443;
-const cleanups = useFakeApiServer();
 
 const endpoint = (namespace: string, name: string, spec: Record<string, unknown>, generation = 1, resourceVersion = '1'): NotificationEndpointObject => ({
   apiVersion: R.apiVersion,
@@ -27,12 +23,7 @@ const endpoint = (namespace: string, name: string, spec: Record<string, unknown>
   metadata: { name, namespace, generation, resourceVersion, uid: `${namespace}-${name}` },
   spec,
 });
-const secret = (namespace: string, name: string, resourceVersion: string): object => ({
-  apiVersion: 'v1',
-  kind: 'Secret',
-  metadata: { name, namespace, resourceVersion },
-  data: { token: Buffer.from('Bearer t').toString('base64') },
-});
+const secret = (namespace: string, name: string, resourceVersion: string): object => ({ metadata: { name, namespace, resourceVersion } });
 const headerFrom = (secretName: string): Record<string, unknown> => ({
   url: 'http://127.0.0.1:9/hook',
   headers: [{ name: 'Authorization', valueFrom: { secretKeyRef: { name: secretName, key: 'token' } } }],
@@ -42,90 +33,84 @@ interface Harness {
   controller: Controller;
   api: FakeClusterApi;
   endpoints: EndpointSet;
-  server: string;
-  collection: (path: string) => FakeCollection;
 }
 
 function harness(namespaces: string[] = []): Harness {
-  const server = `https://127.0.0.1:${++port}`; // own connection pool per test
   const api = new FakeClusterApi();
   const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test' });
   const controller = new Controller({
-    kubeConfig: fakeKubeConfig(server),
+    api,
     endpoints,
     namespaces,
     statusIntervalMs: 60_000,
     logger: captureLogs().logger,
-    api,
     // held: a reconcile retried after a failure (a missing Secret) waits until the test ends
     delay: new ManualDelay(0).delay,
   });
   cleanups.push(() => endpoints.close(AbortSignal.abort()));
   cleanups.push(() => controller.close());
-  return { controller, api, endpoints, server, collection: (path) => new FakeCollection(path, undefined, server) };
+  return { controller, api, endpoints };
 }
 
-/** Puts the objects in the fake ClusterApi and answers the list with them; returns the watch that follows. */
-function serve(h: Harness, path: string, items: object[], resourceVersion: string): Promise<WatchStream> {
-  const collection = h.collection(path);
-  for (const item of items) if ((item as { kind?: string }).kind === R.kind) h.api.put(item as NotificationEndpointObject);
-  collection.list(items, resourceVersion);
-  return collection.watch(resourceVersion);
+/** Puts the objects in the fake; they are in the informers' first list. */
+function given(h: Harness, ...objects: NotificationEndpointObject[]): void {
+  for (const object of objects) h.api.put(object);
+}
+
+/** Starts the controller; resolves with the watches opened after the lists (all namespaces). */
+async function start(h: Harness): Promise<{ endpoints: FakeWatch; secrets: FakeWatch }> {
+  const watches = [h.api.nextWatch('notificationendpoints', undefined, 0), h.api.nextWatch('secrets', undefined, 0)] as const;
+  await h.controller.start();
+  const [endpoints, secrets] = await Promise.all(watches);
+  return { endpoints, secrets };
 }
 
 /** Reconciles since `from`, as sorted keys (each reconcile starts with a read by key). */
 const reconciledSince = (h: Harness, from: number): string[] => h.api.gets.slice(from).sort();
 
 describe('Controller', () => {
-  it('cluster-wide: lists and watches all namespaces; the initial list is reconciled before start() resolves', async () => {
+  it('cluster-wide: lists and watches all namespaces from the lists resourceVersion; the initial list is reconciled before start() resolves', async () => {
     const h = harness();
-    const watches = [
-      serve(h, ENDPOINTS, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' })], '100'),
-      serve(h, SECRETS, [secret('a', 'unrelated', '50')], '100'),
-    ];
-    const starting = h.controller.start();
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' }));
+    h.api.putSecret('a', 'unrelated', { token: 'x' }, '50');
+    const starting = start(h);
     expect(h.controller.ready).toBe(false);
-    await starting;
+    const watches = await starting;
     expect(h.controller.ready).toBe(true);
+    expect(h.api.lists.sort()).toEqual(['notificationendpoints', 'secrets']);
+    expect([watches.endpoints.options, watches.secrets.options]).toEqual([
+      expect.objectContaining({ resourceVersion: '100', allowWatchBookmarks: true }),
+      expect.objectContaining({ resourceVersion: '100', allowWatchBookmarks: true }),
+    ]);
     expect(h.endpoints.list().map((e) => e.name).sort()).toEqual(['a/one', 'b/two']);
     expect(h.api.patches.map((p) => [p.key, p.status.conditions?.[0]?.reason]).sort()).toEqual([['a/one', 'Configured'], ['b/two', 'Configured']]);
     expect([...h.controller.states()].sort()).toEqual([['a/one', { ready: true, reason: 'Configured' }], ['b/two', { ready: true, reason: 'Configured' }]]);
-    await Promise.all(watches); // both watches opened from the lists' resourceVersion
   });
 
-  it("namespaces ['a', 'b']: one informer pair per namespace, on the namespaced paths only", async () => {
+  it("namespaces ['a', 'b']: one informer pair per namespace, listing and watching only those namespaces", async () => {
     const h = harness(['a', 'b']);
-    const watches = [
-      serve(h, namespaced('a').endpoints, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' })], '10'),
-      serve(h, namespaced('a').secrets, [], '11'),
-      serve(h, namespaced('b').endpoints, [endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' })], '12'),
-      serve(h, namespaced('b').secrets, [], '13'),
-    ];
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' }), endpoint('c', 'unwatched', { url: 'http://127.0.0.1:9/c' }));
+    const watches = ['a', 'b'].flatMap((ns) => [h.api.nextWatch('notificationendpoints', ns, 0), h.api.nextWatch('secrets', ns, 0)]);
     await h.controller.start();
     expect(h.controller.ready).toBe(true);
+    expect(h.api.lists.sort()).toEqual(['notificationendpoints in a', 'notificationendpoints in b', 'secrets in a', 'secrets in b']);
     expect(h.endpoints.list().map((e) => e.name).sort()).toEqual(['a/one', 'b/two']);
     await Promise.all(watches);
+    expect(h.api.watches.map((w) => `${w.resource} in ${w.namespace}`).sort()).toEqual(h.api.lists);
   });
 
   it('a Secret still missing does not hold start() up: that endpoint is SecretNotFound and retried later', async () => {
     const h = harness();
-    const watches = [
-      serve(h, ENDPOINTS, [endpoint('a', 'waits', headerFrom('missing'))], '100'),
-      serve(h, SECRETS, [], '100'),
-    ];
-    await h.controller.start();
+    given(h, endpoint('a', 'waits', headerFrom('missing')));
+    await start(h);
     expect(h.controller.ready).toBe(true);
     expect(h.controller.states().get('a/waits')).toMatchObject({ ready: false, reason: 'SecretNotFound' });
-    await Promise.all(watches);
   });
 
   it('a status-only MODIFIED (same generation) is not reconciled; a new generation is', async () => {
     const h = harness();
-    const endpointsWatch = serve(h, ENDPOINTS, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('a', 'other', { url: 'http://127.0.0.1:9/x' })], '100');
-    const secretsWatch = serve(h, SECRETS, [], '100');
-    await h.controller.start();
-    const stream = await endpointsWatch;
-    await secretsWatch;
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('a', 'other', { url: 'http://127.0.0.1:9/x' }));
+    const { endpoints: stream } = await start(h);
     const before = h.api.gets.length;
     // Our own status write comes back as a MODIFIED with the same generation.
     stream.send('MODIFIED', { ...endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, '101'), status: { delivered: 5 } });
@@ -143,12 +128,8 @@ describe('Controller', () => {
 
   it('resync reconciles every known endpoint, catching a change no watch event announced', async () => {
     const h = harness();
-    const watches = [
-      serve(h, ENDPOINTS, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' })], '100'),
-      serve(h, SECRETS, [], '100'),
-    ];
-    await h.controller.start();
-    await Promise.all(watches);
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' }));
+    await start(h);
     const before = h.api.gets.length;
     h.api.put(endpoint('b', 'two', { url: 'http://127.0.0.1:9/two-b' }, 2, '101')); // the watch never tells
     h.controller.resync();
@@ -158,20 +139,30 @@ describe('Controller', () => {
 
   it('a DELETED event removes the endpoint from the engine', async () => {
     const h = harness();
-    const endpointsWatch = serve(h, ENDPOINTS, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' })], '100');
-    const secretsWatch = serve(h, SECRETS, [], '100');
-    await h.controller.start();
-    const stream = await endpointsWatch;
-    await secretsWatch;
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }));
+    const { endpoints: stream } = await start(h);
     h.api.objects.delete('a/one');
     stream.send('DELETED', endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, '101'));
     await eventually(() => expect(h.endpoints.get('a/one')).toBeUndefined(), 5000, 5);
     expect(h.controller.states().has('a/one')).toBe(false);
   });
 
+  it('a watch that ends is opened again from the last resourceVersion it saw; the cache stays', async () => {
+    const h = harness();
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }));
+    const { endpoints: first } = await start(h);
+    h.api.put(endpoint('a', 'two', { url: 'http://127.0.0.1:9/two' }, 1, '105'));
+    first.send('ADDED', endpoint('a', 'two', { url: 'http://127.0.0.1:9/two' }, 1, '105'));
+    await eventually(() => expect(h.endpoints.get('a/two')).toBeDefined(), 5000, 5);
+    const next = h.api.nextWatch('notificationendpoints');
+    first.end(); // the server's timeout
+    expect((await next).options.resourceVersion).toBe('105');
+    expect(h.api.lists.filter((l) => l === 'notificationendpoints')).toHaveLength(1);
+  });
+
   it('a Secret event reconciles exactly the endpoints in its namespace that reference it', async () => {
     const h = harness();
-    const endpointsWatch = serve(h, ENDPOINTS, [
+    given(h,
       endpoint('a', 'header', headerFrom('hook-token')),
       endpoint('a', 'signing', { url: 'http://127.0.0.1:9/s', signing: { secretKeyRef: { name: 'hook-token', key: 'token' } } }),
       endpoint('a', 'tls', { url: 'https://127.0.0.1:9/t', tls: { certSecretRef: { name: 'hook-token' } } }),
@@ -179,14 +170,11 @@ describe('Controller', () => {
       endpoint('a', 'other-secret', headerFrom('other-token')),
       endpoint('b', 'header', headerFrom('hook-token')), // same Secret name, another namespace
       endpoint('b', 'barrier', headerFrom('barrier-token')),
-    ], '100');
-    const secretsWatch = serve(h, SECRETS, [], '100');
-    await h.controller.start();
-    await endpointsWatch;
-    const secrets = await secretsWatch;
+    );
+    const { secrets } = await start(h);
     expect(h.controller.states().get('a/header')).toMatchObject({ reason: 'SecretNotFound' });
     const before = h.api.gets.length;
-    h.api.putSecret('a', 'hook-token', { token: 'Bearer t' });
+    h.api.putSecret('a', 'hook-token', { token: 'Bearer t' }, '101');
     secrets.send('ADDED', secret('a', 'hook-token', '101'));
     // Events on one stream are handled in order: once the barrier's reconcile started, the first event's had too.
     secrets.send('ADDED', secret('b', 'barrier-token', '102'));
@@ -199,31 +187,25 @@ describe('Controller', () => {
 
   it('mayForget: only once synced, only inside the watched namespaces, only for identities it does not know', async () => {
     const h = harness(['a']);
-    const watches = [
-      serve(h, namespaced('a').endpoints, [
-        endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }),
-        endpoint('a', 'bad', { url: 'http://127.0.0.1:9/bad', headers: [{ name: 'Host', value: 'x' }] }),
-      ], '10'),
-      serve(h, namespaced('a').secrets, [], '11'),
-    ];
+    given(h,
+      endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }),
+      endpoint('a', 'bad', { url: 'http://127.0.0.1:9/bad', headers: [{ name: 'Host', value: 'x' }] }),
+    );
     expect(h.controller.mayForget('a/gone')).toBe(false); // not synced yet
     await h.controller.start();
-    await Promise.all(watches);
     expect(h.controller.mayForget('a/gone')).toBe(true);
     expect(h.controller.mayForget('a/one')).toBe(false);
     expect(h.controller.mayForget('a/bad')).toBe(false); // invalid, but it exists
     expect(h.controller.mayForget('b/gone')).toBe(false); // not watched: cannot know
   });
 
-  it('close() stops watching (ready false), and finish() writes the last status', async () => {
+  it('close() stops watching (ready false, watches aborted), and finish() writes the last status', async () => {
     const h = harness();
-    const endpointsWatch = serve(h, ENDPOINTS, [endpoint('a', 'one', { url: 'http://127.0.0.1:9/one', disabled: true })], '100');
-    const secretsWatch = serve(h, SECRETS, [], '100');
-    await h.controller.start();
-    const stream = await endpointsWatch;
-    await secretsWatch;
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one', disabled: true }));
+    const { endpoints: stream } = await start(h);
     await h.controller.close();
     expect(h.controller.ready).toBe(false);
+    expect(h.api.watches.map((w) => w.open)).toEqual([false, false]);
     const gets = h.api.gets.length;
     h.api.put(endpoint('a', 'one', { url: 'http://127.0.0.1:9/changed' }, 2, '101'));
     stream.send('MODIFIED', endpoint('a', 'one', { url: 'http://127.0.0.1:9/changed' }, 2, '101'));

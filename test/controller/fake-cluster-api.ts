@@ -1,6 +1,15 @@
-// An in-memory ClusterApi for controller unit tests: objects and Secrets the test puts in, status patches applied
-// with JSON merge-patch semantics (null deletes, lists replace), Events recorded, failures and stalls on demand.
-import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../../src/k8s/cluster-api.ts';
+// An in-memory ClusterApi for controller unit tests: objects and Secrets the test puts in, lists of them, watches the
+// test writes events into, status patches applied with JSON merge-patch semantics (null deletes, lists replace),
+// Events recorded, failures and stalls on demand. The one place controller tests swap the Kubernetes API.
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type {
+  ClusterApi,
+  ListResult,
+  ListWatch,
+  NotificationEndpointObject,
+  StatusPatch,
+  WatchOptions,
+} from '../../src/k8s/cluster-api.ts';
 
 export interface RecordedEvent {
   key: string;
@@ -19,9 +28,59 @@ export function apiError(code: number): Error {
   return Object.assign(new Error(`HTTP-Code: ${code}\nMessage: failed`), { code });
 }
 
+/** The collections the controller lists and watches. */
+export type Resource = 'notificationendpoints' | 'secrets';
+
+/** One watch connection the controller opened on the fake: the test writes events into it, or ends it. */
+export class FakeWatch {
+  readonly resource: Resource;
+  readonly namespace: string | undefined;
+  readonly options: WatchOptions;
+  readonly controller = new AbortController();
+  #onEvent: (type: string, object: KubernetesObject) => void;
+  #done: (error: unknown) => void;
+  #ended = false;
+
+  constructor(resource: Resource, namespace: string | undefined, options: WatchOptions, onEvent: (type: string, object: KubernetesObject) => void, done: (error: unknown) => void) {
+    this.resource = resource;
+    this.namespace = namespace;
+    this.options = options;
+    this.#onEvent = onEvent;
+    this.#done = done;
+    // As client-node does: an abort ends the connection with an AbortError.
+    this.controller.signal.addEventListener('abort', () => this.end(new DOMException('This operation was aborted', 'AbortError')), { once: true });
+  }
+
+  /** Whether the connection is still open. */
+  get open(): boolean {
+    return !this.#ended;
+  }
+
+  /** Sends one event (a copy of `object`), as the server would; nothing once the watch ended. */
+  send(type: string, object: object): void {
+    if (!this.#ended) this.#onEvent(type, structuredClone(object) as KubernetesObject);
+  }
+
+  /** Ends the connection: normally (the server's timeout) or with `error`. */
+  end(error: unknown = null): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#done(error);
+  }
+}
+
 export class FakeClusterApi implements ClusterApi {
   readonly objects = new Map<string, NotificationEndpointObject>();
-  readonly secrets = new Map<string, Map<string, Buffer>>();
+  /** Secrets by `namespace/name`: their data, and a resourceVersion the lists report. */
+  readonly secretData = new Map<string, Map<string, Buffer>>();
+  readonly secretVersions = new Map<string, string>();
+  /** Every list call, as `resource` or `resource in namespace`. */
+  readonly lists: string[] = [];
+  /** Every watch opened, in order. */
+  readonly watches: FakeWatch[] = [];
+  /** The resourceVersion lists answer with. */
+  listVersion = '100';
+  #watchWaiters: { resource: Resource; namespace: string | undefined; from: number; resolve: (watch: FakeWatch) => void }[] = [];
   /** Patches the "server" applied, in order. */
   readonly patches: RecordedPatch[] = [];
   /** Patches sent, applied or not (a stalled or failed one included). */
@@ -43,8 +102,50 @@ export class FakeClusterApi implements ClusterApi {
     return structuredClone(stored);
   }
 
-  putSecret(namespace: string, name: string, data: Record<string, string>): void {
-    this.secrets.set(`${namespace}/${name}`, new Map(Object.entries(data).map(([k, v]) => [k, Buffer.from(v)])));
+  putSecret(namespace: string, name: string, data: Record<string, string>, resourceVersion = '1'): void {
+    this.secretData.set(`${namespace}/${name}`, new Map(Object.entries(data).map(([k, v]) => [k, Buffer.from(v)])));
+    this.secretVersions.set(`${namespace}/${name}`, resourceVersion);
+  }
+
+  /** Resolves with the next watch of `resource` in `namespace` (undefined: all namespaces) opened from now on, or already since watch number `from`. */
+  nextWatch(resource: Resource, namespace?: string, from = this.watches.length): Promise<FakeWatch> {
+    const opened = this.watches.slice(from).find((w) => w.resource === resource && w.namespace === namespace);
+    if (opened) return Promise.resolve(opened);
+    return new Promise((resolve) => this.#watchWaiters.push({ resource, namespace, from, resolve }));
+  }
+
+  endpoints(namespace: string | undefined): ListWatch<NotificationEndpointObject> {
+    return this.#listWatch('notificationendpoints', namespace, () =>
+      [...this.objects.values()].filter((o) => namespace === undefined || o.metadata?.namespace === namespace).map((o) => structuredClone(o)));
+  }
+
+  secrets(namespace: string | undefined): ListWatch<KubernetesObject> {
+    return this.#listWatch('secrets', namespace, () =>
+      [...this.secretData.keys()]
+        .map((key) => key.split('/') as [string, string])
+        .filter(([ns]) => namespace === undefined || ns === namespace)
+        .map(([ns, name]) => ({ metadata: { name, namespace: ns, resourceVersion: this.secretVersions.get(`${ns}/${name}`) ?? '1' } })));
+  }
+
+  #listWatch<T extends KubernetesObject>(resource: Resource, namespace: string | undefined, items: () => T[]): ListWatch<T> {
+    return {
+      list: async (): Promise<ListResult<T>> => {
+        this.lists.push(namespace ? `${resource} in ${namespace}` : resource);
+        return { items: items(), resourceVersion: this.listVersion };
+      },
+      watch: async (options, onEvent, done) => {
+        const watch = new FakeWatch(resource, namespace, options, onEvent as (type: string, object: KubernetesObject) => void, done);
+        this.watches.push(watch);
+        const index = this.watches.length - 1;
+        for (const waiter of [...this.#watchWaiters]) {
+          if (waiter.resource === resource && waiter.namespace === namespace && index >= waiter.from) {
+            this.#watchWaiters.splice(this.#watchWaiters.indexOf(waiter), 1);
+            waiter.resolve(watch);
+          }
+        }
+        return watch.controller;
+      },
+    };
   }
 
   async getEndpoint(namespace: string, name: string): Promise<NotificationEndpointObject | undefined> {
@@ -67,7 +168,7 @@ export class FakeClusterApi implements ClusterApi {
   }
 
   async getSecret(namespace: string, name: string): Promise<ReadonlyMap<string, Buffer> | undefined> {
-    return this.secrets.get(`${namespace}/${name}`);
+    return this.secretData.get(`${namespace}/${name}`);
   }
 
   async recordEvent(object: NotificationEndpointObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {

@@ -1,12 +1,15 @@
 // The reconciler's decisions, with an in-memory ClusterApi, a real EndpointSet and a real StatusWriter over the
-// fake. Endpoints point at 127.0.0.1 and stay idle or paused: no traffic is needed to see what was decided.
+// fake. Endpoints point at 127.0.0.1 and stay idle or paused: no traffic is needed to see what was decided, except
+// for the removal of an endpoint whose attempt is in flight (a loopback receiver that holds its answer).
 import { afterEach, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R, type Condition, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { EndpointReconciler, SecretPendingError } from '../../src/controller/reconciler.ts';
+import { ApiCallError } from '../../src/k8s/errors.ts';
 import { StatusWriter } from '../../src/controller/status-writer.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
+import { TestReceiver } from '../support/receiver.ts';
 import { captureLogs, type LogLine } from '../k8s/support.ts';
 import { apiError, FakeClusterApi } from './fake-cluster-api.ts';
 
@@ -58,6 +61,8 @@ function put(h: Harness, spec: Record<string, unknown>, options: { generation?: 
 
 /** The Ready condition as last written. */
 const ready = (h: Harness): Condition | undefined => h.api.patches.at(-1)?.status.conditions?.find((c) => c.type === 'Ready');
+/** The Delivering condition as last written. */
+const delivering = (h: Harness): Condition | undefined => h.api.patches.at(-1)?.status.conditions?.find((c) => c.type === 'Delivering');
 
 describe('EndpointReconciler: valid specs', () => {
   it('creates the endpoint, writes Ready=True/Configured with observedGeneration, and carries the stored counters over', async () => {
@@ -79,7 +84,7 @@ describe('EndpointReconciler: valid specs', () => {
           { type: 'Ready', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Configured' },
           { type: 'Delivering', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Succeeded' },
         ],
-        pending: 0, delivered: 40, failures: 2, errors: 1, deadLettered: 3,
+        pending: 0, delivered: 40, failed: 3, failures: 2, errors: 1, deadLettered: 3,
         responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }],
         insecureSkipVerify: true,
       },
@@ -140,6 +145,7 @@ describe('EndpointReconciler: invalid specs are terminal', () => {
       expect(h.api.patches).toHaveLength(1);
       expect(h.api.patches[0]?.status.observedGeneration).toBe(2);
       expect(ready(h)).toEqual({ type: 'Ready', status: 'False', observedGeneration: 2, lastTransitionTime: NOW, reason: 'InvalidSpec', message });
+      expect(delivering(h)).toMatchObject({ status: 'Unknown', reason: 'NotRunning' }); // nothing runs: not Idle
       expect(h.api.events).toEqual([{ key: KEY, type: 'Warning', reason: 'InvalidSpec', message }]);
     });
   }
@@ -191,7 +197,7 @@ describe('EndpointReconciler: Secrets', () => {
     put(h, spec);
     h.api.putSecret('ns', 'hook-token', { token: 'one' });
     await h.reconciler.reconcile(KEY);
-    h.api.secrets.clear();
+    h.api.secretData.clear();
     await expect(h.reconciler.reconcile(KEY)).rejects.toBeInstanceOf(SecretPendingError);
     expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'one']]);
     expect(ready(h)?.message).toBe('Secret hook-token not found; the last valid configuration keeps running');
@@ -208,6 +214,7 @@ describe('EndpointReconciler: removal and API failures', () => {
     const patches = h.api.patchCalls.length;
     await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
     expect(h.endpoints.get(KEY)).toBeUndefined();
+    await h.reconciler.idle();
     expect(h.removed).toEqual([[KEY, 4]]);
     expect(h.status.states().has(KEY)).toBe(false);
     await h.status.stop();
@@ -222,6 +229,7 @@ describe('EndpointReconciler: removal and API failures', () => {
     put(h, { url: 'http://127.0.0.1:9/hook' }, { deletionTimestamp: '2026-03-01T09:59:00Z' });
     await h.reconciler.reconcile(KEY);
     expect(h.endpoints.get(KEY)).toBeUndefined();
+    await h.reconciler.idle();
     expect(h.removed).toEqual([[KEY, 0]]);
     expect(h.status.states().size).toBe(0);
   });
@@ -247,15 +255,73 @@ describe('EndpointReconciler: removal and API failures', () => {
     expect(h.status.states().get(KEY)).toEqual({ ready: true, reason: 'Configured' });
   });
 
-  it('an API error reading a Secret rejects too, without a status write', async () => {
+  it('an API error reading a Secret is recorded (Ready=False/ReconcileFailed, Warning Event, no response body) and rejects, to be retried', async () => {
     const h = harness();
-    put(h, { url: 'http://127.0.0.1:9/hook', signing: { secretKeyRef: { name: 'signing', key: 'key' } } });
-    const failure = apiError(500);
+    put(h, { url: 'http://127.0.0.1:9/hook', signing: { secretKeyRef: { name: 'signing', key: 'key' } } }, { generation: 4 });
+    // client-node's ApiException carries the response body in its message: it must reach no status, Event or log
+    const failure = Object.assign(new Error('HTTP-Code: 500\nMessage: etcd said: data: {"key": "c2VjcmV0"}'), { code: 500 });
     h.api.getSecret = async () => {
       throw failure;
     };
-    await expect(h.reconciler.reconcile(KEY)).rejects.toBe(failure);
-    expect(h.api.patchCalls).toEqual([]);
+    const error = await h.reconciler.reconcile(KEY).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiCallError);
+    expect(error).toMatchObject({ name: 'ApiCallError', code: 'ERR_API_CALL', statusCode: 500, message: 'reading Secret signing: HTTP 500', cause: failure });
     expect(h.endpoints.get(KEY)).toBeUndefined();
+    const message = 'reading Secret signing: HTTP 500; retrying with backoff';
+    expect(ready(h)).toEqual({ type: 'Ready', status: 'False', observedGeneration: 4, lastTransitionTime: NOW, reason: 'ReconcileFailed', message });
+    expect(delivering(h)).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
+    expect(h.api.events).toEqual([{ key: KEY, type: 'Warning', reason: 'ReconcileFailed', message }]);
+    expect(JSON.stringify([h.api.patches, h.api.events, h.logs])).not.toContain('c2VjcmV0');
+    // the retry succeeds once the API answers again
+    h.api.getSecret = async () => new Map([['key', Buffer.from('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')]]);
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(ready(h)).toMatchObject({ status: 'True', reason: 'Configured' });
+    expect(h.api.events.map((e) => e.reason)).toEqual(['ReconcileFailed', 'Configured']);
+  });
+
+  it('an API error while an endpoint runs says that its last valid configuration keeps running', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook', headers: [{ name: 'Authorization', valueFrom: { secretKeyRef: { name: 'token', key: 'token' } } }] });
+    h.api.putSecret('ns', 'token', { token: 'one' });
+    await h.reconciler.reconcile(KEY);
+    h.api.getSecret = async () => {
+      throw apiError(503);
+    };
+    await expect(h.reconciler.reconcile(KEY)).rejects.toMatchObject({ code: 'ERR_API_CALL' });
+    expect(ready(h)?.message).toBe('reading Secret token: HTTP 503; retrying with backoff; the last valid configuration keeps running');
+    expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'one']]);
+    expect(delivering(h)).toMatchObject({ status: 'True', reason: 'Idle' }); // it runs: the receiver's side is known
+  });
+
+  it('removal takes the endpoint out at once and does not wait for its attempt in flight; onRemoved follows once it closed', async () => {
+    const h = harness();
+    const receiver = await TestReceiver.start();
+    let answer!: () => void;
+    const held = new Promise<void>((resolve) => (answer = resolve));
+    receiver.respond(async () => {
+      await held;
+      return 200;
+    });
+    try {
+      put(h, { url: receiver.url, timeout: '1h' });
+      await h.reconciler.reconcile(KEY);
+      const endpoint = h.endpoints.get(KEY)!;
+      await h.endpoints.write(makeEvents(3, 'slow'));
+      await receiver.waitFor((r) => r.length === 1); // the first attempt is in flight, and stays there
+      h.api.objects.delete(KEY);
+      await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+      expect(h.endpoints.get(KEY)).toBeUndefined();
+      expect(h.endpoints.list()).toEqual([]);
+      await h.endpoints.write(makeEvents(2, 'after')); // routed to nobody
+      expect(endpoint.pending).toBe(3);
+      expect(h.removed).toEqual([]); // still closing
+      answer();
+      await h.reconciler.idle();
+      expect(h.removed).toEqual([[KEY, 2]]); // the one in flight was delivered; the two behind it discarded
+      expect(h.logs.filter((l) => l.msg === 'endpoint removed')).toHaveLength(1);
+    } finally {
+      answer();
+      await receiver.close();
+    }
   });
 });

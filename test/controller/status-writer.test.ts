@@ -17,6 +17,7 @@ const INTERVAL = 10_000;
 const at = (ms: number): string => new Date(T0 + ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 const READY: ReadyState = { ready: true, reason: 'Configured' };
+const NOT_RUNNING_MESSAGE = 'the endpoint does not run in the delivery engine; see the Ready condition';
 const INVALID: ReadyState = { ready: false, reason: 'InvalidSpec', message: 'spec.headers[0].name: "Content-Type" is reserved' };
 
 /** Stands in for an Endpoint: the writer reads only stats(), pending and config.tls. */
@@ -90,7 +91,7 @@ function harness(status?: NotificationEndpointObject['status'], options: { check
 const condition = (type: string, status: Condition['status'], reason: string, lastTransitionTime: string, message?: string, observedGeneration = 3): Condition => ({
   type, status, observedGeneration, lastTransitionTime, reason, ...(message !== undefined && { message }),
 });
-const ZERO = { pending: 0, delivered: 0, failures: 0, errors: 0, deadLettered: 0, responses: [], insecureSkipVerify: null };
+const ZERO = { pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [], insecureSkipVerify: null };
 
 describe('StatusWriter: when it writes', () => {
   it('the first observation is written at once: generation, both conditions, counters; Event Normal Configured', async () => {
@@ -156,7 +157,7 @@ describe('StatusWriter: when it writes', () => {
     await h.writer.tick();
     expect(h.api.patches).toHaveLength(3);
     expect(h.api.patches[2]?.status.conditions?.[1]).toEqual(condition('Delivering', 'False', 'Failing', at(1000), '8 failed attempts in a row; last: 503 Service Unavailable'));
-    expect(h.api.patches[2]?.status).toMatchObject({ failures: 8, responses: [{ code: 202, count: 10 }, { code: 503, count: 8 }], lastError: '503 Service Unavailable' });
+    expect(h.api.patches[2]?.status).toMatchObject({ failed: 8, failures: 8, responses: [{ code: 202, count: 10 }, { code: 503, count: 8 }], lastError: '503 Service Unavailable' });
     stub.succeed(1, 1000 + INTERVAL + 100);
     h.clock.ms = 1000 + INTERVAL + 200;
     await h.writer.tick();
@@ -234,11 +235,36 @@ describe('StatusWriter: Events', () => {
       { key: KEY, type: 'Normal', reason: 'Configured', message: 'endpoint is live in the delivery engine' },
       { key: KEY, type: 'Warning', reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' },
     ]);
-    // Without an endpoint there are no counters to write; Delivering says Idle.
+    // Without an endpoint there are no counters to write, and the receiver's side is unknown: Delivering Unknown.
     expect(h.api.patches[0]?.status).toEqual({
       observedGeneration: 3,
-      conditions: [condition('Ready', 'False', 'InvalidSpec', at(0), INVALID.message), condition('Delivering', 'True', 'Idle', at(0))],
+      conditions: [
+        condition('Ready', 'False', 'InvalidSpec', at(0), INVALID.message),
+        condition('Delivering', 'Unknown', 'NotRunning', at(0), NOT_RUNNING_MESSAGE),
+      ],
     });
+    // Unknown → True (the endpoint started) records no Delivering Event: the Ready Event tells it.
+    expect(h.api.patches.at(-1)?.status.conditions?.[1]).toEqual(condition('Delivering', 'True', 'Idle', at(2000)));
+  });
+
+  it('Delivering: True ↔ False tell Failing and Recovered; into and out of Unknown (not running) tell nothing of their own', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    stub.fail(2, 0);
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    // the endpoint stops running (its Secret disappeared and so on): Unknown, told by the Ready Event
+    h.clock.ms = 1000;
+    await h.writer.observe(KEY, h.object, { ready: false, reason: 'SecretNotFound', message: 'Secret token not found' }, undefined);
+    expect(h.api.patches.at(-1)?.status.conditions?.[1]).toEqual(condition('Delivering', 'Unknown', 'NotRunning', at(1000), NOT_RUNNING_MESSAGE));
+    // it runs again and fails at once: Unknown → False is a Failing Event
+    h.clock.ms = 2000;
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    stub.succeed(1, 2500);
+    h.clock.ms = 3000;
+    await h.writer.tick();
+    expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual([
+      'Normal Configured', 'Warning Failing', 'Warning SecretNotFound', 'Normal Configured', 'Warning Failing', 'Normal Recovered',
+    ]);
   });
 
   it('a failing Event does not fail the write; it is logged', async () => {

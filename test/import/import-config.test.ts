@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseNotificationEndpointsYaml, type NotificationEndpoint } from '../../src/api/notification-endpoint.ts';
 import type { HeaderSecret } from '../../src/import/distribution-config.ts';
-import type { EndpointStatus } from '../../src/metrics/endpoint-status.ts';
+import type { EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { MAIN_TS, NotifierProcess } from '../e2e/notifier-process.ts';
 import { cleanups, owned, post, runCleanups, tempDir, until } from '../journal/support.ts';
 import { makeEvents } from '../support/events.ts';

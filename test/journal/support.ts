@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { EVENTS_MEDIA_TYPE, type Event } from '../../src/notifications/event.ts';
-import type { EndpointStatus } from '../../src/metrics/endpoint-status.ts';
+import type { EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { MAIN_TS, type NotifierProcess } from '../e2e/notifier-process.ts';
 
 /** Cleanup steps, run last-in first-out by `runCleanups` (register it in `afterEach`). */

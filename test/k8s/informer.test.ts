@@ -1,14 +1,16 @@
-// The informer against a fake API server (nock): the real client-node Watch and CustomObjectsApi do the HTTP, the
-// test scripts every list and watch answer and writes watch events into open streams. Waits go through an
-// injected delay that records them, so no test sleeps. One case uses a real loopback server instead, because only
-// a real socket can break in the middle of a response the way a network does.
-import { CustomObjectsApi, Watch, type KubernetesObject } from '@kubernetes/client-node';
+// The informer against a fake API server (nock): KubeClusterApi's list and watch (the real client-node Watch and
+// CustomObjectsApi) do the HTTP, the test scripts every list and watch answer and writes watch events into open
+// streams. Waits go through an injected delay that records them, so no test sleeps. One case uses a real loopback
+// server instead, because only a real socket can break in the middle of a response the way a network does.
+import type { KubernetesObject } from '@kubernetes/client-node';
 import nock from 'nock';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-endpoint.ts';
-import { Informer, keyOf, type InformerOptions } from '../../src/k8s/informer.ts';
+import type { ListWatch } from '../../src/k8s/cluster-api.ts';
+import { Informer, keyOf } from '../../src/k8s/informer.ts';
+import { KubeClusterApi } from '../../src/k8s/kube-cluster-api.ts';
 import { eventually } from '../support/wait.ts';
 import {
   captureLogs,
@@ -20,7 +22,7 @@ import {
   type LogLine,
 } from './support.ts';
 
-type Obj = KubernetesObject & { spec?: { url: string }; data?: Record<string, string> };
+type Obj = KubernetesObject & { spec?: { url: string } };
 
 const PATH = `/apis/${R.group}/${R.version}/${R.plural}`;
 const RANDOM = 0.25;
@@ -49,27 +51,18 @@ const cleanups = useFakeApiServer();
 
 let port = 6443;
 
-function harness(options: { free?: number; random?: () => number; server?: string; transform?: InformerOptions<Obj>['transform'] } = {}): Harness {
+function harness(options: { free?: number; random?: () => number; server?: string } = {}): Harness {
   // Each test talks to its own address: client-node leaves connection pooling to undici's global dispatcher,
   // and a connection an earlier test aborted must not be able to disturb this one.
   const address = options.server ?? `https://127.0.0.1:${++port}`;
-  const kc = fakeKubeConfig(address);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  const api = new KubeClusterApi(fakeKubeConfig(address));
   const events: string[] = [];
   const objects: Obj[] = [];
   const delay = new ManualDelay(options.free);
   const { logger, lines } = captureLogs();
   const informer = new Informer<Obj>({
     name: 'notificationendpoints',
-    watchPath: PATH,
-    watch: new Watch(kc),
-    list: async () => {
-      const list = (await custom.listClusterCustomObject({ group: R.group, version: R.version, plural: R.plural })) as {
-        items?: Obj[];
-        metadata?: { resourceVersion?: string };
-      };
-      return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '' };
-    },
+    source: api.endpoints(undefined) as unknown as ListWatch<Obj>,
     onEvent: (type, object) => {
       events.push(`${type} ${keyOf(object)}@${object.metadata?.resourceVersion}`);
       objects.push(object);
@@ -78,7 +71,6 @@ function harness(options: { free?: number; random?: () => number; server?: strin
     delay: delay.delay,
     random: options.random ?? (() => RANDOM),
     backoff: BACKOFF,
-    ...(options.transform && { transform: options.transform }),
   });
   cleanups.push(() => informer.stop());
   return { informer, events, objects, delay, logs: lines, server: new FakeCollection(PATH, TIMEOUT_SECONDS, address) };
@@ -147,38 +139,6 @@ describe('Informer: list, then watch', () => {
     expect(h.events).toEqual(['ADDED ns/a@1']);
     expect(cached(h.informer)).toEqual(['ns/a@1']);
     expect(h.delay.waits).toEqual([]);
-  });
-
-  it('transform is applied to what is cached and what onEvent receives, from the list and from the watch', async () => {
-    const h = harness({
-      transform: (o) => ({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, resourceVersion: o.metadata?.resourceVersion } }),
-    });
-    const secret = (name: string, rv: string): Obj => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'ns', resourceVersion: rv, labels: { a: 'b' } }, data: { token: 'c2VjcmV0' } });
-    h.server.list([secret('s1', '1')], '10');
-    const watch = h.server.watch('10');
-    h.informer.start();
-    const stream = await watch;
-    stream.send('ADDED', secret('s2', '11'));
-    await until(() => h.events.length === 2, 'two events');
-    expect(h.events).toEqual(['ADDED ns/s1@1', 'ADDED ns/s2@11']);
-    const reduced = (name: string, rv: string): object => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'ns', resourceVersion: rv } });
-    expect(h.informer.get('ns/s1')).toEqual(reduced('s1', '1'));
-    expect(h.informer.get('ns/s2')).toEqual(reduced('s2', '11'));
-    expect(h.objects).toEqual([reduced('s1', '1'), reduced('s2', '11')]);
-  });
-
-  it('a transform that drops resourceVersion does not stop the watch from resuming where it was', async () => {
-    const h = harness({ transform: (o) => ({ metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace } }) });
-    h.server.list([], '10');
-    const first = h.server.watch('10');
-    h.informer.start();
-    const stream = await first;
-    stream.send('ADDED', obj('a', '11'));
-    stream.send('BOOKMARK', { metadata: { resourceVersion: '12' } });
-    await until(() => h.events.length === 1, 'one event');
-    const second = h.server.watch('12');
-    stream.end();
-    await second;
   });
 });
 

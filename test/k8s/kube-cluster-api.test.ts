@@ -1,13 +1,14 @@
 // KubeClusterApi against a fake API server (nock): the exact requests it sends (path, query, content type, body)
-// and how it reads answers: 404 as absence, conflicts and 5xx retried a few times in place, 403 explained.
+// and how it reads answers: 404 as absence, conflicts and 5xx retried a few times in place, 403 explained; lists
+// and watches on the cluster-wide and namespaced paths, Secrets reduced to their identity.
 import { ApiException } from '@kubernetes/client-node';
 import nock from 'nock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { describeApiError, statusCode } from '../../src/k8s/errors.ts';
-import { COMPONENT, KubeClusterApi } from '../../src/k8s/kube-cluster-api.ts';
-import { API_SERVER, fakeKubeConfig, statusBody, TOKEN, trackUnmatched } from './support.ts';
+import { COMPONENT, KubeClusterApi, WATCH_INACTIVITY_MS } from '../../src/k8s/kube-cluster-api.ts';
+import { API_SERVER, fakeKubeConfig, FakeCollection, statusBody, TOKEN, trackUnmatched } from './support.ts';
 
 const OBJECT_PATH = `/apis/${R.group}/${R.version}/namespaces/ns/${R.plural}/name`;
 const STATUS_PATH = `${OBJECT_PATH}/status`;
@@ -190,5 +191,93 @@ describe('KubeClusterApi.recordEvent', () => {
     nock(API_SERVER).post('/api/v1/namespaces/ns/events').reply(403, statusBody(403, 'Forbidden'));
     const error = await api.recordEvent(endpointObject(), 'Normal', 'Configured', 'live').catch((e: unknown) => e);
     expect(describeApiError(error)).toContain('RBAC');
+  });
+});
+
+describe('KubeClusterApi list and watch', () => {
+  const ENDPOINTS = `/apis/${R.group}/${R.version}/${R.plural}`;
+  const options = { resourceVersion: '10', allowWatchBookmarks: true, timeoutSeconds: 321 };
+  const secret = (name: string, resourceVersion: string): object => ({
+    apiVersion: 'v1', kind: 'Secret', type: 'Opaque',
+    metadata: { name, namespace: 'ns', resourceVersion, labels: { team: 'a' }, managedFields: [{ manager: 'kubectl' }] },
+    data: { token: Buffer.from('Bearer s3cret').toString('base64') },
+  });
+
+  /** Opens a watch through `source`; resolves with what it received once the server ended the stream. */
+  async function watched<T>(source: { watch: (o: typeof options, e: (t: string, o: T) => void, d: (e: unknown) => void) => Promise<AbortController> }): Promise<{ events: [string, T][]; error: unknown }> {
+    const events: [string, T][] = [];
+    return new Promise((resolve) => {
+      void source.watch(options, (type, object) => events.push([type, object]), (error) => resolve({ events, error }));
+    });
+  }
+
+  it('endpoints: lists and watches the cluster-wide path or one namespace, objects as sent', async () => {
+    const all = new FakeCollection(ENDPOINTS, 321);
+    const one = new FakeCollection(`/apis/${R.group}/${R.version}/namespaces/ns/${R.plural}`, 321);
+    all.list([endpointObject()], '10');
+    one.list([], '11');
+    expect(await api.endpoints(undefined).list()).toEqual({ items: [endpointObject()], resourceVersion: '10' });
+    expect(await api.endpoints('ns').list()).toEqual({ items: [], resourceVersion: '11' });
+    const stream = one.watch('10');
+    const result = watched(api.endpoints('ns'));
+    const server = await stream;
+    expect(server.search).toBe('?watch=true&resourceVersion=10&allowWatchBookmarks=true&timeoutSeconds=321');
+    expect(server.authorization).toBe(`Bearer ${TOKEN}`);
+    server.send('MODIFIED', { ...endpointObject(), status: { delivered: 1 } });
+    server.end();
+    expect(await result).toEqual({ events: [['MODIFIED', { ...endpointObject(), status: { delivered: 1 } }]], error: null });
+  });
+
+  it('secrets: list and watch give identities only (name, namespace, resourceVersion), never the data', async () => {
+    const all = new FakeCollection('/api/v1/secrets', 321);
+    const one = new FakeCollection('/api/v1/namespaces/ns/secrets', 321);
+    all.list([secret('a', '1')], '10');
+    one.list([secret('b', '2')], '12');
+    const identity = (name: string, resourceVersion: string): object => ({ metadata: { name, namespace: 'ns', resourceVersion } });
+    expect(await api.secrets(undefined).list()).toEqual({ items: [identity('a', '1')], resourceVersion: '10' });
+    expect(await api.secrets('ns').list()).toEqual({ items: [identity('b', '2')], resourceVersion: '12' });
+    const stream = all.watch('10');
+    const result = watched(api.secrets(undefined));
+    const server = await stream;
+    server.send('ADDED', secret('c', '13'));
+    server.send('BOOKMARK', { apiVersion: 'v1', kind: 'Secret', metadata: { resourceVersion: '14' } });
+    server.send('ERROR', statusBody(410, 'Expired'));
+    server.end();
+    const { events } = await result;
+    expect(events).toEqual([
+      ['ADDED', identity('c', '13')],
+      ['BOOKMARK', { apiVersion: 'v1', kind: 'Secret', metadata: { resourceVersion: '14' } }],
+      ['ERROR', statusBody(410, 'Expired')],
+    ]);
+    expect(JSON.stringify(events)).not.toContain(Buffer.from('Bearer s3cret').toString('base64'));
+  });
+
+  it('a failed list rejects with the status (no body in its description); a refused watch ends with it', async () => {
+    new FakeCollection(ENDPOINTS, 321).listFails(403);
+    const error = await api.endpoints(undefined).list().catch((e: unknown) => e);
+    expect(statusCode(error)).toBe(403);
+    expect(describeApiError(error)).toBe('HTTP 403 (forbidden: check the RBAC rules of the service account)');
+    new FakeCollection(ENDPOINTS, 321).watchFails('10', 410);
+    const { events, error: ended } = await watched(api.endpoints(undefined));
+    expect(events).toEqual([]);
+    expect(statusCode(ended)).toBe(410);
+  });
+
+  it('a silent watch stays open well past client-node\'s 30 s default, until the server ends it', async () => {
+    expect(WATCH_INACTIVITY_MS).toBeGreaterThan((300 + 60) * 1000); // longer than any timeoutSeconds the informer asks for
+    const collection = new FakeCollection(ENDPOINTS, 321);
+    const stream = collection.watch('10');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      let ended: unknown = 'open';
+      await api.endpoints(undefined).watch(options, () => {}, (error) => (ended = error));
+      const server = await stream;
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(ended).toBe('open');
+      server.end();
+      await vi.waitFor(() => expect(ended).toBeNull());
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

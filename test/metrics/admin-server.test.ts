@@ -2,11 +2,10 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
-import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { startAdminServer, type AdminServer, type AdminServerOptions } from '../../src/metrics/admin-server.ts';
-import { delivering, endpointStatus, type EndpointStatus } from '../../src/metrics/endpoint-status.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
+import { endpointStatuses, type EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { until } from '../notifications/test-sinks.ts';
@@ -46,10 +45,6 @@ function raw(port: number, bytes: string): Promise<string> {
     });
     socket.write(bytes);
   });
-}
-
-function stats(over: Partial<StatsSnapshot>): StatsSnapshot {
-  return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0, ...over };
 }
 
 describe('admin server routes', () => {
@@ -157,7 +152,7 @@ describe('admin server routes', () => {
 });
 
 describe('/endpoints', () => {
-  it('shows each endpoint with Delivering derived from its counters and the URL without credentials', async () => {
+  it('shows each endpoint with Delivering derived from its counters (Unknown when not running) and the URL without credentials', async () => {
     const ok = await TestReceiver.start();
     const failing = await TestReceiver.start();
     cleanups.push(() => ok.close(), () => failing.close());
@@ -174,14 +169,14 @@ describe('/endpoints', () => {
     await set.write(makeEvents(1));
     await until(() => set.get('ns/ok')?.stats().delivered === 1 && set.get('ns/failing')?.stats().deadLettered === 1, 5000, 'outcomes');
 
-    const readiness = { ready: true, reason: 'Configured' as const };
-    const server = await start({ endpoints: () => set.list().map((e) => endpointStatus(e, readiness)) });
+    const states = new Map([['ns/refused', { ready: false, reason: 'EndpointRefused' as const, message: '169.254.169.254 is link-local' }]]);
+    const server = await start({ endpoints: () => endpointStatuses(set, states) });
     const res = await fetch(`${server.url}/endpoints`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
     const text = await res.text();
     expect(text).not.toContain('hunter2');
-    const [okStatus, failingStatus, idleStatus] = JSON.parse(text) as EndpointStatus[];
+    const [okStatus, failingStatus, idleStatus, refusedStatus] = JSON.parse(text) as EndpointStatus[];
 
     expect(okStatus).toMatchObject({ name: 'ns/ok', url: ok.url, ready: true, reason: 'Configured', pending: 0, delivered: 1 });
     expect(okStatus?.delivering).toEqual({ status: 'True', reason: 'Succeeded' });
@@ -193,6 +188,7 @@ describe('/endpoints', () => {
       name: 'ns/failing',
       url: failing.url,
       delivered: 0,
+      failed: 2,
       failures: 2,
       errors: 0,
       deadLettered: 1,
@@ -208,42 +204,9 @@ describe('/endpoints', () => {
 
     expect(idleStatus).toMatchObject({ name: 'ns/idle', delivered: 0, pending: 0 });
     expect(idleStatus?.delivering).toEqual({ status: 'True', reason: 'Idle' });
-  });
 
-  it('derives Delivering exactly as api.md section 2 says', () => {
-    const last = { lastError: '503 Service Unavailable' };
-    expect(delivering(stats({ consecutiveFailures: 10, failures: 10, ...last }))).toEqual({
-      status: 'False',
-      reason: 'Failing',
-      message: '10 failed attempts in a row; last: 503 Service Unavailable',
-    });
-    expect(delivering(stats({ consecutiveFailures: 1, delivered: 5, ...last })).message).toBe('1 failed attempt in a row; last: 503 Service Unavailable');
-    expect(delivering(stats({ delivered: 5 }))).toEqual({ status: 'True', reason: 'Succeeded' });
-    expect(delivering(stats({ lastSuccessTime: '2026-11-22T09:30:02Z' }))).toEqual({ status: 'True', reason: 'Succeeded' });
-    expect(delivering(stats({}))).toEqual({ status: 'True', reason: 'Idle' });
-  });
-
-  it('endpointStatus carries the readiness reason and message, and redacts credentials', () => {
-    const view = {
-      name: 'ns/x',
-      pending: 4,
-      stats: () => stats({ delivered: 1 }),
-      config: endpointConfig({ url: 'https://user:pass@hooks.example.com/in?x=1' }),
-    };
-    const status = endpointStatus(view, { ready: false, reason: 'SecretNotFound', message: 'secret ns/sig not found' });
-    expect(status).toEqual({
-      name: 'ns/x',
-      url: 'https://hooks.example.com/in?x=***',
-      ready: false,
-      reason: 'SecretNotFound',
-      message: 'secret ns/sig not found',
-      delivering: { status: 'True', reason: 'Succeeded' },
-      pending: 4,
-      delivered: 1,
-      failures: 0,
-      errors: 0,
-      deadLettered: 0,
-      responses: [],
-    });
+    // Known to the source but not running: Delivering is Unknown, not Idle.
+    expect(refusedStatus).toMatchObject({ name: 'ns/refused', url: '', ready: false, reason: 'EndpointRefused', pending: 0, failed: 0 });
+    expect(refusedStatus?.delivering).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
   });
 });

@@ -519,3 +519,74 @@ describe('FileSource disabled endpoints', () => {
     expect(h.endpoints.get('d')).toBe(endpoint);
   });
 });
+
+describe('FileSource under load', () => {
+  it('deleting 100 of 200 endpoint files while events flow takes all 100 out of routing within a second; none queues anything afterwards', { timeout: 30_000 }, async () => {
+    // Slow receivers: every answer takes 300 to 800 ms, so each endpoint always has an attempt in flight.
+    const slow = (await receiver()).respond(async (request) => {
+      await new Promise((resolve) => setTimeout(resolve, 300 + ((request.seq * 137) % 500)));
+      return 200;
+    });
+    const dir = join(await tempDir(), 'endpoints');
+    await mkdir(dir);
+    const names = Array.from({ length: 200 }, (_, i) => `ep-${String(i).padStart(3, '0')}`);
+    await Promise.all(names.map((name) => writeFile(join(dir, `${name}.yaml`), endpointDoc(name, { url: `${slow.url}/${name}` }))));
+    // What each endpoint queued, through the engine's own listener (what the metrics see).
+    const queued = new Map<string, number>();
+    const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test', listenerFor: (name) => ({ queued: (count) => void queued.set(name, (queued.get(name) ?? 0) + count) }) });
+    const logs: string[] = [];
+    const removed: [string, number][] = [];
+    const source = new FileSource({
+      paths: [dir],
+      secretsDir: undefined,
+      endpoints,
+      logger: createLogger('info', new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) })),
+      onRemoved: (name, discarded) => removed.push([name, discarded]),
+    });
+    cleanups.push(() => endpoints.close(AbortSignal.abort()));
+    cleanups.push(() => source.close());
+    await source.start();
+    expect(endpoints.list()).toHaveLength(200);
+
+    // Events flow through the engine's API, one block every 5 ms, until the test ends.
+    let flowing = true;
+    let writes = 0;
+    const flow = (async () => {
+      for (let i = 0; flowing; i++) {
+        await endpoints.write(makeEvents(1, `load-${i}`));
+        writes++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    cleanups.push(async () => {
+      flowing = false;
+      await flow;
+    });
+    const paths = (): Set<string> => new Set(slow.requests.map((r) => r.url));
+    await until(() => paths().size === 200, 'an attempt from every endpoint', 10_000);
+
+    const [gone, kept] = [names.slice(0, 100), names.slice(100)];
+    const started = performance.now();
+    await Promise.all(gone.map((name) => unlink(join(dir, `${name}.yaml`))));
+    await until(() => gone.every((name) => endpoints.get(name) === undefined), 'the 100 deleted endpoints to leave the set', 10_000);
+    const took = performance.now() - started;
+    console.log(`[measure] 100 of 200 endpoint files deleted under load -> out of routing: ${took.toFixed(0)} ms`);
+    expect(took).toBeLessThan(1000);
+    expect(endpoints.list().map((e) => e.name)).toEqual(kept);
+
+    // Afterwards: writes that begin now reach the 100 kept endpoints and none of the deleted ones.
+    const from = writes + 1; // a write in progress at the removal may still have reached them
+    await until(() => writes >= from, 'a write begun after the removal');
+    const after = new Map(gone.map((name) => [name, queued.get(name) ?? 0]));
+    const keptBefore = new Map(kept.map((name) => [name, queued.get(name) ?? 0]));
+    await until(() => kept.every((name) => (queued.get(name) ?? 0) >= keptBefore.get(name)! + 20), '20 more events queued for every kept endpoint', 10_000);
+    expect(gone.filter((name) => (queued.get(name) ?? 0) !== after.get(name))).toEqual([]);
+
+    // The closing finished in the background: onRemoved once per endpoint, with what it discarded, and one log line each.
+    await until(() => removed.length === 100, 'onRemoved for every deleted endpoint', 10_000);
+    expect(removed.map(([name]) => name).sort()).toEqual(gone);
+    expect(removed.reduce((sum, [, discarded]) => sum + discarded, 0)).toBeGreaterThan(0);
+    const removals = logs.map((line) => JSON.parse(line) as { msg: string; endpoint?: string }).filter((l) => l.msg === 'endpoint removed');
+    expect(removals.map((l) => l.endpoint).sort()).toEqual(gone);
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * The endpoint status model of api.md section 2, derived from the delivery engine's counters: what the controller
+ * writes into each resource's status and what `GET /endpoints` shows, so both say the same. Ready (our side) comes
+ * from the endpoint's source; Delivering (the receiver's side) and the counters from the running endpoint.
+ */
+import type { DeliveringReason } from '../api/notification-endpoint.ts';
+import type { Endpoint } from '../notifications/endpoint.ts';
+import type { StatsSnapshot } from '../notifications/endpoint-stats.ts';
+import { redactUrl } from '../notifications/http-sink.ts';
+import type { ReadyState } from '../sources/source.ts';
+
+/** The Delivering condition: True (Succeeded, Idle), False (Failing), or Unknown (NotRunning: no endpoint runs). */
+export interface DeliveringCondition {
+  status: 'True' | 'False' | 'Unknown';
+  reason: DeliveringReason;
+  message?: string;
+}
+
+/** The Ready condition as the endpoint's source decided it (the controller, or the standalone file source). */
+export type Readiness = Pick<ReadyState, 'ready' | 'reason' | 'message'>;
+
+/** An endpoint's status as JSON: counters, conditions and the URL without credentials. */
+export interface EndpointStatus {
+  name: string;
+  /** The configured URL with its user-info removed; empty when no endpoint runs. */
+  url: string;
+  ready: boolean;
+  /** Ready's reason: Configured when ready, else why not (api.md section 2). */
+  reason: Readiness['reason'];
+  message?: string;
+  delivering: DeliveringCondition;
+  pending: number;
+  delivered: number;
+  /** Every attempt that did not succeed: `failures` + `errors`. */
+  failed: number;
+  /** Attempts answered with a non-2xx status. */
+  failures: number;
+  /** Attempts that got no answer: timeout, connection refused, TLS failure. */
+  errors: number;
+  deadLettered: number;
+  responses: { code: number; count: number }[];
+  lastSuccessTime?: string;
+  lastFailureTime?: string;
+  lastError?: string;
+  /** Present (and true) only when server certificate verification is switched off. */
+  insecureSkipVerify?: boolean;
+}
+
+/** Delivering of an endpoint that nothing runs (its spec was refused, a Secret is missing, ...): the receiver's side is unknown. */
+export const NOT_RUNNING: DeliveringCondition = Object.freeze({
+  status: 'Unknown',
+  reason: 'NotRunning',
+  message: 'the endpoint does not run in the delivery engine; see the Ready condition',
+});
+
+const IDLE: DeliveringCondition = Object.freeze({ status: 'True', reason: 'Idle' });
+
+/** What `endpointStatus` reads of an endpoint; a live `Endpoint` fits. */
+export type EndpointView = Pick<Endpoint, 'name' | 'pending' | 'stats' | 'config'>;
+
+/**
+ * The Delivering condition of a running endpoint, derived from its counters alone: Failing while the last
+ * attempt failed, else Succeeded once anything was delivered, else Idle.
+ */
+export function delivering(stats: StatsSnapshot): DeliveringCondition {
+  const failed = stats.consecutiveFailures;
+  if (failed > 0) {
+    const attempts = failed === 1 ? 'attempt' : 'attempts';
+    return { status: 'False', reason: 'Failing', message: `${failed} failed ${attempts} in a row; last: ${stats.lastError ?? 'unknown error'}` };
+  }
+  if (stats.delivered > 0 || stats.lastSuccessTime !== undefined) return { status: 'True', reason: 'Succeeded' };
+  return IDLE;
+}
+
+/** The counter fields of an endpoint's status (api.md section 2), as `/endpoints` and the resource's status show them. */
+export type StatusCounters = Omit<EndpointStatus, 'name' | 'url' | 'ready' | 'reason' | 'message' | 'delivering'>;
+
+/** The endpoint's counters now; `insecureSkipVerify` appears only when verification is off. */
+export function statusCounters(endpoint: EndpointView): StatusCounters {
+  const stats = endpoint.stats();
+  return {
+    pending: endpoint.pending,
+    delivered: stats.delivered,
+    failed: stats.failures + stats.errors,
+    failures: stats.failures,
+    errors: stats.errors,
+    deadLettered: stats.deadLettered,
+    responses: stats.responses,
+    ...(stats.lastSuccessTime !== undefined && { lastSuccessTime: stats.lastSuccessTime }),
+    ...(stats.lastFailureTime !== undefined && { lastFailureTime: stats.lastFailureTime }),
+    ...(stats.lastError !== undefined && { lastError: stats.lastError }),
+    ...(endpoint.config.tls?.insecureSkipVerify === true && { insecureSkipVerify: true }),
+  };
+}
+
+/** A pure snapshot of a running endpoint's status now; never contains URL credentials or header values. */
+export function endpointStatus(endpoint: EndpointView, readiness: Readiness): EndpointStatus {
+  return {
+    name: endpoint.name,
+    url: redactUrl(endpoint.config.url),
+    ...readinessFields(readiness),
+    delivering: delivering(endpoint.stats()),
+    ...statusCounters(endpoint),
+  };
+}
+
+/**
+ * Every endpoint a source knows, for `GET /endpoints`: running ones with their counters (Ready as the source
+ * says, Configured when it says nothing), the others (refused, waiting for a Secret) with their reason,
+ * Delivering Unknown (NotRunning) and zero counters.
+ */
+export function endpointStatuses(endpoints: { list(): EndpointView[] }, states: ReadonlyMap<string, Readiness>): EndpointStatus[] {
+  const out: EndpointStatus[] = [];
+  const seen = new Set<string>();
+  for (const endpoint of endpoints.list()) {
+    seen.add(endpoint.name);
+    out.push(endpointStatus(endpoint, states.get(endpoint.name) ?? { ready: true, reason: 'Configured' }));
+  }
+  for (const [name, state] of states) {
+    if (seen.has(name)) continue;
+    out.push({
+      name, url: '', ...readinessFields({ ...state, ready: false }),
+      delivering: NOT_RUNNING,
+      pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
+    });
+  }
+  return out;
+}
+
+function readinessFields({ ready, reason, message }: Readiness): Pick<EndpointStatus, 'ready' | 'reason' | 'message'> {
+  return { ready, reason, ...(message !== undefined && { message }) };
+}
