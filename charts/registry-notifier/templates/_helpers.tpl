@@ -169,6 +169,15 @@ severity: {{ (index . 1).severity }}
 {{- end -}}
 
 {{/*
+The dashboard JSON of grafanaDashboard, read from the chart's dashboards/ folder. Fails when the file is missing (a
+.helmignore that leaves it out).
+*/}}
+{{- define "registry-notifier.dashboardJson" -}}
+{{- $json := .Files.Get "dashboards/registry-notifier.json" -}}
+{{- required "charts/registry-notifier/dashboards/registry-notifier.json is missing from the chart: keep it (and out of .helmignore), or set grafanaDashboard.enabled=false" $json -}}
+{{- end -}}
+
+{{/*
 Render-time checks of combinations the schema cannot express. Each message says exactly what to set.
 Included once, from deployment.yaml.
 */}}
@@ -213,6 +222,9 @@ Included once, from deployment.yaml.
 {{- if eq $on 0 -}}
 {{- fail "prometheusRule.enabled is true but every prometheusRule.alerts.*.enabled is false: enable at least one alert, or set prometheusRule.enabled=false" -}}
 {{- end -}}
+{{- end -}}
+{{- if and $v.grafanaDashboard.enabled (hasKey $v.grafanaDashboard.labels $v.grafanaDashboard.labelKey) -}}
+{{- fail (printf "grafanaDashboard.labels must not contain %s, the sidecar's label: set its value with grafanaDashboard.labelValue" $v.grafanaDashboard.labelKey) -}}
 {{- end -}}
 {{- range $v.extraArgs -}}
 {{- $arg := . -}}
