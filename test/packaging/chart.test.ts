@@ -220,7 +220,12 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       endpoints: [{
         port: 'metrics', path: '/metrics', interval: '15s', scrapeTimeout: '5s', honorLabels: true,
         relabelings: [{ action: 'replace', sourceLabels: ['__meta_kubernetes_pod_node_name'], targetLabel: 'node' }],
-        metricRelabelings: [{ action: 'drop', regex: 'nodejs_.*', sourceLabels: ['__name__'] }],
+        metricRelabelings: [
+          // Always first: our `endpoint` label back from exported_endpoint (the operator's target label collides).
+          { sourceLabels: ['exported_endpoint'], regex: '(.+)', targetLabel: 'endpoint', action: 'replace' },
+          { regex: 'exported_endpoint', action: 'labeldrop' },
+          { action: 'drop', regex: 'nodejs_.*', sourceLabels: ['__name__'] },
+        ],
       }],
     });
     expect(only(o, 'PodDisruptionBudget').spec).toEqual({ minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'registry-notifier', 'app.kubernetes.io/instance': 'rn' } } });

@@ -1,5 +1,6 @@
-// The examples users copy: examples/helm/ (registry-notifier beside the twuni docker-registry chart) must agree with
-// what the chart really renders (Service URL, token Secret, pod labels for the NetworkPolicy), and
+// The examples users copy: examples/helm/ (registry-notifier beside the twuni docker-registry chart and
+// kube-prometheus-stack) must agree with what the chart really renders (Service URL, token Secret, pod labels for the
+// NetworkPolicy, the labels kube-prometheus-stack's Prometheus and Grafana sidecar select), and
 // examples/registry/config.yml must work in a real Distribution registry (Debian's docker-registry 2.8): pushing an
 // image through it reaches registry-notifier's ingest, authenticated, and a webhook behind it.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -18,7 +19,7 @@ import { buildOciLayout } from '../support/oci-image.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { e2eToolsAvailable, REGISTRY_BIN, SKOPEO_BIN } from '../support/registry.ts';
 import { need, skipWithout, type Requirement } from '../support/tools.ts';
-import { CHART_RENDERER, only, render, REPO } from './render.ts';
+import { CHART_RENDERER, only, render, REPO, type Manifest } from './render.ts';
 import { validate } from './json-schema.ts';
 import { defaultValues, mergeValues, SCHEMA } from './values.ts';
 
@@ -68,6 +69,52 @@ describe('examples/helm: registry-notifier beside the docker-registry chart', ()
     // twuni/docker-registry's Deployment labels its pods `app: {{ template "docker-registry.name" . }}` and
     // `release: {{ .Release.Name }}`: app=docker-registry, release=docker-registry for the documented install.
     expect(rule.from).toContainEqual({ podSelector: { matchLabels: { app: 'docker-registry', release: 'docker-registry' } } });
+  });
+});
+
+interface KubePrometheusStackValues {
+  prometheus: { prometheusSpec: Record<'serviceMonitorSelector' | 'ruleSelector' | 'serviceMonitorNamespaceSelector' | 'ruleNamespaceSelector', { matchLabels?: Record<string, string> }> & Record<string, unknown> };
+  grafana: { sidecar: { dashboards: { enabled: boolean; label: string; labelValue: string; searchNamespace: string; folderAnnotation: string } } };
+}
+
+describe('examples/helm: monitored by kube-prometheus-stack', () => {
+  const stack = parse(readFileSync(join(EXAMPLES, 'helm/kube-prometheus-stack.values.yaml'), 'utf8')) as KubePrometheusStackValues;
+  // The namespace examples/helm/README.md installs kube-prometheus-stack in.
+  const MONITORING = 'monitoring';
+  const ours = async (): Promise<Manifest[]> =>
+    (await render({ release: 'registry-notifier', namespace: 'registry', valuesFiles: [join(EXAMPLES, 'helm/registry-notifier.values.yaml')] })).objects;
+  const matches = (selector: { matchLabels?: Record<string, string> }, labels: Record<string, string> | undefined): boolean =>
+    Object.entries(selector.matchLabels ?? {}).every(([key, value]) => labels?.[key] === value);
+
+  it.skipIf(noRenderer)('its Prometheus selects our ServiceMonitor and PrometheusRule, in any namespace', async () => {
+    const spec = stack.prometheus.prometheusSpec;
+    // Without these, kube-prometheus-stack would ignore the selectors below and use its own.
+    expect(spec.serviceMonitorSelectorNilUsesHelmValues).toBe(false);
+    expect(spec.ruleSelectorNilUsesHelmValues).toBe(false);
+    expect(spec.serviceMonitorNamespaceSelector).toEqual({});
+    expect(spec.ruleNamespaceSelector).toEqual({});
+    const objects = await ours();
+    expect(Object.keys(spec.serviceMonitorSelector.matchLabels ?? {})).not.toEqual([]);
+    expect(matches(spec.serviceMonitorSelector, only(objects, 'ServiceMonitor').metadata.labels)).toBe(true);
+    expect(matches(spec.ruleSelector, only(objects, 'PrometheusRule').metadata.labels)).toBe(true);
+    // A release of another name is not selected: the labels are what selects, not luck.
+    expect(matches({ matchLabels: { release: 'prometheus' } }, only(objects, 'PrometheusRule').metadata.labels)).toBe(false);
+  });
+
+  it.skipIf(noRenderer)('its Grafana sidecar loads our dashboard ConfigMap into the folder it names', async () => {
+    const sidecar = stack.grafana.sidecar.dashboards;
+    expect(sidecar.enabled).toBe(true);
+    const map = only(await ours(), 'ConfigMap');
+    expect(map.metadata.labels?.[sidecar.label]).toBe(sidecar.labelValue);
+    expect(sidecar.searchNamespace === 'ALL' || sidecar.searchNamespace.split(',').includes(map.metadata.namespace!)).toBe(true);
+    expect(map.metadata.annotations?.[sidecar.folderAnnotation]).toBe('Registry');
+    expect(Object.keys(map.data as object)).toEqual(['registry-notifier.json']);
+  });
+
+  it.skipIf(noRenderer)('our NetworkPolicy admits its Prometheus to the metrics port', async () => {
+    const policy = only(await ours(), 'NetworkPolicy').spec as { ingress: { ports: { port: string }[]; from: { namespaceSelector?: { matchLabels: Record<string, string> } }[] }[] };
+    const rule = policy.ingress.find((r) => r.ports.some((p) => p.port === 'metrics'))!;
+    expect(rule.from).toContainEqual({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': MONITORING } } });
   });
 });
 

@@ -3,7 +3,7 @@
 // binary: `bash hack/helmtpl.sh SOURCE_DIR` builds one; CI's .ci/run and hack/test.sh do when helmtpl's source is
 // at hand). With neither, the tests that render skip with one loud line, or fail under CI (test/support/tools.ts).
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -78,11 +78,12 @@ export async function tryRender(options: RenderOptions = {}): Promise<RenderResu
   const tool = need(CHART_RENDERER);
   let chart = CHART;
   let scratch: string | undefined;
-  if (options.extraTemplates) {
+  const extra = { ...(helm === undefined && (await helmtplFilesShim())), ...options.extraTemplates };
+  if (Object.keys(extra).length > 0) {
     scratch = await mkdtemp(join(tmpdir(), 'chart-'));
     chart = join(scratch, 'registry-notifier');
     await cp(CHART, chart, { recursive: true });
-    for (const [name, text] of Object.entries(options.extraTemplates)) await writeFile(join(chart, 'templates', name), text);
+    for (const [name, text] of Object.entries(extra)) await writeFile(join(chart, 'templates', name), text);
   }
   try {
     const { stdout } = await run(tool, commandLine(chart, options), { maxBuffer: 32 * 1024 * 1024 });
@@ -93,6 +94,16 @@ export async function tryRender(options: RenderOptions = {}): Promise<RenderResu
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * helmtpl has no `.Files`, which the chart reads its dashboard JSON with (`.Files.Get` in the helper
+ * registry-notifier.dashboardJson). For helmtpl only, a template parsed after _helpers.tpl redefines that helper as
+ * the file's text (Go template delimiters escaped), so the ConfigMap holds exactly the file, as Helm renders it.
+ */
+async function helmtplFilesShim(): Promise<Record<string, string>> {
+  const json = await readFile(join(CHART, 'dashboards/registry-notifier.json'), 'utf8');
+  return { '_zz-helmtpl-files.tpl': `{{- define "registry-notifier.dashboardJson" -}}\n${json.replaceAll('{{', '{{ "{{" }}')}{{- end -}}\n` };
 }
 
 /** Renders the chart; throws with the renderer's message if the render fails. */

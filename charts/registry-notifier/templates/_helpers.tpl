@@ -135,6 +135,49 @@ The same rules go into the ClusterRole (all namespaces) or into one Role per wat
 {{- end -}}
 
 {{/*
+The PromQL label matchers that select this release's series in the alerts: prometheusRule.seriesSelector, else what
+the chart's ServiceMonitor gives them (job from the Service's app.kubernetes.io/name, namespace of the Service).
+*/}}
+{{- define "registry-notifier.seriesSelector" -}}
+{{- default (printf "job=%q,namespace=%q" (include "registry-notifier.name" .) .Release.Namespace) .Values.prometheusRule.seriesSelector -}}
+{{- end -}}
+
+{{/* An alert's runbook_url: prometheusRule.runbookBaseUrl + "#" + the alert name in lower case. Called with (list $ "AlertName"). */}}
+{{- define "registry-notifier.runbookUrl" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s#%s" $root.Values.prometheusRule.runbookBaseUrl (lower (index . 1)) -}}
+{{- end -}}
+
+{{/* The labels of an alert: its severity and prometheusRule.additionalRuleLabels. Called with (list $ <the alert's values>). */}}
+{{- define "registry-notifier.alertLabels" -}}
+{{- $root := index . 0 -}}
+severity: {{ (index . 1).severity }}
+{{- with $root.Values.prometheusRule.additionalRuleLabels }}
+{{ toYaml . }}
+{{- end -}}
+{{- end -}}
+
+{{/* Seconds in a duration such as 30s, 1m30s or 1.5h (units ms, s, m, h, d, w, y), as a number, for the checks below. */}}
+{{- define "registry-notifier.seconds" -}}
+{{- $unit := dict "ms" 0.001 "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 "y" 31536000 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h|d|w|y)" (toString .) -1 -}}
+{{- $u := regexFind "(ms|s|m|h|d|w|y)$" . -}}
+{{- $total = addf $total (mulf (float64 (trimSuffix $u .)) (get $unit $u)) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/*
+The dashboard JSON of grafanaDashboard, read from the chart's dashboards/ folder. Fails when the file is missing (a
+.helmignore that leaves it out).
+*/}}
+{{- define "registry-notifier.dashboardJson" -}}
+{{- $json := .Files.Get "dashboards/registry-notifier.json" -}}
+{{- required "charts/registry-notifier/dashboards/registry-notifier.json is missing from the chart: keep it (and out of .helmignore), or set grafanaDashboard.enabled=false" $json -}}
+{{- end -}}
+
+{{/*
 Render-time checks of combinations the schema cannot express. Each message says exactly what to set.
 Included once, from deployment.yaml.
 */}}
@@ -159,6 +202,29 @@ Included once, from deployment.yaml.
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) -}}
 {{- fail (printf "watchNamespaces: %q is not a namespace name (lower-case letters, digits and '-')" .) -}}
 {{- end -}}
+{{- end -}}
+{{- if $v.prometheusRule.enabled -}}
+{{- $r := $v.prometheusRule -}}
+{{- if and (not $v.serviceMonitor.enabled) (not $r.seriesSelector) -}}
+{{- fail "prometheusRule.enabled needs registry-notifier's series in Prometheus: set serviceMonitor.enabled=true, or set prometheusRule.seriesSelector to the labels your own scrape gives them (e.g. 'job=\"registry-notifier\",namespace=\"registry\"')" -}}
+{{- end -}}
+{{- if $v.serviceMonitor.enabled -}}
+{{- $window := include "registry-notifier.seconds" $r.rateWindow | float64 -}}
+{{- $scrape := include "registry-notifier.seconds" $v.serviceMonitor.interval | float64 -}}
+{{- if lt $window (mulf 4 $scrape) -}}
+{{- fail (printf "prometheusRule.rateWindow=%s holds fewer than 4 scrapes of serviceMonitor.interval=%s: set prometheusRule.rateWindow to at least 4 × the interval, or lower serviceMonitor.interval" $r.rateWindow $v.serviceMonitor.interval) -}}
+{{- end -}}
+{{- end -}}
+{{- $on := 0 -}}
+{{- range $name, $alert := $r.alerts -}}
+{{- if $alert.enabled -}}{{- $on = add1 $on -}}{{- end -}}
+{{- end -}}
+{{- if eq $on 0 -}}
+{{- fail "prometheusRule.enabled is true but every prometheusRule.alerts.*.enabled is false: enable at least one alert, or set prometheusRule.enabled=false" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.grafanaDashboard.enabled (hasKey $v.grafanaDashboard.labels $v.grafanaDashboard.labelKey) -}}
+{{- fail (printf "grafanaDashboard.labels must not contain %s, the sidecar's label: set its value with grafanaDashboard.labelValue" $v.grafanaDashboard.labelKey) -}}
 {{- end -}}
 {{- range $v.extraArgs -}}
 {{- $arg := . -}}
