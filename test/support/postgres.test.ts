@@ -103,12 +103,12 @@ describe.skipIf(!bin)('TestPostgres (a real PostgreSQL server)', { timeout: 60_0
 });
 
 describe.skipIf(!bin)('TestPostgres options and stop', { timeout: 60_000 }, () => {
-  it('fsync: false turns fsync and synchronous_commit off; stop() ends the server, removes its dir, and is idempotent', async () => {
+  it('fsync: false turns fsync off but keeps synchronous_commit (a killed server keeps its commits); stop() ends the server, removes its dir, and is idempotent', async () => {
     const db = await startPostgres({ fsync: false });
     const pid = db.pid!;
     try {
       const rows = await db.admin<{ fsync: string; sync: string }>(`SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sync`);
-      expect(rows).toEqual([{ fsync: 'off', sync: 'off' }]);
+      expect(rows).toEqual([{ fsync: 'off', sync: 'on' }]);
     } finally {
       await Promise.all([db.stop(), db.stop()]);
     }

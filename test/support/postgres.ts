@@ -25,7 +25,11 @@ export class PostgresHarnessError extends Error {
 export interface PostgresOptions {
   /** Directory holding initdb, postgres and pg_ctl; defaults to postgresBinaries(). */
   bin?: string;
-  /** `fsync` (and `synchronous_commit`) on, as in production: realistic commit latency for benchmarks. Default true. */
+  /**
+   * `fsync` (and `full_page_writes`) on, as in production: realistic commit latency for benchmarks. Default true.
+   * Off, a commit still reaches the operating system before it returns (`synchronous_commit` stays on), so it
+   * survives the server being killed; only an operating-system crash could lose it, which no test does.
+   */
   fsync?: boolean;
   /** Extra postgresql.conf settings, written as given (`{ max_connections: '20' }`). */
   settings?: Readonly<Record<string, string>>;
@@ -370,7 +374,6 @@ async function initCluster(bin: string, dir: string, opts: PostgresOptions): Pro
     listen_addresses: `'127.0.0.1'`,
     unix_socket_directories: `'${dir}'`,
     fsync,
-    synchronous_commit: fsync,
     full_page_writes: fsync,
     max_connections: '60', // several pools of a few connections each; the default 100 costs memory on a shared machine
     shared_buffers: '32MB',
