@@ -67,7 +67,7 @@ export function classifyDatabaseError(error: unknown): unknown {
 }
 
 /**
- * One line about a database error, for logs and messages: the SQLSTATE or errno code and the first line of the
+ * One line about a database error, for logs and messages: the SQLSTATE or errno name and the first line of the
  * message (an AggregateError's first error), with any URL in it redacted; never the password.
  */
 export function describeDatabaseError(error: unknown): string {
@@ -75,5 +75,7 @@ export function describeDatabaseError(error: unknown): string {
   if (!(e instanceof Error)) return redactUrlsIn(String(e)).split('\n')[0]!;
   const code = (e as { code?: unknown }).code;
   const message = redactUrlsIn(e.message.split('\n')[0]!.slice(0, 300));
-  return typeof code === 'string' && !message.includes(code) ? `${code} ${message}` : message;
+  // A SQLSTATE or an errno name says more than many messages; our own ERR_* codes are for programs, not people.
+  const shown = typeof code === 'string' && /^([0-9A-Z]{5}|E[A-Z]+)$/.test(code) && !message.includes(code);
+  return shown ? `${code} ${message}` : message;
 }
