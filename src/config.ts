@@ -65,7 +65,8 @@ export type Command =
   | { readonly command: 'version' }
   | { readonly command: 'help'; readonly text: string }
   | { readonly command: 'demo'; readonly logLevel: ServeConfig['logLevel']; readonly rounds: number }
-  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined };
+  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined }
+  | { readonly command: 'migrate'; readonly databaseUrl: string };
 
 interface FlagSpec {
   type: 'string' | 'boolean';
@@ -107,6 +108,7 @@ const USAGE = `Usage: registry-notifier <command> [flags]
 Commands:
   serve                    run the ingest, the delivery engine and the endpoint source (the container's entrypoint)
   replay --endpoint NAME   move an endpoint's dead letters back into its queue (asks a running server)
+  migrate --database-url URL  create or update the PostgreSQL schema, then exit
   demo                     run a local demo: a receiver, an endpoint and sample registry events
   version                  print the version
 
@@ -179,6 +181,8 @@ ${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
         ingestToken: ingestToken(tokenFile, env),
       });
     }
+    case 'migrate':
+      return parseMigrate(rest, env);
     default:
       throw new UsageError(`unknown command "${command}"; run 'registry-notifier --help'`);
   }
@@ -228,6 +232,22 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     leaseDurationMs: leaseDuration(get('lease-duration')!),
   };
   return freeze(config);
+}
+
+/** `migrate --database-url URL`: the URL from the flag or its variable. */
+function parseMigrate(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
+  const { values } = parse(argv, { 'database-url': SERVE_FLAGS['database-url']!, help: { type: 'boolean', help: '' } });
+  if (values.help) {
+    return freeze({ command: 'help', text: `Usage: registry-notifier migrate --database-url URL
+
+Creates or updates the PostgreSQL schema of --database-url (postgres://user:password@host:5432/db, or the
+variable ${envName('database-url')}) and exits: 0 done or already up to date, 1 the database failed or its
+schema is newer than this release, 2 bad usage. 'serve --database-url' does the same at start; this is for a
+separate migration step. Replicas may migrate at the same time: they take turns under an advisory lock.` });
+  }
+  const url = databaseUrl(typeof values['database-url'] === 'string' ? values['database-url'] : fromEnv(env, 'database-url'));
+  if (url === undefined) throw new UsageError(`migrate needs --database-url URL (or ${envName('database-url')})`);
+  return freeze({ command: 'migrate', databaseUrl: url });
 }
 
 /**

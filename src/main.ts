@@ -26,6 +26,10 @@ async function run(command: Command): Promise<number> {
       const { replay } = await import('./replay.ts');
       return replay(command);
     }
+    case 'migrate': {
+      const { migrateCommand } = await import('./migrate.ts');
+      return migrateCommand(command);
+    }
     case 'serve': {
       checkServeConfig(command);
       // Loaded only here: the server's modules (the Kubernetes client among them) take seconds to load, which

@@ -392,3 +392,28 @@ describe('several replicas on PostgreSQL (api.md §7)', () => {
   });
 });
 
+describe('migrate', () => {
+  const URL_WITH_PASSWORD = 'postgres://notifier:migrate-pw-41c@db.example/notifier';
+
+  it('takes --database-url or its variable, the flag first, frozen', () => {
+    expect(parseCommand(['migrate', '--database-url', URL_WITH_PASSWORD], {})).toEqual({ command: 'migrate', databaseUrl: URL_WITH_PASSWORD });
+    expect(parseCommand(['migrate'], { REGISTRY_NOTIFIER_DATABASE_URL: URL_WITH_PASSWORD })).toEqual({ command: 'migrate', databaseUrl: URL_WITH_PASSWORD });
+    const both = parseCommand(['migrate', '--database-url', URL_WITH_PASSWORD], { REGISTRY_NOTIFIER_DATABASE_URL: 'postgres://other/db' });
+    expect(both).toEqual({ command: 'migrate', databaseUrl: URL_WITH_PASSWORD });
+    expect(Object.isFrozen(both)).toBe(true);
+  });
+
+  it('needs a PostgreSQL URL: missing, empty or invalid is a usage error that does not quote it', () => {
+    expect(usageError(() => parseCommand(['migrate'], {})).message).toBe('migrate needs --database-url URL (or REGISTRY_NOTIFIER_DATABASE_URL)');
+    expect(usageError(() => parseCommand(['migrate'], { REGISTRY_NOTIFIER_DATABASE_URL: '' })).message).toMatch(/^migrate needs --database-url/);
+    const invalid = usageError(() => parseCommand(['migrate', '--database-url', 'mysql://u:migrate-pw-41c@db/x'], {}));
+    expect(invalid.message).toMatch(/^--database-url: not a postgres:\/\//);
+    expect(invalid.message).not.toContain('migrate-pw-41c');
+    expect(usageError(() => parseCommand(['migrate', '--database-url', URL_WITH_PASSWORD, '--queue-dir', '/q'], {})).message).toContain('--queue-dir');
+  });
+
+  it('--help explains it and the top-level usage lists it', () => {
+    expect(parseCommand(['migrate', '--help'], {})).toMatchObject({ command: 'help', text: expect.stringMatching(/^Usage: registry-notifier migrate --database-url URL/) });
+    expect(parseCommand(['--help'], {})).toMatchObject({ text: expect.stringContaining('migrate --database-url URL') });
+  });
+});
