@@ -1,25 +1,17 @@
-// A real PostgreSQL server for tests: a fresh cluster in a temp dir, on 127.0.0.1 and a free port, run as the
-// `postgres` user when the tests run as root (initdb and postgres refuse root). Found in /usr/lib/postgresql/<ver>/bin
-// (Debian's `postgresql`; hack/install-postgres.sh installs it), else `pg_config --bindir`.
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+// A real PostgreSQL server for tests: a fresh cluster in a temp dir, on 127.0.0.1 and a free port, started and
+// stopped by the test file that uses it; the binaries and running them as `postgres` are postgres-binaries.ts's.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
+import { HINT, PostgresHarnessError, postgresBinaries, serverCommand, serverEnv, serverOwner, SUPERUSER, tool } from './postgres-binaries.ts';
 
-/** A failure of the harness; `code` is ERR_POSTGRES_BINARIES, ERR_POSTGRES_START or ERR_POSTGRES_STOPPED. */
-export class PostgresHarnessError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-    this.name = 'PostgresHarnessError';
-  }
-}
+export { PostgresHarnessError, postgresBinaries };
 
 /** Options of `startPostgres`; all optional. */
 export interface PostgresOptions {
@@ -39,12 +31,9 @@ export interface PostgresOptions {
   keepDir?: boolean;
 }
 
-const HINT = 'install it with: bash hack/install-postgres.sh (Debian: apt-get install postgresql)';
-const BINARIES = ['initdb', 'postgres', 'pg_ctl'] as const;
 // The role and database the product connects as: not a superuser, owner of its database (as in production).
 const USER = 'notifier';
 const DATABASE = 'notifier';
-const SUPERUSER = 'postgres';
 // What the log says when the port was taken between picking it and the server binding it.
 const PORT_TAKEN = /could not bind IPv4 address|Address already in use|could not create any TCP\/IP sockets/;
 // What the log says when a killed server's children still hold its shared memory: they exit within moments.
@@ -69,81 +58,6 @@ function runningPid(pid: number): boolean {
   } catch {
     return false;
   }
-}
-let warned = false;
-
-/** Newest-first `/usr/lib/postgresql/<version>/bin` directories, then `pg_config --bindir`. */
-function candidates(): string[] {
-  const root = '/usr/lib/postgresql';
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+(\.\d+)?$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
-  const found = versions.map((v) => join(root, v, 'bin'));
-  try {
-    found.push(execFileSync('pg_config', ['--bindir'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-  } catch {
-    // no pg_config on PATH
-  }
-  return found;
-}
-
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The directory holding initdb, postgres and pg_ctl (running as root also needs a `postgres` user and setpriv);
- * when there is none: throws under CI, else prints one loud line (once) and returns undefined, so suites skip.
- */
-export function postgresBinaries(): string | undefined {
-  const bin = candidates().find((dir) => BINARIES.every((name) => executable(join(dir, name))));
-  const problem = bin === undefined ? `no PostgreSQL server binaries (${BINARIES.join(', ')}) in /usr/lib/postgresql/*/bin or pg_config --bindir`
-    : isRoot() && runAs() === undefined ? 'running as root needs a "postgres" user and setpriv (util-linux) to run the server' : undefined;
-  if (problem === undefined) return bin;
-  if (process.env.CI) throw new PostgresHarnessError('ERR_POSTGRES_BINARIES', `${problem}, and CI must not skip; ${HINT}`);
-  if (!warned) process.stderr.write(`*** SKIPPING real PostgreSQL tests: ${problem}; ${HINT} ***\n`);
-  warned = true;
-  return undefined;
-}
-
-function isRoot(): boolean {
-  return process.getuid?.() === 0;
-}
-
-/** The uid and gid of the `postgres` user, when it exists and setpriv can switch to it. */
-function runAs(): { uid: number; gid: number } | undefined {
-  try {
-    const id = (flag: string): number => Number(execFileSync('id', [flag, SUPERUSER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
-    execFileSync('setpriv', ['--version'], { stdio: 'ignore' });
-    return { uid: id('-u'), gid: id('-g') };
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * `[file, args]` that runs `bin/name args` as the `postgres` user when we are root, else as ourselves; either way
- * through setpriv's parent-death signal where available, so a test worker that is killed outright takes it along.
- */
-function command(bin: string, name: string, args: string[], deathSignal?: NodeJS.Signals): [string, string[]] {
-  const program = join(bin, name);
-  const user = isRoot() ? [`--reuid=${SUPERUSER}`, `--regid=${SUPERUSER}`, '--init-groups'] : [];
-  if (user.length === 0 && deathSignal === undefined) return [program, args];
-  return ['setpriv', [...user, ...(deathSignal ? ['--pdeathsig', deathSignal] : []), '--', program, ...args]];
-}
-
-/** Runs a PostgreSQL tool to completion; rejects with its output when it fails. */
-function tool(bin: string, name: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  const [file, argv] = command(bin, name, args);
-  return new Promise((resolve, reject) => {
-    execFile(file, argv, { timeout: timeoutMs, killSignal: 'SIGKILL', env: serverEnv() }, (err, stdout, stderr) => {
-      if (!err) return resolve(stdout);
-      reject(new PostgresHarnessError('ERR_POSTGRES_START', `${name} ${args.join(' ')} failed (${err.killed ? 'timed out' : `exit ${String(err.code)}`}):\n${stdout}${stderr}`.trim()));
-    });
-  });
 }
 
 async function freePort(): Promise<number> {
@@ -316,7 +230,7 @@ export class TestPostgres {
   async #start(): Promise<void> {
     const from = (await stat(this.logFile).catch(() => undefined))?.size ?? 0;
     const log = await open(this.logFile, 'a');
-    const [file, args] = command(this.#bin, 'postgres', ['-D', this.dataDir, '-p', String(this.port)], 'SIGQUIT');
+    const [file, args] = serverCommand(this.#bin, 'postgres', ['-D', this.dataDir, '-p', String(this.port)], 'SIGQUIT');
     const child = spawn(file, args, { stdio: ['ignore', log.fd, log.fd], env: serverEnv() });
     await log.close(); // the child holds its own copy of the descriptor
     live.add(child);
@@ -359,7 +273,7 @@ export class TestPostgres {
 /** initdb into `dir/data` with a superuser password, then our settings; returns the passwords. */
 async function initCluster(bin: string, dir: string, opts: PostgresOptions): Promise<{ user: string; admin: string }> {
   await chmod(dir, 0o700);
-  const owner = isRoot() ? runAs() : undefined;
+  const owner = serverOwner();
   if (owner) await chown(dir, owner.uid, owner.gid);
   const passwords = { user: `pw-${randomBytes(12).toString('hex')}`, admin: `admin-${randomBytes(12).toString('hex')}` };
   const pwfile = join(dir, 'superuser-password');
@@ -383,11 +297,6 @@ async function initCluster(bin: string, dir: string, opts: PostgresOptions): Pro
   const lines = Object.entries(settings).map(([key, value]) => `${key} = ${value}`).join('\n');
   await appendFile(join(dir, 'data', 'postgresql.conf'), `\n# test/support/postgres.ts\n${lines}\n`);
   return passwords;
-}
-
-/** Our environment without PG* variables (PGDATA, PGPORT... would change what the tools do), in the C locale. */
-function serverEnv(): NodeJS.ProcessEnv {
-  return { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('PG'))), LC_ALL: 'C' };
 }
 
 /** Starts a PostgreSQL server for a test file: `const db = await startPostgres()`, and `await db.stop()` after. */
