@@ -107,6 +107,7 @@ export class TestPostgres {
   readonly dataDir: string;
   /** Where the server's stderr goes, across restarts. */
   readonly logFile: string;
+  /** The loopback TCP port, the same across restarts. */
   readonly port: number;
   /** `postgres://notifier:<password>@127.0.0.1:<port>/notifier`. */
   readonly url: string;
