@@ -1,13 +1,17 @@
 // Registry-shaped events for the benchmarks, cloned from a real captured Distribution 2.8 push notification.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Event } from '../src/notifications/event.ts';
 
-/** The captured fixture the benchmark events are cloned from (read-only, shared). */
-export const TEMPLATE_FIXTURE = '/work/shared/fixtures/registry-events/push-manifest-tagged.json';
+/** The repository's captured envelopes (test/fixtures/registry-events; provenance in its README.md). */
+const FIXTURES = join(import.meta.dirname, '../test/fixtures/registry-events');
+
+/** The captured fixture the benchmark events are cloned from. */
+export const TEMPLATE_FIXTURE = join(FIXTURES, 'push-manifest-tagged.json');
 
 /** The Distribution 3.0 capture of the same push: `target.references` make its JSON about 1 KB. */
-export const V3_TEMPLATE_FIXTURE = '/work/shared/fixtures/registry-events/v3/push-manifest-tagged.json';
+export const V3_TEMPLATE_FIXTURE = join(FIXTURES, 'v3/push-manifest-tagged.json');
 
 /** The first event of a captured envelope (by default the 2.8 manifest push). */
 export function loadTemplate(path: string = TEMPLATE_FIXTURE): Event {

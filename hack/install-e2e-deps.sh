@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the end-to-end test dependencies from Debian: the real CNCF Distribution registry
-# (`docker-registry`, 2.8.x on bookworm, binary /usr/bin/docker-registry) and `skopeo`.
+# (`docker-registry`, 2.8.x on bookworm, binary /usr/bin/docker-registry), `skopeo`, and `kubectl` for the
+# deploy/ test: Debian's `kubernetes-client` (1.20, /usr/bin/kubectl) when no working kubectl is on PATH. Any
+# kubectl that runs is kept, whoever packaged it (e.g. Google Cloud SDK's `kubectl` package, which owns
+# /usr/bin/kubectl, so Debian's could not be installed beside it anyway); the one used is printed at the end.
 #
-# Idempotent and fast when both are present (no apt call at all). The package's postinst runs
+# Idempotent and fast when all are present (no apt call at all). The package's postinst runs
 # `invoke-rc.d docker-registry start`, which would start a registry on :5000 on ALL interfaces with
 # /etc/docker/registry/config.yml; we forbid that with a temporary policy-rc.d (exit 101), disable the
 # init script's boot links, stop a package daemon that may have been started by an earlier install, and
@@ -17,7 +20,12 @@ log() { printf 'install-e2e-deps: %s\n' "$*" >&2; }
 
 if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 
-have_all() { [[ -x /usr/bin/docker-registry ]] && command -v skopeo >/dev/null 2>&1; }
+# A kubectl counts only if it runs.
+have_kubectl() { command -v kubectl >/dev/null 2>&1 && kubectl version --client >/dev/null 2>&1; }
+need=()
+[[ -x /usr/bin/docker-registry ]] || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+have_kubectl || need+=(kubernetes-client)
 
 # A previous run killed between backup and restore leaves the original policy behind: put it back first.
 if [[ -e $BACKUP ]]; then $SUDO mv -f "$BACKUP" "$POLICY"; fi
@@ -30,8 +38,8 @@ restore_policy() {
   fi
 }
 
-if have_all; then
-  log "docker-registry and skopeo already installed"
+if ((${#need[@]} == 0)); then
+  log "docker-registry, skopeo and kubectl already installed"
 else
   if [[ -e $POLICY ]]; then $SUDO cp -p "$POLICY" "$BACKUP"; fi
   trap restore_policy EXIT
@@ -42,10 +50,10 @@ else
   export DEBIAN_FRONTEND=noninteractive
   log "apt-get update"
   $SUDO apt-get update -qq
-  log "apt-get install docker-registry skopeo"
+  log "apt-get install ${need[*]}"
   $SUDO apt-get install -y -qq --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    docker-registry skopeo >/dev/null
+    "${need[@]}" >/dev/null
   restore_policy
   trap - EXIT
 fi
@@ -76,3 +84,5 @@ fi
 
 /usr/bin/docker-registry --version >&2
 skopeo --version >&2
+have_kubectl || { log "ERROR: kubectl does not run: $(command -v kubectl || echo 'not on PATH')"; exit 1; }
+log "kubectl: $(command -v kubectl), $(kubectl version --client 2>&1 | head -n 1)"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The full test suite on a fresh machine, and the README's test command (`npm run test:full`, or `bash hack/test.sh`):
-# installs what the tests need that npm cannot (Debian's docker-registry and skopeo, a kube-apiserver 1.20 +
-# etcd built from Debian's packages and cached outside the clone), then typechecks and runs every test.
+# installs what the tests need that npm cannot (Debian's docker-registry, skopeo and, when no kubectl is on PATH,
+# kubernetes-client; a kube-apiserver 1.20 + etcd built from Debian's packages and cached outside the clone), then
+# typechecks and runs every test. When the project's shared folder is beside the clone (../shared, as in CI), the
+# chart tests get helmtpl (built once, cached outside the clone), the ServiceMonitor CRD and the shared contract
+# from it (hack/shared-env.sh); without it those tests skip with one loud line each (fail under CI). The tests
+# themselves never read outside the repository.
 # Later runs reuse everything and start testing within seconds. Ends with one plain line: `tests: N passed, N failed, N skipped`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +16,10 @@ bash hack/install-postgres.sh
 # Assigned apart from the export, so a failed build stops the run (set -e) instead of exporting nothing.
 KUBEBUILDER_ASSETS=$(bash hack/envtest-assets.sh | tail -n 1)
 export KUBEBUILDER_ASSETS
+if [[ -d ../shared ]]; then
+  source hack/shared-env.sh
+  use_shared ../shared
+fi
 
 npm run --silent typecheck
 npm run --silent lint

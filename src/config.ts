@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseByteSize, parseDuration } from './api/duration.ts';
+import { DNS1123_LABEL } from './api/spec-schema.ts';
 import { SECRET_ENV_PREFIX } from './sources/file-secrets.ts';
 
 /** Bad usage or invalid configuration: the program prints the message on one line and exits with 2. */
@@ -23,6 +24,15 @@ export class UsageError extends Error {
 export interface ListenAddress {
   readonly host: string | undefined;
   readonly port: number;
+}
+
+/**
+ * `http://host:port` as a client on this machine reaches a server listening on `host`: an unspecified or wildcard
+ * host (Node then picks the interfaces, IPv6 where the pod has it) is reached at 127.0.0.1.
+ */
+export function localBaseUrl(host: string | undefined, port: number): string {
+  const address = host === undefined || host === '' || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
 }
 
 /** Log levels pino knows, least to most verbose is the reverse of this list. */
@@ -66,7 +76,8 @@ export type Command =
   | { readonly command: 'help'; readonly text: string }
   | { readonly command: 'demo'; readonly logLevel: ServeConfig['logLevel']; readonly rounds: number }
   | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined }
-  | { readonly command: 'migrate'; readonly databaseUrl: string };
+  | { readonly command: 'migrate'; readonly databaseUrl: string }
+  | { readonly command: 'import-config'; readonly file: string; readonly namespace: string | undefined };
 
 interface FlagSpec {
   type: 'string' | 'boolean';
@@ -110,6 +121,7 @@ Commands:
   replay --endpoint NAME   move an endpoint's dead letters back into its queue (asks a running server)
   migrate --database-url URL  create or update the PostgreSQL schema, then exit
   demo                     run a local demo: a receiver, an endpoint and sample registry events
+  import-config FILE       print a registry's config.yml notification endpoints as NotificationEndpoints and Secrets
   version                  print the version
 
 Run 'registry-notifier <command> --help' for the command's flags.`;
@@ -183,6 +195,8 @@ ${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
     }
     case 'migrate':
       return parseMigrate(rest, env);
+    case 'import-config':
+      return parseImportConfig(rest);
     default:
       throw new UsageError(`unknown command "${command}"; run 'registry-notifier --help'`);
   }
@@ -248,6 +262,44 @@ separate migration step. Replicas may migrate at the same time: they take turns 
   const url = databaseUrl(typeof values['database-url'] === 'string' ? values['database-url'] : fromEnv(env, 'database-url'));
   if (url === undefined) throw new UsageError(`migrate needs --database-url URL (or ${envName('database-url')})`);
   return freeze({ command: 'migrate', databaseUrl: url });
+}
+
+const IMPORT_CONFIG_HELP = `Usage: registry-notifier import-config FILE [--namespace NS]
+
+Reads a CNCF Distribution (registry) config.yml, or stdin for FILE '-', and prints its notifications.endpoints
+as Kubernetes objects, a multi-document YAML stream on stdout, ready for 'kubectl apply -f -' or '--endpoints':
+one NotificationEndpoint per endpoint (name made a valid Kubernetes name; url, timeout, threshold, backoff,
+ignoredmediatypes, ignore and disabled carried over with Distribution's meaning) and, for an endpoint with
+headers, one Secret <name>-headers holding the header values, referred to by valueFrom.secretKeyRef (header
+values are credentials and never written into the NotificationEndpoint). Several values of one header are
+joined into one value with ", ". What cannot be carried over, or changes on the way, is reported on stderr,
+one line each, and the rest is still converted.
+
+Flags:
+  --namespace NS   the objects' metadata.namespace (default: none, so kubectl's current namespace)
+  --help           this text
+
+Exit codes: 0 converted (notes on stderr are not failures), 2 bad usage, or FILE cannot be read or is not a
+registry configuration (one line on stderr).`;
+
+// `import-config FILE [--namespace NS]`: the one positional argument is the file.
+function parseImportConfig(argv: readonly string[]): Command {
+  let parsed: { values: { namespace?: string | undefined; help?: boolean | undefined }; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: [...argv], options: { namespace: { type: 'string' }, help: { type: 'boolean' } }, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return freeze({ command: 'help', text: IMPORT_CONFIG_HELP });
+  const [file, extra] = positionals;
+  if (file === undefined || file === '') throw new UsageError('import-config needs FILE, the registry\'s config.yml (or - for stdin)');
+  if (extra !== undefined) throw new UsageError(`import-config takes one FILE, not also "${extra}"`);
+  const { namespace } = values;
+  if (namespace !== undefined && (namespace.length > 63 || !DNS1123_LABEL.test(namespace))) {
+    throw new UsageError(`--namespace: "${namespace}" is not a namespace name (lower-case letters, digits and '-', at most 63)`);
+  }
+  return freeze({ command: 'import-config', file, namespace });
 }
 
 /**

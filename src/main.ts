@@ -30,6 +30,10 @@ async function run(command: Command): Promise<number> {
       const { migrateCommand } = await import('./migrate.ts');
       return migrateCommand(command);
     }
+    case 'import-config': {
+      const { importConfig } = await import('./import-config.ts');
+      return importConfig(command);
+    }
     case 'serve': {
       checkServeConfig(command);
       // Loaded only here: the server's modules (the Kubernetes client among them) take seconds to load, which

@@ -3,13 +3,11 @@
  * dead letters back into its queue, and prints how many.
  */
 import { request } from 'undici';
-import type { Command } from './config.ts';
+import { localBaseUrl, type Command } from './config.ts';
 
 /** Runs the replay command; resolves with the exit code (0 done, 1 the server refused or could not be reached). */
 export async function replay(command: Extract<Command, { command: 'replay' }>): Promise<number> {
-  const { host, port } = command.metricsListen;
-  const address = host === undefined || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  const base = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+  const base = localBaseUrl(command.metricsListen.host, command.metricsListen.port);
   const url = `${base}/endpoints/replay?endpoint=${encodeURIComponent(command.endpoint)}`;
   try {
     const response = await request(url, {

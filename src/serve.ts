@@ -37,6 +37,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   const metrics = new Metrics();
   const guard = new AddressGuard(config.allowEndpointCidrs);
   const journal = config.queueDir !== undefined ? Journal.open(config.queueDir, logger.child({ component: 'journal' })) : undefined;
+  const backendName = journal ? 'journal' : 'memory';
+  metrics.storageAvailable(backendName, true);
   const endpoints = new EndpointSet({
     userAgent: USER_AGENT,
     guard,
@@ -87,7 +89,12 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
       token: config.ingestToken,
       maxBodySize: config.maxBodySize,
       endpoints,
-      listener: { request: (code) => metrics.ingestRequest(code), events: (n) => metrics.ingestEvents(n), duplicates: (n) => metrics.ingestDuplicates(n) },
+      listener: {
+        request: (code) => metrics.ingestRequest(code),
+        events: (n) => metrics.ingestEvents(n),
+        duplicates: (n) => metrics.ingestDuplicates(n),
+        storage: (available) => metrics.storageAvailable(backendName, available),
+      },
       logger: logger.child({ component: 'ingest' }),
     });
   } catch (error) {

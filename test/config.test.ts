@@ -417,3 +417,30 @@ describe('migrate', () => {
     expect(parseCommand(['--help'], {})).toMatchObject({ text: expect.stringContaining('migrate --database-url URL') });
   });
 });
+
+describe('import-config', () => {
+  it('FILE and --namespace; frozen', () => {
+    expect(parseCommand(['import-config', 'config.yml'], {})).toEqual({ command: 'import-config', file: 'config.yml', namespace: undefined });
+    const command = parseCommand(['import-config', '--namespace', 'registry', '-'], {});
+    expect(command).toEqual({ command: 'import-config', file: '-', namespace: 'registry' });
+    expect(Object.isFrozen(command)).toBe(true);
+  });
+
+  it.each([
+    [[], /needs FILE/],
+    [[''], /needs FILE/],
+    [['a.yml', 'b.yml'], /one FILE/],
+    [['a.yml', '--namespace', 'Registry'], /--namespace: "Registry" is not a namespace name/],
+    [['a.yml', '--namespace', 'a.b'], /--namespace/],
+    [['a.yml', '--namespace', 'x'.repeat(64)], /--namespace/],
+    [['a.yml', '--namespace', ''], /--namespace/],
+    [['a.yml', '--endpoints', 'x'], /Unknown option '--endpoints'/],
+  ])('%j is a usage error', (args, message) => {
+    expect(usageError(() => parseCommand(['import-config', ...args], {})).message).toMatch(message);
+  });
+
+  it('--help, and the command in the usage text', () => {
+    expect(parseCommand(['import-config', '--help'], {})).toMatchObject({ command: 'help', text: expect.stringMatching(/^Usage: registry-notifier import-config FILE \[--namespace NS\]/) });
+    expect(parseCommand(['--help'], {})).toMatchObject({ text: expect.stringContaining('import-config FILE') });
+  });
+});

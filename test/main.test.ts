@@ -12,7 +12,7 @@ import { TestReceiver } from './support/receiver.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MAIN = join(ROOT, 'src', 'main.ts');
-const API_MD = join(ROOT, '..', 'shared', 'design', 'api.md');
+const API_MD = join(ROOT, 'docs', 'api.md'); // the public contract
 const TOKEN = 'ingest-token-0c8e41f2a7';
 const SECRET_HEADER = 'secret-header-value-6b29d4';
 
@@ -167,7 +167,7 @@ async function post(ingestUrl: string, events: Event[], token = TOKEN): Promise<
   });
 }
 
-/** The flags of api.md section 3's table, as written there. */
+/** The flags of docs/api.md section 3's table, as written there. */
 async function contractFlags(): Promise<string[]> {
   const text = await readFile(API_MD, 'utf8');
   const section = text.slice(text.indexOf('## 3. Command line'), text.indexOf('## 4.'));
@@ -177,7 +177,7 @@ async function contractFlags(): Promise<string[]> {
 
 // Each of these starts a short-lived process; they run side by side.
 describe.concurrent('registry-notifier command line', () => {
-  it('serve --help documents every flag of api.md section 3 with its environment twin, and exits 0', async ({ onTestFinished }) => {
+  it('serve --help documents every flag of docs/api.md section 3 with its environment twin, and exits 0', async ({ onTestFinished }) => {
     const flags = await contractFlags();
     expect(flags.length).toBeGreaterThanOrEqual(15);
     const child = run(['serve', '--help'], {}, later(onTestFinished));

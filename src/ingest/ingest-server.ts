@@ -2,6 +2,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { localBaseUrl } from '../config.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import { QueueFullError } from '../notifications/errors.ts';
 import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, type IncomingEvent } from '../notifications/event.ts';
@@ -15,6 +16,8 @@ export interface IngestListener {
   request?(status: number): void;
   events?(count: number): void;
   duplicates?(count: number): void;
+  /** The queue backend refused a request (false) or took one again after refusing (true). */
+  storage?(available: boolean): void;
 }
 
 /** Settings of the ingest server. */
@@ -106,8 +109,7 @@ export class IngestServer {
 
   /** `http://host:port/events` as a client on this machine reaches it. */
   get url(): string {
-    const host = this.#options.host && this.#options.host !== '0.0.0.0' && this.#options.host !== '::' ? this.#options.host : '127.0.0.1';
-    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}/events`;
+    return `${localBaseUrl(this.#options.host, this.port)}/events`;
   }
 
   /** Stops taking events: every later POST gets 503 with Retry-After, so the registry keeps them. */
@@ -244,12 +246,16 @@ export class IngestServer {
       ids.add(id);
       fresh.push(incoming);
     }
-    const duplicates = events.length - fresh.length;
+    let duplicates = events.length - fresh.length;
+    let accepted = fresh.length;
     if (fresh.length > 0) {
       // Remembered before the commit is awaited, so a concurrent resend of the same envelope counts as a duplicate.
       for (const id of ids) this.#recent.add(id);
       try {
-        await this.#options.endpoints.accept(fresh);
+        // The backend may know more (a resend that reached another replica first): those are duplicates too.
+        const seenElsewhere = (await this.#options.endpoints.accept(fresh)).duplicates.length;
+        duplicates += seenElsewhere;
+        accepted -= seenElsewhere;
       } catch (error) {
         for (const id of ids) this.#recent.delete(id);
         if (error instanceof QueueFullError) throw unavailable('QueueFull', error.message);
@@ -258,9 +264,9 @@ export class IngestServer {
       this.#backendWorks();
     }
     // Reported only now: a refused envelope suppressed nothing, its resend will be counted.
-    if (fresh.length > 0) this.#options.listener?.events?.(fresh.length);
+    if (accepted > 0) this.#options.listener?.events?.(accepted);
     if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
-    return { accepted: fresh.length, duplicates };
+    return { accepted, duplicates };
   }
 
   /** The queues' backend refused (a journal on a full disk): 503, logged once per outage, not per request. */
@@ -268,6 +274,7 @@ export class IngestServer {
     if (this.#unavailableSince === undefined) {
       this.#unavailableSince = { refused: 0 };
       this.#options.logger?.error({ err: error }, 'ingest: events cannot be stored; answering 503 until they can');
+      this.#options.listener?.storage?.(false);
     }
     this.#unavailableSince.refused++;
     return unavailable('Unavailable', 'events could not be stored; retry later');
@@ -277,6 +284,7 @@ export class IngestServer {
     if (this.#unavailableSince === undefined) return;
     this.#options.logger?.info({ refused: this.#unavailableSince.refused }, 'ingest: events are stored again');
     this.#unavailableSince = undefined;
+    this.#options.listener?.storage?.(true);
   }
 
   #internal(error: unknown): IngestError {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Logger } from 'pino';
 import { NotifierError } from '../notifications/errors.ts';
-import type { EndpointStore, QueueBackend, Route } from '../notifications/queue-store.ts';
+import type { Committed, EndpointStore, QueueBackend, Route } from '../notifications/queue-store.ts';
 import type { QueuedEvent } from '../notifications/sink.ts';
 
 /** Settings of `Journal.open`; the defaults are the product's. */
@@ -144,10 +144,10 @@ export class Journal implements QueueBackend {
    * committed or, if anything fails, none of it (`JournalWriteError`). Returns the routes with their events
    * numbered; an event shared by several routes is one stored event, and one object, in all of them.
    */
-  commit(routes: readonly Route[]): Route[] {
+  commit(routes: readonly Route[]): Committed {
     return this.#transaction(() => {
       const stored = new Map<QueuedEvent, QueuedEvent>();
-      return routes.map(({ endpoint, events }) => ({
+      const numbered = routes.map(({ endpoint, events }) => ({
         endpoint,
         events: events.map((event) => {
           let numbered = stored.get(event);
@@ -160,12 +160,18 @@ export class Journal implements QueueBackend {
           return numbered;
         }),
       }));
+      return { routes: numbered, duplicates: [] };
     });
   }
 
-  /** The store of one endpoint. */
-  storeFor(endpoint: string): EndpointStore {
+  /** The store of one endpoint; `pending()` reads what it owes (what `attach` queues). */
+  storeFor(endpoint: string): EndpointStore & { pending(): QueuedEvent[] } {
+    const pending = (): QueuedEvent[] =>
+      this.#rows('SELECT e.seq, e.id, e.json, e.accepted_at FROM pending p JOIN events e ON e.seq = p.seq WHERE p.endpoint = ? ORDER BY p.seq', endpoint);
     return {
+      // What was owed when the process last stopped goes out first, in its order.
+      attach: (window) => window.push(pending()),
+      pending,
       ack: (events) => this.#record(() => this.#release(endpoint, events)),
       deadLetter: (events, reason) => {
         const at = Date.now();
@@ -175,7 +181,6 @@ export class Journal implements QueueBackend {
         if (!this.#flush()) throw new JournalWriteError('earlier deliveries and dead letters cannot be recorded yet');
         return this.#transaction(() => this.#takeDeadLetters(endpoint));
       },
-      pending: () => this.#rows('SELECT e.seq, e.id, e.json, e.accepted_at FROM pending p JOIN events e ON e.seq = p.seq WHERE p.endpoint = ? ORDER BY p.seq', endpoint),
       drop: () => this.#record(() => void this.#drop(endpoint)),
     };
   }

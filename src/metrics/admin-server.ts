@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { localBaseUrl } from '../config.ts';
 import { createAuthenticator } from '../ingest/auth.ts';
 import type { EndpointStatus } from './endpoint-status.ts';
 import type { Metrics } from './metrics.ts';
@@ -84,12 +85,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   });
   server.on('error', (err) => options.logger?.error({ err }, 'admin server error'));
   const { port } = server.address() as AddressInfo;
-  // Unspecified or wildcard: Node picks the interfaces (IPv6 when the pod has it); clients on this machine reach 127.0.0.1.
-  const bound = options.host === undefined || options.host === '::' || options.host === '0.0.0.0' ? '127.0.0.1' : options.host;
-  const host = bound.includes(':') ? `[${bound}]` : bound;
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${port}`,
+    url: localBaseUrl(options.host, port),
     port,
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -62,6 +62,7 @@ export class Metrics {
   #ingestDuplicates: Counter;
   #deadLettered: Counter<'endpoint'>;
   #discarded: Counter<'endpoint'>;
+  #storage: Gauge<'backend'>;
   #duration: Histogram<'endpoint'>;
   #latency: Histogram<'endpoint'>;
 
@@ -144,6 +145,12 @@ export class Metrics {
         this.set({ ready: 'false' }, notReady);
       },
     });
+    this.#storage = new Gauge({
+      name: 'registry_notifier_storage_available',
+      help: 'Whether the queue backend took the last request it was given (1) or refused it (0: a full disk, an unreachable database); set when the server starts.',
+      labelNames: ['backend'],
+      registers,
+    });
     this.#discarded = new Counter({
       name: 'registry_notifier_discarded_total',
       help: 'Queued events dropped because the endpoint was removed or shut down before sending them.',
@@ -217,6 +224,11 @@ export class Metrics {
   /** Counts `n` events accepted by the ingest. */
   ingestEvents(n: number): void {
     if (n > 0) this.#ingestEvents.inc(n);
+  }
+
+  /** Records whether the queue backend (`memory`, `journal`, `postgres`) stores what the ingest gives it now. */
+  storageAvailable(backend: string, available: boolean): void {
+    this.#storage.set({ backend }, available ? 1 : 0);
   }
 
   /** Counts `n` events the ingest dropped as duplicates. */

@@ -2,7 +2,7 @@ import { EndpointRefusedError } from './address-guard.ts';
 import { Endpoint, type EndpointConfig, type EndpointOptions } from './endpoint.ts';
 import { QueueFullError } from './errors.ts';
 import { incomingEvent, type Event, type IncomingEvent } from './event.ts';
-import { MemoryBackend, type QueueBackend, type Route } from './queue-store.ts';
+import { MemoryBackend, type Committed, type QueueBackend, type Route } from './queue-store.ts';
 import { systemClock } from './retrying-sink.ts';
 import type { QueuedEvent } from './sink.ts';
 
@@ -22,9 +22,12 @@ export interface EndpointSetOptions extends EndpointOptions {
   limits?: PendingLimits;
 }
 
-/** What `accept` did: how many events were committed for at least one endpoint (the others matched none). */
+/** What `accept` did: how many events were committed for at least one endpoint, and which were already committed before. */
 export interface Acceptance {
+  /** Events committed for at least one endpoint (the others matched no endpoint's filters, or were duplicates). */
   routed: number;
+  /** Ids the backend found already committed (a resend that reached another replica first): not queued again. */
+  duplicates: readonly string[];
 }
 
 const UNBOUNDED: PendingLimits = Object.freeze({ perEndpoint: Number.POSITIVE_INFINITY, total: Number.POSITIVE_INFINITY });
@@ -125,12 +128,12 @@ export class EndpointSet {
    */
   async accept(events: readonly IncomingEvent[]): Promise<Acceptance> {
     const { routes, routed } = this.#route(events);
-    if (routes.length === 0) return { routed };
+    if (routes.length === 0) return { routed, duplicates: [] };
     const previous = this.#turn;
     let done!: () => void;
     this.#turn = new Promise<void>((resolve) => (done = resolve));
     try {
-      let committed: readonly Route[] | undefined;
+      let committed: Committed | undefined;
       let failure: { error: unknown } | undefined;
       try {
         committed = await this.#backend.commit(routes);
@@ -139,11 +142,12 @@ export class EndpointSet {
       }
       await previous;
       if (failure) throw failure.error;
-      for (const { endpoint, events: owed } of committed ?? []) {
+      const { routes: owedHere = [], duplicates = [] } = committed ?? {};
+      for (const { endpoint, events: owed } of owedHere) {
         const target = this.#endpoints.get(endpoint);
         if (target && !target.closing) target.enqueue(owed);
       }
-      return { routed };
+      return { routed: routed - duplicates.length, duplicates };
     } finally {
       done();
     }

@@ -112,8 +112,7 @@ export class Endpoint {
       store,
     });
     this.#matches = compileFilter(config.filter);
-    // What a journal held for this endpoint when the process last stopped goes out first, in its order.
-    this.#queue.push(store.pending());
+    store.attach(this.#queue);
   }
 
   /** The configuration in force. */
@@ -121,9 +120,9 @@ export class Endpoint {
     return this.#config;
   }
 
-  /** Events queued and not yet delivered. */
+  /** Events owed and not yet delivered: the queue's, or the store's count where it holds more (a shared database). */
   get pending(): number {
-    return this.#queue.pending;
+    return this.#store.backlog?.() ?? this.#queue.pending;
   }
 
   /** Events that were still queued when `close` gave up on them (0 before close). */
@@ -198,8 +197,9 @@ export class Endpoint {
    * Stops taking events and keeps delivering until the queue is empty or `signal` aborts; what is left is
    * discarded and counted (`discarded`). A second close rejects with `SinkClosedError`.
    */
-  close(options: { signal?: AbortSignal } = {}): Promise<void> {
-    return this.#queue.close(options);
+  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#store.detach?.();
+    await this.#queue.close(options);
   }
 
   #downstream(config: EndpointConfig): RetryingSink {
@@ -223,6 +223,7 @@ export class Endpoint {
         this.#store.deadLetter(events, reason);
         this.#listener.deadLettered?.(events, reason);
       },
+      ...(this.#store.permit && { permit: (signal: AbortSignal) => this.#store.permit!(config.timeoutMs, signal) }),
       clock,
     });
   }

@@ -6,22 +6,43 @@ export interface Route {
   readonly events: readonly QueuedEvent[];
 }
 
+/** What a commit did: the routes to queue in this process, and the ids it found already stored (not queued again). */
+export interface Committed {
+  /** The routes with their events as stored (numbered by a journal); empty when the backend feeds the queues itself. */
+  readonly routes: readonly Route[];
+  /** Ids of events another request (on any replica) already committed: dropped from every route. */
+  readonly duplicates: readonly string[];
+}
+
 /**
- * Where accepted events are kept until delivered: in memory, or a durable journal. `commit` is the one step
- * that makes a request's events owed, all of them or none; the queues get them only after it returned, so a
- * refused request leaves nothing behind. An event routed to several endpoints is the same object in each route
- * and is stored once.
+ * Where accepted events are kept until delivered: in memory, a durable journal, or a database shared by
+ * replicas. `commit` is the one step that makes a request's events owed, all of them or none; the queues get
+ * them only after it returned, so a refused request leaves nothing behind. An event routed to several
+ * endpoints is the same object in each route and is stored once.
  */
 export interface QueueBackend {
   /** Whether what is committed outlives the process. */
   readonly persistent: boolean;
-  /**
-   * Records, all or nothing, that each route's endpoint owes its events, and returns the routes with their
-   * events as stored (numbered `seq` by a journal). Throws (or rejects) when it could not: then nothing is owed.
-   */
-  commit(routes: readonly Route[]): readonly Route[] | Promise<readonly Route[]>;
+  /** Records, all or nothing, that each route's endpoint owes its events; throws (or rejects) when it could not: then nothing is owed. */
+  commit(routes: readonly Route[]): Committed | Promise<Committed>;
   /** The store of one endpoint by identity. */
   storeFor(endpoint: string): EndpointStore;
+}
+
+/**
+ * An endpoint's queue as its store sees it. A store that feeds the queue itself (a replica that pages a
+ * shared database) pushes pages, learns when the queue ran dry, and resets it when this process may no longer
+ * deliver for the endpoint (its lease was taken over): what the queue held is then simply forgotten here.
+ */
+export interface QueueWindow {
+  /** Appends committed events at the tail, in order. */
+  push(events: readonly QueuedEvent[]): void;
+  /** Events in memory, the batch in flight included. */
+  readonly pending: number;
+  /** `listener` is called now if the queue is empty, and each time it becomes empty. */
+  onDrain(listener: () => void): void;
+  /** Forgets everything in memory and stops the attempt in flight; nothing is acknowledged or counted as discarded. */
+  reset(): void;
 }
 
 /**
@@ -30,14 +51,23 @@ export interface QueueBackend {
  * so a delivered event is never sent again because its acknowledgement could not be stored.
  */
 export interface EndpointStore {
+  /** Called once with the endpoint's queue: a journal puts back what was owed; a database store starts feeding it. */
+  attach(window: QueueWindow): void;
+  /** Stops what the store runs for the endpoint (feeding its queue); what it stored stays. Optional. */
+  detach?(): void;
+  /** Events owed in all, where the store knows better than the queue in memory (a shared database). Optional. */
+  backlog?(): number;
+  /**
+   * Before each attempt: resolves when an attempt taking up to `timeoutMs` may start (this process holds the
+   * endpoint long enough to finish it), or when `signal` aborts. Optional: without it every attempt may start.
+   */
+  permit?(timeoutMs: number, signal: AbortSignal): Promise<void>;
   /** The events were delivered: they no longer wait for this endpoint. */
   ack(events: readonly QueuedEvent[]): void;
   /** The events ran out of retry budget: they move to this endpoint's dead letters with the reason. */
   deadLetter(events: readonly QueuedEvent[], reason: string): void;
   /** Moves every dead letter back to pending and returns them, oldest first, to be queued again (replay). */
   takeDeadLetters(): QueuedEvent[];
-  /** Events that were owed when the process last stopped, in their original order. */
-  pending(): QueuedEvent[];
   /** The endpoint is gone: forget its pending events and dead letters. */
   drop(): void;
 }
@@ -60,6 +90,8 @@ export class MemoryStore implements EndpointStore {
     this.#capacity = capacity;
   }
 
+  attach(): void {}
+
   ack(): void {}
 
   deadLetter(events: readonly QueuedEvent[]): void {
@@ -77,10 +109,6 @@ export class MemoryStore implements EndpointStore {
     return taken;
   }
 
-  pending(): QueuedEvent[] {
-    return [];
-  }
-
   drop(): void {
     this.#dead = [];
   }
@@ -90,8 +118,8 @@ export class MemoryStore implements EndpointStore {
 export class MemoryBackend implements QueueBackend {
   readonly persistent = false;
 
-  commit(routes: readonly Route[]): readonly Route[] {
-    return routes;
+  commit(routes: readonly Route[]): Committed {
+    return { routes, duplicates: [] };
   }
 
   storeFor(): EndpointStore {

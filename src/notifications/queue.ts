@@ -1,5 +1,5 @@
 import { SinkClosedError, WriteAbortedError } from './errors.ts';
-import type { EndpointStore } from './queue-store.ts';
+import type { EndpointStore, QueueWindow } from './queue-store.ts';
 import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
 
 /** What a queue reports; every method is optional and must not throw. */
@@ -36,7 +36,7 @@ const COMPACT_AFTER = 4096;
  * nothing is dropped unless the queue is closed with events still in it, and then they are counted
  * (`discarded`). Bounds are the caller's job (the endpoint set checks `pending` before committing).
  */
-export class EventQueue implements Sink<QueuedEvent> {
+export class EventQueue implements Sink<QueuedEvent>, QueueWindow {
   #items: (QueuedEvent | undefined)[] = [];
   #head = 0;
   #dst: Sink<QueuedEvent>;
@@ -50,6 +50,9 @@ export class EventQueue implements Sink<QueuedEvent> {
   #stop = false;
   #drained: (() => void) | undefined;
   #discarded = 0;
+  #drainListeners: (() => void)[] = [];
+  // Bumped by reset(): the outcome of a write that began before it is ignored (neither acknowledged nor dropped).
+  #generation = 0;
   #loop: Promise<void>;
 
   constructor(dst: Sink<QueuedEvent>, options: EventQueueOptions = {}) {
@@ -92,6 +95,23 @@ export class EventQueue implements Sink<QueuedEvent> {
     this.#dst = dst;
     this.#inflight?.abort();
     return previous;
+  }
+
+  /** Calls `listener` now if the queue is empty, and each time it becomes empty (what a store that pages events in waits for). */
+  onDrain(listener: () => void): void {
+    this.#drainListeners.push(listener);
+    if (this.pending === 0) listener();
+  }
+
+  /**
+   * Forgets every event in memory and aborts the write in flight, whose outcome is then ignored: for a store
+   * whose events now belong to another process (a lease taken over). Nothing is acknowledged or discarded.
+   */
+  reset(): void {
+    this.#generation++;
+    this.#items = [];
+    this.#head = 0;
+    this.#inflight?.abort();
   }
 
   /** Changes the batch size for the next write. */
@@ -154,7 +174,11 @@ export class EventQueue implements Sink<QueuedEvent> {
   async #run(): Promise<void> {
     while (!this.#stop) {
       if (this.pending === 0 || this.#paused) {
-        if (this.pending === 0) this.#drained?.();
+        if (this.pending === 0) {
+          this.#drained?.();
+          for (const listener of this.#drainListeners) listener();
+          if (this.pending > 0) continue; // a listener pushed more at once
+        }
         await new Promise<void>((resolve) => (this.#wake = resolve));
         this.#wake = undefined;
         continue;
@@ -163,11 +187,14 @@ export class EventQueue implements Sink<QueuedEvent> {
       const inflight = new AbortController();
       this.#inflight = inflight;
       const dst = this.#dst;
+      const generation = this.#generation;
       try {
         await dst.write(batch, { signal: inflight.signal });
+        if (generation !== this.#generation) continue;
         this.#store?.ack(batch);
         this.#drop(batch.length);
       } catch (error) {
+        if (generation !== this.#generation) continue;
         if (error instanceof WriteAbortedError) {
           this.#drop(error.settled);
         } else if (!this.#stop && dst === this.#dst) {

@@ -40,6 +40,8 @@ export interface RetryingSinkOptions {
   budget?: RetryBudget;
   /** Receives events that ran out of budget, with the reason; they count as committed. */
   deadLetter?: (events: readonly QueuedEvent[], reason: string) => void;
+  /** Asked before each attempt; the attempt starts once it resolves (it resolves early when `signal` aborts). */
+  permit?: (signal: AbortSignal) => Promise<void>;
   clock?: Clock;
 }
 
@@ -55,6 +57,7 @@ export class RetryingSink implements Sink<QueuedEvent> {
   #strategy: RetryStrategy;
   #budget: RetryBudget;
   #deadLetter: (events: readonly QueuedEvent[], reason: string) => void;
+  #permit: ((signal: AbortSignal) => Promise<void>) | undefined;
   #clock: Clock;
   #closed = new AbortController();
 
@@ -63,6 +66,7 @@ export class RetryingSink implements Sink<QueuedEvent> {
     this.#strategy = strategy;
     this.#budget = options.budget ?? { maxAttempts: 0, maxAgeMs: 0 };
     this.#deadLetter = options.deadLetter ?? (() => {});
+    this.#permit = options.permit;
     this.#clock = options.clock ?? systemClock;
   }
 
@@ -87,6 +91,10 @@ export class RetryingSink implements Sink<QueuedEvent> {
         const stop = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal;
         await this.#clock.sleep(wait, stop).catch(() => {});
         continue;
+      }
+      if (this.#permit) {
+        await this.#permit(options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal);
+        if (options.signal?.aborted || this.#closed.signal.aborted) continue; // the checks at the top end the write
       }
       try {
         await this.#dst.write(batch);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.ts';
-import type { QueueBackend, Route } from '../../src/notifications/queue-store.ts';
+import { MemoryStore, type QueueBackend, type Route } from '../../src/notifications/queue-store.ts';
 import { envelope, event, post, startIngest, type Harness } from './support.ts';
 
 const cleanups: (() => unknown)[] = [];
@@ -88,6 +88,30 @@ describe('the ingest never half-applies a request', () => {
     for (const receiver of h.receivers) {
       await receiver.waitForEvents((events) => events.length === 2);
       expect(receiver.events().map((e) => e.id).sort()).toEqual(['a1', 'a2']);
+    }
+  });
+});
+
+describe('duplicates the backend knows of (a resend that reached another replica first)', () => {
+  it('are answered as duplicates, counted as such and queued nowhere', async () => {
+    const backend: QueueBackend = {
+      persistent: false,
+      commit: (routes) => {
+        const seen = new Set(['elsewhere']);
+        return {
+          routes: routes.map((route) => ({ ...route, events: route.events.filter((e) => !seen.has(e.id)) })),
+          duplicates: [...new Set(routes.flatMap((route) => route.events.map((e) => e.id)))].filter((id) => seen.has(id)),
+        };
+      },
+      storeFor: () => new MemoryStore(),
+    };
+    const h = await start(backend);
+    const answer = await post(h.ingest.url, envelope([event('elsewhere'), event('here')]));
+    expect(answer.text).toBe('{"accepted":1,"duplicates":1}');
+    expect(h.heard).toMatchObject({ events: [1], duplicates: [1] });
+    for (const receiver of h.receivers) {
+      await receiver.waitForEvents((events) => events.some((e) => e.id === 'here'));
+      expect(receiver.events().map((e) => e.id)).toEqual(['here']);
     }
   });
 });

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2 } from '../../src/notifications/event.ts';
-import { fixtures } from '../support/events.ts';
+import { extraFixtures, fixtures } from '../support/events.ts';
 import type { TestReceiver } from '../support/receiver.ts';
 import { envelope, event, post, rawBody, rawExchange, startIngest, TOKEN, type Answer, type Harness, type HarnessOptions } from './support.ts';
 
@@ -73,6 +73,44 @@ describe('IngestServer: 202 Accepted', () => {
     const expected = all.flatMap((f) => f.body.events);
     const got = await h.receivers[0]!.waitForEvents((e) => e.length === expected.length);
     expect(got.map((e) => JSON.stringify(e))).toEqual(expected.map((e) => JSON.stringify(e)));
+  });
+
+  it('takes Distribution 3.0\'s request bodies byte for byte (MarshalIndent, references, empty delete fields) and sends each event on as those bytes', async () => {
+    const h = await start({ endpoints: [{}, { maxBatchEvents: 10 }] });
+    const extra = extraFixtures();
+    expect(extra.map((f) => f.file)).toEqual([
+      'v3/extra/delete-manifest-by-digest.json', 'v3/extra/delete-tag-after-manifest-delete.json', 'v3/extra/push-index.json',
+    ]);
+    for (const fixture of extra) {
+      const answer = await post(h.ingest.url, fixture.raw, { contentType: null, headers: fixture.headers }); // these captures carry no token
+      expectAccepted(answer, fixture.body.events.length, 0);
+    }
+    const [single, batched] = h.receivers as [TestReceiver, TestReceiver];
+    await single.waitFor((requests) => requests.length === 3);
+    await batched.waitFor((requests) => requests.reduce((n, r) => n + (JSON.parse(r.body.toString('utf8')) as { events: unknown[] }).events.length, 0) === 3);
+    for (const [i, request] of single.requests.entries()) {
+      const fixture = extra[i]!;
+      const text = request.body.toString('utf8');
+      expect(text.startsWith('{"events":[') && text.endsWith(']}'), text.slice(0, 40)).toBe(true);
+      const eventBytes = text.slice('{"events":['.length, -']}'.length);
+      // The registry's own text: its indentation and escapes, inside the request it sent.
+      expect(fixture.raw.toString('utf8')).toContain(eventBytes);
+      expect(eventBytes).toMatch(/^\{\n {9}"id": /);
+      expect(JSON.parse(text)).toEqual(fixture.body);
+    }
+    const index = JSON.parse(single.requests[2]!.body.toString('utf8')) as { events: [{ target: { references: unknown[] } }] };
+    expect(index.events[0].target.references.length).toBeGreaterThan(1);
+    // A batch joins the same texts; every field of every event survives.
+    const all = batched.requests.flatMap((r) => (JSON.parse(r.body.toString('utf8')) as { events: unknown[] }).events);
+    expect(all).toEqual(extra.flatMap((f) => f.body.events));
+  });
+
+  it('passes on what JSON.parse would lose: big integers, 1.0, 1e400, -0, escapes', async () => {
+    const h = await start();
+    const text = '{"events":[{"id":"lossless","action":"push","target":{"size":12345678901234567890,"length":1.0},"x":1e400,"z":-0,"s":"\\u003c\\u0026\\/"}]}';
+    expectAccepted(await post(h.ingest.url, text), 1, 0);
+    const [request] = await h.receivers[0]!.waitFor((requests) => requests.length === 1);
+    expect(request!.body.toString('utf8')).toBe(text);
   });
 
   it.each([

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NotifierProcess } from '../e2e/notifier-process.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { cleanups, owned, post, runCleanups, serveArgs, statusOf, tempDir, until, writeEndpoints } from './support.ts';
+import { cleanups, metricValue, owned, post, runCleanups, serveArgs, statusOf, tempDir, until, writeEndpoints } from './support.ts';
 
 afterEach(runCleanups);
 
@@ -66,6 +66,7 @@ describe.runIf(root)('a full disk under the journal', { timeout: 60_000 }, () =>
     for (let i = 0; i < 10; i++) statuses.push(await post(notifier.ingestUrl, padded));
     expect(statuses).toContain(503);
     expect(statuses.filter((s) => s !== 503 && s !== 202), 'nothing but 202 or 503').toEqual([]);
+    expect(await metricValue(notifier, 'registry_notifier_storage_available', { backend: 'journal' })).toBe(0);
 
     // The receiver comes back while the disk is still full: each owed event is delivered once.
     r.respond(null);
@@ -82,6 +83,7 @@ describe.runIf(root)('a full disk under the journal', { timeout: 60_000 }, () =>
     await until(async () => (await post(notifier.ingestUrl, resent)) === 202, 'the ingest to accept again');
     await r.waitFor(() => r.events({ acceptedOnly: true }).some((e) => e.id === 'after-2'));
     await until(async () => (await statusOf(notifier, 'hook')).pending === 0, 'the queue to drain');
+    expect(await metricValue(notifier, 'registry_notifier_storage_available', { backend: 'journal' })).toBe(1);
 
     const ids = r.events({ acceptedOnly: true }).map((e) => e.id);
     const accepted = statuses.filter((s) => s === 202).length;

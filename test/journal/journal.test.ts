@@ -28,7 +28,7 @@ const event = (id: string, acceptedAt = 1000): QueuedEvent => ({ id, json: `{"id
 
 /** Commits one request: endpoint -> events (the same object in two lists is one event); returns what each got. */
 function commit(journal: Journal, routes: Record<string, QueuedEvent[]>): QueuedEvent[][] {
-  return journal.commit(Object.entries(routes).map(([endpoint, events]) => ({ endpoint, events }))).map((route) => [...route.events]);
+  return journal.commit(Object.entries(routes).map(([endpoint, events]) => ({ endpoint, events }))).routes.map((route) => [...route.events]);
 }
 
 describe('Journal', () => {
@@ -198,7 +198,8 @@ describe('Journal', () => {
     const run = spawnSync('sh', ['-c', 'ulimit -f 1024 && exec "$0" "$1" "$2"', process.execPath, script, dir], { encoding: 'utf8', timeout: 15_000 });
     expect(run.status, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout) as Record<string, unknown>;
-    expect(result.transaction, 'the error is the disk\'s, not a failed ROLLBACK').toMatch(/disk I\/O error|full/);
+    expect(result.transaction).toBe('journal: write failed');
+    expect(result.cause, 'the error is the disk\'s, not a failed ROLLBACK').toMatch(/disk I\/O error|full/);
     expect(result.code).toBe('ERR_JOURNAL_WRITE');
     expect(result.counts).toEqual({ events: 1, pending: 1, deadLetters: 0 });
     expect(result.pendingA).toEqual(['before']);

@@ -214,7 +214,7 @@ describe('EndpointSet', () => {
     const pulls = makeEvents(3).map((ev) => ({ ...ev, id: `pull-${ev.id}`, action: 'pull' }));
     const outcome = set.write(pulls);
     if (refusal === undefined) {
-      await expect(outcome).resolves.toEqual({ routed: 3 });
+      await expect(outcome).resolves.toEqual({ routed: 3, duplicates: [] });
       expect(set.get('all')?.pending).toBe(11);
     } else {
       const error = await outcome.then(() => undefined, (e: unknown) => e);
@@ -244,7 +244,7 @@ describe('EndpointSet', () => {
     set.apply('pushes', fast('http://127.0.0.1:9/', { disabled: true, filter: { ...NO_FILTER, ignoredActions: ['pull'] } }));
     set.apply('none', fast('http://127.0.0.1:9/', { disabled: true, filter: { ...NO_FILTER, ignoredActions: ['push', 'pull'] } }));
     const events = [...makeEvents(2, 'push'), ...makeEvents(1, 'pull').map((ev) => ({ ...ev, action: 'pull' }))];
-    expect(await set.write(events)).toEqual({ routed: 3 });
+    expect(await set.write(events)).toEqual({ routed: 3, duplicates: [] });
     expect(commits).toHaveLength(1);
     const [all, pushes] = commits[0]!;
     expect(commits[0]!.map((route) => [route.endpoint, route.events.map((ev) => ev.id)])).toEqual([
@@ -271,7 +271,7 @@ describe('EndpointSet', () => {
     const gates: (() => void)[] = [];
     const backend: QueueBackend = {
       persistent: false,
-      commit: (routes) => new Promise((resolve) => gates.push(() => resolve(routes))),
+      commit: (routes) => new Promise((resolve) => gates.push(() => resolve({ routes, duplicates: [] }))),
       storeFor: () => new MemoryStore(),
     };
     const r = await receiver();
@@ -292,7 +292,7 @@ describe('EndpointSet', () => {
     let release: (() => void) | undefined;
     const backend: QueueBackend = {
       persistent: false,
-      commit: (routes) => new Promise((resolve) => (release = () => resolve(routes))),
+      commit: (routes) => new Promise((resolve) => (release = () => resolve({ routes, duplicates: [] }))),
       storeFor: () => new MemoryStore(),
     };
     const set = new EndpointSet({ backend });
@@ -320,7 +320,7 @@ function recordingBackend(options: { failOn?: number } = {}): { backend: QueueBa
     commit: (routes) => {
       if (++n === options.failOn) throw new Error('COMMIT failed: database or disk is full');
       commits.push(routes);
-      return routes;
+      return { routes, duplicates: [] };
     },
     storeFor: () => new MemoryStore(),
   };

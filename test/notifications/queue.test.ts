@@ -128,3 +128,38 @@ describe('EventQueue', () => {
     expect(dst.items).toHaveLength(2);
   });
 });
+
+describe('EventQueue as a window a store feeds', () => {
+  it('tells its drain listeners each time it runs dry; a listener may push the next page at once', async () => {
+    const dst = new RecordingSink<QueuedEvent>();
+    const queue = new EventQueue(dst);
+    const pages = [queued(makeEvents(2, 'p1')), queued(makeEvents(2, 'p2'))];
+    let drains = 0;
+    queue.onDrain(() => {
+      drains++;
+      const next = pages.shift();
+      if (next) queue.push(next);
+    });
+    await dst.waitForItems(4);
+    await until(() => drains === 3, 2000, 'a drain after each page and at the start');
+    expect(ids(dst.items)).toEqual(['p1-0', 'p1-1', 'p2-0', 'p2-1']);
+    await queue.close();
+  });
+
+  it('reset forgets what it holds and the write in flight: nothing acknowledged, nothing discarded, later pushes go out', async () => {
+    const dst = new RecordingSink<QueuedEvent>().hold();
+    const acked: string[] = [];
+    let discarded = 0;
+    const queue = new EventQueue(dst, { store: { ack: (events) => acked.push(...ids(events)) }, listener: { discarded: (n) => (discarded += n) } });
+    queue.push(queued(makeEvents(3, 'old')));
+    await dst.waitForAttempts(1);
+    queue.reset();
+    expect(queue.pending).toBe(0);
+    dst.release(); // the old attempt ends now: its outcome is ignored
+    queue.push(queued(makeEvents(1, 'new')));
+    await until(() => acked.includes('new-0'), 2000, 'the new event acknowledged');
+    expect(acked).toEqual(['new-0']);
+    await queue.close();
+    expect(discarded).toBe(0);
+  });
+});

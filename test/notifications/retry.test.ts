@@ -4,7 +4,7 @@ import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from '../../
 import { RetryingSink } from '../../src/notifications/retrying-sink.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { checkClose } from './sink-contract.ts';
-import { fakeClock, RecordingSink } from './test-sinks.ts';
+import { fakeClock, RecordingSink, until } from './test-sinks.ts';
 
 const queued = (n: number, acceptedAt = 1_000_000): QueuedEvent[] =>
   Array.from({ length: n }, (_, i) => ({ id: `q-${i}`, json: `{"id":"q-${i}"}`, acceptedAt }));
@@ -115,5 +115,37 @@ describe.each(strategies)('RetryingSink with %s', (_name, make) => {
 
   it('follows the close contract', async () => {
     await checkClose(new RetryingSink(new RecordingSink<QueuedEvent>(), make()), queued(1));
+  });
+});
+
+describe('RetryingSink permit', () => {
+  it('asks before every attempt and waits for it; an abort while waiting ends the write with nothing sent', async () => {
+    const dst = new RecordingSink<QueuedEvent>().fail(1);
+    let grants = 0;
+    let release: (() => void) | undefined;
+    const sink = new RetryingSink(dst, new BreakerStrategy(10, 0), {
+      permit: () => new Promise<void>((resolve) => {
+        grants++;
+        release = resolve;
+      }),
+    });
+    const batch = [{ id: 'e1', json: '{}', acceptedAt: 0 }];
+    const written = sink.write(batch);
+    await until(() => grants === 1, 2000, 'the first permit asked');
+    expect(dst.attempts).toBe(0);
+    release!();
+    await until(() => grants === 2, 2000, 'a permit before the retry');
+    expect(dst.attempts).toBe(1);
+    release!();
+    await written;
+    expect(dst.attempts).toBe(2);
+
+    const stop = new AbortController();
+    const waiting = sink.write(batch, { signal: stop.signal });
+    await until(() => grants === 3, 2000, 'waiting for a permit');
+    stop.abort();
+    release!();
+    await expect(waiting).rejects.toBeInstanceOf(WriteAbortedError);
+    expect(dst.attempts).toBe(2);
   });
 });

@@ -1,5 +1,6 @@
 // The plain manifests of deploy/ (for users without Helm), rendered from the kustomization as
-// `kubectl apply -k deploy/` would send them (and compared with `kubectl kustomize` where kubectl is installed): every object passes a server-side dry run on a real kube-apiserver
+// `kubectl apply -k deploy/` would send them (and compared with what `kubectl kustomize` renders: skipped with one
+// loud line without kubectl, failing under CI): every object passes a server-side dry run on a real kube-apiserver
 // 1.20, in order (the Namespace and the CRD first, then created for real so the rest can refer to them), and the
 // server keeps every field. The ingest token Secret the Deployment needs is the one the documented command creates.
 import { execFile } from 'node:child_process';
@@ -10,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
 import { DryRunClient, droppedFields } from './dry-run.ts';
-import { only, parseManifests, REPO, type Manifest } from './helmtpl.ts';
-import { kubectlPath, kustomize } from './kustomize.ts';
+import { need, skipWithout } from '../support/tools.ts';
+import { only, parseManifests, REPO, type Manifest } from './render.ts';
+import { KUBECTL, kustomize } from './kustomize.ts';
 import { EXPECTED_RULES } from './rbac-rules.ts';
 
 const DEPLOY = join(REPO, 'deploy');
@@ -42,8 +44,8 @@ describe('deploy/: the kustomization', () => {
     expect(only(objects, 'ClusterRoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: 'registry-notifier', namespace: 'registry-notifier' }]);
   });
 
-  it.skipIf(!kubectlPath())('renders exactly as `kubectl kustomize deploy/` does', async () => {
-    const { stdout } = await promisify(execFile)(kubectlPath()!, ['kustomize', DEPLOY]);
+  it.skipIf(skipWithout(KUBECTL, 'the `kubectl kustomize deploy/` comparison'))('renders exactly as `kubectl kustomize deploy/` does', async () => {
+    const { stdout } = await promisify(execFile)(need(KUBECTL), ['kustomize', DEPLOY]);
     const key = (o: Manifest): string => `${o.kind}/${o.metadata.name}`;
     const sorted = (list: Manifest[]): Manifest[] => [...list].sort((a, b) => key(a).localeCompare(key(b)));
     expect(sorted(objects)).toEqual(sorted(parseManifests(stdout)));

@@ -6,7 +6,7 @@
 // unknown fields (a typo such as `readOnlyRootFileSystem` would otherwise pass unnoticed).
 import { Agent, fetch } from 'undici';
 import type { TestCluster } from '../support/envtest.ts';
-import type { Manifest } from './helmtpl.ts';
+import type { Manifest } from './render.ts';
 
 /** Where a kind lives in the API: its resource (plural) name and whether it is namespaced. */
 interface ResourceInfo {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { CHART, REPO } from './helmtpl.ts';
+import { CHART, REPO } from './render.ts';
 
 const run = promisify(execFile);
 const read = (file: string): string => readFileSync(join(REPO, file), 'utf8');

@@ -1,11 +1,11 @@
 // Renders deploy/'s kustomization without kustomize: the subset it uses (a namespace and a list of resource files),
-// so the tests need no kubectl. Any other kustomization field is refused, never ignored; where kubectl is installed,
-// deploy.test.ts checks that `kubectl kustomize` renders the same objects.
-import { existsSync } from 'node:fs';
+// so most tests need no kubectl. Any other kustomization field is refused, never ignored; deploy.test.ts checks that
+// `kubectl kustomize` renders the same objects (skipped loudly without kubectl, failing under CI).
 import { readFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { parse } from 'yaml';
-import { parseManifests, type Manifest } from './helmtpl.ts';
+import { onPath, type Requirement } from '../support/tools.ts';
+import { parseManifests, type Manifest } from './render.ts';
 
 const SUPPORTED = new Set(['apiVersion', 'kind', 'namespace', 'resources']);
 // Kinds without a namespace among those deploy/ uses (kustomize knows them from the OpenAPI schema).
@@ -26,7 +26,9 @@ export async function kustomize(dir: string): Promise<Manifest[]> {
   return objects;
 }
 
-/** Path of kubectl on PATH, if any. */
-export function kubectlPath(): string | undefined {
-  return (process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'kubectl')).find((p) => existsSync(p));
-}
+/** kubectl on PATH (any working one; hack/install-e2e-deps.sh installs Debian's kubernetes-client where there is none). */
+export const KUBECTL: Requirement = {
+  what: 'kubectl',
+  path: onPath('kubectl'),
+  fix: 'run `bash hack/install-e2e-deps.sh` (as root; it installs Debian\'s kubernetes-client when no kubectl is on PATH)',
+};

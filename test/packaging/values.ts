@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { CHART } from './helmtpl.ts';
+import { CHART } from './render.ts';
 import type { Schema } from './json-schema.ts';
 
 export const VALUES_TEXT = readFileSync(join(CHART, 'values.yaml'), 'utf8');
