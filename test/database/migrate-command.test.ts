@@ -9,7 +9,7 @@ import { postgresBinaries, queryOnce, startPostgres, type TestPostgres } from '.
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAIN = join(ROOT, 'src', 'main.ts');
-const API_MD = join(ROOT, '..', 'shared', 'design', 'api.md');
+const API_MD = join(ROOT, 'docs', 'api.md'); // the public contract
 const bin = postgresBinaries();
 
 interface Outcome { code: number | null; stdout: string[]; stderr: string[] }
