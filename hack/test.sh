@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 [[ -x node_modules/.bin/node ]] || npm ci --no-audit --no-fund
 bash hack/install-e2e-deps.sh
 bash hack/install-promtool.sh
+bash hack/install-postgres.sh
 # Assigned apart from the export, so a failed build stops the run (set -e) instead of exporting nothing.
 KUBEBUILDER_ASSETS=$(bash hack/envtest-assets.sh | tail -n 1)
 export KUBEBUILDER_ASSETS

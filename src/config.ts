@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseByteSize, parseDuration } from './api/duration.ts';
 import { DNS1123_LABEL } from './api/spec-schema.ts';
@@ -59,6 +60,13 @@ export interface ServeConfig {
   readonly allowEndpointCidrs: readonly string[];
   readonly shutdownGraceMs: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  // Several replicas on PostgreSQL (api.md §7).
+  /** The shared database (`postgres://…`, with its password: show it only through `redactDatabaseUrl`); undefined = one replica. */
+  readonly databaseUrl: string | undefined;
+  /** How this replica names itself in leases and logs; the host name (the pod's name) unless given. */
+  readonly replicaId: string;
+  /** An endpoint whose owner stopped renewing its lease for this long is taken over by another replica. */
+  readonly leaseDurationMs: number;
 }
 
 /** What the command line asks for. */
@@ -68,6 +76,7 @@ export type Command =
   | { readonly command: 'help'; readonly text: string }
   | { readonly command: 'demo'; readonly logLevel: ServeConfig['logLevel']; readonly rounds: number }
   | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined }
+  | { readonly command: 'migrate'; readonly databaseUrl: string }
   | { readonly command: 'import-config'; readonly file: string; readonly namespace: string | undefined };
 
 interface FlagSpec {
@@ -92,6 +101,9 @@ export const SERVE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'max-pending-per-endpoint': { type: 'string', default: '100000', placeholder: 'N', help: 'queued events per endpoint before the ingest answers 503' },
   'max-pending': { type: 'string', default: '200000', placeholder: 'N', help: 'queued events in all before the ingest answers 503' },
   'queue-dir': { type: 'string', placeholder: 'DIR', help: 'durable journal directory (absent: in memory)' },
+  'database-url': { type: 'string', placeholder: 'URL', help: 'PostgreSQL shared by several replicas, postgres://user:password@host:5432/db (not with --queue-dir)' },
+  'replica-id': { type: 'string', placeholder: 'ID', help: 'how this replica names itself in leases and logs (default: the host name)' },
+  'lease-duration': { type: 'string', default: '15s', placeholder: 'DUR', help: 'an endpoint whose owner stopped renewing for this long is taken over by another replica' },
   'allow-endpoint-cidrs': { type: 'string', placeholder: 'CIDR[,CIDR]', help: 'let endpoints reach otherwise refused ranges (loopback, private, link-local)' },
   'shutdown-grace': { type: 'string', default: '25s', placeholder: 'DUR', help: 'drain time on SIGTERM' },
   'log-level': { type: 'string', default: 'info', placeholder: 'LEVEL', help: `JSON logs on stdout: ${LOG_LEVELS.join(', ')}` },
@@ -107,6 +119,7 @@ const USAGE = `Usage: registry-notifier <command> [flags]
 Commands:
   serve                    run the ingest, the delivery engine and the endpoint source (the container's entrypoint)
   replay --endpoint NAME   move an endpoint's dead letters back into its queue (asks a running server)
+  migrate --database-url URL  create or update the PostgreSQL schema, then exit
   demo                     run a local demo: a receiver, an endpoint and sample registry events
   import-config FILE       print a registry's config.yml notification endpoints as NotificationEndpoints and Secrets
   version                  print the version
@@ -127,6 +140,11 @@ export function serveHelp(): string {
 export function checkServeConfig(config: ServeConfig): void {
   for (const path of config.endpoints) {
     if (!existsSync(path)) throw new UsageError(`--endpoints: ${path} does not exist`);
+  }
+  // Until the PostgreSQL backend lands (issue 11), refusing beats serving from memory while the operator believes
+  // the queue is shared and durable.
+  if (config.databaseUrl !== undefined) {
+    throw new UsageError("--database-url: serve cannot use PostgreSQL yet (work in progress); 'registry-notifier migrate' prepares the database");
   }
 }
 
@@ -175,6 +193,8 @@ ${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
         ingestToken: ingestToken(tokenFile, env),
       });
     }
+    case 'migrate':
+      return parseMigrate(rest, env);
     case 'import-config':
       return parseImportConfig(rest);
     default:
@@ -197,6 +217,10 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
 
   if (endpoints.length === 0 && !kubernetes) throw new UsageError('serve needs --endpoints PATH (standalone) or --kubernetes');
   if (endpoints.length > 0 && kubernetes) throw new UsageError('--endpoints and --kubernetes cannot be combined');
+  const database = databaseUrl(get('database-url'));
+  if (database !== undefined && get('queue-dir') !== undefined) {
+    throw new UsageError('--database-url and --queue-dir cannot be combined: with a database the queue lives there');
+  }
   const config: ServeConfig = {
     command: 'serve',
     listen: listenAddress('listen', get('listen')!),
@@ -217,8 +241,27 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     allowEndpointCidrs: list(get('allow-endpoint-cidrs')).map(cidr),
     shutdownGraceMs: duration('shutdown-grace', get('shutdown-grace')!),
     logLevel: logLevel(get('log-level')!),
+    databaseUrl: database,
+    replicaId: replicaId(get('replica-id') ?? hostname()),
+    leaseDurationMs: leaseDuration(get('lease-duration')!),
   };
   return freeze(config);
+}
+
+/** `migrate --database-url URL`: the URL from the flag or its variable. */
+function parseMigrate(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
+  const { values } = parse(argv, { 'database-url': SERVE_FLAGS['database-url']!, help: { type: 'boolean', help: '' } });
+  if (values.help) {
+    return freeze({ command: 'help', text: `Usage: registry-notifier migrate --database-url URL
+
+Creates or updates the PostgreSQL schema of --database-url (postgres://user:password@host:5432/db, or the
+variable ${envName('database-url')}) and exits: 0 done or already up to date, 1 the database failed or its
+schema is newer than this release, 2 bad usage. 'serve --database-url' does the same at start; this is for a
+separate migration step. Replicas may migrate at the same time: they take turns under an advisory lock.` });
+  }
+  const url = databaseUrl(typeof values['database-url'] === 'string' ? values['database-url'] : fromEnv(env, 'database-url'));
+  if (url === undefined) throw new UsageError(`migrate needs --database-url URL (or ${envName('database-url')})`);
+  return freeze({ command: 'migrate', databaseUrl: url });
 }
 
 const IMPORT_CONFIG_HELP = `Usage: registry-notifier import-config FILE [--namespace NS]
@@ -276,7 +319,8 @@ function parse(argv: readonly string[], specs: Record<string, FlagSpec>): { valu
     const { values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
     return { values: values as Record<string, string | boolean | string[] | undefined> };
   } catch (error) {
-    throw new UsageError((error as Error).message.split('\n')[0]!);
+    // The message may quote an argument, which may be a database URL with its password: drop any user-info.
+    throw new UsageError((error as Error).message.split('\n')[0]!.replace(/(\/\/)[^/@\s'"]*@/g, '$1'));
   }
 }
 
@@ -295,6 +339,36 @@ function duration(flag: string, text: string): number {
   } catch (error) {
     throw new UsageError(`--${flag}: ${(error as Error).message}`);
   }
+}
+
+/**
+ * A `postgres://` or `postgresql://` URL, or undefined. The messages never quote it: it holds the password. A
+ * password with characters such as `@`, `/` or `#` must be percent-encoded, as in any URL.
+ */
+function databaseUrl(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const url = URL.parse(text);
+  if (url === null || !['postgres:', 'postgresql:'].includes(url.protocol)) {
+    throw new UsageError('--database-url: not a postgres:// or postgresql:// URL (postgres://user:password@host:5432/db; percent-encode special characters in the password)');
+  }
+  return text;
+}
+
+/** A replica id: what a pod or host name may hold, at most 253 characters. */
+function replicaId(text: string): string {
+  if (!/^[A-Za-z0-9]([A-Za-z0-9._:-]{0,251}[A-Za-z0-9])?$/.test(text)) {
+    throw new UsageError(`--replica-id: "${text.slice(0, 300)}" is not a name such as registry-notifier-0 (letters, digits, '.', '_', ':', '-'; at most 253)`);
+  }
+  return text;
+}
+
+// A lease shorter than this would be renewed more often than a database round trip under load allows.
+const MIN_LEASE_MS = 1000;
+
+function leaseDuration(text: string): number {
+  const ms = duration('lease-duration', text);
+  if (ms < MIN_LEASE_MS) throw new UsageError(`--lease-duration: ${text} is shorter than 1s`);
+  return ms;
 }
 
 function byteSize(flag: string, text: string): number {

@@ -26,6 +26,10 @@ async function run(command: Command): Promise<number> {
       const { replay } = await import('./replay.ts');
       return replay(command);
     }
+    case 'migrate': {
+      const { migrateCommand } = await import('./migrate.ts');
+      return migrateCommand(command);
+    }
     case 'import-config': {
       const { importConfig } = await import('./import-config.ts');
       return importConfig(command);

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkServeConfig, envName, parseCommand, SERVE_FLAGS, serveHelp, UsageError, type Command, type ServeConfig } from '../src/config.ts';
@@ -53,6 +53,9 @@ const DEFAULTS: ServeConfig = {
   allowEndpointCidrs: [],
   shutdownGraceMs: 25_000,
   logLevel: 'info',
+  databaseUrl: undefined,
+  replicaId: hostname(),
+  leaseDurationMs: 15_000,
 };
 
 // Every flag of api.md §3 with a value other than its default, the field it sets, and another valid value.
@@ -69,6 +72,9 @@ const FLAGS: [flag: string, value: string, field: keyof ServeConfig, expected: u
   ['allow-endpoint-cidrs', '127.0.0.0/8,fd00::/8', 'allowEndpointCidrs', ['127.0.0.0/8', 'fd00::/8'], '10.0.0.0/8'],
   ['shutdown-grace', '1.5s', 'shutdownGraceMs', 1500, '1m'],
   ['log-level', 'debug', 'logLevel', 'debug', 'error'],
+  ['database-url', 'postgres://notifier:s3cret@db.example:5432/notifier?sslmode=require', 'databaseUrl', 'postgres://notifier:s3cret@db.example:5432/notifier?sslmode=require', 'postgresql://other@db/other'],
+  ['replica-id', 'registry-notifier-7d9f-x2', 'replicaId', 'registry-notifier-7d9f-x2', 'other-replica'],
+  ['lease-duration', '30s', 'leaseDurationMs', 30_000, '5s'],
 ];
 
 
@@ -307,6 +313,108 @@ describe('help and the other commands', () => {
     } finally {
       delete process.env.REGISTRY_NOTIFIER_MAX_PENDING;
     }
+  });
+});
+
+describe('several replicas on PostgreSQL (api.md §7)', () => {
+  const PASSWORD = 'pg-s3cret-9f2c';
+  const URL_WITH_PASSWORD = `postgres://notifier:${PASSWORD}@db.example:5432/notifier`;
+
+  it('takes postgres:// and postgresql:// URLs as given, a percent-encoded password and a socket host included', () => {
+    for (const url of [
+      URL_WITH_PASSWORD,
+      'postgresql://notifier@db.example/notifier?sslmode=verify-full',
+      'postgres://notifier:p%40ss%2Fw%23rd@[fd00::5]:6432/notifier',
+      'postgres:///notifier?host=/var/run/postgresql',
+    ]) {
+      expect(serve(['--database-url', url]).databaseUrl).toBe(url);
+    }
+  });
+
+  it.each([
+    ['another scheme', `mysql://notifier:${PASSWORD}@db.example/notifier`],
+    ['an HTTP URL', `https://notifier:${PASSWORD}@db.example/notifier`],
+    ['no URL at all', `notifier:${PASSWORD}@db.example/notifier`],
+    ['a password with a raw #', `postgres://notifier:${PASSWORD}#x@db.example/notifier`],
+    ['a bare host', 'db.example:5432'],
+  ])('refuses %s, without quoting it (it may hold the password)', (_name, url) => {
+    for (const error of [usageError(() => serve(['--database-url', url])), usageError(() => serve([], { REGISTRY_NOTIFIER_DATABASE_URL: url }))]) {
+      expect(error.message).toMatch(/^--database-url: not a postgres:\/\/ or postgresql:\/\/ URL/);
+      expect(error.message).not.toContain(PASSWORD);
+    }
+  });
+
+  it('refuses --database-url with --queue-dir, whichever way each is given', () => {
+    const message = /^--database-url and --queue-dir cannot be combined/;
+    expect(usageError(() => serve(['--database-url', URL_WITH_PASSWORD, '--queue-dir', '/q'])).message).toMatch(message);
+    expect(usageError(() => serve(['--queue-dir', '/q'], { REGISTRY_NOTIFIER_DATABASE_URL: URL_WITH_PASSWORD })).message).toMatch(message);
+    expect(usageError(() => serve(['--database-url', URL_WITH_PASSWORD], { REGISTRY_NOTIFIER_QUEUE_DIR: '/q' })).message).toMatch(message);
+    // an empty variable is unset, as everywhere
+    expect(serve(['--database-url', URL_WITH_PASSWORD], { REGISTRY_NOTIFIER_QUEUE_DIR: '' }).queueDir).toBeUndefined();
+  });
+
+  it('names the replica after the host unless told, and refuses a name a pod could not have', () => {
+    expect(serve().replicaId).toBe(hostname());
+    expect(serve([], { REGISTRY_NOTIFIER_REPLICA_ID: 'registry-notifier-0' }).replicaId).toBe('registry-notifier-0');
+    for (const bad of ['', 'two words', '-leading', 'trailing.', 'a/b', 'x'.repeat(254)]) {
+      expect(usageError(() => serve([`--replica-id=${bad}`])).message).toMatch(/^--replica-id: /);
+    }
+    expect(serve(['--replica-id', 'x'.repeat(253)]).replicaId).toHaveLength(253);
+  });
+
+  it('refuses a lease shorter than a second, or not a duration', () => {
+    expect(serve(['--lease-duration', '1s']).leaseDurationMs).toBe(1000);
+    expect(usageError(() => serve(['--lease-duration', '999ms'])).message).toBe('--lease-duration: 999ms is shorter than 1s');
+    expect(usageError(() => serve(['--lease-duration', '15'])).message).toMatch(/^--lease-duration: /);
+  });
+
+  it('checkServeConfig refuses --database-url while serve cannot use it (exit 2, not a silent in-memory queue)', () => {
+    const config = parseCommand(['serve', '--endpoints', import.meta.dirname, '--database-url', URL_WITH_PASSWORD], {}) as ServeConfig;
+    const error = usageError(() => checkServeConfig(config));
+    expect(error.message).toMatch(/^--database-url: serve cannot use PostgreSQL yet/);
+    expect(error.message).not.toContain(PASSWORD);
+  });
+
+  it('a URL where a flag name was forgotten is not quoted with its password', () => {
+    const error = usageError(() => parseCommand(['serve', '--kubernetes', URL_WITH_PASSWORD], {}));
+    expect(error.message).toContain('postgres://db.example:5432/notifier');
+    expect(error.message).not.toContain(PASSWORD);
+  });
+
+  it('serve --help lists the three flags with their variables, and no value of the environment', () => {
+    const help = serveHelp();
+    expect(help).toMatch(/--database-url URL .*postgres:\/\/user:password@host:5432\/db/);
+    expect(help).toMatch(/--replica-id ID .*\(default: the host name\)/);
+    expect(help).toMatch(/--lease-duration DUR .*\(default 15s\)/);
+    for (const name of ['REGISTRY_NOTIFIER_DATABASE_URL', 'REGISTRY_NOTIFIER_REPLICA_ID', 'REGISTRY_NOTIFIER_LEASE_DURATION']) expect(help).toContain(name);
+    const command = parseCommand(['serve', '--help'], { REGISTRY_NOTIFIER_DATABASE_URL: URL_WITH_PASSWORD });
+    expect(JSON.stringify(command)).not.toContain(PASSWORD);
+  });
+});
+
+describe('migrate', () => {
+  const URL_WITH_PASSWORD = 'postgres://notifier:migrate-pw-41c@db.example/notifier';
+
+  it('takes --database-url or its variable, the flag first, frozen', () => {
+    expect(parseCommand(['migrate', '--database-url', URL_WITH_PASSWORD], {})).toEqual({ command: 'migrate', databaseUrl: URL_WITH_PASSWORD });
+    expect(parseCommand(['migrate'], { REGISTRY_NOTIFIER_DATABASE_URL: URL_WITH_PASSWORD })).toEqual({ command: 'migrate', databaseUrl: URL_WITH_PASSWORD });
+    const both = parseCommand(['migrate', '--database-url', URL_WITH_PASSWORD], { REGISTRY_NOTIFIER_DATABASE_URL: 'postgres://other/db' });
+    expect(both).toEqual({ command: 'migrate', databaseUrl: URL_WITH_PASSWORD });
+    expect(Object.isFrozen(both)).toBe(true);
+  });
+
+  it('needs a PostgreSQL URL: missing, empty or invalid is a usage error that does not quote it', () => {
+    expect(usageError(() => parseCommand(['migrate'], {})).message).toBe('migrate needs --database-url URL (or REGISTRY_NOTIFIER_DATABASE_URL)');
+    expect(usageError(() => parseCommand(['migrate'], { REGISTRY_NOTIFIER_DATABASE_URL: '' })).message).toMatch(/^migrate needs --database-url/);
+    const invalid = usageError(() => parseCommand(['migrate', '--database-url', 'mysql://u:migrate-pw-41c@db/x'], {}));
+    expect(invalid.message).toMatch(/^--database-url: not a postgres:\/\//);
+    expect(invalid.message).not.toContain('migrate-pw-41c');
+    expect(usageError(() => parseCommand(['migrate', '--database-url', URL_WITH_PASSWORD, '--queue-dir', '/q'], {})).message).toContain('--queue-dir');
+  });
+
+  it('--help explains it and the top-level usage lists it', () => {
+    expect(parseCommand(['migrate', '--help'], {})).toMatchObject({ command: 'help', text: expect.stringMatching(/^Usage: registry-notifier migrate --database-url URL/) });
+    expect(parseCommand(['--help'], {})).toMatchObject({ text: expect.stringContaining('migrate --database-url URL') });
   });
 });
 
