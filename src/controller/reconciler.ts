@@ -74,7 +74,8 @@ export class EndpointReconciler {
       ready = await this.#configure(key, namespace, name, object);
     } catch (error) {
       const failure = this.#failure(key, error);
-      ready = failure.ready;
+      const url = (object.spec as { url?: unknown } | undefined)?.url;
+      ready = typeof url === 'string' ? { ...failure.ready, url } : failure.ready;
       if (failure.retry) throw failure.retry;
     } finally {
       // The one place the outcome is recorded: conditions and counters in status, an Event on a transition.

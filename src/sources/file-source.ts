@@ -111,7 +111,7 @@ export class FileSource implements EndpointSource {
         wanted.set(endpoint.name, { config, origin });
         states.set(endpoint.name, { ...ready, origin });
       } catch (error) {
-        states.set(endpoint.name, stateForError(error, origin));
+        states.set(endpoint.name, { ...stateForError(error, origin), url: endpoint.spec.url });
       }
     }
     // A refused document must not overwrite the state of a valid one of the same name (a duplicate).

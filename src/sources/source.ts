@@ -7,6 +7,8 @@ export interface ReadyState {
   readonly message?: string;
   /** Where the endpoint is defined (a file, or namespace/name in the cluster), for messages. */
   readonly origin?: string;
+  /** The URL the definition names, when it names one (shown, redacted, for an endpoint that does not run). */
+  readonly url?: string;
 }
 
 /**

@@ -17,7 +17,7 @@ export interface DeliveringCondition {
 }
 
 /** The Ready condition as the endpoint's source decided it (the controller, or the standalone file source). */
-export type Readiness = Pick<ReadyState, 'ready' | 'reason' | 'message'>;
+export type Readiness = Pick<ReadyState, 'ready' | 'reason' | 'message' | 'url'>;
 
 /** An endpoint's status as JSON: counters, conditions and the URL without credentials. */
 export interface EndpointStatus {
@@ -119,7 +119,7 @@ export function endpointStatuses(endpoints: { list(): EndpointView[] }, states: 
   for (const [name, state] of states) {
     if (seen.has(name)) continue;
     out.push({
-      name, url: '', ...readinessFields({ ...state, ready: false }),
+      name, url: state.url !== undefined ? redactUrl(state.url) : '', ...readinessFields({ ...state, ready: false }),
       delivering: NOT_RUNNING,
       pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
     });

@@ -178,6 +178,7 @@ describe('EndpointReconciler: Secrets', () => {
     expect(error).toMatchObject({ code: 'ERR_SECRET_PENDING', message: 'Secret hook-token not found' });
     expect(h.endpoints.get(KEY)).toBeUndefined();
     expect(ready(h)).toMatchObject({ status: 'False', reason: 'SecretNotFound', message: 'Secret hook-token not found' });
+    expect(h.status.states().get(KEY)?.url, 'the URL /endpoints shows for it').toBe((spec as { url: string }).url);
     h.api.putSecret('ns', 'hook-token', { other: 'x' });
     await expect(h.reconciler.reconcile(KEY)).rejects.toMatchObject({ message: 'Secret hook-token has no key token' });
     h.api.putSecret('ns', 'hook-token', { token: 'Bearer abc\n' });

@@ -169,7 +169,9 @@ describe('/endpoints', () => {
     await set.write(makeEvents(1));
     await until(() => set.get('ns/ok')?.stats().delivered === 1 && set.get('ns/failing')?.stats().deadLettered === 1, 5000, 'outcomes');
 
-    const states = new Map([['ns/refused', { ready: false, reason: 'EndpointRefused' as const, message: '169.254.169.254 is link-local' }]]);
+    const states = new Map([
+      ['ns/refused', { ready: false, reason: 'EndpointRefused' as const, message: '169.254.169.254 is link-local', url: 'http://admin:s3cret@169.254.169.254/latest?token=abc' }],
+    ]);
     const server = await start({ endpoints: () => endpointStatuses(set, states) });
     const res = await fetch(`${server.url}/endpoints`);
     expect(res.status).toBe(200);
@@ -206,7 +208,10 @@ describe('/endpoints', () => {
     expect(idleStatus?.delivering).toEqual({ status: 'True', reason: 'Idle' });
 
     // Known to the source but not running: Delivering is Unknown, not Idle.
-    expect(refusedStatus).toMatchObject({ name: 'ns/refused', url: '', ready: false, reason: 'EndpointRefused', pending: 0, failed: 0 });
+    // Not running, yet its URL is shown as the definition names it, credentials removed and query values masked.
+    expect(refusedStatus).toMatchObject({ name: 'ns/refused', url: 'http://169.254.169.254/latest?token=***', ready: false, reason: 'EndpointRefused', pending: 0, failed: 0 });
+    expect(text).not.toContain('s3cret');
+    expect(text).not.toContain('abc');
     expect(refusedStatus?.delivering).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
   });
 });

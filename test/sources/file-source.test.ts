@@ -376,7 +376,7 @@ describe('FileSource secrets', () => {
     const r = await receiver();
     const ref = { name: 'late', key: 'token' };
     const h = await start({ files: { 'x.yaml': endpointDoc('x', { url: r.url, headers: [{ name: 'X-Token', valueFrom: { secretKeyRef: ref } }] }) } });
-    expect(h.state('x')).toMatchObject({ ready: false, reason: 'SecretNotFound', message: 'Secret late not found' });
+    expect(h.state('x')).toMatchObject({ ready: false, reason: 'SecretNotFound', message: 'Secret late not found', url: r.url });
     expect(h.endpoints.get('x')).toBeUndefined();
 
     // a new directory under the watched secrets dir, then a key in it: both must be seen
