@@ -9,14 +9,12 @@ import { parseArgs } from 'node:util';
 import { parseByteSize, parseDuration } from './api/duration.ts';
 import { DNS1123_LABEL } from './api/spec-schema.ts';
 import { SECRET_ENV_PREFIX } from './sources/file-secrets.ts';
+import { NotifierError } from './notifications/errors.ts';
 
 /** Bad usage or invalid configuration: the program prints the message on one line and exits with 2. */
-export class UsageError extends Error {
-  /** Stable identifier. */
-  readonly code = 'ERR_USAGE';
+export class UsageError extends NotifierError {
   constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
+    super('ERR_USAGE', message);
   }
 }
 

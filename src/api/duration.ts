@@ -1,3 +1,4 @@
+import { NotifierError } from '../notifications/errors.ts';
 // Durations in Go's notation (`500ms`, `1s`, `2m30s`, `1h`) and byte sizes (`1MiB`), as api.md writes them.
 // A bare number is refused on purpose: Distribution reads `500` as 500 nanoseconds, a trap its users fall into.
 // Arithmetic is done on integer nanoseconds / bytes (BigInt) so `1.1s` is exactly 1100 ms, not 1100.0000000000002.
@@ -13,20 +14,16 @@ const UNIT_NS: Readonly<Record<string, bigint>> = { ms: NS_PER_MS, s: NS_PER_S, 
 const MAX_NS = 2n ** 63n - 1n;
 
 /** Thrown for a string that is not a duration in Go's notation; branch on `code`, never on the message. */
-export class DurationError extends Error {
-  override name = 'DurationError';
-  readonly code = 'ERR_INVALID_DURATION';
+export class DurationError extends NotifierError {
   constructor(message = 'invalid duration', options?: ErrorOptions) {
-    super(message, options);
+    super('ERR_INVALID_DURATION', message, options);
   }
 }
 
 /** Thrown for a string that is not a byte size (`1MiB`, `512KiB`, `2MB`, `1000`); branch on `code`. */
-export class ByteSizeError extends Error {
-  override name = 'ByteSizeError';
-  readonly code = 'ERR_INVALID_BYTE_SIZE';
+export class ByteSizeError extends NotifierError {
   constructor(message = 'invalid byte size', options?: ErrorOptions) {
-    super(message, options);
+    super('ERR_INVALID_BYTE_SIZE', message, options);
   }
 }
 

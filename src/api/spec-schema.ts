@@ -1,14 +1,14 @@
 // The NotificationEndpoint spec's schema: the CRD's structural schema rule for rule (a test walks both trees so they
 // cannot drift), and the generic checker that judges a document by it, with a JSON path in every refusal.
 import { DURATION_PATTERN, parseDuration } from './duration.ts';
+import { NotifierError } from '../notifications/errors.ts';
 
 /** Thrown for a document that the CRD or the controller refuses; `path` names the field (`spec.headers[2].name`, '' for the whole document); the message never holds a header value or URL credentials. */
-export class InvalidSpecError extends Error {
-  override name = 'InvalidSpecError';
-  readonly code = 'ERR_INVALID_SPEC';
+export class InvalidSpecError extends NotifierError {
+  /** Where in the document the problem is (`spec.retry.maxAge`); empty for the document as a whole. */
   readonly path: string;
   constructor(path = '', detail = 'invalid NotificationEndpoint', options?: ErrorOptions) {
-    super(path === '' ? detail : `${path}: ${detail}`, options);
+    super('ERR_INVALID_SPEC', path === '' ? detail : `${path}: ${detail}`, options);
     this.path = path;
   }
 }

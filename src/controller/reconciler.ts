@@ -14,6 +14,7 @@ import { prepareEndpoint } from '../sources/prepare-endpoint.ts';
 import { readyStateForError } from '../sources/ready-state.ts';
 import type { ReadyState } from '../sources/source.ts';
 import type { StatusWriter } from './status-writer.ts';
+import { NotifierError } from '../notifications/errors.ts';
 
 /** Settings of an `EndpointReconciler`. */
 export interface ReconcilerOptions {
@@ -26,13 +27,9 @@ export interface ReconcilerOptions {
 }
 
 /** A Secret is missing: the reconcile is retried with backoff (and at once when the Secret appears). */
-export class SecretPendingError extends Error {
-  /** Stable identifier. */
-  readonly code = 'ERR_SECRET_PENDING';
-
+export class SecretPendingError extends NotifierError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'SecretPendingError';
+    super('ERR_SECRET_PENDING', message, options);
   }
 }
 

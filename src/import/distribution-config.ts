@@ -8,13 +8,12 @@ import { isObject } from '../api/spec-schema.ts';
 import { convertEndpoint } from './distribution-endpoint.ts';
 import { toLabel, toSecretKey, UniqueNames } from './kube-names.ts';
 import { scoped, yamlKind, type Note } from './note.ts';
+import { NotifierError } from '../notifications/errors.ts';
 
 /** A file that is not a Distribution configuration at all (bad YAML, not a mapping, `notifications` unusable): nothing is converted. */
-export class ConfigImportError extends Error {
-  override name = 'ConfigImportError';
-  readonly code = 'ERR_CONFIG_IMPORT';
+export class ConfigImportError extends NotifierError {
   constructor(message = 'not a Distribution configuration', options?: ErrorOptions) {
-    super(message, options);
+    super('ERR_CONFIG_IMPORT', message, options);
   }
 }
 

@@ -4,13 +4,12 @@
 // Our notation has only ms, s, m and h, but a fraction of a millisecond reaches down to the nanosecond, so every
 // positive Go duration has an exact spelling here. Arithmetic is on BigInt nanoseconds, never floats.
 import { DURATION_PATTERN } from '../api/duration.ts';
+import { NotifierError } from '../notifications/errors.ts';
 
 /** Thrown for text that Go's time.ParseDuration would refuse; branch on `code`, never on the message. */
-export class GoDurationError extends Error {
-  override name = 'GoDurationError';
-  readonly code = 'ERR_GO_DURATION';
+export class GoDurationError extends NotifierError {
   constructor(message = 'not a Go duration', options?: ErrorOptions) {
-    super(message, options);
+    super('ERR_GO_DURATION', message, options);
   }
 }
 

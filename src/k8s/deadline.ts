@@ -1,11 +1,8 @@
+import { NotifierError } from '../notifications/errors.ts';
 /** A Kubernetes API call that did not answer in time: transient, so the caller's backoff retries it. */
-export class ApiTimeoutError extends Error {
-  /** Stable identifier. */
-  readonly code = 'ERR_API_TIMEOUT';
-
+export class ApiTimeoutError extends NotifierError {
   constructor(what: string, ms: number) {
-    super(`${what}: no answer from the API server within ${ms} ms`);
-    this.name = 'ApiTimeoutError';
+    super('ERR_API_TIMEOUT', `${what}: no answer from the API server within ${ms} ms`);
   }
 }
 

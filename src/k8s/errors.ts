@@ -1,3 +1,4 @@
+import { NotifierError } from '../notifications/errors.ts';
 /** The HTTP status of a failed Kubernetes API call (client-node's ApiException, or a watch's error), if any. */
 export function statusCode(error: unknown): number | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
@@ -12,15 +13,12 @@ export function statusCode(error: unknown): number | undefined {
  * retries it. The message names the call and the status, never the response body (it could hold Secret data);
  * `cause` is the original error.
  */
-export class ApiCallError extends Error {
-  /** Stable identifier. */
-  readonly code = 'ERR_API_CALL';
+export class ApiCallError extends NotifierError {
   /** The HTTP status the server answered, if it answered. */
   readonly statusCode: number | undefined;
 
   constructor(what: string, cause: unknown) {
-    super(`${what}: ${describeApiError(cause)}`, { cause });
-    this.name = 'ApiCallError';
+    super('ERR_API_CALL', `${what}: ${describeApiError(cause)}`, { cause });
     this.statusCode = statusCode(cause);
   }
 }

@@ -1,9 +1,10 @@
 /**
- * Errors of the delivery engine. Every class has a stable `code` that callers branch on (the message is for
- * people and may change); `cause` carries the underlying error where there is one.
+ * Errors of the delivery engine, and the base class of every error registry-notifier throws. Every class has a
+ * stable `code` that callers branch on (the message is for people and may change) and its own `name`; `cause`
+ * carries the underlying error where there is one.
  */
 
-/** Base class of every engine error: a stable machine-readable `code` plus a human message. */
+/** Base class of every registry-notifier error: a stable machine-readable `code` plus a human message. */
 export class NotifierError extends Error {
   /** Stable identifier, e.g. `ERR_SINK_CLOSED`; never changes between releases. */
   readonly code: string;

@@ -1,6 +1,7 @@
 import type { NormalisedSpec } from '../api/notification-endpoint.ts';
 import { endpointConfig, type EndpointConfig } from '../notifications/endpoint.ts';
 import { signingKey } from '../notifications/signing.ts';
+import { NotifierError } from '../notifications/errors.ts';
 
 /** Reads Secrets: the cluster's, or standalone files under `--secrets-dir`. */
 export interface SecretReader {
@@ -9,22 +10,16 @@ export interface SecretReader {
 }
 
 /** A referenced Secret or key does not exist (yet): transient, Ready=False reason SecretNotFound. */
-export class SecretNotFoundError extends Error {
-  /** Stable identifier. */
-  readonly code = 'ERR_SECRET_NOT_FOUND';
+export class SecretNotFoundError extends NotifierError {
   constructor(message: string) {
-    super(message);
-    this.name = 'SecretNotFoundError';
+    super('ERR_SECRET_NOT_FOUND', message);
   }
 }
 
 /** Secret content that can never work (a header value with a line break, half a key pair): Ready=False InvalidSpec. */
-export class InvalidSecretError extends Error {
-  /** Stable identifier. */
-  readonly code = 'ERR_INVALID_SECRET';
+export class InvalidSecretError extends NotifierError {
   constructor(message: string) {
-    super(message);
-    this.name = 'InvalidSecretError';
+    super('ERR_INVALID_SECRET', message);
   }
 }
 

@@ -16,7 +16,7 @@ function refusal(text: string): { status: number; code: string; path: string | u
     parseEnvelope(text);
   } catch (error) {
     if (!(error instanceof IngestError)) throw error;
-    return { status: error.status, code: error.code, path: error.path };
+    return { status: error.status, code: error.reason, path: error.path };
   }
   throw new Error(`accepted: ${text.slice(0, 80)}`);
 }
