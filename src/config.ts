@@ -139,11 +139,6 @@ export function checkServeConfig(config: ServeConfig): void {
   for (const path of config.endpoints) {
     if (!existsSync(path)) throw new UsageError(`--endpoints: ${path} does not exist`);
   }
-  // Until the PostgreSQL backend lands (issue 11), refusing beats serving from memory while the operator believes
-  // the queue is shared and durable.
-  if (config.databaseUrl !== undefined) {
-    throw new UsageError("--database-url: serve cannot use PostgreSQL yet (work in progress); 'registry-notifier migrate' prepares the database");
-  }
 }
 
 /** Parses argv (without node and script) and the environment into a frozen command; throws `UsageError`. */

@@ -4,6 +4,7 @@ import type { ServeConfig } from './config.ts';
 import { IngestServer } from './ingest/ingest-server.ts';
 import { startAdminServer, type AdminServer } from './metrics/admin-server.ts';
 import { Metrics } from './metrics/metrics.ts';
+import { PostgresBackend } from './database/postgres-backend.ts';
 import { Journal } from './journal/journal.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
@@ -38,14 +39,18 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   const metrics = new Metrics();
   const guard = new AddressGuard(config.allowEndpointCidrs);
   const journal = config.queueDir !== undefined ? Journal.open(config.queueDir, logger.child({ component: 'journal' })) : undefined;
-  const backendName = journal ? 'journal' : 'memory';
+  const database = config.databaseUrl !== undefined
+    ? await PostgresBackend.open({ url: config.databaseUrl, replicaId: config.replicaId, leaseDurationMs: config.leaseDurationMs, logger: logger.child({ component: 'database' }) })
+    : undefined;
+  const backend = journal ?? database;
+  const backendName = journal ? 'journal' : database ? 'postgres' : 'memory';
   metrics.storageAvailable(backendName, true);
   const endpoints = new EndpointSet({
     userAgent: USER_AGENT,
     guard,
     listenerFor: (name) => metrics.listenerFor(name),
     limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
-    ...(journal && { backend: journal }),
+    ...(backend && { backend }),
   });
   // The sources log each removal with its discarded count; the metrics forget the endpoint's series.
   const onRemoved = (name: string): void => metrics.forgetEndpoint(name);
@@ -78,7 +83,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
       host: config.metricsListen.host,
       port: config.metricsListen.port,
       metrics,
-      ready: () => source.ready && !draining,
+      ready: () => source.ready && !draining && (database?.healthy ?? true),
       endpoints: statuses,
       logger,
       replay: (name) => endpoints.replay(name),
@@ -105,6 +110,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     await admin?.close().catch(() => {});
     await endpoints.close(AbortSignal.abort()).catch(() => {});
     journal?.close();
+    await database?.close();
     throw error;
   }
   const adminServer: AdminServer = admin;
@@ -129,12 +135,14 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         await source.finish?.();
         const undelivered = [...left.values()].reduce((a, b) => a + b, 0);
         const byEndpoint = Object.fromEntries([...left].filter(([, n]) => n > 0));
-        // With a journal, what was not delivered stays there for the next start; without one it is lost.
-        if (undelivered > 0 && journal) logger.info({ undelivered, byEndpoint, keptIn: 'journal' }, 'stopped');
+        // With a journal, what was not delivered stays there for the next start; with a database the other
+        // replicas (or the next start) deliver it; in memory it is lost.
+        if (undelivered > 0 && backend) logger.info({ undelivered, byEndpoint, keptIn: journal ? 'journal' : 'database' }, 'stopped');
         else if (undelivered > 0) logger.warn({ undelivered, byEndpoint, lost: true }, 'stopped');
         else logger.info({ undelivered }, 'stopped');
         await Promise.all([ingest.close(), adminServer.close()]);
         journal?.close();
+        await database?.close();
         return left;
       })()),
   };

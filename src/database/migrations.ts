@@ -15,41 +15,196 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    name: 'queue, dead letters and recent ids',
+    name: 'queue, leases, dead letters, recent ids and counters',
     sql: `
+-- Replicas alive now: each renews its row with its leases; fair shares are counted from the live ones.
+CREATE TABLE replicas (
+  id         text PRIMARY KEY,
+  seen_until timestamptz NOT NULL
+);
+-- One row per endpoint: its queue's positions and its delivery lease.
 CREATE TABLE endpoints (
   name        text PRIMARY KEY,
-  next_pos    bigint NOT NULL DEFAULT 1,      -- positions are taken under this row's lock: commit order per endpoint
-  owner       text,                            -- replica holding the delivery lease
-  epoch       bigint NOT NULL DEFAULT 0,       -- fencing token, +1 on every claim
+  next_pos    bigint NOT NULL DEFAULT 1,   -- taken under this row's lock, so positions follow commit order
+  done        bigint NOT NULL DEFAULT 0,   -- deliveries removed (delivered or dead-lettered): pending = next_pos - 1 - done
+  owner       text,                        -- the replica holding the delivery lease
+  epoch       bigint NOT NULL DEFAULT 0,   -- fencing token, +1 on every claim
   lease_until timestamptz
 );
+-- Every accepted event once, whatever number of endpoints owes it; deleted when none does.
 CREATE TABLE events (
   seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   id          text   NOT NULL,
   json        text   NOT NULL,
-  accepted_at bigint NOT NULL                 -- ms since the epoch
+  accepted_at bigint NOT NULL              -- ms since the epoch
 );
+-- What each endpoint owes, in its order.
 CREATE TABLE deliveries (
   endpoint text   NOT NULL REFERENCES endpoints (name) ON DELETE CASCADE,
   pos      bigint NOT NULL,
-  seq      bigint NOT NULL REFERENCES events (seq),
+  seq      bigint NOT NULL,
   PRIMARY KEY (endpoint, pos)
 );
 CREATE INDEX deliveries_by_seq ON deliveries (seq);
 CREATE TABLE dead_letters (
   endpoint text   NOT NULL REFERENCES endpoints (name) ON DELETE CASCADE,
-  seq      bigint NOT NULL REFERENCES events (seq),
+  seq      bigint NOT NULL,
   reason   text   NOT NULL,
   at       bigint NOT NULL,
   PRIMARY KEY (endpoint, seq)
 );
 CREATE INDEX dead_letters_by_seq ON dead_letters (seq);
+-- Ids accepted recently on any replica: a resend reaching another replica is not queued twice.
 CREATE TABLE recent_ids (
   id text PRIMARY KEY,
   at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX recent_ids_by_at ON recent_ids (at);
+
+-- One ingest request, all or nothing: drops ids seen before (returned), stores each other event once, takes
+-- positions for each endpoint under its row lock (rows locked in name order: no deadlock between requests),
+-- and wakes the owners. p_endpoints[k] owes event p_events[k] (1-based), in order.
+CREATE FUNCTION rn_accept(p_ids text[], p_jsons text[], p_at bigint[], p_endpoints text[], p_events int[])
+RETURNS text[] LANGUAGE plpgsql AS $fn$
+DECLARE
+  dup   text[];
+  seqs  bigint[] := '{}';
+  s     bigint;
+  k     int;
+  e     text;
+  n     bigint;
+  first bigint;
+BEGIN
+  WITH mine AS (
+    INSERT INTO recent_ids (id) SELECT DISTINCT i FROM unnest(p_ids) AS t(i) ON CONFLICT DO NOTHING RETURNING id
+  )
+  SELECT coalesce(array_agg(DISTINCT i), '{}') INTO dup FROM unnest(p_ids) AS t(i) WHERE i NOT IN (SELECT id FROM mine);
+  FOR k IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+    IF NOT (p_ids[k] = ANY (dup)) THEN
+      INSERT INTO events (id, json, accepted_at) VALUES (p_ids[k], p_jsons[k], p_at[k]) RETURNING seq INTO s;
+      seqs[k] := s;
+    END IF;
+  END LOOP;
+  INSERT INTO endpoints (name) SELECT DISTINCT x FROM unnest(p_endpoints) AS t(x) ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM endpoints WHERE name = ANY (p_endpoints) ORDER BY name FOR UPDATE;
+  FOR e IN SELECT DISTINCT x FROM unnest(p_endpoints) AS t(x) ORDER BY x LOOP
+    SELECT count(*) INTO n FROM unnest(p_endpoints, p_events) AS t(x, ev) WHERE x = e AND seqs[ev] IS NOT NULL;
+    CONTINUE WHEN n = 0;
+    UPDATE endpoints SET next_pos = next_pos + n WHERE name = e RETURNING next_pos - n INTO first;
+    INSERT INTO deliveries (endpoint, pos, seq)
+      SELECT e, first + row_number() OVER (ORDER BY o) - 1, seqs[ev]
+      FROM unnest(p_endpoints, p_events) WITH ORDINALITY AS t(x, ev, o) WHERE x = e AND seqs[ev] IS NOT NULL;
+    PERFORM pg_notify('registry_notifier_work', e);
+  END LOOP;
+  RETURN dup;
+END
+$fn$;
+
+-- The fence: whether p_owner still holds the endpoint's lease at epoch p_epoch. The row stays share-locked until
+-- the caller's transaction ends, so a claim cannot slip in between this check and what the caller writes.
+CREATE FUNCTION rn_holds(p_endpoint text, p_owner text, p_epoch bigint) RETURNS boolean LANGUAGE sql AS $fn$
+  SELECT EXISTS (
+    SELECT 1 FROM endpoints WHERE name = p_endpoint AND owner = p_owner AND epoch = p_epoch AND lease_until > now() FOR SHARE
+  )
+$fn$;
+
+-- Deletes the events no endpoint owes any more among p_seqs (a race between two acknowledgements may leave one;
+-- rn_sweep collects those).
+CREATE FUNCTION rn_collect(p_seqs bigint[]) RETURNS void LANGUAGE sql AS $fn$
+  DELETE FROM events e WHERE e.seq = ANY (p_seqs)
+    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = e.seq)
+    AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.seq = e.seq)
+$fn$;
+
+-- Delivered: only the lease holder at p_epoch may say so (false otherwise: nothing is written).
+CREATE FUNCTION rn_ack(p_endpoint text, p_owner text, p_epoch bigint, p_positions bigint[]) RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+  gone bigint[];
+BEGIN
+  IF NOT rn_holds(p_endpoint, p_owner, p_epoch) THEN RETURN false; END IF;
+  WITH d AS (DELETE FROM deliveries WHERE endpoint = p_endpoint AND pos = ANY (p_positions) RETURNING seq)
+  SELECT coalesce(array_agg(seq), '{}') INTO gone FROM d;
+  UPDATE endpoints SET done = done + coalesce(array_length(gone, 1), 0) WHERE name = p_endpoint;
+  PERFORM rn_collect(gone);
+  RETURN true;
+END
+$fn$;
+
+-- Out of retry budget: moved to the dead letters, fenced like rn_ack.
+CREATE FUNCTION rn_dead_letter(p_endpoint text, p_owner text, p_epoch bigint, p_positions bigint[], p_reason text, p_at bigint)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+  moved int;
+BEGIN
+  IF NOT rn_holds(p_endpoint, p_owner, p_epoch) THEN RETURN false; END IF;
+  WITH d AS (DELETE FROM deliveries WHERE endpoint = p_endpoint AND pos = ANY (p_positions) RETURNING seq),
+       x AS (INSERT INTO dead_letters (endpoint, seq, reason, at) SELECT p_endpoint, seq, p_reason, p_at FROM d ON CONFLICT DO NOTHING RETURNING 1)
+  SELECT count(*) INTO moved FROM d;
+  UPDATE endpoints SET done = done + moved WHERE name = p_endpoint;
+  RETURN true;
+END
+$fn$;
+
+-- Replay: every dead letter back at the tail of the endpoint's queue, oldest first; any replica may ask.
+CREATE FUNCTION rn_replay(p_endpoint text) RETURNS int LANGUAGE plpgsql AS $fn$
+DECLARE
+  n     int;
+  first bigint;
+BEGIN
+  PERFORM 1 FROM endpoints WHERE name = p_endpoint FOR UPDATE;
+  SELECT count(*) INTO n FROM dead_letters WHERE endpoint = p_endpoint;
+  IF n = 0 THEN RETURN 0; END IF;
+  UPDATE endpoints SET next_pos = next_pos + n WHERE name = p_endpoint RETURNING next_pos - n INTO first;
+  INSERT INTO deliveries (endpoint, pos, seq)
+    SELECT p_endpoint, first + row_number() OVER (ORDER BY seq) - 1, seq FROM dead_letters WHERE endpoint = p_endpoint;
+  DELETE FROM dead_letters WHERE endpoint = p_endpoint;
+  PERFORM pg_notify('registry_notifier_work', p_endpoint);
+  RETURN n;
+END
+$fn$;
+
+-- One lease round of one replica: says it is alive, renews what it holds, releases beyond its fair share (one
+-- endpoint a round: shares settle within a few rounds, without flapping) and claims unowned or expired endpoints up to it, among the ones it serves (p_names).
+-- Returns what it holds afterwards, with each lease's epoch.
+CREATE FUNCTION rn_leases(p_replica text, p_names text[], p_lease_ms bigint)
+RETURNS TABLE (endpoint text, epoch bigint) LANGUAGE plpgsql AS $fn$
+DECLARE
+  lease interval := make_interval(secs => p_lease_ms / 1000.0);
+  live  bigint;
+  share bigint;
+  held  bigint;
+BEGIN
+  INSERT INTO replicas (id, seen_until) VALUES (p_replica, now() + lease)
+    ON CONFLICT (id) DO UPDATE SET seen_until = EXCLUDED.seen_until;
+  INSERT INTO endpoints (name) SELECT DISTINCT x FROM unnest(p_names) AS t(x) ON CONFLICT DO NOTHING;
+  UPDATE endpoints SET lease_until = now() + lease WHERE owner = p_replica AND name = ANY (p_names);
+  UPDATE endpoints SET owner = NULL, lease_until = NULL WHERE owner = p_replica AND NOT (name = ANY (p_names));
+  SELECT count(*) INTO live FROM replicas WHERE seen_until > now();
+  share := ceil(coalesce(array_length(p_names, 1), 0)::numeric / greatest(live, 1));
+  SELECT count(*) INTO held FROM endpoints WHERE owner = p_replica;
+  IF held > share THEN
+    UPDATE endpoints SET owner = NULL, lease_until = NULL
+      WHERE name = (SELECT name FROM endpoints WHERE owner = p_replica ORDER BY name DESC LIMIT 1);
+  ELSIF held < share THEN
+    UPDATE endpoints SET owner = p_replica, epoch = endpoints.epoch + 1, lease_until = now() + lease
+      WHERE name IN (
+        SELECT name FROM endpoints
+        WHERE name = ANY (p_names) AND (owner IS NULL OR lease_until IS NULL OR lease_until < now())
+        ORDER BY md5(name || p_replica) LIMIT share - held FOR UPDATE SKIP LOCKED
+      );
+  END IF;
+  RETURN QUERY SELECT e.name, e.epoch FROM endpoints e WHERE e.owner = p_replica;
+END
+$fn$;
+
+-- Housekeeping, by any replica now and then: forgets replicas gone for long, ids older than p_keep_ids_ms, and
+-- events nothing owes (left by a race between two acknowledgements).
+CREATE FUNCTION rn_sweep(p_keep_ids_ms bigint) RETURNS void LANGUAGE sql AS $fn$
+  DELETE FROM replicas WHERE seen_until < now() - interval '1 hour';
+  DELETE FROM recent_ids WHERE at < now() - make_interval(secs => p_keep_ids_ms / 1000.0);
+  DELETE FROM events e WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = e.seq)
+    AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.seq = e.seq);
+$fn$;
 `,
   },
 ];

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { localBaseUrl } from '../config.ts';
 import { createAuthenticator } from '../ingest/auth.ts';
+import { SinkClosedError } from '../notifications/errors.ts';
 import type { EndpointStatus } from '../status/endpoint-status.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -28,7 +29,7 @@ export interface AdminServerOptions {
   endpoints: () => EndpointStatus[];
   logger?: AdminLogger;
   /** Moves an endpoint's dead letters back into its queue (`POST /endpoints/replay?endpoint=NAME`); how many, undefined if unknown. */
-  replay?: (endpoint: string) => number | undefined;
+  replay?: (endpoint: string) => number | Promise<number> | undefined;
   /** The bearer token `POST` calls must carry (the ingest token); without one they are refused. */
   token?: string;
 }
@@ -106,7 +107,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: AdminS
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     const route = ROUTES.get(path);
     if (path === REPLAY_PATH) {
-      reply = replay(req, options);
+      reply = await replay(req, options);
     } else if (!route) {
       reply = error(404, 'NotFound', `no such path; try ${[...ROUTES.keys()].join(', ')}`);
     } else if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -127,7 +128,7 @@ const REPLAY_PATH = '/endpoints/replay';
  * `POST /endpoints/replay?endpoint=NAME`: moves the endpoint's dead letters back into its queue. It changes
  * state, so it needs the ingest token as `Authorization: Bearer`; without a configured token it is refused.
  */
-function replay(req: IncomingMessage, options: AdminServerOptions): Reply {
+async function replay(req: IncomingMessage, options: AdminServerOptions): Promise<Reply> {
   if (req.method !== 'POST') return { ...error(405, 'MethodNotAllowed', 'use POST'), allow: 'POST' };
   if (!options.replay) return error(404, 'NotFound', 'replay is not available');
   if (options.token === undefined) return error(403, 'Forbidden', 'replay needs an ingest token to be configured (--ingest-token-file)');
@@ -138,9 +139,11 @@ function replay(req: IncomingMessage, options: AdminServerOptions): Reply {
   if (!endpoint) return error(400, 'InvalidRequest', 'name the endpoint: ?endpoint=NAME');
   let replayed: number | undefined;
   try {
-    replayed = options.replay(endpoint);
-  } catch {
-    return error(503, 'ShuttingDown', 'the endpoint is shutting down; its dead letters stay for the next start (with a journal)');
+    replayed = await options.replay(endpoint);
+  } catch (err) {
+    if (err instanceof SinkClosedError) return error(503, 'ShuttingDown', 'the endpoint is shutting down; its dead letters stay for the next start (with a journal)');
+    options.logger?.error({ endpoint, err }, 'replay failed');
+    return error(503, 'Unavailable', 'the dead letters could not be replayed now; retry later');
   }
   if (replayed === undefined) return error(404, 'NotFound', `no endpoint ${endpoint}`);
   options.logger?.info?.({ endpoint, replayed }, 'dead letters replayed');

@@ -99,7 +99,7 @@ export class EndpointSet {
   }
 
   /** Moves the endpoint's dead letters back into its queue; how many, or undefined for an unknown endpoint. */
-  replay(name: string): number | undefined {
+  replay(name: string): number | Promise<number> | undefined {
     return this.#endpoints.get(name)?.replayDeadLetters();
   }
 

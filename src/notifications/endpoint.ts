@@ -162,8 +162,9 @@ export class Endpoint {
    * Moves every dead letter back to the tail of the queue, oldest first; returns how many. Rejects with
    * `SinkClosedError` once the endpoint is closing (the dead letters stay where they are).
    */
-  replayDeadLetters(): number {
+  replayDeadLetters(): number | Promise<number> {
     if (this.#queue.closing) throw new SinkClosedError('endpoint');
+    if (this.#store.replay) return this.#store.replay();
     const events = this.#store.takeDeadLetters();
     this.#queue.push(events);
     return events.length;
@@ -199,7 +200,11 @@ export class Endpoint {
    */
   async close(options: { signal?: AbortSignal } = {}): Promise<void> {
     this.#store.detach?.();
-    await this.#queue.close(options);
+    try {
+      await this.#queue.close(options);
+    } finally {
+      this.#store.closed?.();
+    }
   }
 
   #downstream(config: EndpointConfig): RetryingSink {

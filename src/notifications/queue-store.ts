@@ -53,10 +53,12 @@ export interface QueueWindow {
 export interface EndpointStore {
   /** Called once with the endpoint's queue: a journal puts back what was owed; a database store starts feeding it. */
   attach(window: QueueWindow): void;
-  /** Stops what the store runs for the endpoint (feeding its queue); what it stored stays. Optional. */
+  /** The endpoint is closing: stop adding to its queue (what is in it still drains, acknowledged). Optional. */
   detach?(): void;
-  /** Events owed in all, where the store knows better than the queue in memory (a shared database). Optional. */
-  backlog?(): number;
+  /** The endpoint closed: nothing more happens for it in this process (a database store gives its lease up). Optional. */
+  closed?(): void;
+  /** Events owed in all, where the store knows better than the queue in memory (a shared database); undefined while it does not know yet. Optional. */
+  backlog?(): number | undefined;
   /**
    * Before each attempt: resolves when an attempt taking up to `timeoutMs` may start (this process holds the
    * endpoint long enough to finish it), or when `signal` aborts. Optional: without it every attempt may start.
@@ -68,6 +70,11 @@ export interface EndpointStore {
   deadLetter(events: readonly QueuedEvent[], reason: string): void;
   /** Moves every dead letter back to pending and returns them, oldest first, to be queued again (replay). */
   takeDeadLetters(): QueuedEvent[];
+  /**
+   * Replay where the store queues the dead letters itself (a shared database: the endpoint's owner, on whichever
+   * replica, fetches them); resolves with how many. Optional: without it `takeDeadLetters` is used.
+   */
+  replay?(): Promise<number>;
   /** The endpoint is gone: forget its pending events and dead letters. */
   drop(): void;
 }

@@ -1,0 +1,138 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { describeDatabaseError } from './errors.ts';
+
+/** A lease this replica holds on one endpoint: the fencing epoch, and until when (this process's monotonic clock) it may act on it. */
+export interface Lease {
+  readonly epoch: number;
+  /** `performance.now()` after which no attempt may still be running under this lease. */
+  readonly validUntil: number;
+}
+
+/** What the keeper tells each endpoint it serves after every round. */
+export interface LeaseHolder {
+  /** The endpoint's identity. */
+  readonly name: string;
+  /** The lease held now, or undefined when this replica does not hold it (any more). */
+  leased(lease: Lease | undefined): void;
+}
+
+/** Settings of a `LeaseKeeper`. */
+export interface LeaseKeeperOptions {
+  pool: pg.Pool;
+  replicaId: string;
+  /** How long a lease lasts without renewal: the failover bound. */
+  leaseDurationMs: number;
+  logger: Logger;
+  /** Called after every successful round with the pending count per served endpoint (for limits, status, metrics). */
+  onPending?: (pending: ReadonlyMap<string, number>) => void;
+}
+
+// A lease is renewed three times per duration: two renewals may fail in a row before it runs out.
+const ROUNDS_PER_LEASE = 3;
+// What this process trusts of a lease is shorter than the database's by this share (at least SAFETY_MIN_MS): the
+// clock started before the round was sent, and the server's may run a little faster.
+const SAFETY_SHARE = 0.1;
+const SAFETY_MIN_MS = 500;
+
+/**
+ * Keeps this replica's delivery leases (api.md section 7): every lease duration / 3 one round in the database
+ * (`rn_leases`) says the replica is alive, renews what it holds, claims unowned or expired endpoints up to its
+ * fair share among the live replicas and releases beyond it, then tells every served endpoint what it holds
+ * now. A lease is trusted locally only until the time the round started plus its duration, minus a margin: a
+ * replica that was paused or cut off acts on nothing once that passes, whatever the database says later.
+ * Rounds that fail (the database is down) leave the local leases to run out; failures are logged once per outage.
+ */
+export class LeaseKeeper {
+  #options: LeaseKeeperOptions;
+  #holders = new Map<string, LeaseHolder>();
+  #timer: NodeJS.Timeout | undefined;
+  #round: Promise<void> | undefined;
+  #failing = false;
+  #stopped = false;
+
+  constructor(options: LeaseKeeperOptions) {
+    this.#options = options;
+  }
+
+  /** Whether the last round reached the database. */
+  get healthy(): boolean {
+    return !this.#failing;
+  }
+
+  /** Serves `holder`'s endpoint from the next round on. */
+  add(holder: LeaseHolder): void {
+    this.#holders.set(holder.name, holder);
+    this.poke();
+  }
+
+  /** Stops serving the endpoint: the next round releases its lease. */
+  remove(holder: LeaseHolder): void {
+    if (this.#holders.get(holder.name) === holder) this.#holders.delete(holder.name);
+    holder.leased(undefined);
+  }
+
+  /** Starts the rounds (the first one at once). */
+  start(): void {
+    this.poke();
+  }
+
+  /** Runs a round soon (a new endpoint should not wait a whole period for its lease). */
+  poke(): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#run(), 0);
+  }
+
+  /** Stops the rounds and releases every lease this replica holds (a clean stop hands them over at once). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#round;
+    for (const holder of this.#holders.values()) holder.leased(undefined);
+    this.#holders.clear();
+    const { pool, replicaId, leaseDurationMs, logger } = this.#options;
+    try {
+      await pool.query('SELECT count(*) FROM rn_leases($1, $2, $3)', [replicaId, [], leaseDurationMs]);
+      await pool.query('DELETE FROM replicas WHERE id = $1', [replicaId]);
+    } catch (error) {
+      logger.warn({ error: describeDatabaseError(error) }, 'database: could not release the leases on stop; they expire on their own');
+    }
+  }
+
+  async #run(): Promise<void> {
+    if (this.#stopped || this.#round) return;
+    this.#round = this.#once();
+    try {
+      await this.#round;
+    } finally {
+      this.#round = undefined;
+      if (!this.#stopped) this.#timer = setTimeout(() => void this.#run(), this.#options.leaseDurationMs / ROUNDS_PER_LEASE);
+    }
+  }
+
+  async #once(): Promise<void> {
+    const { pool, replicaId, leaseDurationMs, logger, onPending } = this.#options;
+    const names = [...this.#holders.keys()];
+    const started = performance.now();
+    let rows: { endpoint: string; epoch: string }[];
+    let pending: { name: string; pending: string }[];
+    try {
+      rows = (await pool.query<{ endpoint: string; epoch: string }>('SELECT endpoint, epoch FROM rn_leases($1, $2, $3)', [replicaId, names, leaseDurationMs])).rows;
+      pending = (await pool.query<{ name: string; pending: string }>('SELECT name, next_pos - 1 - done AS pending FROM endpoints WHERE name = ANY ($1)', [names])).rows;
+    } catch (error) {
+      if (!this.#failing) logger.error({ error: describeDatabaseError(error) }, 'database: cannot renew the delivery leases; endpoints stop sending when they run out');
+      this.#failing = true;
+      return;
+    }
+    if (this.#failing) logger.info('database: delivery leases renewed again');
+    this.#failing = false;
+    const validUntil = started + leaseDurationMs - Math.max(SAFETY_MIN_MS, leaseDurationMs * SAFETY_SHARE);
+    const held = new Map(rows.map((row) => [row.endpoint, Number(row.epoch)]));
+    onPending?.(new Map(pending.map((row) => [row.name, Number(row.pending)])));
+    for (const holder of this.#holders.values()) {
+      const epoch = held.get(holder.name);
+      holder.leased(epoch === undefined ? undefined : { epoch, validUntil });
+    }
+  }
+}

@@ -1,0 +1,171 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Committed, EndpointStore, QueueBackend, Route } from '../notifications/queue-store.ts';
+import type { QueuedEvent } from '../notifications/sink.ts';
+import { classifyDatabaseError, describeDatabaseError } from './errors.ts';
+import { LeaseKeeper, type LeaseHolder } from './lease-keeper.ts';
+import { migrate } from './migrate.ts';
+import { openPool } from './pool.ts';
+import { PostgresEndpointStore } from './postgres-endpoint-store.ts';
+import { WorkListener } from './work-listener.ts';
+
+/** Settings of `PostgresBackend.open`. */
+export interface PostgresBackendOptions {
+  /** `postgres://…`; never logged (only `redactDatabaseUrl` of it). */
+  url: string;
+  /** How this replica names itself in leases (the pod's name: unique among the replicas). */
+  replicaId: string;
+  /** An endpoint whose owner stopped renewing for this long is taken over (api.md section 7). */
+  leaseDurationMs: number;
+  logger: Logger;
+}
+
+// Ids are remembered in the database this long for duplicate suppression across replicas (a registry resends
+// within seconds to minutes); the housekeeping round forgets older ones.
+const RECENT_IDS_MS = 60 * 60_000;
+// Housekeeping (recent ids, orphaned events, replicas long gone) runs this often on each replica.
+const SWEEP_MS = 5 * 60_000;
+
+/**
+ * The queue backend for several replicas sharing one PostgreSQL database (api.md section 7). `commit` is one
+ * call of `rn_accept`: one transaction that drops ids already seen on any replica, stores each event once and
+ * gives it a position in every endpoint's queue under that endpoint's row lock (so positions follow commit
+ * order), then notifies the owners; nothing is queued in this process. Delivery is by lease: each endpoint's
+ * store pages its queue in while this replica holds the endpoint (see `PostgresEndpointStore`).
+ */
+export class PostgresBackend implements QueueBackend {
+  readonly persistent = true;
+  #pool: pg.Pool;
+  #options: PostgresBackendOptions;
+  #keeper: LeaseKeeper;
+  #listener: WorkListener;
+  #stores = new Map<string, PostgresEndpointStore>();
+  #pending = new Map<string, number>();
+  #sweeper: NodeJS.Timeout | undefined;
+
+  private constructor(pool: pg.Pool, options: PostgresBackendOptions) {
+    this.#pool = pool;
+    this.#options = options;
+    const applicationName = `registry-notifier/${options.replicaId}`;
+    this.#keeper = new LeaseKeeper({
+      pool,
+      replicaId: options.replicaId,
+      leaseDurationMs: options.leaseDurationMs,
+      logger: options.logger,
+      onPending: (pending) => (this.#pending = new Map(pending)),
+    });
+    this.#listener = new WorkListener({
+      url: options.url,
+      applicationName,
+      logger: options.logger,
+      onWork: (endpoint) => this.#stores.get(endpoint)?.wake(),
+      reconnected: () => {
+        for (const store of this.#stores.values()) store.wake();
+      },
+    });
+  }
+
+  /**
+   * Connects, brings the schema up to date (under an advisory lock: replicas may start together), starts the
+   * lease rounds and the listener. Rejects when the database cannot be reached or its schema is newer.
+   */
+  static async open(options: PostgresBackendOptions): Promise<PostgresBackend> {
+    const pool = openPool(options.url, { applicationName: `registry-notifier/${options.replicaId}`, logger: options.logger });
+    try {
+      await migrate(pool);
+    } catch (error) {
+      await pool.end().catch(() => {});
+      throw classifyDatabaseError(error);
+    }
+    const backend = new PostgresBackend(pool, options);
+    await backend.#listener.start();
+    backend.#keeper.start();
+    backend.#sweeper = setInterval(() => void backend.#sweep(), SWEEP_MS);
+    backend.#sweeper.unref();
+    return backend;
+  }
+
+  /** Whether the last lease round reached the database (readiness: a replica cut off from it takes no events). */
+  get healthy(): boolean {
+    return this.#keeper.healthy;
+  }
+
+  /** The connection pool (cluster-wide counters and status read through it). */
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
+  async commit(routes: readonly Route[]): Promise<Committed> {
+    const index = new Map<QueuedEvent, number>();
+    const events: QueuedEvent[] = [];
+    const endpoints: string[] = [];
+    const refs: number[] = [];
+    for (const { endpoint, events: owed } of routes) {
+      for (const event of owed) {
+        let k = index.get(event);
+        if (k === undefined) {
+          events.push(event);
+          index.set(event, (k = events.length));
+        }
+        endpoints.push(endpoint);
+        refs.push(k);
+      }
+    }
+    try {
+      const { rows } = await this.#pool.query<{ dup: string[] }>('SELECT rn_accept($1, $2, $3, $4, $5) AS dup', [
+        events.map((e) => e.id),
+        events.map((e) => e.json),
+        events.map((e) => e.acceptedAt),
+        endpoints,
+        refs,
+      ]);
+      return { routes: [], duplicates: rows[0]?.dup ?? [] };
+    } catch (error) {
+      throw classifyDatabaseError(error);
+    }
+  }
+
+  storeFor(endpoint: string): EndpointStore {
+    return new PostgresEndpointStore(endpoint, {
+      pool: this.#pool,
+      replicaId: this.#options.replicaId,
+      logger: this.#options.logger.child({ endpoint }),
+      longestAttemptMs: this.#options.leaseDurationMs * (1 - 1 / 3) - 1_000,
+      pending: (name) => this.#pending.get(name),
+      register: (holder) => this.#register(holder as PostgresEndpointStore),
+      unregister: (holder) => this.#unregister(holder as PostgresEndpointStore),
+    });
+  }
+
+  /** Who holds each endpoint's lease now (for `/endpoints`); endpoints nobody holds are absent. */
+  async owners(): Promise<Map<string, string>> {
+    const { rows } = await this.#pool.query<{ name: string; owner: string }>('SELECT name, owner FROM endpoints WHERE owner IS NOT NULL AND lease_until > now()');
+    return new Map(rows.map((row) => [row.name, row.owner]));
+  }
+
+  /** Stops the rounds, releases this replica's leases (others take over at once), closes the connections. */
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    await this.#keeper.stop();
+    await this.#listener.stop();
+    await this.#pool.end().catch(() => {});
+  }
+
+  #register(store: PostgresEndpointStore): void {
+    this.#stores.set(store.name, store);
+    this.#keeper.add(store as LeaseHolder);
+  }
+
+  #unregister(store: PostgresEndpointStore): void {
+    if (this.#stores.get(store.name) === store) this.#stores.delete(store.name);
+    this.#keeper.remove(store);
+  }
+
+  async #sweep(): Promise<void> {
+    try {
+      await this.#pool.query('SELECT rn_sweep($1)', [RECENT_IDS_MS]);
+    } catch (error) {
+      this.#options.logger.warn({ error: describeDatabaseError(error) }, 'database: housekeeping failed; it runs again later');
+    }
+  }
+}

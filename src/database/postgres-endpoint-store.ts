@@ -1,0 +1,196 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { EndpointStore, QueueWindow } from '../notifications/queue-store.ts';
+import type { QueuedEvent } from '../notifications/sink.ts';
+import { describeDatabaseError } from './errors.ts';
+import type { Lease, LeaseHolder } from './lease-keeper.ts';
+
+/** What a store needs of its backend: the pool, who this replica is, and the lease keeper it registers with. */
+export interface StoreContext {
+  readonly pool: pg.Pool;
+  readonly replicaId: string;
+  readonly logger: Logger;
+  /** The longest attempt a freshly renewed lease leaves room for. */
+  readonly longestAttemptMs: number;
+  /** Pending events per endpoint, as the lease keeper last read them. */
+  pending(endpoint: string): number | undefined;
+  register(holder: LeaseHolder): void;
+  unregister(holder: LeaseHolder): void;
+}
+
+// Events fetched into memory at a time: enough to keep batches full, little memory per endpoint.
+const PAGE = 100;
+// An attempt must end this long before the lease does (a response still on its way, clocks).
+const ATTEMPT_MARGIN_MS = 200;
+// A recording that failed (the database is down) is tried again after this long, for as long as the lease lasts.
+const RECORD_RETRY_MS = 1_000;
+
+/**
+ * One endpoint's queue in the shared database, as this replica sees it. While the replica holds the endpoint's
+ * lease it pages what the endpoint owes into the in-memory queue (a window: at most a page ahead), and records
+ * each outcome fenced by the lease's epoch, so a replica that lost the lease (paused, cut off) never commits one;
+ * when the lease is gone the window is forgotten and the new owner starts from what the database still holds
+ * (the batch that was in flight, and what follows). Attempts start only with enough lease left to finish.
+ */
+export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
+  readonly name: string;
+  #context: StoreContext;
+  #window: QueueWindow | undefined;
+  #lease: Lease | undefined;
+  #after = 0; // the last position pushed into the window
+  #fetching = false;
+  #again = false;
+  #feeding = true;
+  #recording: Promise<void> = Promise.resolve();
+  #waiters = new Set<() => void>();
+  #warnedLong = false;
+
+  constructor(name: string, context: StoreContext) {
+    this.name = name;
+    this.#context = context;
+  }
+
+  attach(window: QueueWindow): void {
+    this.#window = window;
+    window.onDrain(() => this.wake());
+    this.#context.register(this);
+  }
+
+  detach(): void {
+    this.#feeding = false;
+  }
+
+  closed(): void {
+    this.#context.unregister(this);
+  }
+
+  backlog(): number | undefined {
+    const pending = this.#context.pending(this.name);
+    return pending === undefined ? undefined : Math.max(pending, this.#window?.pending ?? 0);
+  }
+
+  /** The lease keeper's word after each round. */
+  leased(lease: Lease | undefined): void {
+    const previous = this.#lease;
+    this.#lease = lease;
+    if (!lease || lease.epoch !== previous?.epoch) {
+      // Lost, or taken over and given back (a new epoch): what the window holds is the database's again.
+      if (previous) {
+        this.#window?.reset();
+        this.#after = 0;
+      }
+      if (lease) this.wake();
+    } else if ((this.#context.pending(this.name) ?? 0) > (this.#window?.pending ?? 0)) {
+      // The polling fallback: the database says more is owed than the window holds (a missed notification).
+      this.wake();
+    }
+    for (const waiter of this.#waiters) waiter();
+  }
+
+  /** New work may be waiting (a notification, a drained window): fetch the next page if the window is empty. */
+  wake(): void {
+    if (!this.#lease || !this.#feeding || !this.#window || this.#window.pending > 0) return;
+    if (this.#fetching) {
+      this.#again = true;
+      return;
+    }
+    void this.#fetch();
+  }
+
+  async permit(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    // A timeout longer than a fresh lease allows could never start: such attempts start right after a renewal
+    // and may outlast the lease (said once); keep endpoint timeouts well under the lease duration.
+    const longest = this.#context.longestAttemptMs;
+    if (timeoutMs > longest && !this.#warnedLong) {
+      this.#warnedLong = true;
+      this.#context.logger.warn({ endpoint: this.name, timeoutMs, leaseAllowsMs: longest }, 'endpoint timeout is longer than a delivery lease allows; an attempt may outlast the lease (a failover may then send it twice)');
+    }
+    const needed = Math.min(timeoutMs, longest) + ATTEMPT_MARGIN_MS;
+    while (!signal.aborted) {
+      const lease = this.#lease;
+      if (lease && performance.now() + needed < lease.validUntil) return;
+      // Wait for the next round (a renewal, or the word that the lease is gone: then the window resets and the
+      // write in flight is aborted), or for the abort.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.#waiters.delete(done);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        this.#waiters.add(done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  ack(events: readonly QueuedEvent[]): void {
+    this.#record('rn_ack', events, (lease, positions) => [this.name, this.#context.replicaId, lease.epoch, positions]);
+  }
+
+  deadLetter(events: readonly QueuedEvent[], reason: string): void {
+    const at = Date.now();
+    this.#record('rn_dead_letter', events, (lease, positions) => [this.name, this.#context.replicaId, lease.epoch, positions, reason.slice(0, 1024), at]);
+  }
+
+  takeDeadLetters(): QueuedEvent[] {
+    return []; // replay() queues them in the database
+  }
+
+  async replay(): Promise<number> {
+    const { rows } = await this.#context.pool.query<{ n: number }>('SELECT rn_replay($1) AS n', [this.name]);
+    return rows[0]?.n ?? 0;
+  }
+
+  drop(): void {
+    // The endpoint was deleted: its queue and dead letters go with its row (every replica agrees it is gone).
+    this.#context.pool.query('DELETE FROM endpoints WHERE name = $1', [this.name]).catch((error: unknown) => {
+      this.#context.logger.warn({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: could not delete a removed endpoint\'s queue');
+    });
+  }
+
+  /** Writes outcomes in order, under the lease they were reached under; retried while that lease lasts. */
+  #record(fn: 'rn_ack' | 'rn_dead_letter', events: readonly QueuedEvent[], args: (lease: Lease, positions: number[]) => unknown[]): void {
+    const lease = this.#lease;
+    if (!lease) return; // reached after the lease was lost: the new owner sends these again
+    const positions = events.map((event) => event.seq!);
+    this.#recording = this.#recording.then(async () => {
+      for (;;) {
+        try {
+          const { rows } = await this.#context.pool.query<{ ok: boolean }>(`SELECT ${fn}(${args(lease, positions).map((_, i) => `$${i + 1}`).join(', ')}) AS ok`, args(lease, positions));
+          if (rows[0]?.ok === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
+          return;
+        } catch (error) {
+          if (this.#lease?.epoch !== lease.epoch || performance.now() > lease.validUntil) return;
+          this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: recording an outcome failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, RECORD_RETRY_MS));
+        }
+      }
+    });
+  }
+
+  async #fetch(): Promise<void> {
+    this.#fetching = true;
+    try {
+      do {
+        this.#again = false;
+        const lease = this.#lease;
+        if (!lease || !this.#feeding || !this.#window) return;
+        let rows: { pos: string; id: string; json: string; accepted_at: string }[];
+        try {
+          rows = (await this.#context.pool.query<{ pos: string; id: string; json: string; accepted_at: string }>(
+            'SELECT d.pos, e.id, e.json, e.accepted_at FROM deliveries d JOIN events e ON e.seq = d.seq WHERE d.endpoint = $1 AND d.pos > $2 ORDER BY d.pos LIMIT $3',
+            [this.name, this.#after, PAGE],
+          )).rows;
+        } catch (error) {
+          this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: fetching the next page failed; the next round tries again');
+          return;
+        }
+        if (this.#lease?.epoch !== lease.epoch || rows.length === 0) continue;
+        this.#after = Number(rows.at(-1)!.pos);
+        this.#window.push(rows.map((row) => ({ id: row.id, json: row.json, acceptedAt: Number(row.accepted_at), seq: Number(row.pos) })));
+      } while (this.#again && this.#window?.pending === 0);
+    } finally {
+      this.#fetching = false;
+    }
+  }
+}

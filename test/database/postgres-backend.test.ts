@@ -1,0 +1,193 @@
+// The PostgreSQL backend in one process, against a real PostgreSQL: what a commit stores and what it refuses,
+// duplicates across replicas, delivery by lease in order, fair shares, failover after the lease duration, the
+// fence that keeps a replica which lost its lease from committing an outcome, and a clean handover on close.
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresBackend } from '../../src/database/postgres-backend.ts';
+import { endpointConfig } from '../../src/notifications/endpoint.ts';
+import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import { makeEvents } from '../support/events.ts';
+import { postgresBinaries, queryOnce, startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { TestReceiver } from '../support/receiver.ts';
+import { eventually } from '../support/wait.ts';
+
+const bin = postgresBinaries();
+const logger = pino({ level: 'silent' });
+const LEASE_MS = 3_000;
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await Promise.resolve(cleanups.pop()!()).catch(() => {});
+});
+
+describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
+  let pg: TestPostgres;
+  beforeAll(async () => {
+    pg = await startPostgres({ fsync: false });
+  }, 60_000);
+  afterAll(() => pg?.stop());
+
+  /** A replica: a backend on `url` and an endpoint set over it, closed at cleanup (leases released). */
+  async function replica(url: string, id: string, options: { lease?: number } = {}): Promise<{ backend: PostgresBackend; set: EndpointSet }> {
+    const backend = await PostgresBackend.open({ url, replicaId: id, leaseDurationMs: options.lease ?? LEASE_MS, logger });
+    const set = new EndpointSet({ backend });
+    cleanups.push(async () => {
+      await set.close(AbortSignal.timeout(2000));
+      await backend.close();
+    });
+    return { backend, set };
+  }
+
+  async function receiver(): Promise<TestReceiver> {
+    const r = await TestReceiver.start();
+    cleanups.push(() => r.close());
+    return r;
+  }
+
+  const fast = (url: string, extra = {}): ReturnType<typeof endpointConfig> => endpointConfig({ url, threshold: 3, backoffMs: 20, timeoutMs: 500, ...extra });
+  const ids = (r: TestReceiver): string[] => r.events({ acceptedOnly: true }).map((e) => e.id);
+
+  it('delivers in commit order, one copy per event; the database keeps only what is owed', async () => {
+    const url = await pg.createDatabase();
+    const { set } = await replica(url, 'r1');
+    const r = await receiver();
+    set.apply('a', fast(r.url, { maxBatchEvents: 7 }));
+    const events = makeEvents(250, 'ord');
+    for (let i = 0; i < events.length; i += 10) expect(await set.write(events.slice(i, i + 10))).toEqual({ routed: 10, duplicates: [] });
+    await r.waitFor(() => ids(r).length >= 250, 20_000);
+    expect(ids(r)).toEqual(events.map((e) => e.id));
+    await eventually(async () => expect(await queryOnce(url, 'SELECT (SELECT count(*) FROM deliveries)::int AS d, (SELECT count(*) FROM events)::int AS e')).toEqual([{ d: 0, e: 0 }]));
+    const [row] = await queryOnce<{ next_pos: string; done: string }>(url, 'SELECT next_pos, done FROM endpoints WHERE name = $1', ['a']);
+    expect([Number(row!.next_pos), Number(row!.done)]).toEqual([251, 250]);
+  });
+
+  it('an id committed on one replica is a duplicate on another, and stored once', async () => {
+    const url = await pg.createDatabase();
+    const one = await replica(url, 'r1');
+    const two = await replica(url, 'r2');
+    const r = await receiver();
+    one.set.apply('a', fast(r.url));
+    two.set.apply('a', fast(r.url));
+    const [event] = makeEvents(1, 'twice');
+    const results = await Promise.all([one.set.write([event!]), two.set.write([event!])]);
+    expect(results.map((x) => x.duplicates.length).sort()).toEqual([0, 1]);
+    await r.waitFor(() => ids(r).length >= 1);
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM recent_ids')).toEqual([{ n: 1 }]));
+    // One more through the other replica proves nothing else was queued before it.
+    await one.set.write(makeEvents(1, 'marker'));
+    await r.waitFor(() => ids(r).includes('marker-0'));
+    expect(ids(r)).toEqual(['twice-0', 'marker-0']);
+  });
+
+  it('two replicas share the endpoints (fair shares), each delivers its own in order', async () => {
+    const url = await pg.createDatabase();
+    const one = await replica(url, 'r1');
+    const two = await replica(url, 'r2');
+    const receivers = await Promise.all([0, 1, 2, 3].map(() => receiver()));
+    for (const set of [one.set, two.set]) receivers.forEach((r, i) => set.apply(`ep${i}`, fast(r.url)));
+    await eventually(async () => {
+      const owners = await queryOnce<{ owner: string; n: number }>(url, 'SELECT owner, count(*)::int AS n FROM endpoints GROUP BY owner ORDER BY owner');
+      expect(owners).toEqual([{ owner: 'r1', n: 2 }, { owner: 'r2', n: 2 }]);
+    }, 10_000);
+    const events = makeEvents(40, 'shared');
+    for (let i = 0; i < 40; i += 4) await (i % 8 === 0 ? one : two).set.write(events.slice(i, i + 4));
+    for (const r of receivers) {
+      await r.waitFor(() => ids(r).length >= 40, 10_000);
+      expect(ids(r)).toEqual(events.map((e) => e.id));
+    }
+  });
+
+  it('outcomes reached under a lease that was taken over are fenced off: nothing of them is committed', async () => {
+    const url = await pg.createDatabase();
+    const r = await receiver();
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    r.respond(async (req) => {
+      if (req.seq === 0) await held;
+      return 200;
+    });
+    const one = await replica(url, 'r1');
+    one.set.apply('a', fast(r.url, { timeoutMs: 1_000 }));
+    await eventually(async () => expect(await queryOnce(url, 'SELECT owner FROM endpoints')).toEqual([{ owner: 'r1' }]));
+    await one.set.write(makeEvents(3, 'fo'));
+    await r.waitFor((requests) => requests.length === 1); // r1 is sending fo-0 and waits for the answer
+    // The lease moves on under r1 (a new epoch, another owner), as a takeover after r1 was cut off would.
+    await queryOnce(url, "UPDATE endpoints SET owner = 'r2', epoch = epoch + 1, lease_until = now() + interval '1 hour'");
+    release!(); // r1's answer arrives now; whatever r1 records from here on carries the old epoch
+    const two = await replica(url, 'r2');
+    two.set.apply('a', fast(r.url));
+    // r2 owns the endpoint and starts from what the database holds: every event, since none of r1's outcomes
+    // could be committed (had one been, r2 would not send that event again).
+    await r.waitFor(() => ids(r).filter((id) => id.startsWith('fo-')).length >= 3 + 3, 10_000);
+    const fromTwo = ids(r).slice(-3);
+    expect(fromTwo).toEqual(['fo-0', 'fo-1', 'fo-2']);
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]));
+  });
+
+  it('a replica that dies holding leases: another takes them within the lease duration and sends what is owed', async () => {
+    const url = await pg.createDatabase();
+    const r = await receiver();
+    r.respond(() => 503);
+    const one = await replica(url, 'r1');
+    one.set.apply('a', fast(r.url, { backoffMs: 60_000 }));
+    await one.set.write(makeEvents(5, 'dead'));
+    await r.waitFor((requests) => requests.length >= 1);
+    // r1 "dies": its rounds stop, nothing is released (no close), its connections stay idle.
+    await queryOnce(url, "UPDATE endpoints SET lease_until = now() + make_interval(secs => $1 / 1000.0) WHERE owner = 'r1'", [LEASE_MS]);
+    const started = performance.now();
+    r.respond(null);
+    const two = await replica(url, 'r2');
+    two.set.apply('a', fast(r.url));
+    // r1 keeps renewing here (it is alive in this process), so the takeover needs r1 gone: close its rounds.
+    await one.backend.close();
+    await r.waitFor(() => ids(r).length >= 5, 10_000);
+    expect(ids(r)).toEqual(makeEvents(5, 'dead').map((e) => e.id));
+    expect(performance.now() - started).toBeLessThan(LEASE_MS + 5_000);
+  });
+
+  it('close releases the leases: another replica takes over at once', async () => {
+    const url = await pg.createDatabase();
+    const r = await receiver();
+    const one = await replica(url, 'r1', { lease: 60_000 });
+    one.set.apply('a', fast(r.url));
+    await eventually(async () => expect(await queryOnce(url, 'SELECT owner FROM endpoints')).toEqual([{ owner: 'r1' }]));
+    const two = await replica(url, 'r2', { lease: 60_000 });
+    two.set.apply('a', fast(r.url));
+    await one.set.close(AbortSignal.timeout(1000));
+    await one.backend.close();
+    await eventually(async () => expect(await queryOnce(url, 'SELECT owner FROM endpoints')).toEqual([{ owner: 'r2' }]), 5_000);
+    await two.set.write(makeEvents(1, 'after'));
+    await r.waitFor(() => ids(r).includes('after-0'));
+  });
+
+  it('dead letters and replay keep their meaning; replay works from any replica', async () => {
+    const url = await pg.createDatabase();
+    const r = await receiver();
+    r.respond(() => 500);
+    const one = await replica(url, 'r1');
+    one.set.apply('a', fast(r.url, { retry: { strategy: 'Breaker', maxBackoffMs: 100, maxAttempts: 2, maxAgeMs: 0 } }));
+    await one.set.write(makeEvents(3, 'dl'));
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM dead_letters')).toEqual([{ n: 3 }]), 10_000);
+    r.respond(null);
+    r.clear();
+    const two = await replica(url, 'r2');
+    two.set.apply('a', fast(r.url));
+    expect(await two.set.replay('a')).toBe(3);
+    await r.waitFor(() => ids(r).length >= 3, 10_000);
+    expect(ids(r)).toEqual(makeEvents(3, 'dl').map((e) => e.id));
+  });
+
+  it('a commit the database refuses leaves nothing; the error says unavailable, without the password', async () => {
+    const url = await pg.createDatabase();
+    const { set } = await replica(url, 'r1');
+    set.apply('a', fast('http://127.0.0.1:9/', { disabled: true }));
+    await queryOnce(pg.adminUrl, `ALTER DATABASE "${new URL(url).pathname.slice(1)}" SET default_transaction_read_only = on`);
+    // New connections see it; drop the pool's idle ones so the next commit opens one.
+    await queryOnce(pg.adminUrl, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [new URL(url).pathname.slice(1)]);
+    const error = await set.write(makeEvents(1, 'ro')).then(() => undefined, (e: unknown) => e as Error & { code?: string });
+    expect(error).toMatchObject({ code: 'ERR_DATABASE_UNAVAILABLE' });
+    expect(error!.message).not.toContain(pg.password);
+    await queryOnce(pg.adminUrl, `ALTER DATABASE "${new URL(url).pathname.slice(1)}" RESET default_transaction_read_only`);
+    expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM events')).toEqual([{ n: 0 }]);
+  });
+});
