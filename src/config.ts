@@ -65,6 +65,10 @@ export interface ServeConfig {
   readonly replicaId: string;
   /** An endpoint whose owner stopped renewing its lease for this long is taken over by another replica. */
   readonly leaseDurationMs: number;
+  /** The Lease electing the replica that writes status (cluster mode with a database). */
+  readonly leaderElectionLease: { readonly namespace: string; readonly name: string };
+  /** Status writes per second at most, over all endpoints. */
+  readonly statusWritesPerSecond: number;
 }
 
 /** What the command line asks for. */
@@ -93,6 +97,7 @@ export const SERVE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   kubernetes: { type: 'boolean', help: 'endpoints from the cluster (in-cluster config, else KUBECONFIG)' },
   namespaces: { type: 'string', placeholder: 'A,B', help: 'namespaces to watch in cluster mode (default: all)' },
   'status-interval': { type: 'string', default: '10s', placeholder: 'DUR', help: 'how often changed counters are written to status' },
+  'status-rate': { type: 'string', default: '20', placeholder: 'N', help: 'counter updates written to status per second at most, over all endpoints (condition changes are written at once)' },
   'secrets-dir': { type: 'string', placeholder: 'DIR', help: 'standalone secretKeyRef root: <DIR>/<name>/<key>' },
   'ingest-token-file': { type: 'string', placeholder: 'FILE', help: 'bearer token the registry must send (env REGISTRY_NOTIFIER_INGEST_TOKEN holds the value)' },
   'max-body-size': { type: 'string', default: '1MiB', placeholder: 'SIZE', help: 'ingest request body limit' },
@@ -102,6 +107,7 @@ export const SERVE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'database-url': { type: 'string', placeholder: 'URL', help: 'PostgreSQL shared by several replicas, postgres://user:password@host:5432/db (not with --queue-dir)' },
   'replica-id': { type: 'string', placeholder: 'ID', help: 'how this replica names itself in leases and logs (default: the host name)' },
   'lease-duration': { type: 'string', default: '15s', placeholder: 'DUR', help: 'an endpoint whose owner stopped renewing for this long is taken over by another replica' },
+  'leader-election-lease': { type: 'string', placeholder: 'NAMESPACE/NAME', help: 'with --kubernetes and --database-url: the coordination.k8s.io Lease electing the replica that writes status (default: <pod namespace>/registry-notifier)' },
   'allow-endpoint-cidrs': { type: 'string', placeholder: 'CIDR[,CIDR]', help: 'let endpoints reach otherwise refused ranges (loopback, private, link-local)' },
   'shutdown-grace': { type: 'string', default: '25s', placeholder: 'DUR', help: 'drain time on SIGTERM' },
   'log-level': { type: 'string', default: 'info', placeholder: 'LEVEL', help: `JSON logs on stdout: ${LOG_LEVELS.join(', ')}` },
@@ -222,6 +228,7 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     kubernetes,
     namespaces: list(get('namespaces')),
     statusIntervalMs: duration('status-interval', get('status-interval')!),
+    statusWritesPerSecond: count('status-rate', get('status-rate')!),
     secretsDir: get('secrets-dir'),
     secretEnv: Object.fromEntries(
       Object.entries(env).filter((entry): entry is [string, string] => entry[0].startsWith(SECRET_ENV_PREFIX) && entry[1] !== undefined),
@@ -237,6 +244,7 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     databaseUrl: database,
     replicaId: replicaId(get('replica-id') ?? hostname()),
     leaseDurationMs: leaseDuration(get('lease-duration')!),
+    leaderElectionLease: leaderLease(get('leader-election-lease')),
   };
   return freeze(config);
 }
@@ -357,6 +365,27 @@ function replicaId(text: string): string {
 
 // A lease shorter than this would be renewed more often than a database round trip under load allows.
 const MIN_LEASE_MS = 1000;
+
+// Where Kubernetes mounts the pod's namespace for its service account.
+const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+/** `NAMESPACE/NAME`, or by default the pod's namespace (`default` outside a pod) and `registry-notifier`. */
+function leaderLease(text: string | undefined): { namespace: string; name: string } {
+  if (text === undefined) {
+    let namespace = 'default';
+    try {
+      namespace = readFileSync(POD_NAMESPACE_FILE, 'utf8').trim() || namespace;
+    } catch {
+      // not in a pod
+    }
+    return { namespace, name: 'registry-notifier' };
+  }
+  const [namespace, name, extra] = text.split('/');
+  if (!namespace || !name || extra !== undefined || !DNS1123_LABEL.test(namespace) || name.length > 253 || !/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(name)) {
+    throw new UsageError(`--leader-election-lease: "${text.slice(0, 300)}" is not NAMESPACE/NAME (Kubernetes names)`);
+  }
+  return { namespace, name };
+}
 
 function leaseDuration(text: string): number {
   const ms = duration('lease-duration', text);

@@ -4,7 +4,11 @@ import type { ServeConfig } from './config.ts';
 import { IngestServer } from './ingest/ingest-server.ts';
 import { startAdminServer, type AdminServer } from './metrics/admin-server.ts';
 import { Metrics } from './metrics/metrics.ts';
+import { ClusterStats } from './database/cluster-stats.ts';
 import { PostgresBackend } from './database/postgres-backend.ts';
+import { KubeLeaseLock } from './k8s/kube-lease-lock.ts';
+import { LeaderElector } from './k8s/leader-election.ts';
+import type { Endpoint } from './notifications/endpoint.ts';
 import { Journal } from './journal/journal.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
@@ -13,7 +17,7 @@ import { KubeClusterApi } from './k8s/kube-cluster-api.ts';
 import { loadKubeConfig } from './k8s/kube-config.ts';
 import { FileSource } from './sources/file-source.ts';
 import type { EndpointSource } from './sources/source.ts';
-import { endpointStatuses, type EndpointStatus } from './status/endpoint-status.ts';
+import { endpointStatuses, type EndpointStatus, type EndpointView } from './status/endpoint-status.ts';
 import { USER_AGENT } from './version.ts';
 
 /** A running server: its addresses, and `shutdown` (what SIGTERM does). */
@@ -52,16 +56,36 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
     ...(backend && { backend }),
   });
+  // With a shared database, status, /endpoints and the pending gauge show what the whole cluster did.
+  const cluster = database
+    ? new ClusterStats({ pool: database.pool, replicaId: config.replicaId, local: () => endpoints.list(), owns: (name) => database.holds(name), logger: logger.child({ component: 'database' }) })
+    : undefined;
+  const clusterView = (endpoint: Endpoint): EndpointView => {
+    const seen = cluster?.get(endpoint.name);
+    return seen ? { name: endpoint.name, config: endpoint.config, pending: seen.pending, stats: () => seen.stats } : endpoint;
+  };
+  const kubeConfig = config.kubernetes ? overrides.kubeConfig ?? loadKubeConfig() : undefined;
+  // One replica writes status and Events at a time when several share a database (client-go's election).
+  const leader = kubeConfig && database
+    ? new LeaderElector({
+        lock: new KubeLeaseLock(kubeConfig, config.leaderElectionLease.namespace, config.leaderElectionLease.name),
+        identity: config.replicaId,
+        logger: logger.child({ component: 'leader-election' }),
+      })
+    : undefined;
   // The sources log each removal with its discarded count; the metrics forget the endpoint's series.
   const onRemoved = (name: string): void => metrics.forgetEndpoint(name);
-  const source: EndpointSource = config.kubernetes
+  const source: EndpointSource = kubeConfig
     ? new Controller({
-        api: new KubeClusterApi(overrides.kubeConfig ?? loadKubeConfig()),
+        api: new KubeClusterApi(kubeConfig),
         endpoints,
         namespaces: config.namespaces,
         statusIntervalMs: config.statusIntervalMs,
+        maxStatusWritesPerSecond: config.statusWritesPerSecond,
         logger: logger.child({ component: 'controller' }),
         onRemoved,
+        ...(cluster && { statusView: clusterView }),
+        ...(leader && { writesStatus: () => leader.isLeader }),
       })
     : new FileSource({
         paths: config.endpoints,
@@ -77,8 +101,17 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   try {
     await source.start();
     if (journal) forgetRemovedEndpoints(journal, endpoints, source, logger);
-    const statuses = (): EndpointStatus[] => endpointStatuses(endpoints, source.states());
-    metrics.setEndpointsProvider(statuses);
+    cluster?.start();
+    leader?.start();
+    const statuses = (): EndpointStatus[] => {
+      if (!cluster) return endpointStatuses(endpoints, source.states());
+      return endpointStatuses({ list: () => endpoints.list().map(clusterView) }, source.states()).map((status) => {
+        const owner = cluster.get(status.name)?.owner;
+        return owner === undefined ? status : { ...status, owner };
+      });
+    };
+    // Per replica, except the pending gauge with a database: one replica reports it, so sums stay right.
+    metrics.setEndpointsProvider(() => statuses().map((s) => ({ ...s, pending: !cluster || cluster.reportsPending ? s.pending : undefined })));
     admin = await startAdminServer({
       host: config.metricsListen.host,
       port: config.metricsListen.port,
@@ -109,6 +142,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     await source.close().catch(() => {});
     await admin?.close().catch(() => {});
     await endpoints.close(AbortSignal.abort()).catch(() => {});
+    await leader?.stop();
+    await cluster?.stop();
     journal?.close();
     await database?.close();
     throw error;
@@ -133,6 +168,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         logger.info({ pending: endpoints.pending, graceMs: config.shutdownGraceMs }, 'shutting down: draining queues');
         const left = await endpoints.close(AbortSignal.any([grace.signal, AbortSignal.timeout(config.shutdownGraceMs)]));
         await source.finish?.();
+        await leader?.stop(); // after the last status write: the next leader takes over at once
+        await cluster?.stop();
         const undelivered = [...left.values()].reduce((a, b) => a + b, 0);
         const byEndpoint = Object.fromEntries([...left].filter(([, n]) => n > 0));
         // With a journal, what was not delivered stays there for the next start; with a database the other

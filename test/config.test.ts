@@ -56,6 +56,8 @@ const DEFAULTS: ServeConfig = {
   databaseUrl: undefined,
   replicaId: hostname(),
   leaseDurationMs: 15_000,
+  leaderElectionLease: { namespace: 'default', name: 'registry-notifier' },
+  statusWritesPerSecond: 20,
 };
 
 // Every flag of api.md §3 with a value other than its default, the field it sets, and another valid value.
@@ -63,6 +65,8 @@ const FLAGS: [flag: string, value: string, field: keyof ServeConfig, expected: u
   ['listen', '127.0.0.1:18080', 'listen', { host: '127.0.0.1', port: 18080 }, ':1'],
   ['metrics-listen', '[::1]:19090', 'metricsListen', { host: '::1', port: 19090 }, ':2'],
   ['namespaces', 'team-a, team-b,', 'namespaces', ['team-a', 'team-b'], 'other'],
+  ['status-rate', '5', 'statusWritesPerSecond', 5, '50'],
+  ['leader-election-lease', 'registry/notifier-leader', 'leaderElectionLease', { namespace: 'registry', name: 'notifier-leader' }, 'other/name'],
   ['status-interval', '2m30s', 'statusIntervalMs', 150_000, '1s'],
   ['secrets-dir', '/run/secrets', 'secretsDir', '/run/secrets', '/other'],
   ['max-body-size', '512KiB', 'maxBodySize', 512 * 1024, '1000'],
@@ -368,11 +372,10 @@ describe('several replicas on PostgreSQL (api.md §7)', () => {
     expect(usageError(() => serve(['--lease-duration', '15'])).message).toMatch(/^--lease-duration: /);
   });
 
-  it('checkServeConfig refuses --database-url while serve cannot use it (exit 2, not a silent in-memory queue)', () => {
+  it('checkServeConfig takes --database-url: serve runs on PostgreSQL', () => {
     const config = parseCommand(['serve', '--endpoints', import.meta.dirname, '--database-url', URL_WITH_PASSWORD], {}) as ServeConfig;
-    const error = usageError(() => checkServeConfig(config));
-    expect(error.message).toMatch(/^--database-url: serve cannot use PostgreSQL yet/);
-    expect(error.message).not.toContain(PASSWORD);
+    expect(() => checkServeConfig(config)).not.toThrow();
+    expect(config.databaseUrl).toBe(URL_WITH_PASSWORD);
   });
 
   it('a URL where a flag name was forgotten is not quoted with its password', () => {

@@ -8,7 +8,7 @@ import { WorkQueue } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import type { EndpointSource, ReadyState } from '../sources/source.ts';
 import { EndpointReconciler } from './reconciler.ts';
-import { StatusWriter } from './status-writer.ts';
+import { StatusWriter, type StatusWriterOptions } from './status-writer.ts';
 
 // A periodic full reconcile catches what no watch event announced (a missed event, a Secret read that failed
 // silently upstream): cheap (a GET per object), and rare enough not to matter to the API server.
@@ -28,6 +28,12 @@ export interface ControllerOptions {
   delay?: Delay;
   /** Every endpoint is reconciled again this often, whatever the watches said (default 10 minutes). */
   resyncMs?: number;
+  /** Status writes per second at most (`--status-rate`); see `StatusWriterOptions`. */
+  maxStatusWritesPerSecond?: number;
+  /** What status shows of a running endpoint (cluster-wide counters with a shared database). */
+  statusView?: StatusWriterOptions['view'];
+  /** Whether this replica writes status now (the elected leader); default always. */
+  writesStatus?: () => boolean;
 }
 
 /**
@@ -51,7 +57,14 @@ export class Controller implements EndpointSource {
   constructor(options: ControllerOptions) {
     this.#options = options;
     const { api, logger } = options;
-    this.#status = new StatusWriter({ api, logger: logger.child({ component: 'status' }), intervalMs: options.statusIntervalMs });
+    this.#status = new StatusWriter({
+      api,
+      logger: logger.child({ component: 'status' }),
+      intervalMs: options.statusIntervalMs,
+      ...(options.maxStatusWritesPerSecond !== undefined && { maxWritesPerSecond: options.maxStatusWritesPerSecond }),
+      ...(options.statusView && { view: options.statusView }),
+      ...(options.writesStatus && { writes: options.writesStatus }),
+    });
     const reconciler = (this.#reconciler = new EndpointReconciler({
       api,
       endpoints: options.endpoints,

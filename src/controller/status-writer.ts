@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { Condition } from '../api/notification-endpoint.ts';
-import { delivering, NOT_RUNNING, statusCounters } from '../status/endpoint-status.ts';
+import { delivering, NOT_RUNNING, statusCounters, type EndpointView } from '../status/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
+import { rfc3339 } from '../notifications/endpoint-stats.ts';
 import type { ReadyState } from '../sources/source.ts';
 import { describeApiError } from '../k8s/errors.ts';
 import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../k8s/cluster-api.ts';
@@ -14,8 +15,19 @@ export interface StatusWriterOptions {
   intervalMs: number;
   /** How often Delivering transitions are looked for (cheap: no API call unless one happened). Default 1 s. */
   checkMs?: number;
+  /** Counter-only status writes per second at most, over all endpoints (the stalest first); default 20. Transitions are written at once. */
+  maxWritesPerSecond?: number;
+  /** What status shows of a running endpoint; default the endpoint itself (a shared database gives cluster-wide counters). */
+  view?: (endpoint: Endpoint) => EndpointView;
+  /** Whether this process writes status now (the elected leader among replicas); default always. */
+  writes?: () => boolean;
   now?: () => Date;
 }
+
+// The API server is shared with everything else in the cluster: 10,000 endpoints must not mean 1,000 counter
+// writes a second. Counter writes beyond this rate wait for a later tick and then carry the freshest counters;
+// condition transitions (Ready, Delivering) are written at once, so `kubectl wait` is never held up by counters.
+const MAX_WRITES_PER_SECOND = 20;
 
 interface Tracked {
   object: NotificationEndpointObject;
@@ -40,9 +52,21 @@ export class StatusWriter {
   #writing: Promise<void> = Promise.resolve();
   /** The last write queued per endpoint: writes of one endpoint run one after the other, never side by side. */
   #chains = new Map<string, Promise<void>>();
+  #tokens: number;
+  #refilled: number;
 
   constructor(options: StatusWriterOptions) {
     this.#options = options;
+    this.#tokens = this.#rate;
+    this.#refilled = this.#clock();
+  }
+
+  get #rate(): number {
+    return this.#options.maxWritesPerSecond ?? MAX_WRITES_PER_SECOND;
+  }
+
+  #clock(): number {
+    return (this.#options.now?.() ?? new Date()).getTime();
   }
 
   /** Readiness of every tracked endpoint, by `namespace/name`. */
@@ -83,12 +107,36 @@ export class StatusWriter {
     await this.tick(true);
   }
 
-  /** Writes statuses whose conditions changed, and counters that changed and are due (all of them if `force`). */
+  /**
+   * Writes statuses whose conditions changed, then counters that changed and are due, as the rate allows (all of
+   * them, unlimited, if `force`: the last write on shutdown).
+   */
   tick(force = false): Promise<void> {
     this.#writing = this.#writing.then(async () => {
-      for (const key of [...this.#tracked.keys()]) await this.#serial(key, () => this.#write(key, force));
+      if (this.#options.writes && !this.#options.writes()) return;
+      const now = this.#clock();
+      this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#refilled) / 1000) * this.#rate);
+      this.#refilled = now;
+      const keys = [...this.#tracked.keys()];
+      // Transitions first and at once; then counters as the rate allows, stalest first, so every endpoint gets its turn.
+      const transitions = keys.filter((key) => this.#transition(key));
+      const counters = keys.filter((key) => !transitions.includes(key)).sort((a, b) => (this.#tracked.get(a)?.lastCountersWrite ?? 0) - (this.#tracked.get(b)?.lastCountersWrite ?? 0));
+      for (const key of transitions) await this.#serial(key, () => this.#write(key, force));
+      for (const key of counters) {
+        if (!force && this.#tokens < 1) break;
+        await this.#serial(key, () => this.#write(key, force));
+      }
     });
     return this.#writing;
+  }
+
+  /** Whether the endpoint's conditions (as they would be written now) differ in a transition from what is stored. */
+  #transition(key: string): boolean {
+    const tracked = this.#tracked.get(key);
+    if (!tracked) return false;
+    const generation = tracked.object.metadata?.generation;
+    return transitionOf(this.#conditions(tracked, new Date(this.#clock()), generation)) !== transitionOf(tracked.conditions) ||
+      tracked.object.status?.observedGeneration !== generation;
   }
 
   // Without this, a tick that comes while a reconcile's write is in flight would compare against the conditions
@@ -107,10 +155,11 @@ export class StatusWriter {
   async #write(key: string, force: boolean): Promise<void> {
     const tracked = this.#tracked.get(key);
     if (!tracked) return; // forgotten while the write waited its turn
+    if (this.#options.writes && !this.#options.writes()) return; // another replica writes status
     const now = this.#options.now?.() ?? new Date();
     const generation = tracked.object.metadata?.generation;
     const conditions = this.#conditions(tracked, now, generation);
-    const counters = countersOf(tracked.endpoint);
+    const counters = countersOf(this.#view(tracked.endpoint));
     // A transition (a condition's status or reason, or a new generation) is written at once; a changed message
     // or counter waits for the interval, so a long outage does not write every second.
     const transition = transitionOf(conditions) !== transitionOf(tracked.conditions) ||
@@ -118,6 +167,11 @@ export class StatusWriter {
     const changed = JSON.stringify(counters) !== tracked.counters || JSON.stringify(conditions) !== JSON.stringify(tracked.conditions);
     const due = force || now.getTime() - tracked.lastCountersWrite >= this.#options.intervalMs;
     if (!transition && !(changed && due)) return;
+    if (!transition && !force) {
+      // Counters only: bounded by the rate (a transition is written at once, so Ready shows within seconds).
+      if (this.#tokens < 1) return;
+      this.#tokens -= 1;
+    }
     const [namespace, name] = [tracked.object.metadata?.namespace ?? '', tracked.object.metadata?.name ?? ''];
     const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters };
     try {
@@ -137,7 +191,8 @@ export class StatusWriter {
   #conditions(tracked: Tracked, now: Date, generation: number | undefined): Condition[] {
     const { ready } = tracked;
     // Nothing runs for an endpoint whose spec was refused or whose Secret is missing: the receiver's side is unknown.
-    const deliveringNow = tracked.endpoint ? delivering(tracked.endpoint.stats()) : NOT_RUNNING;
+    const view = this.#view(tracked.endpoint);
+    const deliveringNow = view ? delivering(view.stats()) : NOT_RUNNING;
     const make = (type: string, status: Condition['status'], reason: string, message: string | undefined): Condition => {
       const old = tracked.conditions.find((c) => c.type === type);
       return {
@@ -145,7 +200,7 @@ export class StatusWriter {
         status,
         ...(generation !== undefined && { observedGeneration: generation }),
         // Kubernetes keeps the time of the last change of status, not of every reason or message change.
-        lastTransitionTime: old && old.status === status ? old.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        lastTransitionTime: old && old.status === status ? old.lastTransitionTime : rfc3339(now.getTime()),
         reason,
         ...(message !== undefined && message !== '' && { message: message.slice(0, 32_768) }),
       };
@@ -154,6 +209,10 @@ export class StatusWriter {
       make('Ready', ready.ready ? 'True' : 'False', ready.reason, ready.message),
       make('Delivering', deliveringNow.status, deliveringNow.reason, deliveringNow.message),
     ];
+  }
+
+  #view(endpoint: Endpoint | undefined): EndpointView | undefined {
+    return endpoint && (this.#options.view ? this.#options.view(endpoint) : endpoint);
   }
 
   async #events(key: string, object: NotificationEndpointObject, before: Condition[], after: Condition[]): Promise<void> {
@@ -184,7 +243,7 @@ function transitionOf(conditions: readonly Condition[]): string {
   return JSON.stringify(conditions.map((c) => [c.type, c.status, c.reason, c.observedGeneration]));
 }
 
-function countersOf(endpoint: Endpoint | undefined): StatusPatch {
+function countersOf(endpoint: EndpointView | undefined): StatusPatch {
   if (!endpoint) return {};
   // A merge patch removes a field set to null: insecureSkipVerify disappears from status once verification is on.
   return { insecureSkipVerify: null, ...statusCounters(endpoint) };

@@ -60,6 +60,20 @@ CREATE TABLE recent_ids (
   at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX recent_ids_by_at ON recent_ids (at);
+-- Delivery counters summed over every replica (what status and /endpoints show); the owner's word for the
+-- failures in a row.
+CREATE TABLE endpoint_stats (
+  endpoint             text PRIMARY KEY REFERENCES endpoints (name) ON DELETE CASCADE,
+  delivered            bigint NOT NULL DEFAULT 0,
+  failures             bigint NOT NULL DEFAULT 0,
+  errors               bigint NOT NULL DEFAULT 0,
+  dead_lettered        bigint NOT NULL DEFAULT 0,
+  responses            jsonb  NOT NULL DEFAULT '{}',   -- status code -> count
+  last_success         bigint,                         -- ms since the epoch
+  last_failure         bigint,
+  last_error           text,
+  consecutive_failures integer NOT NULL DEFAULT 0
+);
 
 -- One ingest request, all or nothing: drops ids seen before (returned), stores each other event once, takes
 -- positions for each endpoint under its row lock (rows locked in name order: no deadlock between requests),
@@ -194,6 +208,35 @@ BEGIN
       );
   END IF;
   RETURN QUERY SELECT e.name, e.epoch FROM endpoints e WHERE e.owner = p_replica;
+END
+$fn$;
+
+-- Adds one replica's counters since its last report (a JSON array of {endpoint, delivered, failures, errors,
+-- deadLettered, responses: {code: n}, lastSuccess, lastFailure, lastError, consecutive?}); the latest times win,
+-- and the failures in a row are the owner's (absent from others' reports).
+CREATE FUNCTION rn_add_stats(p_reports jsonb) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  r jsonb;
+BEGIN
+  FOR r IN SELECT * FROM jsonb_array_elements(p_reports) LOOP
+    INSERT INTO endpoint_stats (endpoint) SELECT r->>'endpoint' WHERE EXISTS (SELECT 1 FROM endpoints WHERE name = r->>'endpoint')
+      ON CONFLICT DO NOTHING;
+    UPDATE endpoint_stats s SET
+      delivered = s.delivered + (r->>'delivered')::bigint,
+      failures = s.failures + (r->>'failures')::bigint,
+      errors = s.errors + (r->>'errors')::bigint,
+      dead_lettered = s.dead_lettered + (r->>'deadLettered')::bigint,
+      responses = (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM (
+        SELECT k, sum(v::bigint) AS v FROM (
+          SELECT key AS k, value AS v FROM jsonb_each_text(s.responses)
+          UNION ALL SELECT key, value FROM jsonb_each_text(r->'responses')
+        ) u GROUP BY k) t),
+      last_success = greatest(s.last_success, (r->>'lastSuccess')::bigint),
+      last_error = CASE WHEN (r->>'lastFailure')::bigint >= coalesce(s.last_failure, 0) THEN coalesce(r->>'lastError', s.last_error) ELSE s.last_error END,
+      last_failure = greatest(s.last_failure, (r->>'lastFailure')::bigint),
+      consecutive_failures = coalesce((r->>'consecutive')::int, s.consecutive_failures)
+    WHERE s.endpoint = r->>'endpoint';
+  END LOOP;
 END
 $fn$;
 

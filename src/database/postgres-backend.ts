@@ -137,10 +137,9 @@ export class PostgresBackend implements QueueBackend {
     });
   }
 
-  /** Who holds each endpoint's lease now (for `/endpoints`); endpoints nobody holds are absent. */
-  async owners(): Promise<Map<string, string>> {
-    const { rows } = await this.#pool.query<{ name: string; owner: string }>('SELECT name, owner FROM endpoints WHERE owner IS NOT NULL AND lease_until > now()');
-    return new Map(rows.map((row) => [row.name, row.owner]));
+  /** Whether this replica holds the endpoint's delivery lease now. */
+  holds(endpoint: string): boolean {
+    return this.#stores.get(endpoint)?.holding ?? false;
   }
 
   /** Stops the rounds, releases this replica's leases (others take over at once), closes the connections. */

@@ -69,6 +69,11 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     return pending === undefined ? undefined : Math.max(pending, this.#window?.pending ?? 0);
   }
 
+  /** Whether this replica holds the endpoint's lease now. */
+  get holding(): boolean {
+    return this.#lease !== undefined;
+  }
+
   /** The lease keeper's word after each round. */
   leased(lease: Lease | undefined): void {
     const previous = this.#lease;

@@ -12,8 +12,8 @@ import type { QueuedEvent } from '../notifications/sink.ts';
 export interface EndpointSample {
   /** The endpoint's identity: the `endpoint` label. */
   readonly name: string;
-  /** Events queued and not yet delivered. */
-  readonly pending: number;
+  /** Events queued and not yet delivered; undefined where another replica reports it (a shared database). */
+  readonly pending: number | undefined;
   /** Whether the endpoint runs as configured (its Ready condition). */
   readonly ready: boolean;
 }
@@ -84,7 +84,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset(); // endpoints that are gone disappear from the output
-        for (const endpoint of endpoints()) this.set({ endpoint: endpoint.name }, endpoint.pending);
+        for (const endpoint of endpoints()) if (endpoint.pending !== undefined) this.set({ endpoint: endpoint.name }, endpoint.pending);
       },
     });
     this.#status = new Counter({

@@ -80,7 +80,8 @@ export class EndpointStats implements DeliveryListener {
   }
 }
 
-function rfc3339(ms: number): string {
+/** A time as Kubernetes writes it: RFC 3339 in UTC, whole seconds (`2026-11-22T09:30:02Z`). */
+export function rfc3339(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 

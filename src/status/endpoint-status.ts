@@ -44,6 +44,8 @@ export interface EndpointStatus {
   lastError?: string;
   /** Present (and true) only when server certificate verification is switched off. */
   insecureSkipVerify?: boolean;
+  /** With several replicas (a database): the replica delivering for the endpoint now, if any holds it. */
+  owner?: string;
 }
 
 /** Delivering of an endpoint that nothing runs (its spec was refused, a Secret is missing, ...): the receiver's side is unknown. */

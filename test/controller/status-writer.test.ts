@@ -387,3 +387,70 @@ describe('StatusWriter: writes of one endpoint never overlap', () => {
     expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured', 'Warning Failing', 'Warning InvalidSpec']);
   });
 });
+
+describe('StatusWriter: a total write rate, and only the elected writer writes', () => {
+  /** 100 endpoints observed (one write each, at once), then counters changed on all of them. */
+  async function many(options: { maxWritesPerSecond: number; writes?: () => boolean }): Promise<{ writer: StatusWriter; api: FakeClusterApi; clock: { ms: number }; stubs: StubEndpoint[] }> {
+    const api = new FakeClusterApi();
+    const clock = { ms: 0 };
+    const { logger } = captureLogs();
+    const writer = new StatusWriter({ api, logger, intervalMs: INTERVAL, now: () => new Date(T0 + clock.ms), ...options });
+    writers.push(writer);
+    const stubs: StubEndpoint[] = [];
+    for (let i = 0; i < 100; i++) {
+      const object = api.put({ apiVersion: 'registry-notifier.io/v1alpha1', kind: 'NotificationEndpoint', metadata: { name: `hook-${i}`, namespace: 'ns', generation: 1, uid: `u${i}` }, spec: { url: 'http://127.0.0.1:9/' } });
+      const stub = new StubEndpoint();
+      stub.succeed(1, 0); // Delivering True/Succeeded from the start: later successes change only counters
+      stubs.push(stub);
+      await writer.observe(`ns/hook-${i}`, object, READY, stub.endpoint);
+    }
+    return { writer, api, clock, stubs };
+  }
+
+  it('at most the rate per second over all endpoints; the rest follow in later ticks with their freshest counters', async () => {
+    const { writer, api, clock, stubs } = await many({ maxWritesPerSecond: 10 });
+    api.patches.length = 0;
+    stubs.forEach((stub) => stub.succeed(1, 1));
+    clock.ms += INTERVAL; // every counter is due
+    await writer.tick();
+    expect(api.patches.length).toBeLessThanOrEqual(10);
+    expect(api.patches.length).toBeGreaterThan(0);
+    stubs.forEach((stub) => stub.succeed(1, 2)); // newer counters before the rest get their turn
+    let seconds = 1;
+    for (; seconds < 20 && new Set(api.patches.map((p) => p.key)).size < 100; seconds++) {
+      clock.ms += 1000;
+      const before = api.patches.length;
+      await writer.tick();
+      expect(api.patches.length - before, 'one second of writes').toBeLessThanOrEqual(10);
+    }
+    expect(new Set(api.patches.map((p) => p.key)).size, 'every endpoint got its turn').toBe(100);
+    expect(seconds).toBeGreaterThanOrEqual(9);
+    const late = api.patches.at(-1)!;
+    expect(late.status.delivered, 'the freshest counters, not the ones of the first tick').toBe(3);
+  });
+
+  it('a Delivering transition goes before counter updates when the rate is short', async () => {
+    const { writer, api, clock, stubs } = await many({ maxWritesPerSecond: 5 });
+    api.patches.length = 0;
+    stubs.forEach((stub) => stub.succeed(1, 1));
+    stubs[73]!.fail(10, 2); // Delivering turns False: a transition
+    clock.ms += INTERVAL;
+    await writer.tick();
+    expect(api.patches[0]?.key).toBe('ns/hook-73');
+  });
+
+  it('writes nothing (status or Events) while another replica is the elected writer; takes over when elected', async () => {
+    let leading = false;
+    const { writer, api, clock, stubs } = await many({ maxWritesPerSecond: 1000, writes: () => leading });
+    expect(api.patches).toHaveLength(0);
+    expect(api.events).toHaveLength(0);
+    stubs[0]!.fail(10, 1);
+    clock.ms += INTERVAL;
+    await writer.tick();
+    expect(api.patches).toHaveLength(0);
+    leading = true;
+    await writer.tick();
+    expect(api.patches.map((p) => p.key)).toContain('ns/hook-0');
+    expect(api.events.length).toBeGreaterThan(0);
+  });
+});
