@@ -345,7 +345,7 @@ describe('StatusWriter: failures, shutdown, TLS flag', () => {
     await h.writer.observe(KEY, h.object, READY, stub.endpoint);
     h.writer.start();
     stub.fail(1, 0);
-    await eventually(() => expect(h.api.patches).toHaveLength(2), 5000, 5);
+    await eventually(() => expect(h.api.patches).toHaveLength(2), 5000);
     expect(h.api.events.map((e) => e.reason)).toEqual(['Configured', 'Failing']);
   });
 });

@@ -8,7 +8,8 @@ import { MAX_EVENT_DEPTH } from '../../src/ingest/envelope.ts';
 import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2 } from '../../src/notifications/event.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { fixtures } from '../support/events.ts';
-import { collectGarbage, envelope, event, post, startIngest, TOKEN, until, type Answer, type Harness } from './support.ts';
+import { until } from '../support/wait.ts';
+import { collectGarbage, envelope, event, post, startIngest, TOKEN, type Answer, type Harness } from './support.ts';
 
 const SEED = 0x5eed_2026;
 const CASES = 3000;

@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NotifierProcess } from '../e2e/notifier-process.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { cleanups, metricValue, owned, post, runCleanups, serveArgs, statusOf, tempDir, until, writeEndpoints } from './support.ts';
+import { until } from '../support/wait.ts';
+import { cleanups, metricValue, owned, post, runCleanups, serveArgs, statusOf, tempDir, writeEndpoints } from './support.ts';
 
 afterEach(runCleanups);
 

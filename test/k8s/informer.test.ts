@@ -11,7 +11,7 @@ import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-
 import type { ListWatch } from '../../src/k8s/cluster-api.ts';
 import { Informer, keyOf } from '../../src/k8s/informer.ts';
 import { KubeClusterApi } from '../../src/k8s/kube-cluster-api.ts';
-import { eventually } from '../support/wait.ts';
+import { until } from '../support/wait.ts';
 import {
   captureLogs,
   fakeKubeConfig,
@@ -75,11 +75,6 @@ function harness(options: { free?: number; random?: () => number; server?: strin
   cleanups.push(() => informer.stop());
   return { informer, events, objects, delay, logs: lines, server: new FakeCollection(PATH, TIMEOUT_SECONDS, address) };
 }
-
-const until = (condition: () => boolean, what = 'condition'): Promise<void> =>
-  eventually(() => {
-    if (!condition()) throw new Error(`timed out waiting for ${what}`);
-  }, 5000, 5);
 
 /** The keys and resourceVersions in the cache. */
 const cached = (informer: Informer<Obj>): string[] =>

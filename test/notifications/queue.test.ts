@@ -5,7 +5,8 @@ import { BreakerStrategy } from '../../src/notifications/retry.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { makeEvents } from '../support/events.ts';
 import { checkClose } from './sink-contract.ts';
-import { queued, RecordingSink, until } from './test-sinks.ts';
+import { until } from '../support/wait.ts';
+import { queued, RecordingSink } from './test-sinks.ts';
 
 const ids = (events: readonly QueuedEvent[]): string[] => events.map((e) => e.id);
 
@@ -53,7 +54,7 @@ describe('EventQueue', () => {
     await dst.waitForAttempts(1);
     expect(queue.pending).toBe(3);
     dst.release();
-    await until(() => queue.pending === 0);
+    await until(() => queue.pending === 0, 'the batch committed');
     await queue.close();
   });
 
@@ -141,7 +142,7 @@ describe('EventQueue as a window a store feeds', () => {
       if (next) queue.push(next);
     });
     await dst.waitForItems(4);
-    await until(() => drains === 3, 2000, 'a drain after each page and at the start');
+    await until(() => drains === 3, 'a drain after each page and at the start', 2000);
     expect(ids(dst.items)).toEqual(['p1-0', 'p1-1', 'p2-0', 'p2-1']);
     await queue.close();
   });
@@ -157,7 +158,7 @@ describe('EventQueue as a window a store feeds', () => {
     expect(queue.pending).toBe(0);
     dst.release(); // the old attempt ends now: its outcome is ignored
     queue.push(queued(makeEvents(1, 'new')));
-    await until(() => acked.includes('new-0'), 2000, 'the new event acknowledged');
+    await until(() => acked.includes('new-0'), 'the new event acknowledged', 2000);
     expect(acked).toEqual(['new-0']);
     await queue.close();
     expect(discarded).toBe(0);

@@ -110,12 +110,3 @@ export function fakeClock(start = 1_000_000): Clock & { sleeps: number[]; advanc
     },
   };
 }
-
-/** Resolves when `predicate` holds, polling every few milliseconds, or rejects after `timeoutMs`. */
-export async function until(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

@@ -18,6 +18,7 @@ import type { ReadyState } from '../../src/sources/source.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { testPki } from '../support/tls.ts';
+import { until } from '../support/wait.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -29,15 +30,6 @@ function endpointDoc(name: string, spec: Record<string, unknown>): string {
   return `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: ${name}\nspec: ${JSON.stringify(spec)}\n`;
 }
 const stream = (...documents: string[]): string => documents.join('---\n');
-
-/** Resolves when `predicate` holds, polling every 5 ms; rejects at the deadline naming `what`. */
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rn-file-source-'));
