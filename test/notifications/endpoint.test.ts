@@ -9,7 +9,7 @@ import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import type { TestReceiver } from '../support/receiver.ts';
 import { SinkClosedError, QueueFullError } from '../../src/notifications/errors.ts';
 import { until } from '../support/wait.ts';
-import { queued, send } from './test-sinks.ts';
+import { permitRecordingBackend, queued, send } from './test-sinks.ts';
 
 const cleanups = useCleanups();
 const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
@@ -137,15 +137,23 @@ describe('Endpoint over real HTTP', () => {
 
   it('disabled keeps queueing and sends nothing; enabling sends it all', async () => {
     const r = await receiver();
-    const e = endpoint('paused', fast(r.url, { disabled: true }));
+    const backend = permitRecordingBackend();
+    const e = new Endpoint('paused', fast(r.url, { disabled: true }), {}, backend.storeFor('paused'));
+    cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
+    // An enabled endpoint sent to after the disabled one: its permit is asked (and its event delivered) only
+    // after a disabled endpoint that sends anyway would have asked for its own.
+    const marker = new Endpoint('marker', fast(r.url), {}, backend.storeFor('marker'));
+    cleanups.push(() => marker.close({ signal: AbortSignal.abort() }));
     send(e, makeEvents(5));
-    await new Promise((resolve) => setTimeout(resolve, 50)); // give a wrongly-enabled endpoint time to send
-    expect(r.requests).toHaveLength(0);
+    send(marker, makeEvents(1, 'marker'));
+    await r.waitFor(() => acceptedIds(r).includes('marker-0'));
+    expect(backend.asked).toEqual(['marker']);
+    expect(acceptedIds(r)).toEqual(['marker-0']);
     expect(e.pending).toBe(5);
     e.update(fast(r.url));
-    await r.waitFor(() => acceptedIds(r).length === 5);
+    await r.waitFor(() => acceptedIds(r).length === 6);
     await until(() => e.pending === 0, 'queue drained', 5000);
-    expect(acceptedIds(r)).toEqual(makeEvents(5).map((ev) => ev.id));
+    expect(acceptedIds(r)).toEqual(['marker-0', ...makeEvents(5).map((ev) => ev.id)]);
   });
 
   it('dead-letters events that exhaust maxAttempts and moves on to the next', async () => {

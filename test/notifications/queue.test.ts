@@ -60,15 +60,24 @@ describe('EventQueue', () => {
 
   it('when paused keeps queueing and sends nothing; resume sends all in order', async () => {
     const dst = new RecordingSink<QueuedEvent>();
-    const queue = new EventQueue(dst, { paused: true });
+    let reported = 0;
+    const queue = new EventQueue(dst, { paused: true, listener: { queued: (n) => void (reported += n) } });
+    // A running queue in front of the same destination, written to after the paused one: both loops wake in the
+    // order they were written to, so by the time the marker reaches the destination a paused queue that sends
+    // anyway would have made its attempt.
+    const marker = new EventQueue(dst);
     await queue.write(queued(makeEvents(4)));
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(dst.attempts).toBe(0);
+    await marker.write(queued(makeEvents(1, 'marker')));
+    await dst.waitForItems(1);
+    expect(reported).toBe(4);
     expect(queue.pending).toBe(4);
+    expect(dst.attempts).toBe(1);
+    expect(ids(dst.items)).toEqual(['marker-0']);
     queue.resume();
-    await dst.waitForItems(4);
-    expect(ids(dst.items)).toEqual(makeEvents(4).map((e) => e.id));
+    await dst.waitForItems(5);
+    expect(ids(dst.items)).toEqual(['marker-0', ...makeEvents(4).map((e) => e.id)]);
     await queue.close();
+    await marker.close(); // (the destination is closed already: the queue ignores that)
   });
 
   it('switches destination mid-retry: the batch being retried goes to the new one first', async () => {
