@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import type { EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import type { QueueBackend } from '../../src/notifications/queue-store.ts';
 import { verifyWebhook } from '../../src/notifications/signing.ts';
 import { FileSource } from '../../src/sources/file-source.ts';
 import type { ReadyState } from '../../src/sources/source.ts';
@@ -19,6 +20,7 @@ import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { testPki } from '../support/tls.ts';
 import { until } from '../support/wait.ts';
+import { permitRecordingBackend } from '../notifications/test-sinks.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -76,7 +78,7 @@ interface Harness {
 }
 
 /** Starts a FileSource over `paths` (default: the temp directory) after writing `files` (relative to it). */
-async function start(options: { files?: Record<string, string>; secretFiles?: Record<string, string>; paths?: (dir: string) => string[] } = {}): Promise<Harness> {
+async function start(options: { files?: Record<string, string>; secretFiles?: Record<string, string>; paths?: (dir: string) => string[]; backend?: QueueBackend } = {}): Promise<Harness> {
   const dir = await tempDir();
   const secrets = join(dir, 'secrets');
   await mkdir(secrets);
@@ -90,7 +92,7 @@ async function start(options: { files?: Record<string, string>; secretFiles?: Re
       callback();
     },
   });
-  const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test' });
+  const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test', ...(options.backend && { backend: options.backend }) });
   const applied: string[] = [];
   const apply = endpoints.apply.bind(endpoints);
   endpoints.apply = (name: string, config: EndpointConfig) => {
@@ -496,18 +498,24 @@ describe('FileSource secrets', () => {
 
 describe('FileSource disabled endpoints', () => {
   it('disabled: true is reported as Disabled; events queue and are sent, in order, only once enabled', async () => {
-    const r = await receiver();
-    const h = await start({ files: { 'd.yaml': endpointDoc('d', { url: r.url, disabled: true }) } });
+    const [r, rm] = [await receiver(), await receiver()];
+    const backend = permitRecordingBackend();
+    const h = await start({ files: { 'd.yaml': endpointDoc('d', { url: r.url, disabled: true }) }, backend });
     expect(h.state('d')).toMatchObject({ ready: false, reason: 'Disabled' });
     const endpoint = h.endpoints.get('d')!;
+    // An enabled endpoint added after d gets the same events in the same fan-out: once it delivered them, a
+    // disabled d that sends anyway would have asked for its permit to send before it did.
+    await put(join(h.dir, 'endpoints', 'm.yaml'), endpointDoc('m', { url: rm.url }));
+    await until(() => h.endpoints.get('m') !== undefined, 'the marker endpoint');
     await h.endpoints.write(makeEvents(4, 'ev'));
+    await deliveredInOrder(rm, 'ev', 4);
+    expect(backend.asked.filter((name) => name === 'd')).toEqual([]);
+    expect(r.requests).toEqual([]);
     expect(endpoint.pending).toBe(4);
 
-    const enabledAt = Date.now();
     await put(join(h.dir, 'endpoints', 'd.yaml'), endpointDoc('d', { url: r.url }));
     await deliveredInOrder(r, 'ev', 4);
     expect(h.state('d')).toMatchObject({ ready: true, reason: 'Configured' });
-    expect(r.requests[0]!.receivedAt).toBeGreaterThanOrEqual(enabledAt); // nothing was sent while disabled
     expect(h.endpoints.get('d')).toBe(endpoint);
   });
 });
