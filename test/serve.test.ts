@@ -149,7 +149,7 @@ describe('startServer', () => {
     // slow but working: the first answer waits for the test, every later one takes 20 ms
     slow.respond(async (req) => {
       if (req.seq === 0) await gate;
-      else await new Promise((resolve) => setTimeout(resolve, 20));
+      else await new Promise((resolve) => setTimeout(resolve, 20)); // a slow receiver, not a synchronisation
       return 202;
     });
     // the endpoint's timeout outlasts the hold: the held attempt is answered, not given up and resent

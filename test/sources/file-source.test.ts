@@ -524,7 +524,7 @@ describe('FileSource under load', () => {
   it('deleting 100 of 200 endpoint files while events flow takes all 100 out of routing within a second; none queues anything afterwards', { timeout: 30_000 }, async () => {
     // Slow receivers: every answer takes 300 to 800 ms, so each endpoint always has an attempt in flight.
     const slow = (await receiver()).respond(async (request) => {
-      await new Promise((resolve) => setTimeout(resolve, 300 + ((request.seq * 137) % 500)));
+      await new Promise((resolve) => setTimeout(resolve, 300 + ((request.seq * 137) % 500))); // a slow receiver, not a synchronisation
       return 200;
     });
     const dir = join(await tempDir(), 'endpoints');
@@ -555,7 +555,7 @@ describe('FileSource under load', () => {
       for (let i = 0; flowing; i++) {
         await endpoints.write(makeEvents(1, `load-${i}`));
         writes++;
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await new Promise((resolve) => setTimeout(resolve, 5)); // the pace of the flow, not a synchronisation
       }
     })();
     cleanups.push(async () => {
