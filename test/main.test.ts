@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EVENTS_MEDIA_TYPE, type Event } from '../src/notifications/event.ts';
 import { makeEvents } from './support/events.ts';
 import { TestReceiver } from './support/receiver.ts';
+import { until } from './support/wait.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MAIN = join(ROOT, 'src', 'main.ts');
@@ -293,12 +294,8 @@ describe('registry-notifier serve', () => {
     expect(serving).toMatchObject({ auth: true });
     expect((await post(String(serving.ingest), makeEvents(3, 'ev'))).status).toBe(202);
     const admin = String(serving.admin);
-    const deadline = Date.now() + 5000;
     // wait until the first attempt failed, so the endpoint is in its hour-long backoff
-    while (!((await (await fetch(`${admin}/endpoints`)).json()) as { name: string; errors: number }[]).some((e) => e.errors > 0)) {
-      if (Date.now() > deadline) throw new Error('the first attempt never failed');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await until(async () => ((await (await fetch(`${admin}/endpoints`)).json()) as { name: string; errors: number }[]).some((e) => e.errors > 0), 'the first attempt to fail', 5000);
 
     const sent = performance.now();
     child.process.kill('SIGTERM');
@@ -324,11 +321,7 @@ describe('registry-notifier serve: every way it stops says what it leaves', () =
     const serving = await child.waitForLog((l) => l.msg === 'serving');
     expect((await post(String(serving.ingest), makeEvents(3, 'ev'))).status).toBe(202);
     const admin = String(serving.admin);
-    const deadline = Date.now() + 5000;
-    while (!((await (await fetch(`${admin}/endpoints`)).json()) as { errors: number }[]).some((e) => e.errors > 0)) {
-      if (Date.now() > deadline) throw new Error('the first attempt never failed');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await until(async () => ((await (await fetch(`${admin}/endpoints`)).json()) as { errors: number }[]).some((e) => e.errors > 0), 'the first attempt to fail', 5000);
     return { child, admin };
   }
 

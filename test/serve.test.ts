@@ -11,6 +11,7 @@ import { EVENTS_MEDIA_TYPE, type Event } from '../src/notifications/event.ts';
 import { startServer, type Running } from '../src/serve.ts';
 import { makeEvents } from './support/events.ts';
 import { TestReceiver } from './support/receiver.ts';
+import { until } from './support/wait.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -22,14 +23,6 @@ const SECRET_HEADER = 'secret-header-value-93af';
 
 function endpointDoc(name: string, spec: Record<string, unknown>): string {
   return `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: ${name}\nspec: ${JSON.stringify(spec)}\n`;
-}
-
-async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 async function receiver(): Promise<TestReceiver> {
@@ -156,7 +149,7 @@ describe('startServer', () => {
     // slow but working: the first answer waits for the test, every later one takes 20 ms
     slow.respond(async (req) => {
       if (req.seq === 0) await gate;
-      else await new Promise((resolve) => setTimeout(resolve, 20));
+      else await new Promise((resolve) => setTimeout(resolve, 20)); // a slow receiver, not a synchronisation
       return 202;
     });
     // the endpoint's timeout outlasts the hold: the held attempt is answered, not given up and resent

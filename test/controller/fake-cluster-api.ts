@@ -93,6 +93,9 @@ export class FakeClusterApi implements ClusterApi {
   patchErrors: Error[] = [];
   /** While set, patchStatus waits for it before applying. */
   patchGate: Promise<void> | undefined;
+  /** The most patches of one object that were on the wire at the same time, by key (1: they never overlapped). */
+  readonly peakPatchesInFlight = new Map<string, number>();
+  #patchesInFlight = new Map<string, number>();
 
   /** Stores an object as the API server would: a resourceVersion and (default) generation 1. */
   put(object: NotificationEndpointObject): NotificationEndpointObject {
@@ -159,12 +162,19 @@ export class FakeClusterApi implements ClusterApi {
   async patchStatus(namespace: string, name: string, status: StatusPatch): Promise<void> {
     const key = `${namespace}/${name}`;
     this.patchCalls.push({ key, status: structuredClone(status) });
-    await this.patchGate;
-    const error = this.patchErrors.shift();
-    if (error) throw error;
-    this.patches.push({ key, status: structuredClone(status) });
-    const object = this.objects.get(key);
-    if (object) object.status = mergePatch(object.status ?? {}, status) as NotificationEndpointObject['status'];
+    const inFlight = (this.#patchesInFlight.get(key) ?? 0) + 1;
+    this.#patchesInFlight.set(key, inFlight);
+    this.peakPatchesInFlight.set(key, Math.max(this.peakPatchesInFlight.get(key) ?? 0, inFlight));
+    try {
+      await this.patchGate;
+      const error = this.patchErrors.shift();
+      if (error) throw error;
+      this.patches.push({ key, status: structuredClone(status) });
+      const object = this.objects.get(key);
+      if (object) object.status = mergePatch(object.status ?? {}, status) as NotificationEndpointObject['status'];
+    } finally {
+      this.#patchesInFlight.set(key, this.#patchesInFlight.get(key)! - 1);
+    }
   }
 
   async getSecret(namespace: string, name: string): Promise<ReadonlyMap<string, Buffer> | undefined> {

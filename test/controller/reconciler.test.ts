@@ -8,8 +8,12 @@ import { EndpointReconciler, SecretPendingError } from '../../src/controller/rec
 import { ApiCallError } from '../../src/k8s/errors.ts';
 import { StatusWriter } from '../../src/controller/status-writer.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import { endpointConfig } from '../../src/notifications/endpoint.ts';
+import type { QueueBackend } from '../../src/notifications/queue-store.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
+import { until } from '../support/wait.ts';
+import { permitRecordingBackend } from '../notifications/test-sinks.ts';
 import { captureLogs, type LogLine } from '../k8s/support.ts';
 import { apiError, FakeClusterApi } from './fake-cluster-api.ts';
 
@@ -31,9 +35,9 @@ afterEach(async () => {
   for (const set of sets.splice(0)) await set.close(AbortSignal.abort());
 });
 
-function harness(): Harness {
+function harness(backend?: QueueBackend): Harness {
   const api = new FakeClusterApi();
-  const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test' });
+  const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test', ...(backend && { backend }) });
   sets.push(endpoints);
   const { logger, lines } = captureLogs();
   const status = new StatusWriter({ api, logger, intervalMs: 60_000, now: () => new Date(T0) });
@@ -112,14 +116,19 @@ describe('EndpointReconciler: valid specs', () => {
   });
 
   it('disabled: Ready=False/Disabled, the endpoint present and paused (events stay queued)', async () => {
-    const h = harness();
+    const backend = permitRecordingBackend();
+    const h = harness(backend);
     put(h, { url: 'http://127.0.0.1:9/hook', disabled: true });
     await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
     expect(ready(h)).toMatchObject({ status: 'False', reason: 'Disabled', message: 'spec.disabled is true: events are queued, not sent' });
     const endpoint = h.endpoints.get(KEY);
     expect(endpoint?.config.disabled).toBe(true);
+    // An enabled endpoint after it in the set gets the same events in the same fan-out: once it asks for its
+    // permit to send, a paused endpoint that sends anyway would have asked for its own.
+    h.endpoints.apply('marker', endpointConfig({ url: 'http://127.0.0.1:9/marker' }));
     await h.endpoints.write(makeEvents(2, 'paused'));
-    await new Promise((resolve) => setImmediate(resolve));
+    await until(() => backend.asked.includes('marker'), 'the marker endpoint to be about to send');
+    expect(backend.asked).toEqual(['marker']);
     expect(endpoint?.pending).toBe(2);
     expect(endpoint?.stats()).toMatchObject({ delivered: 0, failures: 0, errors: 0 });
     expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Warning Disabled']);

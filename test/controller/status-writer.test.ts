@@ -7,11 +7,12 @@ import { StatusWriter } from '../../src/controller/status-writer.ts';
 import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
 import type { Endpoint } from '../../src/notifications/endpoint.ts';
 import type { ReadyState } from '../../src/sources/source.ts';
-import { eventually } from '../support/wait.ts';
+import { eventually, until } from '../support/wait.ts';
 import { captureLogs, type LogLine } from '../k8s/support.ts';
 import { apiError, FakeClusterApi } from './fake-cluster-api.ts';
 
 const KEY = 'ns/hook';
+const OTHER = 'ns/other';
 const T0 = Date.parse('2026-03-01T10:00:00.000Z');
 const INTERVAL = 10_000;
 const at = (ms: number): string => new Date(T0 + ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -345,7 +346,7 @@ describe('StatusWriter: failures, shutdown, TLS flag', () => {
     await h.writer.observe(KEY, h.object, READY, stub.endpoint);
     h.writer.start();
     stub.fail(1, 0);
-    await eventually(() => expect(h.api.patches).toHaveLength(2), 5000, 5);
+    await eventually(() => expect(h.api.patches).toHaveLength(2), 5000);
     expect(h.api.events.map((e) => e.reason)).toEqual(['Configured', 'Failing']);
   });
 });
@@ -356,11 +357,11 @@ describe('StatusWriter: writes of one endpoint never overlap', () => {
     const release = stall(h.api);
     const observing = h.writer.observe(KEY, h.object, INVALID, undefined);
     const ticking = h.writer.tick();
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(h.api.patchCalls).toHaveLength(1);
+    await until(() => h.api.patchCalls.length >= 1, "the transition's patch on the wire");
     release();
     await Promise.all([observing, ticking]);
     expect(h.api.patchCalls).toHaveLength(1);
+    expect(h.api.peakPatchesInFlight.get(KEY)).toBe(1);
     expect(h.api.events).toEqual([{ key: KEY, type: 'Warning', reason: 'InvalidSpec', message: INVALID.message }]);
   });
 
@@ -372,19 +373,24 @@ describe('StatusWriter: writes of one endpoint never overlap', () => {
     stub.fail(1, 100);
     h.clock.ms = 200;
     const ticking = h.writer.tick(); // Delivering → False, stalled
-    await new Promise((resolve) => setImmediate(resolve));
+    await until(() => h.api.patchCalls.length >= 2, "the tick's patch on the wire");
     h.clock.ms = 300;
     const observing = h.writer.observe(KEY, h.object, INVALID, stub.endpoint);
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(h.api.patchCalls).toHaveLength(2);
+    // The marker: the first observation of another endpoint, started afterwards, reaches the wire; an observation
+    // of this one that did not wait for the tick's write would have got there first.
+    const other = h.api.put({ ...h.object, metadata: { ...h.object.metadata, name: 'other', uid: 'u2' } });
+    const marking = h.writer.observe(OTHER, other, READY, new StubEndpoint().endpoint);
+    await until(() => h.api.patchCalls.some((p) => p.key === OTHER), "the other endpoint's patch on the wire");
+    expect(h.api.patchCalls.filter((p) => p.key === KEY)).toHaveLength(2);
     release();
-    await Promise.all([ticking, observing]);
-    expect(h.api.patches.map((p) => p.status.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}@${c.lastTransitionTime}`))).toEqual([
+    await Promise.all([ticking, observing, marking]);
+    expect(h.api.peakPatchesInFlight.get(KEY)).toBe(1);
+    expect(h.api.patches.filter((p) => p.key === KEY).map((p) => p.status.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}@${c.lastTransitionTime}`))).toEqual([
       [`Ready=True/Configured@${at(0)}`, `Delivering=True/Idle@${at(0)}`],
       [`Ready=True/Configured@${at(0)}`, `Delivering=False/Failing@${at(200)}`],
       [`Ready=False/InvalidSpec@${at(300)}`, `Delivering=False/Failing@${at(200)}`],
     ]);
-    expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured', 'Warning Failing', 'Warning InvalidSpec']);
+    expect(h.api.events.filter((e) => e.key === KEY).map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured', 'Warning Failing', 'Warning InvalidSpec']);
   });
 });
 

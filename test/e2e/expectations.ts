@@ -82,22 +82,3 @@ export function parseMetrics(text: string): { name: string; labels: Record<strin
 export function metric(text: string, name: string, labels: Record<string, string>): number | undefined {
   return parseMetrics(text).find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
-
-/** Polls `probe` until it returns a value other than undefined; rejects at the deadline with `describe()`. */
-export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, describe: () => Promise<string> | string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`condition not met within ${timeoutMs} ms${why}\n${await describe()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50)); // poll interval, not a synchronisation
-  }
-}

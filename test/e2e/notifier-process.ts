@@ -1,6 +1,7 @@
 // Runs the real product, `node src/main.ts serve ...`, as a child process on loopback, for end-to-end tests.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { GiveUp, until } from '../support/wait.ts';
 
 /** Path of the command's entry point; Node 24 runs the TypeScript directly. */
 export const MAIN_TS = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -76,20 +77,18 @@ export class NotifierProcess {
     return this.child.pid;
   }
 
-  /** Resolves with the first log line matching `predicate` (polling every 20 ms); rejects at the deadline or on exit. */
+  /** Resolves with the first log line matching `predicate` (polling); rejects at the deadline or on exit. */
   async waitForLog(predicate: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
     let exited = false;
     void this.exited.then(() => (exited = true));
-    for (;;) {
-      const found = this.logs.find(predicate);
-      if (found) return found;
-      if (exited || Date.now() > deadline) {
-        const why = exited ? `exited (${JSON.stringify(await this.exited)})` : `no matching log line within ${timeoutMs} ms`;
-        throw new Error(`registry-notifier ${why}\n${this.describe()}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20)); // poll interval, not a synchronisation
-    }
+    let found: LogLine | undefined;
+    await until(async () => {
+      found = this.logs.find(predicate);
+      if (found) return true;
+      if (exited) throw new GiveUp(`registry-notifier exited (${JSON.stringify(await this.exited)})\n${this.describe()}`);
+      return false;
+    }, () => `a matching log line from registry-notifier\n${this.describe()}`, timeoutMs);
+    return found!;
   }
 
   /** GET `path` on the admin server; the body as text. */

@@ -13,7 +13,8 @@ import { stringify } from 'yaml';
 import { buildOciLayout, OCI_MEDIA_TYPES, type OciLayout } from '../support/oci-image.ts';
 import { type ReceivedEvent, type RecordedRequest, type ScriptedResponse, TestReceiver } from '../support/receiver.ts';
 import { e2eToolsAvailable, REGISTRY_BIN, TestRegistry } from '../support/registry.ts';
-import { allows, eventually, type FilterSpec, metric, summarize } from './expectations.ts';
+import { until } from '../support/wait.ts';
+import { allows, type FilterSpec, metric, summarize } from './expectations.ts';
 import { NotifierProcess } from './notifier-process.ts';
 
 const INGEST_TOKEN = 'e2e-ingest-s3cret';
@@ -197,9 +198,9 @@ describe.skipIf(!available && !process.env.CI)('registry â†’ registry-notifier â
         });
       }
       // Delivered and nothing left queued anywhere: no late extra can arrive after this.
-      await eventually(
-        async () => ((await statuses()).every((s) => s.pending === 0 && s.delivered === expected[s.name as Name].length) ? true : undefined),
-        WAIT_MS, describeAll,
+      await until(
+        async () => (await statuses()).every((s) => s.pending === 0 && s.delivered === expected[s.name as Name].length),
+        async () => `every queue empty and every count delivered\n${await describeAll()}`, WAIT_MS,
       );
     });
     for (const name of NAMES) {
@@ -296,11 +297,11 @@ describe.skipIf(!available && !process.env.CI)('registry â†’ registry-notifier â
       const r = await TestRegistry.start({ notifyUrl: notifier.ingestUrl, token: 'not-the-token', threshold: 1, backoff: '50ms' });
       others.push(r);
       await r.push(app.dir, 'demo/intruder', 'v9'); // would match every endpoint's filters
-      await eventually(async () => (/401 Unauthorized/.test(await r.logs()) ? true : undefined), WAIT_MS, () => r.logs());
-      await eventually(async () => {
+      await until(async () => /401 Unauthorized/.test(await r.logs()), async () => `a 401 in the registry's log\n${await r.logs()}`, WAIT_MS);
+      await until(async () => {
         const n = metric((await notifier.admin('/metrics')).text, 'registry_notifier_ingest_requests_total', { code: '401' });
-        return n !== undefined && n >= 1 ? n : undefined;
-      }, WAIT_MS, describeAll);
+        return n !== undefined && n >= 1;
+      }, async () => `a 401 counted by the ingest\n${await describeAll()}`, WAIT_MS);
       return r;
     });
     const line = (await intruder.logs()).split('\n').find((l) => l.includes('401 Unauthorized'));

@@ -11,9 +11,10 @@ import { parseNotificationEndpointsYaml, type NotificationEndpoint } from '../..
 import type { HeaderSecret } from '../../src/import/distribution-config.ts';
 import type { EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { MAIN_TS, NotifierProcess } from '../e2e/notifier-process.ts';
-import { cleanups, owned, post, runCleanups, tempDir, until } from '../journal/support.ts';
+import { cleanups, owned, post, runCleanups, tempDir } from '../journal/support.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
+import { until } from '../support/wait.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'distribution-configs');

@@ -76,7 +76,7 @@ describe('the ingest never half-applies a request', () => {
     const { backend: inner, journal, failNext } = journalFailingOnce();
     // One await before the journal is written, as a network database would have.
     const backend: QueueBackend = { ...inner, commit: async (routes) => {
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a slow commit, not a synchronisation
       return inner.commit(routes);
     } };
     const h = await start(backend);

@@ -54,7 +54,7 @@ function writeAllThenRead(port: number, head: string, bodyBytes: number, chunk: 
         const flushed = socket.write(Buffer.alloc(n, 'x'));
         written += n;
         if (!flushed) await new Promise((r) => socket.once('drain', r));
-        await new Promise((r) => setTimeout(r, pauseMs));
+        await new Promise((r) => setTimeout(r, pauseMs)); // a slow client, not a synchronisation
       }
       socket.resume();
     });

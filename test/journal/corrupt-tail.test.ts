@@ -9,7 +9,8 @@ import type { Event } from '../../src/notifications/event.ts';
 import { NotifierProcess } from '../e2e/notifier-process.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { cleanups, owned, post, runCleanups, serveArgs, statusOf, tempDir, until, writeEndpoints } from './support.ts';
+import { until } from '../support/wait.ts';
+import { cleanups, owned, post, runCleanups, serveArgs, statusOf, tempDir, writeEndpoints } from './support.ts';
 
 afterEach(runCleanups);
 

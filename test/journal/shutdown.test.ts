@@ -8,7 +8,8 @@ import { JOURNAL_FILE } from '../../src/journal/journal.ts';
 import { NotifierProcess } from '../e2e/notifier-process.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { cleanups, journalCounts, owned, post, runCleanups, serveArgs, statusOf, tempDir, until, writeEndpoints } from './support.ts';
+import { until } from '../support/wait.ts';
+import { cleanups, journalCounts, owned, post, runCleanups, serveArgs, statusOf, tempDir, writeEndpoints } from './support.ts';
 
 afterEach(runCleanups);
 

@@ -86,24 +86,6 @@ export async function metricValue(notifier: NotifierProcess, name: string, label
   return undefined;
 }
 
-/** Polls `predicate` every 10 ms until it holds; throws naming `what` (and the last error) at the deadline. */
-export async function until(predicate: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await predicate()) return;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      const why = last instanceof Error ? ` (last error: ${last.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}${why}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10)); // poll interval, not a synchronisation
-  }
-}
-
 /** Runs `node src/main.ts ARGS` to completion: exit code, stdout, stderr (killed after `timeoutMs`). */
 export function runCommand(args: readonly string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = {};

@@ -11,7 +11,7 @@ import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-
 import type { ListWatch } from '../../src/k8s/cluster-api.ts';
 import { Informer, keyOf } from '../../src/k8s/informer.ts';
 import { KubeClusterApi } from '../../src/k8s/kube-cluster-api.ts';
-import { eventually } from '../support/wait.ts';
+import { until } from '../support/wait.ts';
 import {
   captureLogs,
   fakeKubeConfig,
@@ -75,11 +75,6 @@ function harness(options: { free?: number; random?: () => number; server?: strin
   cleanups.push(() => informer.stop());
   return { informer, events, objects, delay, logs: lines, server: new FakeCollection(PATH, TIMEOUT_SECONDS, address) };
 }
-
-const until = (condition: () => boolean, what = 'condition'): Promise<void> =>
-  eventually(() => {
-    if (!condition()) throw new Error(`timed out waiting for ${what}`);
-  }, 5000, 5);
 
 /** The keys and resourceVersions in the cache. */
 const cached = (informer: Informer<Obj>): string[] =>
@@ -199,7 +194,7 @@ describe('Informer: 410 Gone makes it list again and report the difference', () 
     // The API server sends this Status when the resourceVersion was compacted away; the stream is left open:
     // the informer must not wait for the server to close it.
     stream.send('ERROR', statusBody(410, 'Expired', 'too old resource version: 10 (15)'));
-    await second;
+    const current = await second;
     expect(h.events).toEqual([
       'ADDED ns/a@1', 'ADDED ns/b@2', 'ADDED ns/c@3', 'MODIFIED ns/a@11',
       'MODIFIED ns/b@17', 'ADDED ns/d@18', 'DELETED ns/c@3',
@@ -207,11 +202,14 @@ describe('Informer: 410 Gone makes it list again and report the difference', () 
     expect(cached(h.informer)).toEqual(['ns/a@11', 'ns/b@17', 'ns/d@18']);
     expect(h.delay.waits).toEqual([]);
     expect(h.logs.some((l) => l.msg === 'watch expired (410 Gone); listing again')).toBe(true);
-    // The abandoned stream is no longer read.
+    // The abandoned stream is no longer read: an event written into the current watch after it (the marker)
+    // arrives, and the late one, written first, did not.
     stream.send('ADDED', obj('late', '19'));
     stream.end();
-    await new Promise((resolve) => setImmediate(resolve));
+    current.send('ADDED', obj('marker', '21'));
+    await until(() => h.events.includes('ADDED ns/marker@21'), 'the marker on the current watch');
     expect(h.informer.get('ns/late')).toBeUndefined();
+    expect(h.events.at(-1)).toBe('ADDED ns/marker@21');
   });
 });
 
@@ -384,14 +382,19 @@ describe('Informer: stop()', () => {
 
   it('closes an open watch: events written afterwards are not seen, and no new watch is opened', async () => {
     const h = harness();
+    const other = harness(); // still watching: the marker
     h.server.list([obj('a', '1')], '10');
-    const watch = h.server.watch('10');
+    other.server.list([], '10');
+    const [watch, otherWatch] = [h.server.watch('10'), other.server.watch('10')];
     h.informer.start();
-    const stream = await watch;
+    other.informer.start();
+    const [stream, marker] = await Promise.all([watch, otherWatch]);
     await h.informer.stop();
     stream.send('ADDED', obj('b', '11'));
     stream.end();
-    await new Promise((resolve) => setImmediate(resolve));
+    // Written after, through the same client and mock: once it is seen, the event above would have been too.
+    marker.send('ADDED', obj('marker', '11'));
+    await until(() => other.events.length === 1, "the marker on the other informer's watch");
     expect(h.events).toEqual(['ADDED ns/a@1']);
     expect(h.informer.get('ns/b')).toBeUndefined();
     expect(h.delay.waits).toEqual([]);
@@ -406,17 +409,27 @@ describe('Informer: stop()', () => {
     h.informer.start();
     await h.informer.waitForSync();
     await until(() => nock.pendingMocks().length === 0, 'the watch request');
+    // A second informer whose watch answers through the same gate, after this one's: the marker.
+    const other = harness();
+    other.server.list([], '10');
+    const otherWatch = other.server.watch('10', { gate });
+    other.informer.start();
+    await other.informer.waitForSync();
+    await until(() => nock.pendingMocks().length === 0, "the other informer's watch request");
     const outcome = await Promise.race([
       h.informer.stop().then(() => 'stopped'),
-      new Promise((resolve) => setTimeout(resolve, 3000, 'still waiting after 3 s')),
+      // a deadline for stop(), not a synchronisation: client-node would hold it for 30 s
+      new Promise((resolve) => setTimeout(resolve, 3000, 'still waiting after 3 s').unref()),
     ]);
     expect(outcome).toBe('stopped');
-    // The late answer is thrown away.
+    // The late answer is thrown away: the other informer's answer, which started after it and carries an event
+    // written after its, is seen; the late one is not.
     open();
-    const stream = await watch;
+    const [stream, marker] = await Promise.all([watch, otherWatch]);
     stream.send('ADDED', obj('late', '11'));
     stream.end();
-    await new Promise((resolve) => setImmediate(resolve));
+    marker.send('ADDED', obj('marker', '11'));
+    await until(() => other.events.length === 1, "the marker on the other informer's watch");
     expect(h.events).toEqual([]);
   });
 });

@@ -57,28 +57,64 @@ class Partitionable implements LeaseLock {
   }
 }
 
-/** A clock the test advances; delays resolve when the clock passes their end (or their signal aborts). */
+/**
+ * A clock the test advances; delays resolve when the clock passes their end (or their signal aborts). It counts
+ * the delays asked for: a candidate's loop ends every round in its next delay, so after waking some, `advance`
+ * waits until each has asked for its next one before moving time on (no task is left behind the clock).
+ */
 class ManualClock {
   now = 1_000_000;
   #waiting: { until: number; resolve: () => void }[] = [];
+  #asked = 0;
+  #onAsk: (() => void) | undefined;
 
   readonly delay: Delay = (ms, signal) =>
     new Promise((resolve) => {
       if (signal.aborted) return resolve();
       const entry = { until: this.now + ms, resolve };
       this.#waiting.push(entry);
-      signal.addEventListener('abort', () => resolve(), { once: true });
+      signal.addEventListener('abort', () => {
+        this.#waiting = this.#waiting.filter((w) => w !== entry);
+        resolve();
+      }, { once: true });
+      this.#asked++;
+      this.#onAsk?.();
     });
 
-  /** Moves time forward in `step` ms steps, letting every woken task run between steps. */
+  /** Starts a candidate; resolves once its first round ended in a wait. */
+  async start(elector: LeaderElector): Promise<void> {
+    const target = this.#asked + 1;
+    elector.start();
+    await this.#asking(target);
+  }
+
+  /** Moves time forward in `step` ms steps; after each, every candidate woken has run its round and waits again. */
   async advance(ms: number, step = 100): Promise<void> {
     for (let passed = 0; passed < ms; passed += step) {
       this.now += step;
       const due = this.#waiting.filter((w) => w.until <= this.now);
       this.#waiting = this.#waiting.filter((w) => w.until > this.now);
+      const target = this.#asked + due.length;
       for (const w of due) w.resolve();
-      for (let i = 0; i < 20; i++) await Promise.resolve();
+      await this.#asking(target);
     }
+  }
+
+  /** Resolves once `target` delays were asked for in all (event-driven); rejects after 5 s naming how many are missing. */
+  #asking(target: number): Promise<void> {
+    if (this.#asked >= target) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#onAsk = undefined;
+        reject(new Error(`${target - this.#asked} woken candidate(s) did not wait again within 5 s`));
+      }, 5_000);
+      this.#onAsk = () => {
+        if (this.#asked < target) return;
+        clearTimeout(timer);
+        this.#onAsk = undefined;
+        resolve();
+      };
+    });
   }
 }
 
@@ -99,7 +135,7 @@ describe('LeaderElector (client-go algorithm)', () => {
     const clock = new ManualClock();
     const log: string[] = [];
     const electors = ['a', 'b', 'c'].map((id) => candidate(lock, clock, id, log));
-    for (const e of electors) e.start();
+    for (const e of electors) await clock.start(e);
     await clock.advance(60_000);
     const leaders = electors.filter((e) => e.isLeader);
     expect(leaders).toHaveLength(1);
@@ -115,11 +151,11 @@ describe('LeaderElector (client-go algorithm)', () => {
     const log: string[] = [];
     const aView = new Partitionable(lock);
     const a = candidate(aView, clock, 'a', log);
-    a.start();
+    await clock.start(a);
     await clock.advance(1_000);
     expect(a.isLeader).toBe(true);
     const b = candidate(lock, clock, 'b', log);
-    b.start();
+    await clock.start(b);
     await clock.advance(5_000);
     expect(b.isLeader).toBe(false);
 
@@ -147,10 +183,10 @@ describe('LeaderElector (client-go algorithm)', () => {
     const clock = new ManualClock();
     const log: string[] = [];
     const a = candidate(lock, clock, 'a', log);
-    a.start();
+    await clock.start(a);
     await clock.advance(1_000);
     const b = candidate(lock, clock, 'b', log);
-    b.start();
+    await clock.start(b);
     await clock.advance(3_000);
     await a.stop();
     expect(lock.stored!.record).toMatchObject({ holderIdentity: '', leaseDurationSeconds: 1 });
@@ -164,7 +200,7 @@ describe('LeaderElector (client-go algorithm)', () => {
     const lock = new MemoryLease();
     const clock = new ManualClock();
     const a = candidate(lock, clock, 'a', []);
-    a.start();
+    await clock.start(a);
     await clock.advance(1_000);
     expect(a.isLeader).toBe(true);
     lock.down = true;

@@ -2,6 +2,7 @@
 // recording delay that is held until the test releases it, so ordering is exact and nothing sleeps.
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkQueue, type ReconcileResult } from '../../src/k8s/work-queue.ts';
+import { until } from '../support/wait.ts';
 import { captureLogs, ManualDelay, type LogLine } from './support.ts';
 
 interface Call {
@@ -57,9 +58,20 @@ function harness(options: { concurrency?: number } = {}): Harness {
   return h;
 }
 
-/** Lets every promise chain that is ready run (a settled reconcile, a released wait). */
-const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const keys = (calls: Call[]): string[] => calls.map((c) => c.key);
+
+/** Waits until the handler was called `n` times in all (a settled reconcile or a released wait starts the next). */
+const calledTimes = (h: Harness, n: number): Promise<void> => until(() => h.calls.length >= n, () => `${n} handler calls (got ${keys(h.calls).join(', ')})`);
+
+/** Waits until `n` retry waits were asked for in all (a failure's backoff, or a requeue). */
+const waitsAsked = (h: Harness, n: number): Promise<void> => until(() => h.delay.waits.length >= n, () => `${n} waits (got ${h.delay.waits.join(', ')})`);
+
+/** whenIdle with a deadline: nothing queued or running any more. */
+async function idle(h: Harness): Promise<void> {
+  let done = false;
+  void h.queue.whenIdle().then(() => (done = true));
+  await until(() => done, () => `the queue to be idle (calls: ${keys(h.calls).join(', ')})`);
+}
 
 describe('WorkQueue', () => {
   it('runs one reconcile per key at a time; adds during it collapse into exactly one more run afterwards', async () => {
@@ -69,13 +81,12 @@ describe('WorkQueue', () => {
     h.queue.add('ns/a');
     h.queue.add('ns/a');
     h.queue.add('ns/a');
-    await flush();
     expect(keys(h.calls)).toEqual(['ns/a']);
     h.calls[0]!.resolve();
-    await flush();
+    await calledTimes(h, 2);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/a']);
     h.calls[1]!.resolve();
-    await h.queue.whenIdle();
+    await idle(h);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/a']);
     expect(h.peak.perKey).toBe(1);
   });
@@ -89,11 +100,11 @@ describe('WorkQueue', () => {
     h.queue.add('ns/a');
     expect(keys(h.calls)).toEqual(['ns/busy']);
     h.calls[0]!.resolve();
-    await flush();
+    await calledTimes(h, 2);
     h.calls[1]!.resolve();
-    await flush();
+    await calledTimes(h, 3);
     h.calls[2]!.resolve();
-    await h.queue.whenIdle();
+    await idle(h);
     expect(keys(h.calls)).toEqual(['ns/busy', 'ns/a', 'ns/b']);
   });
 
@@ -102,15 +113,15 @@ describe('WorkQueue', () => {
     for (const key of ['ns/a', 'ns/b', 'ns/c', 'ns/d', 'ns/e']) h.queue.add(key);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/b']);
     h.calls[1]!.resolve();
-    await flush();
+    await calledTimes(h, 3);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/b', 'ns/c']);
     h.calls[0]!.resolve();
     h.calls[2]!.resolve();
-    await flush();
+    await calledTimes(h, 5);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/b', 'ns/c', 'ns/d', 'ns/e']);
     h.calls[3]!.resolve();
     h.calls[4]!.resolve();
-    await h.queue.whenIdle();
+    await idle(h);
     expect(h.peak.overall).toBe(2);
   });
 
@@ -119,10 +130,11 @@ describe('WorkQueue', () => {
     for (const key of ['ns/a', 'ns/b', 'ns/c', 'ns/d', 'ns/e', 'ns/f']) h.queue.add(key);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/b', 'ns/c', 'ns/d']);
     for (const call of h.calls) call.resolve();
-    await flush();
+    await calledTimes(h, 6);
     expect(keys(h.calls)).toHaveLength(6);
     for (const call of h.calls.slice(4)) call.resolve();
-    await h.queue.whenIdle();
+    await idle(h);
+    expect(h.peak.overall).toBe(4);
   });
 
   it('retries a failure with a per-key wait that grows, and a success resets it', async () => {
@@ -130,33 +142,34 @@ describe('WorkQueue', () => {
     const fail = (i: number): void => h.calls[i]!.reject(new Error(`boom ${i}`));
     h.queue.add('ns/a');
     fail(0);
-    await flush();
+    await waitsAsked(h, 1);
     // random() = 0.25 → 500 + 0.25·(ceiling − 500) with ceiling 1000, 2000, 4000: 625, 875, 1375
     expect(h.delay.waits).toEqual([625]);
     expect(h.delay.held).toBe(1);
-    expect(keys(h.calls)).toEqual(['ns/a']); // not before the wait ends
+    await idle(h); // a waiting retry does not count: nothing runs until the wait ends
+    expect(keys(h.calls)).toEqual(['ns/a']);
     h.delay.release();
-    await flush();
+    await calledTimes(h, 2);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/a']);
     fail(1);
     h.queue.add('ns/b');
     fail(2); // another key keeps its own count
-    await flush();
+    await waitsAsked(h, 3);
     expect(h.delay.waits).toEqual([625, 875, 625]);
     h.delay.release();
-    await flush();
+    await calledTimes(h, 5);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/a', 'ns/b', 'ns/a', 'ns/b']);
     fail(3);
     h.calls[4]!.resolve();
-    await flush();
+    await waitsAsked(h, 4);
     expect(h.delay.waits).toEqual([625, 875, 625, 1375]);
     h.delay.release();
-    await flush();
+    await calledTimes(h, 6);
     h.calls[5]!.resolve(); // a succeeds: its count starts again
-    await flush();
+    await idle(h);
     h.queue.add('ns/a');
     fail(6);
-    await flush();
+    await waitsAsked(h, 5);
     expect(h.delay.waits).toEqual([625, 875, 625, 1375, 625]);
     const warnings = h.logs.filter((l) => l.msg === 'reconcile failed; retrying');
     expect(warnings.map((l) => [l.level, l.key, l.failures, l.retryInMs, l.error])).toEqual([
@@ -177,9 +190,7 @@ describe('WorkQueue', () => {
     expect(keys(h.calls)).toEqual(['ns/a']);
     expect(h.delay.held).toBe(0); // the wait was aborted
     h.calls[0]!.resolve();
-    await h.queue.whenIdle();
-    h.delay.release();
-    await flush();
+    await idle(h); // the aborted wait ended before the run did: a delayed run would have been added by now
     expect(keys(h.calls)).toEqual(['ns/a']);
   });
 
@@ -190,23 +201,23 @@ describe('WorkQueue', () => {
     expect(h.delay.waits).toEqual([10_000, 20_000]);
     expect(h.delay.held).toBe(1);
     h.delay.release();
-    await flush();
-    expect(keys(h.calls)).toEqual(['ns/a']);
+    await calledTimes(h, 1);
     h.calls[0]!.resolve();
-    await h.queue.whenIdle();
+    await idle(h); // a second run (either wait adding the key) would still be running or queued
+    expect(keys(h.calls)).toEqual(['ns/a']);
   });
 
   it('requeueAfterMs from the handler schedules the next run', async () => {
     const h = harness();
     h.queue.add('ns/a');
     h.calls[0]!.resolve({ requeueAfterMs: 60_000 });
-    await flush();
+    await waitsAsked(h, 1);
     expect(h.delay.waits).toEqual([60_000]);
     h.delay.release();
-    await flush();
+    await calledTimes(h, 2);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/a']);
     h.calls[1]!.resolve();
-    await h.queue.whenIdle();
+    await idle(h);
   });
 
   it('an add while a failing run is in flight wins over its backoff: it runs again at once', async () => {
@@ -214,12 +225,12 @@ describe('WorkQueue', () => {
     h.queue.add('ns/a');
     h.queue.add('ns/a');
     h.calls[0]!.reject(new Error('boom'));
-    await flush();
+    await calledTimes(h, 2);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/a']);
     expect(h.delay.waits).toEqual([625]);
     expect(h.delay.held).toBe(0);
     h.calls[1]!.resolve();
-    await h.queue.whenIdle();
+    await idle(h);
   });
 
   it('stop() waits for the reconciles in flight, cancels delayed and queued keys, and ignores later adds', async () => {
@@ -229,7 +240,8 @@ describe('WorkQueue', () => {
     h.queue.addAfter('ns/delayed', 5000);
     let stopped = false;
     const stopping = h.queue.stop().then(() => void (stopped = true));
-    await flush();
+    // The marker: a queue with nothing in flight, stopped afterwards, has finished stopping; this one must not have.
+    await harness().queue.stop();
     expect(stopped).toBe(false);
     expect(h.delay.held).toBe(0);
     h.queue.add('ns/late');
@@ -238,7 +250,6 @@ describe('WorkQueue', () => {
     await stopping;
     expect(stopped).toBe(true);
     h.delay.release();
-    await flush();
     expect(keys(h.calls)).toEqual(['ns/running']);
     expect(h.delay.waits).toEqual([5000]);
     await h.queue.stop(); // idempotent
@@ -253,10 +264,10 @@ describe('WorkQueue', () => {
     let idle = false;
     const waiting = h.queue.whenIdle().then(() => void (idle = true));
     h.calls[0]!.resolve();
-    await flush();
+    await calledTimes(h, 3);
     expect(keys(h.calls)).toEqual(['ns/a', 'ns/b', 'ns/a']);
     h.calls[1]!.reject(new Error('retry later'));
-    await flush();
+    await waitsAsked(h, 1); // b's failure is handled: its retry waits, a's re-run still runs
     expect(idle).toBe(false);
     h.calls[2]!.resolve();
     await waiting;

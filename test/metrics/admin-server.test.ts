@@ -8,7 +8,7 @@ import { Metrics } from '../../src/metrics/metrics.ts';
 import { endpointStatuses, type EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { until } from '../notifications/test-sinks.ts';
+import { until } from '../support/wait.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -134,7 +134,7 @@ describe('admin server routes', () => {
     await new Promise((resolve) => idle.socket.once('data', resolve)); // answered; the connection stays open
     const busy = open();
     busy.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'); // headers never finished: not idle
-    await until(() => busy.socket.bytesWritten > 0 && !busy.socket.connecting, 2000, 'busy socket connected');
+    await until(() => busy.socket.bytesWritten > 0 && !busy.socket.connecting, 'busy socket connected', 2000);
 
     const first = server.close();
     expect(server.close()).toBe(first);
@@ -167,7 +167,7 @@ describe('/endpoints', () => {
     }));
     set.apply('ns/idle', fast(ok.url, { filter: { ...NO_FILTER, repositories: { include: ['nothing/**'], exclude: [] } } }));
     await set.write(makeEvents(1));
-    await until(() => set.get('ns/ok')?.stats().delivered === 1 && set.get('ns/failing')?.stats().deadLettered === 1, 5000, 'outcomes');
+    await until(() => set.get('ns/ok')?.stats().delivered === 1 && set.get('ns/failing')?.stats().deadLettered === 1, 'outcomes', 5000);
 
     const states = new Map([
       ['ns/refused', { ready: false, reason: 'EndpointRefused' as const, message: '169.254.169.254 is link-local', url: 'http://admin:s3cret@169.254.169.254/latest?token=abc' }],

@@ -7,7 +7,7 @@ import { Metrics } from '../../src/metrics/metrics.ts';
 import { makeEvents } from '../support/events.ts';
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import type { TestReceiver } from '../support/receiver.ts';
-import { until } from '../notifications/test-sinks.ts';
+import { until } from '../support/wait.ts';
 
 const cleanups = useCleanups();
 const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
@@ -50,7 +50,7 @@ describe('Metrics against a real endpoint and receiver', () => {
     await set.write(makeEvents(3));
     // ev-0 -> 202, ev-1 -> 503 then retried -> 202, ev-2 -> 202.
     await r.waitFor(() => r.events({ acceptedOnly: true }).length >= 3);
-    await until(() => set.get('ns/a')?.pending === 0 && set.get('ns/a')?.stats().delivered === 3, 5000, 'ns/a drained');
+    await until(() => set.get('ns/a')?.pending === 0 && set.get('ns/a')?.stats().delivered === 3, 'ns/a drained', 5000);
 
     const out = await lines(metrics);
     expect(out).toContain('registry_notifications_events_total{type="Events",endpoint="ns/a"} 3');
@@ -87,7 +87,7 @@ describe('Metrics against a real endpoint and receiver', () => {
     set.apply('ns/c', fast(deadUrl));
     await set.write(makeEvents(2));
     const c = set.get('ns/c')!;
-    await until(() => c.stats().errors >= 2, 5000, 'failed attempts');
+    await until(() => c.stats().errors >= 2, 'failed attempts', 5000);
 
     expect(await set.remove('ns/c')).toBe(2);
     const errors = c.stats().errors; // each attempt carried the head event only (maxBatchEvents 1)
@@ -107,7 +107,7 @@ describe('Metrics against a real endpoint and receiver', () => {
     const set = wiredSet(metrics);
     set.apply('dl', fast(r.url, { retry: { strategy: 'Breaker', maxBackoffMs: 1000, maxAttempts: 2, maxAgeMs: 0 } }));
     await set.write(makeEvents(1));
-    await until(() => set.get('dl')?.stats().deadLettered === 1, 5000, 'dead-lettered');
+    await until(() => set.get('dl')?.stats().deadLettered === 1, 'dead-lettered', 5000);
     const out = await lines(metrics);
     expect(out).toContain('registry_notifier_dead_lettered_total{endpoint="dl"} 1');
     expect(out).toContain('registry_notifications_events_total{type="Failures",endpoint="dl"} 2');

@@ -16,7 +16,8 @@ import { MemoryStore } from '../../src/notifications/queue-store.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { send, until } from './test-sinks.ts';
+import { until } from '../support/wait.ts';
+import { send } from './test-sinks.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -49,7 +50,7 @@ describe('dead letters', () => {
     cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
     const events = makeEvents(4, 'dl');
     send(e, events);
-    await until(() => e.stats().deadLettered === 4 && e.pending === 0, 5000, 'four dead letters');
+    await until(() => e.stats().deadLettered === 4 && e.pending === 0, 'four dead letters', 5000);
 
     // Each event was tried exactly twice, one after the other, and the queue went on to the next.
     expect(ids(r.events())).toEqual(ids(events).flatMap((id) => [id, id]));
@@ -64,7 +65,7 @@ describe('dead letters', () => {
     r.respond(null);
     expect(e.replayDeadLetters()).toBe(4);
     await r.waitFor(() => r.events({ acceptedOnly: true }).length === 4);
-    await until(() => e.pending === 0, 5000, 'replayed events delivered');
+    await until(() => e.pending === 0, 'replayed events delivered', 5000);
     expect(ids(r.events())).toEqual(ids(events));
     expect(e.stats()).toMatchObject({ delivered: 4, deadLettered: 4 });
     expect(e.replayDeadLetters(), 'a second replay has nothing left').toBe(0);
@@ -76,7 +77,7 @@ describe('dead letters', () => {
     const e = new Endpoint('batched', budget(r.url, { maxBatchEvents: 10 }));
     cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
     send(e, makeEvents(6, 'old'));
-    await until(() => e.stats().deadLettered === 6, 5000, 'the batch dead-lettered');
+    await until(() => e.stats().deadLettered === 6, 'the batch dead-lettered', 5000);
     expect(r.requests).toHaveLength(2);
     expect(ids(r.events())).toEqual([...ids(makeEvents(6, 'old')), ...ids(makeEvents(6, 'old'))]);
     r.clear();
@@ -117,7 +118,7 @@ describe('dead letters', () => {
     const e = new Endpoint('small', budget(r.url), {}, store);
     cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
     send(e, makeEvents(5, 'm'));
-    await until(() => e.stats().deadLettered === 5, 5000, 'five dead letters');
+    await until(() => e.stats().deadLettered === 5, 'five dead letters', 5000);
     expect(store.dropped).toBe(3);
     r.clear();
     r.respond(null);
@@ -137,7 +138,7 @@ describe('dead letters', () => {
     set.apply('durable', budget(r.url));
     const events = makeEvents(3, 'kept');
     await set.write(events);
-    await until(() => set.get('durable')?.stats().deadLettered === 3, 5000, 'three dead letters');
+    await until(() => set.get('durable')?.stats().deadLettered === 3, 'three dead letters', 5000);
     expect(journal.counts()).toEqual({ events: 3, pending: 0, deadLetters: 3 });
     await set.close(AbortSignal.timeout(2000));
     journal.close();
@@ -153,7 +154,7 @@ describe('dead letters', () => {
     expect(after.replay('durable')).toBe(3);
     expect(after.replay('unknown')).toBeUndefined();
     await r.waitFor(() => r.events({ acceptedOnly: true }).length === 3);
-    await until(() => after.get('durable')!.pending === 0, 5000, 'replay delivered');
+    await until(() => after.get('durable')!.pending === 0, 'replay delivered', 5000);
     expect(ids(r.events())).toEqual(ids(events));
     expect(reopened.counts(), 'delivered replays leave nothing behind').toEqual({ events: 0, pending: 0, deadLetters: 0 });
   });

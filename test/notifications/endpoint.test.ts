@@ -8,7 +8,8 @@ import { makeEvents } from '../support/events.ts';
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import type { TestReceiver } from '../support/receiver.ts';
 import { SinkClosedError, QueueFullError } from '../../src/notifications/errors.ts';
-import { queued, send, until } from './test-sinks.ts';
+import { until } from '../support/wait.ts';
+import { permitRecordingBackend, queued, send } from './test-sinks.ts';
 
 const cleanups = useCleanups();
 const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
@@ -35,7 +36,7 @@ describe('Endpoint over real HTTP', () => {
     for (let i = 0; i < 200; i += 7) send(e, events.slice(i, i + 7));
     await r.waitFor(() => acceptedIds(r).length >= 200, 15_000);
     expect(acceptedIds(r)).toEqual(events.map((ev) => ev.id));
-    await until(() => e.pending === 0, 5000, 'queue drained');
+    await until(() => e.pending === 0, 'queue drained', 5000);
     const stats = e.stats();
     expect(stats.delivered).toBe(200);
     expect(stats.failures).toBe(200);
@@ -51,7 +52,7 @@ describe('Endpoint over real HTTP', () => {
     const e = endpoint('down', fast(url));
     const events = makeEvents(30);
     send(e, events);
-    await until(() => e.stats().errors >= 5, 5000, 'failed attempts');
+    await until(() => e.stats().errors >= 5, 'failed attempts', 5000);
     expect(e.stats().delivered).toBe(0);
     const ids: string[] = [];
     const server = createServer((req, res) => {
@@ -63,7 +64,7 @@ describe('Endpoint over real HTTP', () => {
       });
     });
     await listen(server, port);
-    await until(() => ids.length >= 30, 10_000, 'all events after recovery');
+    await until(() => ids.length >= 30, 'all events after recovery', 10_000);
     expect(ids).toEqual(events.map((ev) => ev.id));
     expect(e.stats().consecutiveFailures).toBe(0);
   });
@@ -136,15 +137,23 @@ describe('Endpoint over real HTTP', () => {
 
   it('disabled keeps queueing and sends nothing; enabling sends it all', async () => {
     const r = await receiver();
-    const e = endpoint('paused', fast(r.url, { disabled: true }));
+    const backend = permitRecordingBackend();
+    const e = new Endpoint('paused', fast(r.url, { disabled: true }), {}, backend.storeFor('paused'));
+    cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
+    // An enabled endpoint sent to after the disabled one: its permit is asked (and its event delivered) only
+    // after a disabled endpoint that sends anyway would have asked for its own.
+    const marker = new Endpoint('marker', fast(r.url), {}, backend.storeFor('marker'));
+    cleanups.push(() => marker.close({ signal: AbortSignal.abort() }));
     send(e, makeEvents(5));
-    await new Promise((resolve) => setTimeout(resolve, 50)); // give a wrongly-enabled endpoint time to send
-    expect(r.requests).toHaveLength(0);
+    send(marker, makeEvents(1, 'marker'));
+    await r.waitFor(() => acceptedIds(r).includes('marker-0'));
+    expect(backend.asked).toEqual(['marker']);
+    expect(acceptedIds(r)).toEqual(['marker-0']);
     expect(e.pending).toBe(5);
     e.update(fast(r.url));
-    await r.waitFor(() => acceptedIds(r).length === 5);
-    await until(() => e.pending === 0, 5000, 'queue drained');
-    expect(acceptedIds(r)).toEqual(makeEvents(5).map((ev) => ev.id));
+    await r.waitFor(() => acceptedIds(r).length === 6);
+    await until(() => e.pending === 0, 'queue drained', 5000);
+    expect(acceptedIds(r)).toEqual(['marker-0', ...makeEvents(5).map((ev) => ev.id)]);
   });
 
   it('dead-letters events that exhaust maxAttempts and moves on to the next', async () => {
@@ -157,7 +166,7 @@ describe('Endpoint over real HTTP', () => {
     cleanups.push(() => e.close());
     send(e, makeEvents(3));
     await r.waitFor(() => acceptedIds(r).length === 2);
-    await until(() => e.pending === 0, 5000, 'queue drained');
+    await until(() => e.pending === 0, 'queue drained', 5000);
     expect(dead).toEqual(['ev-0: gave up after 4 attempts; last: 500 Internal Server Error']);
     expect(acceptedIds(r)).toEqual(['ev-1', 'ev-2']);
     expect(e.stats()).toMatchObject({ deadLettered: 1, delivered: 2, failures: 4 });
@@ -280,7 +289,7 @@ describe('EndpointSet', () => {
     set.apply('a', fast(r.url));
     const first = set.write(makeEvents(1, 'first'));
     const second = set.write(makeEvents(1, 'second'));
-    await until(() => gates.length === 2);
+    await until(() => gates.length === 2, 'both commits under way');
     gates[1]!();
     gates[0]!();
     await Promise.all([first, second]);
@@ -301,7 +310,7 @@ describe('EndpointSet', () => {
     set.apply('goes', fast('http://127.0.0.1:9/', { disabled: true }));
     const goes = set.get('goes')!;
     const accepted = set.write(makeEvents(2));
-    await until(() => release !== undefined);
+    await until(() => release !== undefined, 'the commit under way');
     await set.remove('goes');
     release!();
     await accepted;

@@ -5,7 +5,8 @@ import { BreakerStrategy } from '../../src/notifications/retry.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { makeEvents } from '../support/events.ts';
 import { checkClose } from './sink-contract.ts';
-import { queued, RecordingSink, until } from './test-sinks.ts';
+import { until } from '../support/wait.ts';
+import { queued, RecordingSink } from './test-sinks.ts';
 
 const ids = (events: readonly QueuedEvent[]): string[] => events.map((e) => e.id);
 
@@ -53,21 +54,30 @@ describe('EventQueue', () => {
     await dst.waitForAttempts(1);
     expect(queue.pending).toBe(3);
     dst.release();
-    await until(() => queue.pending === 0);
+    await until(() => queue.pending === 0, 'the batch committed');
     await queue.close();
   });
 
   it('when paused keeps queueing and sends nothing; resume sends all in order', async () => {
     const dst = new RecordingSink<QueuedEvent>();
-    const queue = new EventQueue(dst, { paused: true });
+    let reported = 0;
+    const queue = new EventQueue(dst, { paused: true, listener: { queued: (n) => void (reported += n) } });
+    // A running queue in front of the same destination, written to after the paused one: both loops wake in the
+    // order they were written to, so by the time the marker reaches the destination a paused queue that sends
+    // anyway would have made its attempt.
+    const marker = new EventQueue(dst);
     await queue.write(queued(makeEvents(4)));
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(dst.attempts).toBe(0);
+    await marker.write(queued(makeEvents(1, 'marker')));
+    await dst.waitForItems(1);
+    expect(reported).toBe(4);
     expect(queue.pending).toBe(4);
+    expect(dst.attempts).toBe(1);
+    expect(ids(dst.items)).toEqual(['marker-0']);
     queue.resume();
-    await dst.waitForItems(4);
-    expect(ids(dst.items)).toEqual(makeEvents(4).map((e) => e.id));
+    await dst.waitForItems(5);
+    expect(ids(dst.items)).toEqual(['marker-0', ...makeEvents(4).map((e) => e.id)]);
     await queue.close();
+    await marker.close(); // (the destination is closed already: the queue ignores that)
   });
 
   it('switches destination mid-retry: the batch being retried goes to the new one first', async () => {
@@ -141,7 +151,7 @@ describe('EventQueue as a window a store feeds', () => {
       if (next) queue.push(next);
     });
     await dst.waitForItems(4);
-    await until(() => drains === 3, 2000, 'a drain after each page and at the start');
+    await until(() => drains === 3, 'a drain after each page and at the start', 2000);
     expect(ids(dst.items)).toEqual(['p1-0', 'p1-1', 'p2-0', 'p2-1']);
     await queue.close();
   });
@@ -157,7 +167,7 @@ describe('EventQueue as a window a store feeds', () => {
     expect(queue.pending).toBe(0);
     dst.release(); // the old attempt ends now: its outcome is ignored
     queue.push(queued(makeEvents(1, 'new')));
-    await until(() => acked.includes('new-0'), 2000, 'the new event acknowledged');
+    await until(() => acked.includes('new-0'), 'the new event acknowledged', 2000);
     expect(acked).toEqual(['new-0']);
     await queue.close();
     expect(discarded).toBe(0);

@@ -4,7 +4,8 @@ import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from '../../
 import { RetryingSink } from '../../src/notifications/retrying-sink.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { checkClose } from './sink-contract.ts';
-import { fakeClock, RecordingSink, until } from './test-sinks.ts';
+import { until } from '../support/wait.ts';
+import { fakeClock, RecordingSink } from './test-sinks.ts';
 
 const queued = (n: number, acceptedAt = 1_000_000): QueuedEvent[] =>
   Array.from({ length: n }, (_, i) => ({ id: `q-${i}`, json: `{"id":"q-${i}"}`, acceptedAt }));
@@ -131,10 +132,10 @@ describe('RetryingSink permit', () => {
     });
     const batch = [{ id: 'e1', json: '{}', acceptedAt: 0 }];
     const written = sink.write(batch);
-    await until(() => grants === 1, 2000, 'the first permit asked');
+    await until(() => grants === 1, 'the first permit asked', 2000);
     expect(dst.attempts).toBe(0);
     release!();
-    await until(() => grants === 2, 2000, 'a permit before the retry');
+    await until(() => grants === 2, 'a permit before the retry', 2000);
     expect(dst.attempts).toBe(1);
     release!();
     await written;
@@ -142,7 +143,7 @@ describe('RetryingSink permit', () => {
 
     const stop = new AbortController();
     const waiting = sink.write(batch, { signal: stop.signal });
-    await until(() => grants === 3, 2000, 'waiting for a permit');
+    await until(() => grants === 3, 'waiting for a permit', 2000);
     stop.abort();
     release!();
     await expect(waiting).rejects.toBeInstanceOf(WriteAbortedError);

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Endpoint } from '../../src/notifications/endpoint.ts';
 import { SinkClosedError } from '../../src/notifications/errors.ts';
 import type { Event } from '../../src/notifications/event.ts';
+import { MemoryStore, type QueueBackend } from '../../src/notifications/queue-store.ts';
 import type { Clock } from '../../src/notifications/retrying-sink.ts';
 import type { QueuedEvent, Sink, WriteOptions } from '../../src/notifications/sink.ts';
 
@@ -14,6 +15,20 @@ export function queued(events: readonly Event[], acceptedAt = Date.now()): Queue
 /** What an `EndpointSet` does for one endpoint: the events its filters take, queued (in memory, no commit). */
 export function send(endpoint: Endpoint, events: readonly Event[]): void {
   endpoint.enqueue(queued(events.filter((event) => endpoint.matches(event))));
+}
+
+/**
+ * An in-memory backend whose stores record each endpoint asking for a permit (`EndpointStore.permit`), the step
+ * right before every attempt: `asked` names the endpoints that were about to send, in order, with no traffic.
+ */
+export function permitRecordingBackend(): QueueBackend & { asked: string[]; storeFor(endpoint: string): MemoryStore } {
+  const asked: string[] = [];
+  return {
+    persistent: false,
+    asked,
+    commit: (routes) => ({ routes, duplicates: [] }),
+    storeFor: (endpoint) => Object.assign(new MemoryStore(), { permit: async () => void asked.push(endpoint) }),
+  };
 }
 
 /** Records every write; `fail(n)` makes the next n writes reject; `hold()` blocks writes until `release()`. */
@@ -109,13 +124,4 @@ export function fakeClock(start = 1_000_000): Clock & { sleeps: number[]; advanc
       now += ms;
     },
   };
-}
-
-/** Resolves when `predicate` holds, polling every few milliseconds, or rejects after `timeoutMs`. */
-export async function until(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }

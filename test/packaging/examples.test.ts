@@ -19,6 +19,7 @@ import { buildOciLayout } from '../support/oci-image.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { e2eToolsAvailable, REGISTRY_BIN, SKOPEO_BIN } from '../support/registry.ts';
 import { need, skipWithout, type Requirement } from '../support/tools.ts';
+import { GiveUp, until } from '../support/wait.ts';
 import { CHART_RENDERER, only, render, REPO, type Manifest } from './render.ts';
 import { validate } from './json-schema.ts';
 import { defaultValues, mergeValues, SCHEMA } from './values.ts';
@@ -156,13 +157,11 @@ describe.skipIf(skipWithout(REGISTRY_TOOLS, 'the examples/registry/config.yml te
       env: { ...cleanEnv(), REGISTRY_HTTP_ADDR: registryHost, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(work, 'storage') },
     });
     await log.close();
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const ok = await fetch(`http://${registryHost}/v2/`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
-      if (ok) break;
-      if (registry.exitCode !== null || Date.now() > deadline) throw new Error(`the registry did not start; log:\n${await readFile(join(work, 'registry.log'), 'utf8')}`);
-      await new Promise((resolve) => setTimeout(resolve, 50)); // poll interval
-    }
+    const started = registry;
+    await until(async () => {
+      if (started.exitCode !== null) throw new GiveUp(`the registry exited (${started.exitCode}); log:\n${await readFile(join(work, 'registry.log'), 'utf8')}`);
+      return fetch(`http://${registryHost}/v2/`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+    }, async () => `the registry to answer GET /v2/; log:\n${await readFile(join(work, 'registry.log'), 'utf8')}`, 15_000);
   });
 
   afterAll(async () => {

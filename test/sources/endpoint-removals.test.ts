@@ -54,14 +54,18 @@ describe('EndpointRemovals', () => {
     expect(h.endpoints.get('c')?.pending).toBe(4);
     let settled = false;
     const settling = h.removals.settled('a').then(() => void (settled = true));
-    await new Promise((resolve) => setImmediate(resolve));
-    expect([settled, h.removed]).toEqual([false, []]); // still closing
+    // The marker: an endpoint with nothing in flight, removed after a and b, finishes closing; a and b, whose
+    // attempts are still unanswered, must not have.
+    h.endpoints.apply('idle', endpointConfig({ url: `${h.receiver.url}/idle` }));
+    expect(h.removals.remove('idle')).toBe(true);
+    await h.removals.settled('idle');
+    expect([settled, h.removed]).toEqual([false, [['idle', 0]]]); // a and b still closing
     h.answer();
     await settling;
     await h.removals.idle();
-    expect(h.removed.sort()).toEqual([['a', 2], ['b', 2]]); // the attempt in flight ended; the two behind it discarded
+    expect(h.removed.sort()).toEqual([['a', 2], ['b', 2], ['idle', 0]]); // the attempt in flight ended; the two behind it discarded
     const lines = h.logs.filter((l) => l.msg === 'endpoint removed');
-    expect(lines.map((l) => [l.level, l.endpoint, l.discarded]).sort()).toEqual([['warn', 'a', 2], ['warn', 'b', 2]]);
+    expect(lines.map((l) => [l.level, l.endpoint, l.discarded]).sort()).toEqual([['info', 'idle', 0], ['warn', 'a', 2], ['warn', 'b', 2]]);
   });
 
   it('an unknown name: false, nothing called; settled and idle resolve at once; nothing discarded logs at info', async () => {

@@ -12,12 +12,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import type { EndpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import type { QueueBackend } from '../../src/notifications/queue-store.ts';
 import { verifyWebhook } from '../../src/notifications/signing.ts';
 import { FileSource } from '../../src/sources/file-source.ts';
 import type { ReadyState } from '../../src/sources/source.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { testPki } from '../support/tls.ts';
+import { until } from '../support/wait.ts';
+import { permitRecordingBackend } from '../notifications/test-sinks.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -29,15 +32,6 @@ function endpointDoc(name: string, spec: Record<string, unknown>): string {
   return `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: ${name}\nspec: ${JSON.stringify(spec)}\n`;
 }
 const stream = (...documents: string[]): string => documents.join('---\n');
-
-/** Resolves when `predicate` holds, polling every 5 ms; rejects at the deadline naming `what`. */
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rn-file-source-'));
@@ -84,7 +78,7 @@ interface Harness {
 }
 
 /** Starts a FileSource over `paths` (default: the temp directory) after writing `files` (relative to it). */
-async function start(options: { files?: Record<string, string>; secretFiles?: Record<string, string>; paths?: (dir: string) => string[] } = {}): Promise<Harness> {
+async function start(options: { files?: Record<string, string>; secretFiles?: Record<string, string>; paths?: (dir: string) => string[]; backend?: QueueBackend } = {}): Promise<Harness> {
   const dir = await tempDir();
   const secrets = join(dir, 'secrets');
   await mkdir(secrets);
@@ -98,7 +92,7 @@ async function start(options: { files?: Record<string, string>; secretFiles?: Re
       callback();
     },
   });
-  const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test' });
+  const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test', ...(options.backend && { backend: options.backend }) });
   const applied: string[] = [];
   const apply = endpoints.apply.bind(endpoints);
   endpoints.apply = (name: string, config: EndpointConfig) => {
@@ -504,18 +498,24 @@ describe('FileSource secrets', () => {
 
 describe('FileSource disabled endpoints', () => {
   it('disabled: true is reported as Disabled; events queue and are sent, in order, only once enabled', async () => {
-    const r = await receiver();
-    const h = await start({ files: { 'd.yaml': endpointDoc('d', { url: r.url, disabled: true }) } });
+    const [r, rm] = [await receiver(), await receiver()];
+    const backend = permitRecordingBackend();
+    const h = await start({ files: { 'd.yaml': endpointDoc('d', { url: r.url, disabled: true }) }, backend });
     expect(h.state('d')).toMatchObject({ ready: false, reason: 'Disabled' });
     const endpoint = h.endpoints.get('d')!;
+    // An enabled endpoint added after d gets the same events in the same fan-out: once it delivered them, a
+    // disabled d that sends anyway would have asked for its permit to send before it did.
+    await put(join(h.dir, 'endpoints', 'm.yaml'), endpointDoc('m', { url: rm.url }));
+    await until(() => h.endpoints.get('m') !== undefined, 'the marker endpoint');
     await h.endpoints.write(makeEvents(4, 'ev'));
+    await deliveredInOrder(rm, 'ev', 4);
+    expect(backend.asked.filter((name) => name === 'd')).toEqual([]);
+    expect(r.requests).toEqual([]);
     expect(endpoint.pending).toBe(4);
 
-    const enabledAt = Date.now();
     await put(join(h.dir, 'endpoints', 'd.yaml'), endpointDoc('d', { url: r.url }));
     await deliveredInOrder(r, 'ev', 4);
     expect(h.state('d')).toMatchObject({ ready: true, reason: 'Configured' });
-    expect(r.requests[0]!.receivedAt).toBeGreaterThanOrEqual(enabledAt); // nothing was sent while disabled
     expect(h.endpoints.get('d')).toBe(endpoint);
   });
 });
@@ -524,7 +524,7 @@ describe('FileSource under load', () => {
   it('deleting 100 of 200 endpoint files while events flow takes all 100 out of routing within a second; none queues anything afterwards', { timeout: 30_000 }, async () => {
     // Slow receivers: every answer takes 300 to 800 ms, so each endpoint always has an attempt in flight.
     const slow = (await receiver()).respond(async (request) => {
-      await new Promise((resolve) => setTimeout(resolve, 300 + ((request.seq * 137) % 500)));
+      await new Promise((resolve) => setTimeout(resolve, 300 + ((request.seq * 137) % 500))); // a slow receiver, not a synchronisation
       return 200;
     });
     const dir = join(await tempDir(), 'endpoints');
@@ -555,7 +555,7 @@ describe('FileSource under load', () => {
       for (let i = 0; flowing; i++) {
         await endpoints.write(makeEvents(1, `load-${i}`));
         writes++;
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await new Promise((resolve) => setTimeout(resolve, 5)); // the pace of the flow, not a synchronisation
       }
     })();
     cleanups.push(async () => {

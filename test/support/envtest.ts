@@ -6,10 +6,10 @@ import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promise
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { ApiextensionsV1Api, KubeConfig, KubernetesObjectApi, loadAllYaml, type KubernetesObject } from '@kubernetes/client-node';
 import { Agent, fetch } from 'undici';
+import { GiveUp, until } from './wait.ts';
 
 /** A failure of the harness; `code` is ERR_ENVTEST_ASSETS, ERR_ENVTEST_START, ERR_ENVTEST_TIMEOUT or ERR_ENVTEST_ETCD. */
 export class EnvtestError extends Error {
@@ -118,11 +118,11 @@ class Proc {
 
   /** Polls `ready` until true; if the process exits or the deadline passes, stops it and throws with the log's last 40 lines. */
   async waitReady(ready: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.running && Date.now() < deadline) {
-      if (await ready().catch(() => false)) return;
-      await Promise.race([this.exited, delay(100)]); // poll interval, not a synchronisation
-    }
+    const up = await until(async () => {
+      if (!this.running) throw new GiveUp('exited');
+      return ready();
+    }, `${this.cmd.name} to be ready`, timeoutMs).then(() => true, () => false);
+    if (up) return;
     const why = this.running ? `not ready within ${timeoutMs} ms` : `exited (code ${this.child.exitCode}, signal ${this.child.signalCode})`;
     await this.stop();
     const tail = (await readFile(this.cmd.log, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-40).join('\n');
@@ -346,13 +346,12 @@ export async function installCRDs(kc: KubeConfig, dir: string, timeoutMs = 30_00
 
 async function waitEstablished(kc: KubeConfig, name: string, timeoutMs: number): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  await until(async () => {
     const conditions = (await api.readCustomResourceDefinition({ name })).status?.conditions ?? [];
-    if (conditions.some((c) => c.type === 'Established' && c.status === 'True')) return;
     const names = conditions.find((c) => c.type === 'NamesAccepted' && c.status === 'False');
-    if (names) throw new EnvtestError('ERR_ENVTEST_START', `CRD ${name}: names not accepted: ${names.message ?? names.reason ?? ''}`);
-    if (Date.now() > deadline) throw new EnvtestError('ERR_ENVTEST_TIMEOUT', `CRD ${name} not Established within ${timeoutMs} ms`);
-    await delay(100); // poll interval
-  }
+    if (names) throw new GiveUp(`CRD ${name}: names not accepted: ${names.message ?? names.reason ?? ''}`);
+    return conditions.some((c) => c.type === 'Established' && c.status === 'True');
+  }, `CRD ${name} to be Established`, timeoutMs).catch((err: Error) => {
+    throw new EnvtestError(err instanceof GiveUp ? 'ERR_ENVTEST_START' : 'ERR_ENVTEST_TIMEOUT', err.message);
+  });
 }

@@ -7,9 +7,9 @@ import { appendFile, chmod, chown, mkdtemp, open, readFile, rm, stat, writeFile 
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { HINT, PostgresHarnessError, postgresBinaries, serverCommand, serverEnv, serverOwner, SUPERUSER, tool } from './postgres-binaries.ts';
+import { GiveUp, until } from './wait.ts';
 
 export { PostgresHarnessError, postgresBinaries };
 
@@ -206,16 +206,19 @@ export class TestPostgres {
   async restart(): Promise<void> {
     if (this.#stopping) throw new PostgresHarnessError('ERR_POSTGRES_STOPPED', 'the server was stopped for good');
     await this.#shutdown();
-    const deadline = Date.now() + (this.#opts.startTimeoutMs ?? 30_000);
-    for (;;) {
+    // After a SIGKILL the old children may hold the shared memory for a moment: try again until they are gone.
+    let failure: unknown;
+    const up = await until(async () => {
       try {
-        return await this.#start();
+        await this.#start();
+        return true;
       } catch (err) {
-        // After a SIGKILL the old children may hold the shared memory for a moment: try again until they are gone.
-        if (!STILL_IN_USE.test((err as Error).message) || Date.now() > deadline) throw err;
-        await delay(100); // poll interval
+        failure = err;
+        if (!STILL_IN_USE.test((err as Error).message)) throw new GiveUp('another failure');
+        return false;
       }
-    }
+    }, 'the old server to release its shared memory', this.#opts.startTimeoutMs ?? 30_000).then(() => true, () => false);
+    if (!up) throw failure;
   }
 
   /** `pg_ctl stop -m fast`, waits for the server to exit and removes the temp dir (unless keepDir); idempotent. */
@@ -239,11 +242,11 @@ export class TestPostgres {
     this.#exited = new Promise((resolve) => child.once('exit', () => resolve()));
     void this.#exited.then(() => live.delete(child));
     const timeoutMs = this.#opts.startTimeoutMs ?? 30_000;
-    const deadline = Date.now() + timeoutMs;
-    while (running(child) && Date.now() < deadline) {
-      if (await queryOnce(this.#superuserOn('postgres'), 'SELECT 1').then(() => true, () => false)) return;
-      await Promise.race([this.#exited, delay(50)]); // poll interval, not a synchronisation
-    }
+    const up = await until(async () => {
+      if (!running(child)) throw new GiveUp('exited');
+      return queryOnce(this.#superuserOn('postgres'), 'SELECT 1').then(() => true);
+    }, 'postgres to accept connections', timeoutMs).then(() => true, () => false);
+    if (up) return;
     const why = running(child) ? `not accepting connections within ${timeoutMs} ms` : `exited (code ${child.exitCode}, signal ${child.signalCode})`;
     await this.#shutdown();
     const tail = (await readFile(this.logFile).catch(() => Buffer.alloc(0))).subarray(from).toString().trimEnd().split('\n').slice(-40).join('\n');

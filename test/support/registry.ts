@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
+import { GiveUp, until } from './wait.ts';
 
 /** Path of the registry binary (Debian package docker-registry); override with DOCKER_REGISTRY_BIN. */
 export const REGISTRY_BIN = process.env.DOCKER_REGISTRY_BIN ?? '/usr/bin/docker-registry';
@@ -135,17 +136,13 @@ export class TestRegistry {
     void exited.then(() => live.delete(child));
     await log.close(); // the child holds its own copy of the descriptor (listeners are attached first: no lost 'error')
     const registry = new TestRegistry(dir, port, child, exited);
-    const deadline = Date.now() + (opts.startTimeoutMs ?? 15_000);
     let early = false;
     void exited.then(() => (early = true));
-    while (!early && Date.now() < deadline) {
-      const ok = await fetch(`${registry.url}/v2/`, { signal: AbortSignal.timeout(1_000) }).then(
-        (res) => res.status === 200,
-        () => false,
-      );
-      if (ok) return registry;
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 50))]); // poll interval, not a sync
-    }
+    const up = await until(async () => {
+      if (early) throw new GiveUp('exited');
+      return fetch(`${registry.url}/v2/`, { signal: AbortSignal.timeout(1_000) }).then((res) => res.status === 200, () => false);
+    }, 'GET /v2/ to answer 200', opts.startTimeoutMs ?? 15_000).then(() => true, () => false);
+    if (up) return registry;
     await registry.kill();
     const why = early ? `${spawnError}exited with code ${child.exitCode}` : 'did not answer GET /v2/ in time';
     throw new Error(`docker-registry ${why}; log:\n${await registry.logs()}`);
