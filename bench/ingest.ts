@@ -1,7 +1,9 @@
 // Ingest burst benchmark (`npm run bench:ingest`): a 10k-event burst through the real `registry-notifier serve`
 // process, posted the way Distribution posts (one event per request, each poster waiting for its answer), into
 // one endpoint whose loopback receiver parses every envelope. Prints accepted events/s, ingest latency
-// percentiles and delivered events/s, with the journal off and on. Only 127.0.0.1; it stops by itself.
+// percentiles and delivered events/s: in memory, with the journal, and on PostgreSQL (a real server started
+// here with fsync and synchronous commit on, as in production; skipped when its binaries are absent). Only
+// 127.0.0.1; it stops by itself.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -10,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Pool } from 'undici';
+import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 
 const MAIN = join(import.meta.dirname, '../src/main.ts');
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -46,8 +49,18 @@ const template = {
 
 async function main(): Promise<void> {
   const results: Result[] = [];
-  for (const journal of [false, true]) {
-    for (const posters of CONCURRENCY) results.push(await runCase(journal, posters));
+  for (const mode of ['memory', 'journal'] as const) {
+    for (const posters of CONCURRENCY) results.push(await runCase(mode, posters));
+  }
+  if (postgresBinaries()) {
+    const pg = await startPostgres({ fsync: true });
+    try {
+      for (const posters of CONCURRENCY) results.push(await runCase('postgres', posters, pg));
+    } finally {
+      await pg.stop();
+    }
+  } else {
+    console.log('(no PostgreSQL binaries: the postgres rows are skipped; hack/install-postgres.sh installs them)');
   }
   console.log(`\ningest burst: ${EVENTS} events, one per request (as Distribution sends them), one endpoint (batch 100)`);
   console.table(results.map((r) => ({
@@ -61,7 +74,7 @@ async function main(): Promise<void> {
   })));
 }
 
-async function runCase(journal: boolean, posters: number): Promise<Result> {
+async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number, pg?: TestPostgres): Promise<Result> {
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-ingest-'));
   let received = 0;
   let lastAt = 0;
@@ -81,7 +94,9 @@ async function runCase(journal: boolean, posters: number): Promise<Result> {
   const port = (receiver.address() as AddressInfo).port;
   await writeFile(join(dir, 'endpoints.yaml'), `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: bench\nspec:\n  url: http://127.0.0.1:${port}/events\n  maxBatchEvents: 100\n`);
   const args = ['serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', join(dir, 'endpoints.yaml'),
-    '--allow-endpoint-cidrs', '127.0.0.0/8', '--log-level', 'info', ...(journal ? ['--queue-dir', join(dir, 'journal')] : [])];
+    '--allow-endpoint-cidrs', '127.0.0.0/8', '--log-level', 'info',
+    ...(mode === 'journal' ? ['--queue-dir', join(dir, 'journal')] : []),
+    ...(mode === 'postgres' && pg ? ['--database-url', await pg.createDatabase(), '--replica-id', 'bench'] : [])];
   const { child, ingest } = await startServer(args);
   const pool = new Pool(new URL(ingest).origin, { connections: posters, pipelining: 1 });
   const path = new URL(ingest).pathname;
@@ -109,7 +124,7 @@ async function runCase(journal: boolean, posters: number): Promise<Result> {
   receiver.close();
   await rm(dir, { recursive: true, force: true });
   return {
-    mode: journal ? 'journal' : 'memory',
+    mode,
     posters,
     acceptedPerSec: EVENTS / ((acceptedAt - started) / 1000),
     p50: pct(0.5),

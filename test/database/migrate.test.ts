@@ -48,9 +48,13 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
     expect(await schemaOf(url)).toEqual([
       'dead_letters.endpoint text NO', 'dead_letters.seq bigint NO', 'dead_letters.reason text NO', 'dead_letters.at bigint NO',
       'deliveries.endpoint text NO', 'deliveries.pos bigint NO', 'deliveries.seq bigint NO',
-      'endpoints.name text NO', 'endpoints.next_pos bigint NO', 'endpoints.owner text YES', 'endpoints.epoch bigint NO', 'endpoints.lease_until timestamp with time zone YES',
+      'endpoint_stats.endpoint text NO', 'endpoint_stats.delivered bigint NO', 'endpoint_stats.failures bigint NO', 'endpoint_stats.errors bigint NO',
+      'endpoint_stats.dead_lettered bigint NO', 'endpoint_stats.responses jsonb NO', 'endpoint_stats.last_success bigint YES', 'endpoint_stats.last_failure bigint YES',
+      'endpoint_stats.last_error text YES', 'endpoint_stats.consecutive_failures integer NO',
+      'endpoints.name text NO', 'endpoints.next_pos bigint NO', 'endpoints.done bigint NO', 'endpoints.owner text YES', 'endpoints.epoch bigint NO', 'endpoints.lease_until timestamp with time zone YES',
       'events.seq bigint NO', 'events.id text NO', 'events.json text NO', 'events.accepted_at bigint NO',
       'recent_ids.id text NO', 'recent_ids.at timestamp with time zone NO',
+      'replicas.id text NO', 'replicas.seen_until timestamp with time zone NO',
       'schema_migrations.version integer NO', 'schema_migrations.name text NO', 'schema_migrations.checksum text NO', 'schema_migrations.applied_at timestamp with time zone NO',
     ]);
     const indexes = await queryOnce<{ indexname: string }>(url, `SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname LIKE '%\\_by\\_%' ORDER BY 1`);
@@ -138,6 +142,6 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
 
     const edited: Migration = { ...MIGRATIONS[0]!, sql: `${MIGRATIONS[0]!.sql}\nCREATE TABLE sneaky (x int);` };
     const changed = await migrateOnce(url, [edited, next]).catch((error: unknown) => error);
-    expect(changed).toMatchObject({ code: 'ERR_DATABASE_SCHEMA', message: expect.stringContaining('migration 1 (queue, dead letters and recent ids) in the database differs') });
+    expect(changed).toMatchObject({ code: 'ERR_DATABASE_SCHEMA', message: expect.stringContaining(`migration 1 (${MIGRATIONS[0]!.name}) in the database differs`) });
   });
 });

@@ -1,0 +1,211 @@
+// Several replicas on one PostgreSQL (`npm run bench:replicas`, issue 11): real `serve` processes on a real
+// PostgreSQL (fsync on) started here, receivers on 127.0.0.1. Prints:
+//   1. delivered events/s for 64 endpoints whose receivers take 20 ms, with 1 and with 3 replicas;
+//   2. failover: an endpoint's owner is SIGKILLed, how long until its next event is delivered (lease 15 s);
+//   3. 10,000 endpoints on one database: how long until every one is claimed, and the database's idle load;
+//   4. rows and bytes per pending event.
+// Only loopback addresses; it stops by itself. `--quick` runs smaller sizes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import pg from 'pg';
+import { migrate } from '../src/database/migrate.ts';
+import { openPool } from '../src/database/pool.ts';
+import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
+
+const MAIN = join(import.meta.dirname, '../src/main.ts');
+const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+
+interface Replica {
+  child: ChildProcess;
+  ingest: string;
+}
+
+/** A receiver answering 200 after `delayMs`, counting events per path. */
+async function receiver(delayMs: number): Promise<{ server: Server; url: string; count: () => number }> {
+  let events = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      setTimeout(() => {
+        events += (JSON.parse(Buffer.concat(chunks).toString()) as { events: unknown[] }).events.length;
+        res.end();
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, count: () => events };
+}
+
+async function endpointsFile(dir: string, names: readonly string[], url: (name: string) => string, extra = ''): Promise<string> {
+  const file = join(dir, 'endpoints.yaml');
+  await writeFile(file, names.map((name) => `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: ${name}\nspec:\n  url: ${url(name)}\n${extra}`).join('---\n'));
+  return file;
+}
+
+/** Starts `serve` at info level and resolves once it logged 'serving' (with its ingest URL). */
+function serve(file: string, url: string, id: string, extra: string[] = []): Promise<Replica> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', file,
+    '--allow-endpoint-cidrs', '127.0.0.0/8', '--database-url', url, '--replica-id', id, '--log-level', 'info', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('serve did not start within 180 s')), 180_000);
+    createInterface(child.stdout!).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; ingest?: string };
+      if (entry.msg === 'serving' && entry.ingest) {
+        clearTimeout(timer);
+        resolve({ child, ingest: entry.ingest });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+  });
+}
+
+async function stop(replicas: readonly Replica[]): Promise<void> {
+  await Promise.all(replicas.map((r) => new Promise<void>((resolve) => {
+    if (r.child.exitCode !== null || r.child.signalCode !== null) return resolve();
+    r.child.once('exit', () => resolve());
+    r.child.kill('SIGTERM');
+  })));
+}
+
+/** Commits `events` events owed by every endpoint of `names`, straight through rn_accept (as the ingest does). */
+async function load(url: string, names: readonly string[], events: number, prefix: string): Promise<void> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    for (let i = 0; i < events; i++) {
+      const json = JSON.stringify({ id: `${prefix}-${i}`, action: 'push', target: { repository: 'bench/app', tag: 'v1', digest: `sha256:${String(i).padStart(64, '0')}` } });
+      await client.query('SELECT rn_accept($1, $2, $3, $4, $5)', [[`${prefix}-${i}`], [json], [Date.now()], names, names.map(() => 1)]);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20)); // polling a measurement, not a synchronisation
+  }
+}
+
+async function freshDatabase(pgServer: TestPostgres): Promise<string> {
+  const url = await pgServer.createDatabase();
+  const pool = openPool(url, { applicationName: 'bench' });
+  await migrate(pool);
+  await pool.end();
+  return url;
+}
+
+async function throughput(pgServer: TestPostgres, replicas: number): Promise<{ replicas: number; deliveries: number; seconds: number; perSec: number }> {
+  const url = await freshDatabase(pgServer);
+  const dir = await mkdtemp(join(tmpdir(), 'rn-bench-replicas-'));
+  const hook = await receiver(20);
+  const names = Array.from({ length: 64 }, (_, i) => `ep-${i}`);
+  const events = QUICK ? 40 : 150;
+  const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
+  await load(url, names, events, `tp${replicas}`);
+  const started = performance.now();
+  const running = await Promise.all(Array.from({ length: replicas }, (_, i) => serve(file, url, `bench-${i}`)));
+  await until(() => hook.count() >= names.length * events, 600_000, 'every delivery');
+  const seconds = (performance.now() - started) / 1000;
+  await stop(running);
+  hook.server.close();
+  await rm(dir, { recursive: true, force: true });
+  const deliveries = names.length * events;
+  return { replicas, deliveries, seconds, perSec: deliveries / seconds };
+}
+
+async function failover(pgServer: TestPostgres): Promise<number> {
+  const url = await freshDatabase(pgServer);
+  const dir = await mkdtemp(join(tmpdir(), 'rn-bench-failover-'));
+  const hook = await receiver(0);
+  const names = Array.from({ length: 6 }, (_, i) => `fo-${i}`);
+  const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
+  const running = await Promise.all([0, 1, 2].map((i) => serve(file, url, `fo-replica-${i}`)));
+  const client = new pg.Client(url);
+  await client.connect();
+  await until(async () => (await client.query("SELECT count(*)::int AS n FROM endpoints WHERE owner IS NOT NULL")).rows[0].n === names.length, 60_000, 'every endpoint owned');
+  const { rows } = await client.query<{ name: string; owner: string }>("SELECT name, owner FROM endpoints WHERE owner = 'fo-replica-0' LIMIT 1");
+  const victim = rows[0]!;
+  running[0]!.child.kill('SIGKILL');
+  const killed = performance.now();
+  const before = hook.count();
+  await load(url, [victim.name], 1, 'after-kill');
+  await until(() => hook.count() > before, 120_000, 'the event after the kill');
+  const took = (performance.now() - killed) / 1000;
+  await client.end();
+  await stop(running.slice(1));
+  hook.server.close();
+  await rm(dir, { recursive: true, force: true });
+  return took;
+}
+
+async function manyEndpoints(pgServer: TestPostgres): Promise<{ endpoints: number; claimSeconds: number; idleCommitsPerSec: number; idleQueriesPerSec: number; rssMb: number }> {
+  const url = await freshDatabase(pgServer);
+  const dir = await mkdtemp(join(tmpdir(), 'rn-bench-many-'));
+  const count = QUICK ? 1_000 : 10_000;
+  const names = Array.from({ length: count }, (_, i) => `many-${i}`);
+  const file = await endpointsFile(dir, names, () => 'http://127.0.0.1:9/hook', '  disabled: true\n');
+  const client = new pg.Client(url);
+  await client.connect();
+  const started = performance.now();
+  const replica = await serve(file, url, 'many');
+  await until(async () => (await client.query("SELECT count(*)::int AS n FROM endpoints WHERE owner = 'many'")).rows[0].n === count, 600_000, 'every endpoint claimed');
+  const claimSeconds = (performance.now() - started) / 1000;
+  const stat = async (): Promise<{ commits: number; tuples: number }> => {
+    const { rows } = await client.query<{ commits: string; tuples: string }>('SELECT xact_commit AS commits, tup_returned + tup_fetched AS tuples FROM pg_stat_database WHERE datname = current_database()');
+    return { commits: Number(rows[0]!.commits), tuples: Number(rows[0]!.tuples) };
+  };
+  const a = await stat();
+  const window = QUICK ? 10 : 30;
+  await new Promise((resolve) => setTimeout(resolve, window * 1000)); // measuring an idle window, not a synchronisation
+  const b = await stat();
+  const rss = Number((await import('node:fs')).readFileSync(`/proc/${replica.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024;
+  await client.end();
+  await stop([replica]);
+  await rm(dir, { recursive: true, force: true });
+  return { endpoints: count, claimSeconds, idleCommitsPerSec: (b.commits - a.commits - 2) / window, idleQueriesPerSec: (b.tuples - a.tuples) / window, rssMb: rss };
+}
+
+async function footprint(pgServer: TestPostgres): Promise<{ pending: number; rowsPerPending: number; bytesPerPending: number }> {
+  const url = await freshDatabase(pgServer);
+  const names = ['a', 'b', 'c', 'd'];
+  const events = QUICK ? 500 : 5_000;
+  await load(url, names, events, 'fp');
+  const client = new pg.Client(url);
+  await client.connect();
+  await client.query('VACUUM ANALYZE');
+  const { rows } = await client.query<{ rows: string; bytes: string }>(`
+    SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM recent_ids) AS rows,
+           pg_total_relation_size('events') + pg_total_relation_size('deliveries') + pg_total_relation_size('recent_ids') AS bytes`);
+  await client.end();
+  const pending = names.length * events;
+  return { pending, rowsPerPending: Number(rows[0]!.rows) / pending, bytesPerPending: Number(rows[0]!.bytes) / pending };
+}
+
+if (!postgresBinaries()) {
+  console.log('no PostgreSQL binaries: nothing to measure (hack/install-postgres.sh installs them)');
+} else {
+  const server = await startPostgres({ fsync: true, settings: { max_connections: '200' } });
+  try {
+    const one = await throughput(server, 1);
+    const three = await throughput(server, 3);
+    console.log('\n64 endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded');
+    console.table([one, three].map((r) => ({ replicas: r.replicas, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'delivered ev/s': Math.round(r.perSec) })));
+    console.log(`speed-up 3 vs 1 replica: ${(three.perSec / one.perSec).toFixed(2)}x`);
+    console.log(`\nfailover after SIGKILL of the owner (lease 15 s): next event delivered after ${(await failover(server)).toFixed(1)} s`);
+    const many = await manyEndpoints(server);
+    console.log(`\n${many.endpoints} endpoints, one replica: all claimed after ${many.claimSeconds.toFixed(1)} s; idle: ${many.idleCommitsPerSec.toFixed(1)} commits/s, ${Math.round(many.idleQueriesPerSec)} tuples read/s; replica RSS ${Math.round(many.rssMb)} MB`);
+    const fp = await footprint(server);
+    console.log(`\nfootprint: ${fp.pending} pending deliveries (4 endpoints): ${fp.rowsPerPending.toFixed(2)} rows and ${Math.round(fp.bytesPerPending)} bytes per pending delivery (events, deliveries, recent ids, with indexes)`);
+  } finally {
+    await server.stop();
+  }
+}
