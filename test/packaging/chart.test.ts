@@ -496,6 +496,11 @@ data:
     expect(heredoc(await notes({ watchNamespaces: '[team-a, team-b]' }))).toMatchObject({ metadata: { namespace: 'team-a' } });
     const journaled = await notes({ 'journal.enabled': true });
     expect(journaled).toContain('kubectl -n registry exec deploy/rn-registry-notifier -- /nodejs/bin/node /app/dist/main.js replay --endpoint <namespace>/<name>');
+    // With a database: which Secret, and how to see the replica that writes status.
+    expect(text).not.toContain('get lease');
+    const replicated = await notes({ 'database.existingSecret.name': 'pg', replicaCount: '3' });
+    expect(replicated).toContain('3 replica(s) share the PostgreSQL database of the Secret pg');
+    expect(replicated).toContain("kubectl -n registry get lease rn-registry-notifier -o jsonpath='{.spec.holderIdentity}'");
     const open = await notes({ 'ingestToken.enabled': false });
     expect(open).not.toContain('Authorization');
     expect(open).toContain('WARNING: ingestToken.enabled is false');
