@@ -12,12 +12,18 @@ import { applyManifests, envtestAssets, installCRDs, TestCluster } from '../supp
 import { fileFromEnv, need, skipWithout } from '../support/tools.ts';
 import { DryRunClient, droppedFields } from './dry-run.ts';
 import { kustomize } from './kustomize.ts';
-import { EXPECTED_RULES } from './rbac-rules.ts';
+import { EXPECTED_RULES, leaderElectionRules } from './rbac-rules.ts';
 import { CHART, CHART_RENDERER, only, render, REPO, tryRender, type Manifest, type Rendered } from './render.ts';
 import { validate } from './json-schema.ts';
 import { defaultValues, mergeValues, SCHEMA, undocumentedValues, VALUES_TEXT } from './values.ts';
 
 const ALL_ON = join(import.meta.dirname, 'fixtures/all-on.values.yaml');
+// Every database option on (the chart's Secret, the migration Job, a lease duration, a status rate, a PDB).
+const DATABASE_ON = join(import.meta.dirname, 'fixtures/database.values.yaml');
+// The example users copy: three replicas on an existing PostgreSQL Secret.
+const REPLICAS_EXAMPLE = join(REPO, 'examples/helm/replicas-postgres.values.yaml');
+// The pod selector labels of release "rn".
+const SELECTOR = { 'app.kubernetes.io/name': 'registry-notifier', 'app.kubernetes.io/instance': 'rn' };
 // The prometheus-operator ServiceMonitor CRD (a third-party file, not in this repository) for the dry run of a ServiceMonitor.
 const SERVICE_MONITOR_CRD = fileFromEnv('SERVICEMONITOR_CRD', 'the ServiceMonitor CRD', 'set SERVICEMONITOR_CRD to monitoring.coreos.com_servicemonitors.yaml of prometheus-operator v0.71 (hack/test.sh and .ci/run do when the shared folder is beside the clone)');
 const NS = 'registry';
@@ -39,7 +45,7 @@ interface Container {
   name: string;
   image: string;
   args: string[];
-  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } } }[];
   ports: { name: string; containerPort: number }[];
   startupProbe: { httpGet: { path: string; port: string } };
   livenessProbe: { httpGet: { path: string; port: string } };
@@ -57,11 +63,16 @@ interface PodSpec {
 const podSpec = (objects: Manifest[]): PodSpec =>
   (only(objects, 'Deployment').spec as { template: { spec: PodSpec } }).template.spec;
 const container = (objects: Manifest[]): Container => podSpec(objects).containers[0]!;
+// What the kubelet would put into variables that come from elsewhere: a Secret's value (a database URL for the
+// database's variable), or the pod's own name for metadata.name.
+const POD_NAME = 'rn-registry-notifier-5d8f7c9b4-x2x7q';
+const FROM_SECRET_URL = 'postgres://notifier:from-secret@postgres.db.svc:5432/notifier';
+const envOf = (c: Container): Record<string, string> => Object.fromEntries((c.env ?? []).map((e) => [e.name,
+  e.value ?? (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name' ? POD_NAME : e.name === 'REGISTRY_NOTIFIER_DATABASE_URL' ? FROM_SECRET_URL : 'from-secret')]));
 /** What the container's command line means to the product: its own parser, with the env the pod gets. */
 const serveConfig = (objects: Manifest[]): ServeConfig => {
   const c = container(objects);
-  const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? 'from-secret']));
-  return parseCommand(c.args, env) as ServeConfig;
+  return parseCommand(c.args, envOf(c)) as ServeConfig;
 };
 
 let defaults: Rendered;
@@ -141,6 +152,7 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       command: 'serve', kubernetes: true, namespaces: [], endpoints: [], ingestToken: 'from-secret', queueDir: undefined,
       listen: { host: undefined, port: 8080 }, metricsListen: { host: undefined, port: 9090 },
       statusIntervalMs: 10_000, shutdownGraceMs: 25_000, maxBodySize: 1024 * 1024, maxPendingPerEndpoint: 100_000, maxPending: 200_000, logLevel: 'info',
+      statusWritesPerSecond: 20, databaseUrl: undefined,
     });
     // The kubelet must outlast the drain.
     expect((only(defaults.objects, 'Deployment').spec as { template: { spec: { terminationGracePeriodSeconds: number } } }).template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(config.shutdownGraceMs);
@@ -242,16 +254,136 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
     expect(service.ports.map((p) => [p.name, p.port, p.targetPort])).toEqual([['ingest', 80, 'ingest'], ['metrics', 9100, 'metrics']]);
   });
 
-  it('journal on an emptyDir allows several replicas; PDB maxUnavailable; no token; PDB defaults to maxUnavailable 1', async () => {
-    const { objects } = await render({ namespace: NS, set: { 'journal.enabled': true, replicaCount: 3, 'podDisruptionBudget.enabled': true, 'podDisruptionBudget.maxUnavailable': '50%', 'ingestToken.enabled': false } });
+  it('journal on an emptyDir; PDB maxUnavailable; no token; PDB defaults to maxUnavailable 1', async () => {
+    const { objects } = await render({ namespace: NS, set: { 'journal.enabled': true, 'podDisruptionBudget.enabled': true, 'podDisruptionBudget.maxUnavailable': '50%', 'ingestToken.enabled': false } });
     expect(podSpec(objects).volumes).toContainEqual({ name: 'journal', emptyDir: { sizeLimit: '1Gi' } });
-    expect((only(objects, 'Deployment').spec as { replicas: number; strategy: { type: string } })).toMatchObject({ replicas: 3, strategy: { type: 'RollingUpdate' } });
+    expect((only(objects, 'Deployment').spec as { replicas: number; strategy: { type: string } })).toMatchObject({ replicas: 1, strategy: { type: 'RollingUpdate' } });
     expect(only(objects, 'PodDisruptionBudget').spec).toMatchObject({ maxUnavailable: '50%' });
     expect(objects.some((o) => o.kind === 'Secret')).toBe(false);
     expect(container(objects).env).toBeUndefined();
     expect(serveConfig(objects).ingestToken).toBeUndefined();
     const plain = await render({ namespace: NS, set: { 'podDisruptionBudget.enabled': true } });
     expect(only(plain.objects, 'PodDisruptionBudget').spec).toMatchObject({ maxUnavailable: 1 });
+  });
+
+  it('database from an existing Secret: replicas, the URL from the Secret, the pod name as replica id, the Lease named after the release', async () => {
+    const { objects, text } = await render({ namespace: NS, valuesFiles: [REPLICAS_EXAMPLE] });
+    const deployment = only(objects, 'Deployment').spec as { replicas: number; strategy: unknown };
+    expect(deployment.replicas).toBe(3);
+    // A rollout never has fewer ready pods than replicas: a new pod is ready before an old one is stopped.
+    expect(deployment.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+    const c = container(objects);
+    expect(c.env).toEqual([
+      { name: 'REGISTRY_NOTIFIER_INGEST_TOKEN', valueFrom: { secretKeyRef: { name: 'rn-registry-notifier-ingest-token', key: 'token' } } },
+      { name: 'REGISTRY_NOTIFIER_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'registry-notifier-database', key: 'url' } } },
+      { name: 'REGISTRY_NOTIFIER_REPLICA_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'REGISTRY_NOTIFIER_LEADER_ELECTION_LEASE', value: `${NS}/rn-registry-notifier` },
+    ]);
+    // What the product makes of it: a database, no journal, this pod's name, the release's Lease, the default lease.
+    expect(serveConfig(objects)).toMatchObject({
+      kubernetes: true, databaseUrl: FROM_SECRET_URL, queueDir: undefined, replicaId: POD_NAME,
+      leaderElectionLease: { namespace: NS, name: 'rn-registry-notifier' }, leaseDurationMs: 15_000, statusWritesPerSecond: 20,
+    });
+    // The chart creates no Secret for it (the user's), and nothing in the output holds a database URL.
+    expect(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name)).toEqual(['rn-registry-notifier-ingest-token']);
+    expect(text).not.toContain('postgres://');
+    // The leader election's Role in the release namespace, bound to the ServiceAccount; every rule commented.
+    const role = only(objects, 'Role', 'rn-registry-notifier-leader-election');
+    expect(role.metadata.namespace).toBe(NS);
+    expect(role.rules).toEqual(leaderElectionRules('rn-registry-notifier'));
+    const roleText = text.slice(text.indexOf('# Source: registry-notifier/templates/leader-election-rbac.yaml'));
+    const rules = roleText.slice(roleText.indexOf('rules:'), roleText.indexOf('---'));
+    expect(rules.match(/^ {2}- apiGroups/gm)).toHaveLength(2);
+    expect(rules.match(/^ {2}#[^\n]*\n(?: {2}#[^\n]*\n)* {2}- apiGroups/gm)).toHaveLength(2);
+    const binding = only(objects, 'RoleBinding', 'rn-registry-notifier-leader-election');
+    expect(binding.metadata.namespace).toBe(NS);
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'rn-registry-notifier-leader-election' });
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'rn-registry-notifier', namespace: NS }]);
+    // The cluster-wide rules stay exactly the controller's: nothing about Leases outside the release namespace.
+    expect(only(objects, 'ClusterRole').rules).toEqual(EXPECTED_RULES);
+    // Drains take one replica at a time; replicas prefer different nodes.
+    expect(only(objects, 'PodDisruptionBudget').spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: SELECTOR } });
+    expect((podSpec(objects) as PodSpec & { topologySpreadConstraints: unknown }).topologySpreadConstraints).toEqual([
+      { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: SELECTOR } },
+    ]);
+  });
+
+  it('database.url: a Secret the chart creates holds it, the pod reads it from there; lease duration and status rate reach the flags', async () => {
+    const url = 'postgres://notifier:s3cr3t-p%40ss@postgres.db.svc:5432/notifier?sslmode=require';
+    const { objects } = await render({ namespace: NS, set: { 'database.url': url, replicaCount: 2, 'database.leaseDuration': '30s', statusRate: 5 } });
+    const secret = only(objects, 'Secret', 'rn-registry-notifier-database') as Manifest & { data: Record<string, string> };
+    expect(secret.metadata.namespace).toBe(NS);
+    expect(Object.keys(secret.data)).toEqual(['url']);
+    expect(Buffer.from(secret.data.url!, 'base64').toString()).toBe(url);
+    // Never inline: neither the URL nor its password (in any encoding) is in the Deployment.
+    const deployment = JSON.stringify(only(objects, 'Deployment'));
+    for (const leak of ['s3cr3t', 'postgres://', secret.data.url!]) expect(deployment).not.toContain(leak);
+    expect(container(objects).env).toContainEqual({ name: 'REGISTRY_NOTIFIER_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'rn-registry-notifier-database', key: 'url' } } });
+    expect(serveConfig(objects)).toMatchObject({ leaseDurationMs: 30_000, statusWritesPerSecond: 5, leaderElectionLease: { namespace: NS, name: 'rn-registry-notifier' } });
+    // Without a database: no database Secret, no lease flags or variables, no leader election Role.
+    const { objects: plain } = await render({ namespace: NS, set: { statusRate: 5 } });
+    expect(plain.some((o) => o.kind === 'Role' || (o.kind === 'Secret' && o.metadata.name.endsWith('-database')))).toBe(false);
+    expect(container(plain).args.some((a) => a.startsWith('--lease-duration'))).toBe(false);
+    expect(container(plain).env?.map((e) => e.name)).toEqual(['REGISTRY_NOTIFIER_INGEST_TOKEN']);
+    expect(serveConfig(plain)).toMatchObject({ databaseUrl: undefined, statusWritesPerSecond: 5 });
+    // rbac.create=false: the leader election Role is the user's job too.
+    const { objects: own } = await render({ namespace: NS, set: { 'database.existingSecret.name': 'pg', 'rbac.create': false } });
+    expect(own.some((o) => o.kind.endsWith('Role') || o.kind.endsWith('RoleBinding'))).toBe(false);
+  });
+
+  it('topologySpreadConstraints: the default prefers one pod per node of this release; a list of your own replaces it; [] turns it off', async () => {
+    const spread = (objects: Manifest[]): unknown => (podSpec(objects) as PodSpec & { topologySpreadConstraints?: unknown }).topologySpreadConstraints;
+    expect(spread(defaults.objects)).toEqual([{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: SELECTOR } }]);
+    const zones = await render({ namespace: NS, set: { topologySpreadConstraints: '[{maxSkew: 2, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule}, {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {team: a}}}]' } });
+    expect(spread(zones.objects)).toEqual([
+      { maxSkew: 2, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: SELECTOR } },
+      { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { team: 'a' } } },
+    ]);
+    expect(spread((await render({ namespace: NS, set: { topologySpreadConstraints: '[]' } })).objects)).toBeUndefined();
+  });
+
+  it('database.migrationJob: a pre-install/pre-upgrade hook Job runs `migrate` with the URL from a Secret, outside the Service\'s selector', async () => {
+    const url = 'postgres://notifier:s3cr3t@postgres.db.svc:5432/notifier';
+    const { objects } = await render({ namespace: NS, set: { 'database.url': url, 'database.migrationJob.enabled': true, 'database.migrationJob.backoffLimit': 5 } });
+    const job = only(objects, 'Job', 'rn-registry-notifier-migrate') as Manifest & { spec: { backoffLimit: number; activeDeadlineSeconds: number; template: { metadata: { labels: Record<string, string> }; spec: PodSpec & { restartPolicy: string; automountServiceAccountToken: boolean } } } };
+    const hook = only(objects, 'Secret', 'rn-registry-notifier-migrate') as Manifest & { data: Record<string, string> };
+    // The hook copy of the Secret comes first (the chart's own Secret does not exist yet before install).
+    expect(hook.metadata.annotations).toEqual({ 'helm.sh/hook': 'pre-install,pre-upgrade', 'helm.sh/hook-weight': '-1', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' });
+    expect(job.metadata.annotations).toEqual({ 'helm.sh/hook': 'pre-install,pre-upgrade', 'helm.sh/hook-weight': '0', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' });
+    expect(Buffer.from(hook.data.url!, 'base64').toString()).toBe(url);
+    expect(job.spec).toMatchObject({ backoffLimit: 5, activeDeadlineSeconds: 240 });
+    const pod = job.spec.template.spec;
+    expect(pod).toMatchObject({ restartPolicy: 'Never', automountServiceAccountToken: false });
+    const migrate = pod.containers[0]!;
+    expect(migrate.env).toEqual([{ name: 'REGISTRY_NOTIFIER_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'rn-registry-notifier-migrate', key: 'url' } } }]);
+    expect(JSON.stringify(job)).not.toContain('s3cr3t');
+    expect(migrate.securityContext).toEqual(RESTRICTED_CONTAINER);
+    // The product reads it as `migrate` with that URL.
+    expect(parseCommand(migrate.args, envOf(migrate))).toEqual({ command: 'migrate', databaseUrl: FROM_SECRET_URL });
+    // Its pod is not one of the Deployment's: the Service would send it registry traffic.
+    const selects = (selector: Record<string, string>, labels: Record<string, string>): boolean => Object.entries(selector).every(([k, v]) => labels[k] === v);
+    expect(selects((only(objects, 'Service').spec as { selector: Record<string, string> }).selector, job.spec.template.metadata.labels)).toBe(false);
+    expect(job.spec.template.metadata.labels).toMatchObject({ 'app.kubernetes.io/name': 'registry-notifier-migrate', 'app.kubernetes.io/instance': 'rn', 'app.kubernetes.io/component': 'migration' });
+    // With an existing Secret the Job reads it directly: no hook copy.
+    const existing = await render({ namespace: NS, set: { 'database.existingSecret.name': 'pg', 'database.existingSecret.key': 'DATABASE_URL', 'database.migrationJob.enabled': true } });
+    expect(existing.objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name)).toEqual(['rn-registry-notifier-ingest-token']);
+    const fromExisting = (only(existing.objects, 'Job').spec as { template: { spec: PodSpec } }).template.spec.containers[0]!;
+    expect(fromExisting.env).toEqual([{ name: 'REGISTRY_NOTIFIER_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'pg', key: 'DATABASE_URL' } } }]);
+    // Off by default.
+    expect(objects.length - (await render({ namespace: NS, set: { 'database.url': url } })).objects.length).toBe(2);
+  });
+
+  it('database with the longest names: the Lease is the full name, the Job name fits a label (63), the Role is named after both', async () => {
+    const release = 'a-very-long-release-name-that-helm-still-accepts-53ch';
+    const { objects } = await render({ release, namespace: NS, set: { 'database.existingSecret.name': 'pg', 'database.migrationJob.enabled': true, replicaCount: 2 } });
+    const fullname = only(objects, 'Deployment').metadata.name;
+    expect(serveConfig(objects).leaderElectionLease).toEqual({ namespace: NS, name: fullname });
+    expect(only(objects, 'Role').rules).toEqual(leaderElectionRules(fullname));
+    expect(only(objects, 'Role').metadata.name).toBe(`${fullname}-leader-election`);
+    const job = only(objects, 'Job');
+    expect(job.metadata.name.length).toBeLessThanOrEqual(63);
+    expect(job.metadata.name).toMatch(/[a-z0-9]-migrate$/);
+    for (const o of objects.slice(1)) for (const value of Object.values(o.metadata.labels ?? {})) expect(value.length, `${o.kind} label ${value}`).toBeLessThanOrEqual(63);
   });
 
   it('names: fullname is truncated to 63 characters without a trailing "-"; a release containing the chart name is not repeated', async () => {
@@ -280,7 +412,15 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       [{ 'ingestToken.enabled': false, 'ingestToken.existingSecret': 'x' }, 'ingestToken.existingSecret is set but ingestToken.enabled is false: set ingestToken.enabled=true'],
       [{ 'journal.persistence.enabled': true }, 'journal.persistence.enabled needs the journal: set journal.enabled=true'],
       [{ 'journal.enabled': true, 'journal.persistence.existingClaim': 'claim' }, 'set journal.persistence.enabled=true'],
-      [{ 'journal.enabled': true, 'journal.persistence.enabled': true, replicaCount: 2 }, 'replicaCount=2 cannot share one journal PersistentVolumeClaim: set replicaCount=1'],
+      // Several replicas need the shared database, whatever else is set (a journal on a claim, on an emptyDir, or none).
+      [{ replicaCount: 2 }, 'replicaCount=2 needs a shared database: without one every pod keeps its own queues'],
+      [{ 'journal.enabled': true, replicaCount: 3 }, 'Set database.existingSecret.name (a Secret holding a postgres:// URL) or database.url, or set replicaCount=1'],
+      [{ 'journal.enabled': true, 'journal.persistence.enabled': true, replicaCount: 2 }, 'replicaCount=2 needs a shared database'],
+      [{ 'database.url': 'postgres://a:b@db/x', 'database.existingSecret.name': 'pg' }, 'database.url and database.existingSecret.name are mutually exclusive: set only one of them'],
+      [{ 'database.existingSecret.name': 'pg', 'journal.enabled': true }, 'journal.enabled cannot be combined with a database (database.url or database.existingSecret.name): with a database the queue lives there'],
+      [{ 'database.url': 'postgres://a:b@db/x', 'journal.enabled': true, 'journal.persistence.enabled': true }, 'Set journal.enabled=false, or remove the database'],
+      [{ 'database.migrationJob.enabled': true }, 'database.migrationJob.enabled needs a database: set database.existingSecret.name or database.url'],
+      [{ 'database.existingSecret.name': 'pg', 'database.leaseDuration': '500ms' }, 'database.leaseDuration=500ms is shorter than 1s, which registry-notifier refuses: set database.leaseDuration to 1s or more'],
       [{ 'podDisruptionBudget.enabled': true, 'podDisruptionBudget.minAvailable': 1, 'podDisruptionBudget.maxUnavailable': 1 }, 'mutually exclusive: set only one of them'],
       [{ 'serviceAccount.create': false }, 'set serviceAccount.name to an existing ServiceAccount'],
       [{ 'image.repository': '' }, 'image.repository is required: set image.repository'],
@@ -293,6 +433,23 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
     const flags = await tryRender({ namespace: NS, set: { extraArgs: '[--log-level=debug, --namespaces=a]' } });
     expect(flags.ok).toBe(false);
     if (!flags.ok) expect(flags.error).toContain('extraArgs must not contain --namespaces, which the chart manages: set watchNamespaces instead');
+    // The database's flags and their environment twins are the chart's too: an inline URL would put the password
+    // into the pod spec, and a second replica id or Lease would break the election.
+    const managed: [Record<string, string>, string][] = [
+      [{ extraArgs: '[--database-url=postgres://a:b@db/x]' }, 'extraArgs must not contain --database-url, which the chart manages: set database.existingSecret.name or database.url instead'],
+      [{ extraArgs: '[--replica-id=x]' }, 'extraArgs must not contain --replica-id, which the chart manages'],
+      [{ extraArgs: '[--leader-election-lease=a/b]' }, 'extraArgs must not contain --leader-election-lease, which the chart manages'],
+      [{ extraArgs: '[--lease-duration=1m]' }, 'extraArgs must not contain --lease-duration, which the chart manages: set database.leaseDuration instead'],
+      [{ extraArgs: '[--status-rate=5]' }, 'extraArgs must not contain --status-rate, which the chart manages: set statusRate instead'],
+      [{ extraEnv: '[{name: REGISTRY_NOTIFIER_DATABASE_URL, value: "postgres://a:b@db/x"}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_DATABASE_URL, which the chart manages: set database.existingSecret.name or database.url instead'],
+      [{ extraEnv: '[{name: REGISTRY_NOTIFIER_REPLICA_ID, value: x}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_REPLICA_ID'],
+      [{ extraEnv: '[{name: REGISTRY_NOTIFIER_INGEST_TOKEN, value: x}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_INGEST_TOKEN, which the chart manages: set ingestToken.existingSecret instead'],
+    ];
+    for (const [set, message] of managed) {
+      const result = await tryRender({ namespace: NS, set });
+      expect(result.ok, JSON.stringify(set)).toBe(false);
+      if (!result.ok) expect(result.error, JSON.stringify(set)).toContain(message);
+    }
     // A ServiceAccount of your own works once named.
     const own = await render({ namespace: NS, set: { 'serviceAccount.create': false, 'serviceAccount.name': 'mine' } });
     expect(own.objects.some((o) => o.kind === 'ServiceAccount')).toBe(false);
@@ -339,6 +496,11 @@ data:
     expect(heredoc(await notes({ watchNamespaces: '[team-a, team-b]' }))).toMatchObject({ metadata: { namespace: 'team-a' } });
     const journaled = await notes({ 'journal.enabled': true });
     expect(journaled).toContain('kubectl -n registry exec deploy/rn-registry-notifier -- /nodejs/bin/node /app/dist/main.js replay --endpoint <namespace>/<name>');
+    // With a database: which Secret, and how to see the replica that writes status.
+    expect(text).not.toContain('get lease');
+    const replicated = await notes({ 'database.existingSecret.name': 'pg', replicaCount: '3' });
+    expect(replicated).toContain('3 replica(s) share the PostgreSQL database of the Secret pg');
+    expect(replicated).toContain("kubectl -n registry get lease rn-registry-notifier -o jsonpath='{.spec.holderIdentity}'");
     const open = await notes({ 'ingestToken.enabled': false });
     expect(open).not.toContain('Authorization');
     expect(open).toContain('WARNING: ingestToken.enabled is false');
@@ -374,9 +536,10 @@ describe('chart: values.schema.json', () => {
   const check = (override: Record<string, unknown>): string[] =>
     validate(mergeValues(defaultValues(), override), SCHEMA).map((e) => `${e.path}: ${e.message}`);
 
-  it('accepts values.yaml and the every-option-on file', () => {
+  it('accepts values.yaml, the every-option-on file and the database file', () => {
     expect(check({})).toEqual([]);
     expect(check(parse(readFileSync(ALL_ON, 'utf8')) as Record<string, unknown>)).toEqual([]);
+    expect(check(parse(readFileSync(DATABASE_ON, 'utf8')) as Record<string, unknown>)).toEqual([]);
   });
 
   it('refuses wrong types, unknown keys (at any depth) and out-of-range values, naming the path', () => {
@@ -397,6 +560,15 @@ describe('chart: values.schema.json', () => {
       [{ ingestToken: { enabled: 'yes' } }, '$.ingestToken.enabled: expected boolean, got string'],
       [{ serviceMonitor: { interval: 30 } }, '$.serviceMonitor.interval: expected string, got integer'],
       [{ extraArgs: ['serve'] }, '$.extraArgs[0]: "serve" does not match'],
+      [{ statusRate: 0 }, '$.statusRate: 0 is below the minimum 1'],
+      [{ database: { urll: 'postgres://a:b@db/x' } }, '$.database.urll: unknown key "urll"'],
+      [{ database: { existingSecret: { nam: 'pg' } } }, '$.database.existingSecret.nam: unknown key "nam"'],
+      [{ database: { existingSecret: 'pg' } }, '$.database.existingSecret: expected object, got string'],
+      [{ database: { existingSecret: { name: 'pg', key: '' } } }, '$.database.existingSecret.key: must NOT have fewer than 1 characters'],
+      [{ database: { url: 'mysql://a:b@db/x' } }, '$.database.url: "mysql://a:b@db/x" does not match'],
+      [{ database: { leaseDuration: '15' } }, '$.database.leaseDuration: "15" does not match'],
+      [{ database: { migrationJob: { enabled: 'yes' } } }, '$.database.migrationJob.enabled: expected boolean, got string'],
+      [{ database: { migrationJob: { ttl: 60 } } }, '$.database.migrationJob.ttl: unknown key "ttl"'],
     ];
     for (const [override, message] of cases) expect(check(override).join('\n'), JSON.stringify(override)).toContain(message);
   });
@@ -451,10 +623,20 @@ describe.skipIf(!assets || noRenderer)('chart: every rendered object passes a se
     expect(await dryRunAll(allOn.objects)).toEqual([]);
   });
 
-  it('journal on emptyDir with replicas, PDB maxUnavailable, no token; and the longest names', async () => {
-    const variant = await render({ namespace: NS, set: { 'journal.enabled': true, replicaCount: 2, 'podDisruptionBudget.enabled': true, 'podDisruptionBudget.maxUnavailable': '50%', 'ingestToken.enabled': false } });
+  it('journal on emptyDir, PDB maxUnavailable, no token; and the longest names', async () => {
+    const variant = await render({ namespace: NS, set: { 'journal.enabled': true, 'podDisruptionBudget.enabled': true, 'podDisruptionBudget.maxUnavailable': '50%', 'ingestToken.enabled': false } });
     expect(await dryRunAll(variant.objects)).toEqual([]);
     const long = await render({ release: 'a-very-long-release-name-that-helm-still-accepts-53ch', namespace: NS });
+    expect(await dryRunAll(long.objects)).toEqual([]);
+  });
+
+  it('database mode: every database option on (chart Secret, migration Job and its hook Secret, leader election Role, PDB), and the replicas example', async () => {
+    const on = await render({ namespace: NS, valuesFiles: [DATABASE_ON] });
+    expect(on.objects.map((o) => o.kind).sort()).toEqual(expect.arrayContaining(['Job', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Secret']));
+    expect(await dryRunAll(on.objects)).toEqual([]);
+    const example = await render({ release: 'registry-notifier', namespace: NS, valuesFiles: [REPLICAS_EXAMPLE] });
+    expect(await dryRunAll(example.objects)).toEqual([]);
+    const long = await render({ release: 'a-very-long-release-name-that-helm-still-accepts-53ch', namespace: NS, valuesFiles: [DATABASE_ON] });
     expect(await dryRunAll(long.objects)).toEqual([]);
   });
 

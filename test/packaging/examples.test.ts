@@ -73,6 +73,34 @@ describe('examples/helm: registry-notifier beside the docker-registry chart', ()
   });
 });
 
+describe('examples/helm: three replicas on an existing PostgreSQL Secret', () => {
+  const file = join(EXAMPLES, 'helm/replicas-postgres.values.yaml');
+  const text = readFileSync(file, 'utf8');
+  const values = parse(text) as { replicaCount: number; database: { existingSecret: { name: string; key: string } } };
+
+  it('passes the chart schema, and the commands in its comment create the Secret it names, in the namespace it installs in', () => {
+    expect(validate(mergeValues(defaultValues(), values), SCHEMA)).toEqual([]);
+    expect(values.replicaCount).toBe(3);
+    // "#   kubectl -n registry create secret generic NAME \ / #     --from-literal=KEY='postgres://...'", joined.
+    const commands = text.split('\n').filter((l) => l.startsWith('#   ')).map((l) => l.slice(1).trim()).join(' ').replaceAll('\\ ', '');
+    const created = /kubectl -n (\S+) create secret generic (\S+) --from-literal=([^=]+)='postgres:\/\//.exec(commands);
+    expect(created?.slice(1)).toEqual(['registry', values.database.existingSecret.name, values.database.existingSecret.key]);
+    expect(commands).toContain('helm install registry-notifier charts/registry-notifier -n registry -f examples/helm/replicas-postgres.values.yaml');
+  });
+
+  it.skipIf(noRenderer)('renders three replicas reading the URL from that Secret, electing on the Lease registry/registry-notifier', async () => {
+    const { objects } = await render({ release: 'registry-notifier', namespace: 'registry', valuesFiles: [file] });
+    const deployment = only(objects, 'Deployment').spec as { replicas: number; template: { spec: { containers: { env: EnvVar[] }[] } } };
+    expect(deployment.replicas).toBe(3);
+    const env = deployment.template.spec.containers[0]!.env;
+    expect(env.find((e) => e.name === 'REGISTRY_NOTIFIER_DATABASE_URL')?.valueFrom?.secretKeyRef).toEqual({ name: values.database.existingSecret.name, key: values.database.existingSecret.key });
+    expect(env.find((e) => e.name === 'REGISTRY_NOTIFIER_LEADER_ELECTION_LEASE')?.value).toBe('registry/registry-notifier');
+    // The comment's `kubectl get lease` names that Lease.
+    expect(text).toContain('kubectl -n registry get lease registry-notifier');
+    expect(only(objects, 'PodDisruptionBudget').spec).toMatchObject({ maxUnavailable: 1 });
+  });
+});
+
 interface KubePrometheusStackValues {
   prometheus: { prometheusSpec: Record<'serviceMonitorSelector' | 'ruleSelector' | 'serviceMonitorNamespaceSelector' | 'ruleNamespaceSelector', { matchLabels?: Record<string, string> }> & Record<string, unknown> };
   grafana: { sidecar: { dashboards: { enabled: boolean; label: string; labelValue: string; searchNamespace: string; folderAnnotation: string } } };

@@ -6,3 +6,14 @@ export const EXPECTED_RULES = [
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
   { apiGroups: [''], resources: ['events'], verbs: ['create'] },
 ];
+
+/**
+ * The exact rules of the chart's leader election Role (with a database, in the release namespace): the calls
+ * src/k8s/kube-lease-lock.ts makes on the Lease `lease`. Create cannot be limited by name; get and update are.
+ */
+export function leaderElectionRules(lease: string): { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] {
+  return [
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [lease], verbs: ['get', 'update'] },
+  ];
+}

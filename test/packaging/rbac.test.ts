@@ -5,32 +5,43 @@
 //   the receiver, an Event is recorded, delete removes it) and the controller logs no API error;
 // - least: the effective permissions are exactly the four rules, and calls outside them are refused (403);
 // - each rule matters: without the status rule the status never appears;
-// - the chart's namespaced Roles suffice with --namespaces and give nothing outside those namespaces.
+// - the chart's namespaced Roles suffice with --namespaces and give nothing outside those namespaces;
+// - with a database, the chart adds exactly the leader election's Lease rules, in the release namespace only: the
+//   product's own elector (LeaderElector on KubeLeaseLock, on the Lease the rendered Deployment names) takes, renews
+//   and releases it as the ServiceAccount, a second replica takes it over, and without either Lease rule no replica
+//   ever leads; without a database there are no Lease rules at all.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { AuthorizationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { AuthorizationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { statusCode } from '../../src/k8s/errors.ts';
+import { KubeLeaseLock } from '../../src/k8s/kube-lease-lock.ts';
+import { LeaderElector } from '../../src/k8s/leader-election.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
 import { applyManifests, envtestAssets, TestCluster, type TokenEntry } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
-import { skipWithout } from '../support/tools.ts';
+import { HINT as POSTGRES_HINT } from '../support/postgres-binaries.ts';
+import { postgresBinaries, startPostgres } from '../support/postgres.ts';
+import { skipWithout, type Requirement } from '../support/tools.ts';
 import { CHART_RENDERER, only, render, REPO, type Manifest } from './render.ts';
 import { kustomize } from './kustomize.ts';
-import { EXPECTED_RULES } from './rbac-rules.ts';
+import { EXPECTED_RULES, leaderElectionRules } from './rbac-rules.ts';
 
 const assets = envtestAssets();
 // Only the namespaced-Roles test needs the chart rendered; the rest runs from deploy/ alone.
 const noRenderer = Boolean(assets) && skipWithout(CHART_RENDERER, 'the RBAC test of the chart\'s namespaced Roles');
 const INGEST_TOKEN = 'rbac-test-ingest-token';
+const POSTGRES: Requirement = { what: 'PostgreSQL server binaries', path: postgresBinaries(), fix: POSTGRES_HINT };
+// Only the test that runs replicas on a real database needs them.
+const noPostgres = Boolean(assets) && !noRenderer && skipWithout(POSTGRES, 'the RBAC test of two replicas on PostgreSQL');
 
 /** A static token that authenticates exactly like the ServiceAccount's own token would. */
 const serviceAccount = (namespace: string, name: string): TokenEntry => ({
@@ -41,6 +52,12 @@ const serviceAccount = (namespace: string, name: string): TokenEntry => ({
 const DEPLOYED = serviceAccount('registry-notifier', 'registry-notifier'); // bound by deploy/rbac.yaml
 const NO_STATUS = serviceAccount('registry-notifier', 'no-status'); // deploy/'s rules minus notificationendpoints/status
 const NAMESPACED = serviceAccount('registry', 'notifier'); // the chart's Roles in team-a and team-b
+// The chart with a database: release "db" in namespace "registry", its own ServiceAccount, ClusterRole and Lease Role.
+const RELEASE = { name: 'db', namespace: 'registry', fullname: 'db-registry-notifier' };
+const ELECTED = serviceAccount(RELEASE.namespace, RELEASE.fullname);
+// The chart's Lease Role, copied into namespace "lab" minus one of its two rules each.
+const NO_LEASE_CREATE = serviceAccount('lab', 'no-lease-create');
+const NO_LEASE_GET_UPDATE = serviceAccount('lab', 'no-lease-get-update');
 
 interface Server {
   running: Running;
@@ -79,10 +96,13 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
   let core: CoreV1Api;
   let receiver: TestReceiver;
   const servers: Server[] = [];
+  const electors: LeaderElector[] = [];
+  // REGISTRY_NOTIFIER_LEADER_ELECTION_LEASE as the chart's Deployment sets it with a database.
+  let leaseOfChart: string | undefined;
 
   beforeAll(async () => {
     const started = performance.now();
-    cluster = await TestCluster.start({ tokens: [DEPLOYED, NO_STATUS, NAMESPACED] });
+    cluster = await TestCluster.start({ tokens: [DEPLOYED, NO_STATUS, NAMESPACED, ELECTED, NO_LEASE_CREATE, NO_LEASE_GET_UPDATE] });
     admin = cluster.kubeConfig();
     custom = admin.makeApiClient(CustomObjectsApi);
     core = admin.makeApiClient(CoreV1Api);
@@ -103,15 +123,33 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
     };
     // The chart's namespaced mode: a Role and RoleBinding in each watched namespace for ServiceAccount registry/notifier.
     const namespaced: Manifest[] = [];
+    // The chart with a database: its RBAC as rendered, and the Lease Role minus one rule for each variant SA.
+    const elected: Manifest[] = [];
     if (!noRenderer) {
       const chart = await render({ namespace: 'registry', set: { watchNamespaces: '[team-a, team-b]', 'serviceAccount.name': 'notifier' } });
       namespaced.push(...chart.objects.filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding'));
       expect(namespaced).toHaveLength(4);
+      const db = await render({ release: RELEASE.name, namespace: RELEASE.namespace, set: { 'database.existingSecret.name': 'pg', replicaCount: 2 } });
+      leaseOfChart = (only(db.objects, 'Deployment').spec as { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } })
+        .template.spec.containers[0]!.env.find((e) => e.name === 'REGISTRY_NOTIFIER_LEADER_ELECTION_LEASE')?.value;
+      elected.push(...db.objects.filter((o) => ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o.kind)));
+      expect(elected.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort()).toEqual([
+        `ClusterRole//${RELEASE.fullname}`, `ClusterRoleBinding//${RELEASE.fullname}`,
+        `Role/${RELEASE.namespace}/${RELEASE.fullname}-leader-election`, `RoleBinding/${RELEASE.namespace}/${RELEASE.fullname}-leader-election`,
+      ]);
+      const leaseRole = only(elected, 'Role');
+      for (const [sa, drop] of [[NO_LEASE_CREATE, 'create'], [NO_LEASE_GET_UPDATE, 'get']] as const) {
+        const name = sa.user.split(':').at(-1)!;
+        elected.push(
+          { ...leaseRole, metadata: { name, namespace: 'lab' }, rules: (leaseRole.rules as { verbs: string[] }[]).filter((r) => !r.verbs.includes(drop)) },
+          { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name, namespace: 'lab' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [{ kind: 'ServiceAccount', name, namespace: 'lab' }] },
+        );
+      }
     }
     const namespaces = ['apps', 'lab', 'registry', 'team-a', 'team-b', 'team-c'].map((name): Manifest => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }));
     const objects = [
       ...deployed.filter((o) => o.kind !== 'Deployment' && o.kind !== 'Service'),
-      withoutStatus, noStatusBinding, ...namespaces, ...namespaced,
+      withoutStatus, noStatusBinding, ...namespaces, ...namespaced, ...elected,
     ];
     await applyManifests(admin, objects.map((o) => stringify(o)).join('---\n'));
     receiver = await TestReceiver.start();
@@ -119,6 +157,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
   });
 
   afterAll(async () => {
+    for (const elector of electors) await elector.stop();
     for (const server of servers) await server.running.shutdown();
     await receiver?.close();
     await cluster?.stop();
@@ -134,12 +173,13 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
     // Every authenticated user may review its own access (system:basic-user); everything else comes from our binding.
     return (review.status?.resourceRules ?? [])
       .filter((r) => !(r.apiGroups?.includes('authorization.k8s.io') && r.resources?.every((x) => x.startsWith('selfsubject'))))
-      .map((r) => ({ apiGroups: r.apiGroups, resources: r.resources, verbs: r.verbs }));
+      .map((r) => ({ apiGroups: r.apiGroups, resources: r.resources, ...(r.resourceNames?.length && { resourceNames: r.resourceNames }), verbs: r.verbs }));
   };
+  /** Rules as comparable strings, whatever order the keys and the rules come in. */
+  const sorted = (rules: unknown[]): string[] => rules.map((r) => JSON.stringify(r, Object.keys(r as object).sort())).sort();
 
   it('least: the ServiceAccount\'s effective permissions are exactly the four rules', async () => {
     const kc = cluster.kubeConfigFor(DEPLOYED.token);
-    const sorted = (rules: unknown[]): string[] => rules.map((r) => JSON.stringify(r)).sort();
     expect(sorted(await rulesOf(kc, 'apps'))).toEqual(sorted(EXPECTED_RULES));
   });
 
@@ -216,9 +256,10 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
   it.skipIf(noRenderer)('the chart\'s namespaced Roles suffice with --namespaces and grant nothing elsewhere', { timeout: 60_000 }, async () => {
     for (const server of servers.splice(0)) await server.running.shutdown();
     const kc = cluster.kubeConfigFor(NAMESPACED.token);
-    const sorted = (rules: unknown[]): string[] => rules.map((r) => JSON.stringify(r)).sort();
     expect(sorted(await rulesOf(kc, 'team-a'))).toEqual(sorted(EXPECTED_RULES));
     expect(await rulesOf(kc, 'team-c')).toEqual([]);
+    // Without a database nothing elects: no Lease rules in the release namespace either.
+    expect(await rulesOf(kc, 'registry')).toEqual([]);
     const server = await serve(kc, ['--namespaces', 'team-a,team-b']);
     servers.push(server);
     await endpoint('team-b', 'hook', { url: receiver.url });
@@ -230,5 +271,114 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
     expect(await status(() => sa.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: 'team-c', plural: R.plural, name: 'outside' }))).toBe(403);
     expect(server.running.endpoints.get('team-c/outside')).toBeUndefined();
     expect(apiErrors(server.logs)).toEqual([]);
+  });
+
+  /** The product's elector as `token`'s ServiceAccount on `namespace/name`, its log lines captured. */
+  const elector = (token: string, lease: { namespace: string; name: string }, identity: string): { elector: LeaderElector; logs: string[] } => {
+    const logs: string[] = [];
+    const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) });
+    // client-go's ratios, shortened so renewals come every 300 ms.
+    const candidate = new LeaderElector({
+      lock: new KubeLeaseLock(cluster.kubeConfigFor(token), lease.namespace, lease.name), identity,
+      leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 300, logger: pino({ level: 'info' }, sink),
+    });
+    electors.push(candidate);
+    return { elector: candidate, logs };
+  };
+  const leases = (): CoordinationV1Api => admin.makeApiClient(CoordinationV1Api);
+  const lease = (namespace: string, name: string) => leases().readNamespacedLease({ namespace, name });
+
+  it.skipIf(noRenderer)('with a database: exactly the controller\'s rules plus the Lease rules, and those only in the release namespace', async () => {
+    const kc = cluster.kubeConfigFor(ELECTED.token);
+    expect(sorted(await rulesOf(kc, RELEASE.namespace))).toEqual(sorted([...EXPECTED_RULES, ...leaderElectionRules(RELEASE.fullname)]));
+    expect(sorted(await rulesOf(kc, 'apps'))).toEqual(sorted(EXPECTED_RULES));
+    // deploy/ (no database) has none either.
+    expect(sorted(await rulesOf(cluster.kubeConfigFor(DEPLOYED.token), 'registry-notifier'))).toEqual(sorted(EXPECTED_RULES));
+  });
+
+  it.skipIf(noRenderer)('with a database, enough: the elector takes, renews and releases the chart\'s Lease as the ServiceAccount; a second replica takes over', { timeout: 30_000 }, async () => {
+    // The Lease the rendered Deployment names, as the product parses it.
+    const { leaderElectionLease: target } = parseCommand(['serve', '--kubernetes'], { REGISTRY_NOTIFIER_LEADER_ELECTION_LEASE: leaseOfChart }) as ServeConfig;
+    expect(target).toEqual({ namespace: RELEASE.namespace, name: RELEASE.fullname });
+    const first = elector(ELECTED.token, target, 'db-registry-notifier-5d8f7c9b4-aaaaa');
+    first.elector.start();
+    // Created (create), then renewed (get + update with the resourceVersion read): the resourceVersion moves on.
+    await eventually(() => expect(first.elector.isLeader).toBe(true), 10_000);
+    const taken = await lease(target.namespace, target.name);
+    expect(taken.spec?.holderIdentity).toBe('db-registry-notifier-5d8f7c9b4-aaaaa');
+    await eventually(async () => {
+      const renewed = await lease(target.namespace, target.name);
+      expect(renewed.metadata?.resourceVersion).not.toBe(taken.metadata?.resourceVersion);
+      expect(renewed.spec?.holderIdentity).toBe('db-registry-notifier-5d8f7c9b4-aaaaa');
+    }, 10_000);
+    // A second replica waits while the first leads; the first releases on stop (update); the second takes over (update).
+    const second = elector(ELECTED.token, target, 'db-registry-notifier-5d8f7c9b4-bbbbb');
+    second.elector.start();
+    await eventually(() => expect(second.elector.leader).toBe('db-registry-notifier-5d8f7c9b4-aaaaa'), 10_000);
+    expect(second.elector.isLeader).toBe(false);
+    await first.elector.stop();
+    await eventually(() => expect(second.elector.isLeader).toBe(true), 10_000);
+    expect((await lease(target.namespace, target.name)).spec).toMatchObject({ holderIdentity: 'db-registry-notifier-5d8f7c9b4-bbbbb', leaseTransitions: 1 });
+    await second.elector.stop();
+    expect((await lease(target.namespace, target.name)).spec?.holderIdentity ?? '').toBe('');
+    for (const { logs } of [first, second]) expect(logs.filter((l) => /cannot read or write|releasing the lease failed/.test(l))).toEqual([]);
+  });
+
+  it.skipIf(noRenderer)('with a database, least: every other Lease call, or this one elsewhere, is refused with 403', async () => {
+    const sa = cluster.kubeConfigFor(ELECTED.token).makeApiClient(CoordinationV1Api);
+    const body = (namespace: string, name: string) => ({ metadata: { name, namespace }, spec: { holderIdentity: 'x', leaseDurationSeconds: 15 } });
+    await leases().createNamespacedLease({ namespace: RELEASE.namespace, body: body(RELEASE.namespace, 'someone-else') }).catch((error: unknown) => {
+      if (statusCode(error) !== 409) throw error;
+    });
+    const other = await lease(RELEASE.namespace, 'someone-else');
+    const refused = {
+      'get another Lease': await status(() => sa.readNamespacedLease({ namespace: RELEASE.namespace, name: 'someone-else' })),
+      'update another Lease': await status(() => sa.replaceNamespacedLease({ namespace: RELEASE.namespace, name: 'someone-else', body: { ...body(RELEASE.namespace, 'someone-else'), metadata: { ...other.metadata } } })),
+      'delete its Lease': await status(() => sa.deleteNamespacedLease({ namespace: RELEASE.namespace, name: RELEASE.fullname })),
+      'list Leases': await status(() => sa.listNamespacedLease({ namespace: RELEASE.namespace })),
+      'get its Lease name in another namespace': await status(() => sa.readNamespacedLease({ namespace: 'apps', name: RELEASE.fullname })),
+      'create a Lease in another namespace': await status(() => sa.createNamespacedLease({ namespace: 'apps', body: body('apps', RELEASE.fullname) })),
+    };
+    expect(refused).toEqual(Object.fromEntries(Object.keys(refused).map((k) => [k, 403])));
+    expect((await lease(RELEASE.namespace, 'someone-else')).spec?.holderIdentity).toBe('x');
+  });
+
+  it.skipIf(noRenderer)('with a database, each Lease rule matters: without create, or without get/update, no replica ever leads', { timeout: 30_000 }, async () => {
+    for (const [sa, missing] of [[NO_LEASE_CREATE, 'create'], [NO_LEASE_GET_UPDATE, 'get/update']] as const) {
+      const target = { namespace: 'lab', name: RELEASE.fullname };
+      const { elector: candidate, logs } = elector(sa.token, target, `${missing}-less-replica`);
+      candidate.start();
+      // The first round fails on the missing verb, and says so in the log ...
+      await eventually(() => expect(logs.some((l) => l.includes('cannot read or write the lease') && l.includes('HTTP 403'))).toBe(true), 10_000);
+      expect(candidate.isLeader, missing).toBe(false);
+      await candidate.stop();
+      // ... and no Lease was ever written.
+      expect(await status(() => lease(target.namespace, target.name)), missing).toBe(404);
+    }
+  });
+
+  it.skipIf(noRenderer || noPostgres)('with a database, enough for the product: two replicas as the chart\'s ServiceAccount on one PostgreSQL; one leads and writes status', { timeout: 90_000 }, async () => {
+    const pg = await startPostgres({ fsync: false });
+    const replicas: Server[] = [];
+    try {
+      const kc = cluster.kubeConfigFor(ELECTED.token);
+      // The database variables as the chart's Deployment sets them; the replica id is each pod's name.
+      for (const pod of ['db-registry-notifier-5d8f7c9b4-ccccc', 'db-registry-notifier-5d8f7c9b4-ddddd']) {
+        replicas.push(await serve(kc, ['--database-url', pg.url, '--replica-id', pod, '--leader-election-lease', leaseOfChart!]));
+      }
+      await endpoint('apps', 'shared', { url: receiver.url });
+      await eventually(async () => expect(ready((await get('apps', 'shared')).status)?.status).toBe('True'), 20_000);
+      const [event] = makeEvents(1, 'rbac-db');
+      const response = await fetch(replicas[1]!.running.ingestUrl, { method: 'POST', headers: { 'content-type': EVENTS_MEDIA_TYPE, authorization: `Bearer ${INGEST_TOKEN}` }, body: JSON.stringify({ events: [event] }) });
+      expect(response.status).toBe(202);
+      await receiver.waitForEvents((events) => events.some((e) => e.id === event!.id), 20_000);
+      // The counters reach status: only the leader writes it, so the Lease rules did their part.
+      await eventually(async () => expect((await get('apps', 'shared')).status?.delivered).toBeGreaterThanOrEqual(1), 20_000);
+      expect(['db-registry-notifier-5d8f7c9b4-ccccc', 'db-registry-notifier-5d8f7c9b4-ddddd']).toContain((await lease(RELEASE.namespace, RELEASE.fullname)).spec?.holderIdentity);
+      for (const replica of replicas) expect(apiErrors(replica.logs)).toEqual([]);
+    } finally {
+      for (const replica of replicas) await replica.running.shutdown();
+      await pg.stop();
+    }
   });
 });

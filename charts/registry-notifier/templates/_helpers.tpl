@@ -46,6 +46,20 @@ app.kubernetes.io/part-of: registry-notifier
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/*
+Labels of the migration Job and its pod (database.migrationJob): their own name and component, so neither the
+Deployment's selector, the Service nor the NetworkPolicy ever selects the pod.
+*/}}
+{{- define "registry-notifier.migrationLabels" -}}
+helm.sh/chart: {{ include "registry-notifier.chart" . }}
+app.kubernetes.io/name: {{ printf "%s-migrate" (include "registry-notifier.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/version: {{ include "registry-notifier.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: migration
+app.kubernetes.io/part-of: registry-notifier
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
 {{/* The ServiceAccount the pod runs as. */}}
 {{- define "registry-notifier.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
@@ -95,6 +109,53 @@ new token.
 {{- else -}}
 {{- randAlphaNum 48 | b64enc -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Whether a database is configured (database.url or database.existingSecret.name): "true", or empty. Several replicas,
+the replica id, the leader election Lease and its Role all depend on it.
+*/}}
+{{- define "registry-notifier.database" -}}
+{{- if or .Values.database.url .Values.database.existingSecret.name -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the database URL, and its key: database.existingSecret, else the chart's <fullname>-database. */}}
+{{- define "registry-notifier.databaseSecretName" -}}
+{{- default (printf "%s-database" (include "registry-notifier.fullname" .)) .Values.database.existingSecret.name -}}
+{{- end -}}
+{{- define "registry-notifier.databaseSecretKey" -}}
+{{- if .Values.database.existingSecret.name -}}
+{{- required "database.existingSecret.key is required with database.existingSecret.name: set it to the key that holds the URL (default url)" .Values.database.existingSecret.key -}}
+{{- else -}}
+url
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Lease on which the replicas elect the one that writes status and Events: named after the release (the full name),
+in the release namespace. The Deployment passes it as REGISTRY_NOTIFIER_LEADER_ELECTION_LEASE and the leader election
+Role grants get and update on exactly this name.
+*/}}
+{{- define "registry-notifier.leaseName" -}}
+{{- include "registry-notifier.fullname" . -}}
+{{- end -}}
+
+{{/*
+The leader election's API calls (src/k8s/kube-lease-lock.ts, client-go's algorithm), and nothing more: read the Lease,
+create it when it does not exist, replace it (with the resourceVersion read) to take, renew and release it.
+*/}}
+{{- define "registry-notifier.leaderElectionRules" -}}
+# Only the first replica ever finds no Lease and creates it. RBAC cannot restrict create by name (the name is in
+# the request body, not the URL), so this rule covers every Lease of the namespace; no other verb does.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+# Every round reads the Lease (get) and takes, renews or releases it with a replace carrying the resourceVersion
+# read (update); never patch, delete, list or watch. Only this release's Lease.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ include "registry-notifier.leaseName" . | quote }}]
+  verbs: ["get", "update"]
 {{- end -}}
 
 {{/* The PodDisruptionBudget API: policy/v1 from Kubernetes 1.21, policy/v1beta1 before (1.20). */}}
@@ -192,8 +253,21 @@ Included once, from deployment.yaml.
 {{- if and $v.journal.persistence.existingClaim (not $v.journal.persistence.enabled) -}}
 {{- fail "journal.persistence.existingClaim is set but journal.persistence.enabled is false: set journal.persistence.enabled=true (and journal.enabled=true) to use the claim, or remove journal.persistence.existingClaim" -}}
 {{- end -}}
-{{- if and $v.journal.enabled $v.journal.persistence.enabled (gt (int $v.replicaCount) 1) -}}
-{{- fail (printf "replicaCount=%v cannot share one journal PersistentVolumeClaim: set replicaCount=1, or journal.persistence.enabled=false (an emptyDir journal per pod)" $v.replicaCount) -}}
+{{- $database := include "registry-notifier.database" . -}}
+{{- if and $v.database.url $v.database.existingSecret.name -}}
+{{- fail "database.url and database.existingSecret.name are mutually exclusive: set only one of them (database.existingSecret.name keeps the URL and its password out of Helm's values)" -}}
+{{- end -}}
+{{- if and $database $v.journal.enabled -}}
+{{- fail "journal.enabled cannot be combined with a database (database.url or database.existingSecret.name): with a database the queue lives there, shared by every replica, and registry-notifier refuses --queue-dir with --database-url. Set journal.enabled=false, or remove the database to run one replica on a journal" -}}
+{{- end -}}
+{{- if and (not $database) (gt (int $v.replicaCount) 1) -}}
+{{- fail (printf "replicaCount=%v needs a shared database: without one every pod keeps its own queues (the registry's events would be split between pods) and every pod writes every endpoint's status. Set database.existingSecret.name (a Secret holding a postgres:// URL) or database.url, or set replicaCount=1" $v.replicaCount) -}}
+{{- end -}}
+{{- if and $v.database.migrationJob.enabled (not $database) -}}
+{{- fail "database.migrationJob.enabled needs a database: set database.existingSecret.name or database.url, or set database.migrationJob.enabled=false" -}}
+{{- end -}}
+{{- if lt (include "registry-notifier.seconds" $v.database.leaseDuration | float64) 1.0 -}}
+{{- fail (printf "database.leaseDuration=%s is shorter than 1s, which registry-notifier refuses: set database.leaseDuration to 1s or more (default 15s)" $v.database.leaseDuration) -}}
 {{- end -}}
 {{- if and $v.podDisruptionBudget.enabled (not (kindIs "invalid" $v.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" $v.podDisruptionBudget.maxUnavailable)) -}}
 {{- fail "podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable are mutually exclusive: set only one of them" -}}
@@ -226,11 +300,22 @@ Included once, from deployment.yaml.
 {{- if and $v.grafanaDashboard.enabled (hasKey $v.grafanaDashboard.labels $v.grafanaDashboard.labelKey) -}}
 {{- fail (printf "grafanaDashboard.labels must not contain %s, the sidecar's label: set its value with grafanaDashboard.labelValue" $v.grafanaDashboard.labelKey) -}}
 {{- end -}}
+{{- $managed := dict "kubernetes" "watchNamespaces (the chart always runs with --kubernetes)" "namespaces" "watchNamespaces" "queue-dir" "journal.enabled" "listen" "service.ports.ingest (the container port is fixed)" "metrics-listen" "service.ports.metrics (the container port is fixed)" "endpoints" "nothing: standalone mode cannot be combined with --kubernetes" "ingest-token-file" "ingestToken.existingSecret" "ingest-token" "ingestToken.existingSecret" "database-url" "database.existingSecret.name or database.url" "replica-id" "nothing: each pod is named after itself (metadata.name)" "lease-duration" "database.leaseDuration" "leader-election-lease" "nothing: the Lease is named after the release" "status-rate" "statusRate" -}}
 {{- range $v.extraArgs -}}
 {{- $arg := . -}}
-{{- range $flag, $value := dict "--kubernetes" "watchNamespaces (the chart always runs with --kubernetes)" "--namespaces" "watchNamespaces" "--queue-dir" "journal.enabled" "--listen" "service.ports.ingest (the container port is fixed)" "--metrics-listen" "service.ports.metrics (the container port is fixed)" "--endpoints" "nothing: standalone mode cannot be combined with --kubernetes" "--ingest-token-file" "ingestToken.existingSecret" -}}
-{{- if or (eq $arg $flag) (hasPrefix (printf "%s=" $flag) $arg) -}}
+{{- range $name, $value := $managed -}}
+{{- $flag := printf "--%s" $name -}}
+{{- if and (ne $name "ingest-token") (or (eq $arg $flag) (hasPrefix (printf "%s=" $flag) $arg)) -}}
 {{- fail (printf "extraArgs must not contain %s, which the chart manages: set %s instead" $flag $value) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $v.extraEnv -}}
+{{- $env := .name -}}
+{{- range $name, $value := $managed -}}
+{{- $twin := printf "REGISTRY_NOTIFIER_%s" (upper $name | replace "-" "_") -}}
+{{- if eq $env $twin -}}
+{{- fail (printf "extraEnv must not set %s, which the chart manages: set %s instead" $twin $value) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
