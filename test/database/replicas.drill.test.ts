@@ -39,12 +39,17 @@ async function replicas(url: string, count: number, receivers: Map<string, TestR
   const dir = tempDir('rn-replicas-');
   const file = join(dir, 'endpoints.yaml');
   writeFileSync(file, Object.entries(ENDPOINTS).map(([name, spec]) => endpointDoc(name, { url: receivers.get(name)!.url, backoff: '100ms', threshold: 2, ...spec })).join('---\n'));
-  const started = await Promise.all(Array.from({ length: count }, (_, i) => NotifierProcess.start([
+  return Promise.all(Array.from({ length: count }, (_, i) => replica(file, url, `replica-${i}`)));
+}
+
+/** One `serve` replica on `url`, killed at cleanup. */
+async function replica(file: string, url: string, id: string): Promise<NotifierProcess> {
+  const notifier = await NotifierProcess.start([
     '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', file, '--allow-endpoint-cidrs', '127.0.0.0/8',
-    '--database-url', url, '--replica-id', `replica-${i}`, '--lease-duration', LEASE, '--log-level', 'info',
-  ], 30_000)));
-  for (const notifier of started) cleanups.push(() => notifier.kill());
-  return started;
+    '--database-url', url, '--replica-id', id, '--lease-duration', LEASE, '--log-level', 'info', '--shutdown-grace', '5s',
+  ], 30_000);
+  cleanups.push(() => notifier.kill());
+  return notifier;
 }
 
 /**
@@ -155,6 +160,39 @@ describe.skipIf(!bin)('replicas on one PostgreSQL: fault drills', { timeout: 240
     console.log(`[measure] duplicates per endpoint: ${JSON.stringify(duplicates)}`);
     // The database holds nothing more, and b (paused past its lease) committed nothing stale: nothing is lost.
     await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]), 30_000);
+  });
+
+  it('a rolling restart of every replica under load: no 5xx but 503, nothing lost, order kept', async () => {
+    const url = await pg.createDatabase();
+    const hooks = await receivers();
+    let live = await replicas(url, 3, hooks);
+    const file = join(tempDir('rn-rolling-'), 'endpoints.yaml');
+    writeFileSync(file, Object.entries(ENDPOINTS).map(([name, spec]) => endpointDoc(name, { url: hooks.get(name)!.url, backoff: '100ms', threshold: 2, ...spec })).join('---\n'));
+    const all = events(2_400, 'rolling');
+    let rolling: Promise<void> | undefined;
+    const { accepted, answers } = await postAll(() => live, all, async (i) => {
+      if (i !== 300) return;
+      // As a Deployment rolls (maxSurge 1, maxUnavailable 0): a new pod is ready before an old one gets SIGTERM.
+      rolling = (async () => {
+        for (let n = 0; n < 3; n++) {
+          const fresh = await replica(file, url, `replica-new-${n}`);
+          const old = live[0]!;
+          live = [...live.slice(1), fresh];
+          expect(await old.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
+        }
+      })();
+    });
+    await rolling;
+    console.log(`[measure] rolling restart answers: ${JSON.stringify(Object.fromEntries(answers))}`);
+    expect(accepted).toHaveLength(all.length);
+    expect([...answers.keys()].filter((status) => status !== 0 && status !== 202 && status !== 503), 'no 5xx but 503').toEqual([]);
+    const teamA = all.filter((e) => e.target.repository === 'team-a/app').length;
+    await eventually(() => {
+      for (const [name, receiver] of hooks) {
+        expect(new Set(receiver.events({ acceptedOnly: true }).map((e) => e.id)).size, name).toBe(name === 'team-a-only' ? teamA : all.length);
+      }
+    }, 90_000);
+    checkDeliveries(hooks, accepted, all, 2 * 25 + 10);
   });
 
   it('the database restarted mid-burst: 503 while it is down, no 202 lost, delivery resumes', async () => {
