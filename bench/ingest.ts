@@ -4,17 +4,15 @@
 // percentiles and delivered events/s: in memory, with the journal, and on PostgreSQL (a real server started
 // here with fsync and synchronous commit on, as in production; skipped when its binaries are absent). Only
 // 127.0.0.1; it stops by itself.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Pool } from 'undici';
+import { startServe } from './serve-process.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 
-const MAIN = join(import.meta.dirname, '../src/main.ts');
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const EVENTS = QUICK ? 2_000 : 10_000;
 const CONCURRENCY = [1, 8];
@@ -93,11 +91,11 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number,
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   const port = (receiver.address() as AddressInfo).port;
   await writeFile(join(dir, 'endpoints.yaml'), `apiVersion: registry-notifier.io/v1alpha1\nkind: NotificationEndpoint\nmetadata:\n  name: bench\nspec:\n  url: http://127.0.0.1:${port}/events\n  maxBatchEvents: 100\n`);
-  const args = ['serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', join(dir, 'endpoints.yaml'),
+  const args = ['--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', join(dir, 'endpoints.yaml'),
     '--allow-endpoint-cidrs', '127.0.0.0/8', '--log-level', 'info',
     ...(mode === 'journal' ? ['--queue-dir', join(dir, 'journal')] : []),
     ...(mode === 'postgres' && pg ? ['--database-url', await pg.createDatabase(), '--replica-id', 'bench'] : [])];
-  const { child, ingest } = await startServer(args);
+  const { child, ingest } = await startServe(args, 30_000);
   const pool = new Pool(new URL(ingest).origin, { connections: posters, pipelining: 1 });
   const path = new URL(ingest).pathname;
   const latencies: number[] = [];
@@ -132,22 +130,6 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number,
     max: latencies.at(-1)!,
     deliveredPerSec: EVENTS / ((lastAt - started) / 1000),
   };
-}
-
-/** Starts `serve` and resolves with its ingest URL, read from the 'serving' log line. */
-function startServer(args: string[]): Promise<{ child: ChildProcess; ingest: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('serve did not start within 30 s')), 30_000);
-    createInterface(child.stdout!).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; ingest?: string };
-      if (entry.msg === 'serving' && entry.ingest) {
-        clearTimeout(timer);
-        resolve({ child, ingest: entry.ingest });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-  });
 }
 
 await main();

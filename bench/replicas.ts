@@ -5,19 +5,18 @@
 //   3. 10,000 endpoints on one database: how long until every one is claimed, and the database's idle load;
 //   4. rows and bytes per pending event.
 // Only loopback addresses; it stops by itself. `--quick` runs smaller sizes.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { migrate } from '../src/database/migrate.ts';
 import { openPool } from '../src/database/pool.ts';
+import { startServe } from './serve-process.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 
-const MAIN = join(import.meta.dirname, '../src/main.ts');
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 
 interface Replica {
@@ -50,21 +49,10 @@ async function endpointsFile(dir: string, names: readonly string[], url: (name: 
   return file;
 }
 
-/** Starts `serve` at info level and resolves once it logged 'serving' (with its ingest URL). */
+/** One replica of the product on `url`, serving `file`'s endpoints. */
 function serve(file: string, url: string, id: string, extra: string[] = []): Promise<Replica> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', file,
-    '--allow-endpoint-cidrs', '127.0.0.0/8', '--database-url', url, '--replica-id', id, '--log-level', 'info', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('serve did not start within 180 s')), 180_000);
-    createInterface(child.stdout!).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; ingest?: string };
-      if (entry.msg === 'serving' && entry.ingest) {
-        clearTimeout(timer);
-        resolve({ child, ingest: entry.ingest });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-  });
+  return startServe(['--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', file, '--allow-endpoint-cidrs', '127.0.0.0/8',
+    '--database-url', url, '--replica-id', id, '--log-level', 'info', ...extra]);
 }
 
 async function stop(replicas: readonly Replica[]): Promise<void> {

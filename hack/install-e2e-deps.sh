@@ -11,14 +11,13 @@
 # init script's boot links, stop a package daemon that may have been started by an earlier install, and
 # finally verify with `ss -ltnp` that no docker-registry listens on a non-loopback address.
 set -euo pipefail
+# shellcheck source=lib/apt-without-services.sh
+source "$(dirname "$0")/lib/apt-without-services.sh"
 
-POLICY=/usr/sbin/policy-rc.d
-BACKUP=/usr/sbin/policy-rc.d.registry-notifier-bak
 PKG_PIDFILE=/var/run/docker-registry.pid
 
 log() { printf 'install-e2e-deps: %s\n' "$*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 
 # A kubectl counts only if it runs.
 have_kubectl() { command -v kubectl >/dev/null 2>&1 && kubectl version --client >/dev/null 2>&1; }
@@ -27,35 +26,10 @@ need=()
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 have_kubectl || need+=(kubernetes-client)
 
-# A previous run killed between backup and restore leaves the original policy behind: put it back first.
-if [[ -e $BACKUP ]]; then $SUDO mv -f "$BACKUP" "$POLICY"; fi
-
-restore_policy() {
-  if [[ -e $BACKUP ]]; then
-    $SUDO mv -f "$BACKUP" "$POLICY"
-  else
-    $SUDO rm -f "$POLICY"
-  fi
-}
-
 if ((${#need[@]} == 0)); then
   log "docker-registry, skopeo and kubectl already installed"
 else
-  if [[ -e $POLICY ]]; then $SUDO cp -p "$POLICY" "$BACKUP"; fi
-  trap restore_policy EXIT
-  printf '#!/bin/sh\n# registry-notifier: no service may start during package installation\nexit 101\n' |
-    $SUDO tee "$POLICY" >/dev/null
-  $SUDO chmod 0755 "$POLICY"
-
-  export DEBIAN_FRONTEND=noninteractive
-  log "apt-get update"
-  $SUDO apt-get update -qq
-  log "apt-get install ${need[*]}"
-  $SUDO apt-get install -y -qq --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    "${need[@]}" >/dev/null
-  restore_policy
-  trap - EXIT
+  apt_install_without_services install-e2e-deps "${need[@]}"
 fi
 
 # Never start at boot on a sysv-init machine (harmless where there is no init system at all).

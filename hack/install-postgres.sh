@@ -8,14 +8,13 @@
 # boot), stop such a cluster if something started it anyway, and finally verify that none of them is running (and
 # warn when some other postgres listens on a non-loopback address).
 set -euo pipefail
+# shellcheck source=lib/apt-without-services.sh
+source "$(dirname "$0")/lib/apt-without-services.sh"
 
-POLICY=/usr/sbin/policy-rc.d
-BACKUP=/usr/sbin/policy-rc.d.registry-notifier-postgres-bak
 MARK='# registry-notifier: hack/install-postgres.sh keeps this cluster from starting (the tests run their own)'
 
 log() { printf 'install-postgres: %s\n' "$*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 
 # The newest /usr/lib/postgresql/<version>/bin holding initdb, postgres and pg_ctl, as the harness looks for it.
 server_bin() {
@@ -34,36 +33,11 @@ clusters() {
   if command -v pg_lsclusters >/dev/null 2>&1; then pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}'; fi
 }
 
-# A previous run killed between backup and restore leaves the original policy behind: put it back first.
-if [[ -e $BACKUP ]]; then $SUDO mv -f "$BACKUP" "$POLICY"; fi
-
-restore_policy() {
-  if [[ -e $BACKUP ]]; then
-    $SUDO mv -f "$BACKUP" "$POLICY"
-  else
-    $SUDO rm -f "$POLICY"
-  fi
-}
-
 if server_bin >/dev/null; then
   log "PostgreSQL server binaries already installed"
 else
   before=$(clusters)
-  if [[ -e $POLICY ]]; then $SUDO cp -p "$POLICY" "$BACKUP"; fi
-  trap restore_policy EXIT
-  printf '#!/bin/sh\n# registry-notifier: no service may start during package installation\nexit 101\n' |
-    $SUDO tee "$POLICY" >/dev/null
-  $SUDO chmod 0755 "$POLICY"
-
-  export DEBIAN_FRONTEND=noninteractive
-  log "apt-get update"
-  $SUDO apt-get update -qq
-  log "apt-get install postgresql"
-  $SUDO apt-get install -y -qq --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    postgresql >/dev/null
-  restore_policy
-  trap - EXIT
+  apt_install_without_services install-postgres postgresql
 
   # The clusters this install created (the package's <version>/main): never started at boot or by the init script.
   while read -r version name; do

@@ -10,49 +10,22 @@
 # systemd unit, stop a daemon an earlier install without the policy may have started (through its pidfile), and
 # finally check with `ss -ltnp` that no prometheus process listens anywhere. Only promtool is used, offline.
 set -euo pipefail
+# shellcheck source=lib/apt-without-services.sh
+source "$(dirname "$0")/lib/apt-without-services.sh"
 
-POLICY=/usr/sbin/policy-rc.d
-BACKUP=/usr/sbin/policy-rc.d.registry-notifier-promtool-bak
 # Where the package's init script (/etc/init.d/prometheus) keeps the daemon's pid.
 PKG_PIDFILE=/run/prometheus/prometheus.pid
 
 log() { printf 'install-promtool: %s\n' "$*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 
 # promtool counts only if it runs.
 have_promtool() { command -v promtool >/dev/null 2>&1 && promtool --version >/dev/null 2>&1; }
 
-# A previous run killed between backup and restore leaves the original policy behind: put it back first.
-if [[ -e $BACKUP ]]; then $SUDO mv -f "$BACKUP" "$POLICY"; fi
-
-restore_policy() {
-  if [[ -e $BACKUP ]]; then
-    $SUDO mv -f "$BACKUP" "$POLICY"
-  else
-    $SUDO rm -f "$POLICY"
-  fi
-}
-
 if have_promtool; then
   log "promtool already installed"
 else
-  if [[ -e $POLICY ]]; then $SUDO cp -p "$POLICY" "$BACKUP"; fi
-  trap restore_policy EXIT
-  printf '#!/bin/sh\n# registry-notifier: no service may start during package installation\nexit 101\n' |
-    $SUDO tee "$POLICY" >/dev/null
-  $SUDO chmod 0755 "$POLICY"
-
-  export DEBIAN_FRONTEND=noninteractive
-  log "apt-get update"
-  $SUDO apt-get update -qq
-  log "apt-get install prometheus (for promtool)"
-  # Other installers may hold the dpkg lock (hack/install-e2e-deps.sh, hack/envtest-assets.sh): wait for it.
-  $SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    prometheus >/dev/null
-  restore_policy
-  trap - EXIT
+  apt_install_without_services install-promtool prometheus
 fi
 
 # Never start at boot, on sysv-init or systemd (harmless where there is no init system at all).

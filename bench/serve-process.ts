@@ -1,0 +1,22 @@
+// The real product for the benchmarks: `node src/main.ts serve ...` as a child process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const MAIN = join(import.meta.dirname, '../src/main.ts');
+
+/** Starts `serve ARGS` (logging at info level at least) and resolves with its ingest URL once it logged 'serving'. */
+export function startServe(args: readonly string[], timeoutMs = 180_000): Promise<{ child: ChildProcess; ingest: string }> {
+  const child = spawn(process.execPath, [MAIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start within ${timeoutMs / 1000} s`)), timeoutMs);
+    createInterface(child.stdout!).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; ingest?: string };
+      if (entry.msg === 'serving' && entry.ingest) {
+        clearTimeout(timer);
+        resolve({ child, ingest: entry.ingest });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+  });
+}
