@@ -100,8 +100,17 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<{ r
   const names = Array.from({ length: 64 }, (_, i) => `ep-${i}`);
   const events = QUICK ? 40 : 150;
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
-  await load(url, names, events, `tp${replicas}`);
   const running = await Promise.all(Array.from({ length: replicas }, (_, i) => serve(file, url, `bench-${i}`)));
+  // Shares settle first (a replica that started alone claimed everything): then the work is loaded at once.
+  const client = new pg.Client(url);
+  await client.connect();
+  const fair = Math.ceil(names.length / replicas);
+  await until(async () => {
+    const { rows } = await client.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM endpoints WHERE owner IS NOT NULL GROUP BY owner');
+    return rows.length === replicas && rows.every((row) => row.n <= fair) && rows.reduce((a, row) => a + row.n, 0) === names.length;
+  }, 120_000, 'fair shares');
+  await client.end();
+  await load(url, names, events, `tp${replicas}`);
   await until(() => hook.count() >= names.length * events, 600_000, 'every delivery');
   const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
   await stop(running);

@@ -88,9 +88,9 @@ export class ClusterStats {
       if (reports.length > 0) await pool.query('SELECT rn_add_stats($1::jsonb)', [JSON.stringify(reports.map((r) => r.report))]);
       for (const { name, snapshot } of reports) this.#reported.set(name, snapshot);
       const { rows } = await pool.query<Row>(`
-        SELECT e.name, e.owner, (e.lease_until > now()) AS leased, e.next_pos - 1 - e.done AS pending,
+        SELECT e.name, e.owner, (e.lease_until > now()) AS leased, coalesce(q.next_pos, 1) - 1 - e.done AS pending,
                s.delivered, s.failures, s.errors, s.dead_lettered, s.responses, s.last_success, s.last_failure, s.last_error, s.consecutive_failures
-        FROM endpoints e LEFT JOIN endpoint_stats s ON s.endpoint = e.name`);
+        FROM endpoints e LEFT JOIN queues q ON q.name = e.name LEFT JOIN endpoint_stats s ON s.endpoint = e.name`);
       const leader = await pool.query<{ id: string | null }>('SELECT min(id) AS id FROM replicas WHERE seen_until > now()');
       this.#view = new Map(rows.map((row) => [row.name, toClusterEndpoint(row)]));
       this.#gaugeReporter = leader.rows[0]?.id === replicaId;

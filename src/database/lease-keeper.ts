@@ -119,7 +119,7 @@ export class LeaseKeeper {
     let pending: { name: string; pending: string }[];
     try {
       rows = (await pool.query<{ endpoint: string; epoch: string }>('SELECT endpoint, epoch FROM rn_leases($1, $2, $3)', [replicaId, names, leaseDurationMs])).rows;
-      pending = (await pool.query<{ name: string; pending: string }>('SELECT name, next_pos - 1 - done AS pending FROM endpoints WHERE name = ANY ($1)', [names])).rows;
+      pending = (await pool.query<{ name: string; pending: string }>('SELECT e.name, coalesce(q.next_pos, 1) - 1 - e.done AS pending FROM endpoints e LEFT JOIN queues q ON q.name = e.name WHERE e.name = ANY ($1)', [names])).rows;
     } catch (error) {
       if (!this.#failing) logger.error({ error: describeDatabaseError(error) }, 'database: cannot renew the delivery leases; endpoints stop sending when they run out');
       this.#failing = true;

@@ -22,14 +22,19 @@ CREATE TABLE replicas (
   id         text PRIMARY KEY,
   seen_until timestamptz NOT NULL
 );
--- One row per endpoint: its queue's positions and its delivery lease.
+-- One row per endpoint: its delivery lease, locked by claims and by the owner's outcomes.
 CREATE TABLE endpoints (
   name        text PRIMARY KEY,
-  next_pos    bigint NOT NULL DEFAULT 1,   -- taken under this row's lock, so positions follow commit order
   done        bigint NOT NULL DEFAULT 0,   -- deliveries removed (delivered or dead-lettered): pending = next_pos - 1 - done
   owner       text,                        -- the replica holding the delivery lease
   epoch       bigint NOT NULL DEFAULT 0,   -- fencing token, +1 on every claim
   lease_until timestamptz
+);
+-- Where each endpoint's queue takes its next position; a row of its own, so the ingest locking it never waits for
+-- the owner recording outcomes under the lease row, nor the other way round.
+CREATE TABLE queues (
+  name     text PRIMARY KEY REFERENCES endpoints (name) ON DELETE CASCADE,
+  next_pos bigint NOT NULL DEFAULT 1       -- taken under this row's lock, so positions follow commit order
 );
 -- Every accepted event once, whatever number of endpoints owes it; deleted when none does.
 CREATE TABLE events (
@@ -100,11 +105,12 @@ BEGIN
     END IF;
   END LOOP;
   INSERT INTO endpoints (name) SELECT DISTINCT x FROM unnest(p_endpoints) AS t(x) ON CONFLICT DO NOTHING;
-  PERFORM 1 FROM endpoints WHERE name = ANY (p_endpoints) ORDER BY name FOR UPDATE;
+  INSERT INTO queues (name) SELECT DISTINCT x FROM unnest(p_endpoints) AS t(x) ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM queues WHERE name = ANY (p_endpoints) ORDER BY name FOR UPDATE;
   FOR e IN SELECT DISTINCT x FROM unnest(p_endpoints) AS t(x) ORDER BY x LOOP
     SELECT count(*) INTO n FROM unnest(p_endpoints, p_events) AS t(x, ev) WHERE x = e AND seqs[ev] IS NOT NULL;
     CONTINUE WHEN n = 0;
-    UPDATE endpoints SET next_pos = next_pos + n WHERE name = e RETURNING next_pos - n INTO first;
+    UPDATE queues SET next_pos = next_pos + n WHERE name = e RETURNING next_pos - n INTO first;
     INSERT INTO deliveries (endpoint, pos, seq)
       SELECT e, first + row_number() OVER (ORDER BY o) - 1, seqs[ev]
       FROM unnest(p_endpoints, p_events) WITH ORDINALITY AS t(x, ev, o) WHERE x = e AND seqs[ev] IS NOT NULL;
@@ -165,10 +171,11 @@ DECLARE
   n     int;
   first bigint;
 BEGIN
-  PERFORM 1 FROM endpoints WHERE name = p_endpoint FOR UPDATE;
+  INSERT INTO queues (name) SELECT p_endpoint WHERE EXISTS (SELECT 1 FROM endpoints WHERE name = p_endpoint) ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM queues WHERE name = p_endpoint FOR UPDATE;
   SELECT count(*) INTO n FROM dead_letters WHERE endpoint = p_endpoint;
   IF n = 0 THEN RETURN 0; END IF;
-  UPDATE endpoints SET next_pos = next_pos + n WHERE name = p_endpoint RETURNING next_pos - n INTO first;
+  UPDATE queues SET next_pos = next_pos + n WHERE name = p_endpoint RETURNING next_pos - n INTO first;
   INSERT INTO deliveries (endpoint, pos, seq)
     SELECT p_endpoint, first + row_number() OVER (ORDER BY seq) - 1, seq FROM dead_letters WHERE endpoint = p_endpoint;
   DELETE FROM dead_letters WHERE endpoint = p_endpoint;
@@ -177,8 +184,8 @@ BEGIN
 END
 $fn$;
 
--- One lease round of one replica: says it is alive, renews what it holds, releases beyond its fair share (one
--- endpoint a round: shares settle within a few rounds, without flapping) and claims unowned or expired endpoints up to it, among the ones it serves (p_names).
+-- One lease round of one replica: says it is alive, renews what it holds, releases beyond its fair share (the
+-- ones it likes least, so a joining replica gets work within a round or two) and claims unowned or expired endpoints up to it, among the ones it serves (p_names).
 -- Returns what it holds afterwards, with each lease's epoch.
 CREATE FUNCTION rn_leases(p_replica text, p_names text[], p_lease_ms bigint)
 RETURNS TABLE (endpoint text, epoch bigint) LANGUAGE plpgsql AS $fn$
@@ -198,7 +205,7 @@ BEGIN
   SELECT count(*) INTO held FROM endpoints WHERE owner = p_replica;
   IF held > share THEN
     UPDATE endpoints SET owner = NULL, lease_until = NULL
-      WHERE name = (SELECT name FROM endpoints WHERE owner = p_replica ORDER BY name DESC LIMIT 1);
+      WHERE name IN (SELECT name FROM endpoints WHERE owner = p_replica ORDER BY md5(name || p_replica) DESC LIMIT held - share);
   ELSIF held < share THEN
     UPDATE endpoints SET owner = p_replica, epoch = endpoints.epoch + 1, lease_until = now() + lease
       WHERE name IN (

@@ -51,8 +51,9 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
       'endpoint_stats.endpoint text NO', 'endpoint_stats.delivered bigint NO', 'endpoint_stats.failures bigint NO', 'endpoint_stats.errors bigint NO',
       'endpoint_stats.dead_lettered bigint NO', 'endpoint_stats.responses jsonb NO', 'endpoint_stats.last_success bigint YES', 'endpoint_stats.last_failure bigint YES',
       'endpoint_stats.last_error text YES', 'endpoint_stats.consecutive_failures integer NO',
-      'endpoints.name text NO', 'endpoints.next_pos bigint NO', 'endpoints.done bigint NO', 'endpoints.owner text YES', 'endpoints.epoch bigint NO', 'endpoints.lease_until timestamp with time zone YES',
+      'endpoints.name text NO', 'endpoints.done bigint NO', 'endpoints.owner text YES', 'endpoints.epoch bigint NO', 'endpoints.lease_until timestamp with time zone YES',
       'events.seq bigint NO', 'events.id text NO', 'events.json text NO', 'events.accepted_at bigint NO',
+      'queues.name text NO', 'queues.next_pos bigint NO',
       'recent_ids.id text NO', 'recent_ids.at timestamp with time zone NO',
       'replicas.id text NO', 'replicas.seen_until timestamp with time zone NO',
       'schema_migrations.version integer NO', 'schema_migrations.name text NO', 'schema_migrations.checksum text NO', 'schema_migrations.applied_at timestamp with time zone NO',
@@ -77,8 +78,8 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
       SELECT (SELECT count(*) FROM deliveries)::int AS deliveries, (SELECT count(*) FROM dead_letters)::int AS dead, (SELECT array_agg(seq ORDER BY seq) FROM events) AS seqs`);
     expect(rows).toEqual([{ deliveries: 0, dead: 0, seqs: ['1', '2'] }]);
     await expect(queryOnce(url, `INSERT INTO events (seq, id, json, accepted_at) VALUES (9, 'x', '{}', 1)`)).rejects.toMatchObject({ code: '428C9' });
-    expect(await queryOnce(url, `INSERT INTO endpoints (name) VALUES ('e') RETURNING next_pos, epoch, owner, lease_until`)).toEqual([
-      { next_pos: '1', epoch: '0', owner: null, lease_until: null },
+    expect(await queryOnce(url, `INSERT INTO endpoints (name) VALUES ('e') RETURNING done, epoch, owner, lease_until`)).toEqual([
+      { done: '0', epoch: '0', owner: null, lease_until: null },
     ]);
   });
 
