@@ -34,6 +34,8 @@ const ROUNDS_PER_LEASE = 3;
 // clock started before the round was sent, and the server's may run a little faster.
 const SAFETY_SHARE = 0.1;
 const SAFETY_MIN_MS = 500;
+// A round scheduled for a lease running out comes this long after it (the database's clock decides, not ours).
+const TAKEOVER_DELAY_MS = 50;
 
 /**
  * Keeps this replica's delivery leases (api.md section 7): every lease duration / 3 one round in the database
@@ -50,6 +52,7 @@ export class LeaseKeeper {
   #round: Promise<void> | undefined;
   #failing = false;
   #stopped = false;
+  #nextExpiryMs: number | undefined;
 
   constructor(options: LeaseKeeperOptions) {
     this.#options = options;
@@ -107,7 +110,13 @@ export class LeaseKeeper {
       await this.#round;
     } finally {
       this.#round = undefined;
-      if (!this.#stopped) this.#timer = setTimeout(() => void this.#run(), this.#options.leaseDurationMs / ROUNDS_PER_LEASE);
+      // The next round comes at the usual period, or just after the first lease another replica holds on an
+      // endpoint this one serves runs out: a replica that died is taken over within the lease duration.
+      const period = this.#options.leaseDurationMs / ROUNDS_PER_LEASE;
+      // A lease that ran out a while ago and is still not ours (our share is full) is no reason to hurry.
+      const expiry = this.#nextExpiryMs;
+      const soon = expiry === undefined || expiry < -period ? period : Math.min(period, Math.max(TAKEOVER_DELAY_MS, expiry + TAKEOVER_DELAY_MS));
+      if (!this.#stopped) this.#timer = setTimeout(() => void this.#run(), soon);
     }
   }
 
@@ -119,6 +128,12 @@ export class LeaseKeeper {
     let pending: { name: string; pending: string }[];
     try {
       rows = (await pool.query<{ endpoint: string; epoch: string }>('SELECT endpoint, epoch FROM rn_leases($1, $2, $3)', [replicaId, names, leaseDurationMs])).rows;
+      const expiry = await pool.query<{ ms: string | null }>(
+        'SELECT ceil(extract(epoch FROM min(lease_until) - now()) * 1000) AS ms FROM endpoints WHERE owner IS NOT NULL AND owner <> $1 AND name = ANY ($2)',
+        [replicaId, names],
+      );
+      const ms = expiry.rows[0]?.ms;
+      this.#nextExpiryMs = ms === null || ms === undefined ? undefined : Number(ms);
       pending = (await pool.query<{ name: string; pending: string }>('SELECT e.name, coalesce(q.next_pos, 1) - 1 - e.done AS pending FROM endpoints e LEFT JOIN queues q ON q.name = e.name WHERE e.name = ANY ($1)', [names])).rows;
     } catch (error) {
       if (!this.#failing) logger.error({ error: describeDatabaseError(error) }, 'database: cannot renew the delivery leases; endpoints stop sending when they run out');
