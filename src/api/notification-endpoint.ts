@@ -49,7 +49,7 @@ export interface Condition {
   lastTransitionTime: string; reason: string; message?: string;
 }
 /** Reasons of the Ready condition (True: Configured; False: the others). */
-export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed';
+export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed' | 'NoRepositoryGrant';
 /** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing; Unknown: NotRunning). */
 export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing' | 'NotRunning';
 
