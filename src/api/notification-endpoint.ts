@@ -17,6 +17,12 @@ export const NOTIFICATION_ENDPOINT_RESOURCE = Object.freeze({
   plural: 'notificationendpoints',
 } as const);
 
+/**
+ * The Namespace annotation whose comma-separated globs are the repositories the endpoints in that namespace may
+ * receive under `--tenancy namespace` (api.md §9).
+ */
+export const REPOSITORIES_ANNOTATION = 'registry-notifier.io/repositories';
+
 /** An event action that `ignore.actions` may list. */
 export type EventAction = 'pull' | 'push' | 'mount' | 'delete';
 /** How failed deliveries are retried (api.md `retry.strategy`). */

@@ -1,10 +1,10 @@
 // Tenancy by namespace (api.md §9): which repositories a Namespace's annotation grants the endpoints in it. Pure
 // parsing and comparison; the controller reads the annotation and the engine applies the grant as part of each
 // endpoint's filter (`FilterRules.grant`), where events are routed.
+import { REPOSITORIES_ANNOTATION } from '../api/notification-endpoint.ts';
 import { NotifierError } from '../notifications/errors.ts';
 
-/** The Namespace annotation whose comma-separated globs are the repositories its endpoints may receive. */
-export const REPOSITORIES_ANNOTATION = 'registry-notifier.io/repositories';
+export { REPOSITORIES_ANNOTATION } from '../api/notification-endpoint.ts';
 
 /**
  * The endpoint's Namespace grants no repository (no annotation, or one without a glob): Ready=False, reason
