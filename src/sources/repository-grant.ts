@@ -4,6 +4,7 @@
 import { REPOSITORIES_ANNOTATION } from '../api/notification-endpoint.ts';
 import { NotifierError } from '../notifications/errors.ts';
 
+/** The Namespace annotation a grant is read from (declared with the resource, in api/notification-endpoint.ts). */
 export { REPOSITORIES_ANNOTATION } from '../api/notification-endpoint.ts';
 
 /**
