@@ -36,6 +36,11 @@ export function localBaseUrl(host: string | undefined, port: number): string {
 /** Log levels pino knows, least to most verbose is the reverse of this list. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** Tenancy modes of `--tenancy` (api.md §9). */
+export const TENANCY_MODES = ['none', 'namespace'] as const;
+/** One of `TENANCY_MODES`. */
+export type Tenancy = (typeof TENANCY_MODES)[number];
+
 /** Everything `serve` needs. */
 export interface ServeConfig {
   readonly command: 'serve';
@@ -45,6 +50,8 @@ export interface ServeConfig {
   readonly kubernetes: boolean;
   /** Namespaces to watch; empty = all. */
   readonly namespaces: readonly string[];
+  /** `namespace`: an endpoint receives only the repositories its Namespace is granted (api.md §9); `none`: every event. */
+  readonly tenancy: Tenancy;
   readonly statusIntervalMs: number;
   readonly secretsDir: string | undefined;
   /** The `REGISTRY_NOTIFIER_SECRET_*` variables: standalone secret values that have no file in `secretsDir`. */
@@ -96,6 +103,7 @@ export const SERVE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   endpoints: { type: 'string', multiple: true, placeholder: 'PATH', help: 'YAML file or directory of NotificationEndpoints (repeatable); standalone mode' },
   kubernetes: { type: 'boolean', help: 'endpoints from the cluster (in-cluster config, else KUBECONFIG)' },
   namespaces: { type: 'string', placeholder: 'A,B', help: 'namespaces to watch in cluster mode (default: all)' },
+  tenancy: { type: 'string', default: 'none', placeholder: 'MODE', help: 'none: every endpoint may receive every event; namespace: an endpoint receives only the repositories its Namespace\'s registry-notifier.io/repositories annotation grants (needs --kubernetes)' },
   'status-interval': { type: 'string', default: '10s', placeholder: 'DUR', help: 'how often changed counters are written to status' },
   'status-rate': { type: 'string', default: '20', placeholder: 'N', help: 'counter updates written to status per second at most, over all endpoints (condition changes are written at once)' },
   'secrets-dir': { type: 'string', placeholder: 'DIR', help: 'standalone secretKeyRef root: <DIR>/<name>/<key>' },
@@ -220,6 +228,10 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
   if (database !== undefined && get('queue-dir') !== undefined) {
     throw new UsageError('--database-url and --queue-dir cannot be combined: with a database the queue lives there');
   }
+  const tenancyMode = tenancy(get('tenancy')!);
+  if (tenancyMode === 'namespace' && !kubernetes) {
+    throw new UsageError('--tenancy namespace needs --kubernetes: standalone endpoints have no Namespace to be granted repositories');
+  }
   const config: ServeConfig = {
     command: 'serve',
     listen: listenAddress('listen', get('listen')!),
@@ -227,6 +239,7 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     endpoints,
     kubernetes,
     namespaces: list(get('namespaces')),
+    tenancy: tenancyMode,
     statusIntervalMs: duration('status-interval', get('status-interval')!),
     statusWritesPerSecond: count('status-rate', get('status-rate')!),
     secretsDir: get('secrets-dir'),
@@ -407,6 +420,12 @@ function count(flag: string, text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`--${flag}: "${text}" is not a positive whole number`);
   return n;
+}
+
+function tenancy(text: string): Tenancy {
+  const mode = TENANCY_MODES.find((m) => m === text);
+  if (!mode) throw new UsageError(`--tenancy: "${text}" is not one of ${TENANCY_MODES.join(', ')}`);
+  return mode;
 }
 
 function logLevel(text: string): ServeConfig['logLevel'] {

@@ -80,6 +80,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         api: new KubeClusterApi(kubeConfig),
         endpoints,
         namespaces: config.namespaces,
+        tenancy: config.tenancy === 'namespace',
         statusIntervalMs: config.statusIntervalMs,
         maxStatusWritesPerSecond: config.statusWritesPerSecond,
         logger: logger.child({ component: 'controller' }),

@@ -42,6 +42,7 @@ const DEFAULTS: ServeConfig = {
   endpoints: ['endpoints.yaml'],
   kubernetes: false,
   namespaces: [],
+  tenancy: 'none',
   statusIntervalMs: 10_000,
   secretsDir: undefined,
   secretEnv: {},
@@ -116,7 +117,7 @@ describe('parseCommand serve', () => {
   });
 
   it('covers every serve flag in these tests', () => {
-    const covered = new Set([...FLAGS.map(([flag]) => flag), 'endpoints', 'kubernetes', 'ingest-token-file']);
+    const covered = new Set([...FLAGS.map(([flag]) => flag), 'endpoints', 'kubernetes', 'ingest-token-file', 'tenancy']);
     expect(new Set(Object.keys(SERVE_FLAGS))).toEqual(covered);
   });
 
@@ -135,6 +136,22 @@ describe('parseCommand serve', () => {
     const fromEnv = serve([], { [envName(flag)]: other })[field];
     expect(fromEnv).not.toEqual(expected);
     expect(serve([`--${flag}`, value], { [envName(flag)]: other })[field]).toEqual(expected);
+  });
+
+  it('--tenancy namespace or none (default none), or its variable; the flag beats it', () => {
+    expect(serve(['--kubernetes']).tenancy).toBe('none');
+    expect(serve(['--kubernetes', '--tenancy', 'namespace']).tenancy).toBe('namespace');
+    expect(serve(['--kubernetes', '--tenancy=namespace']).tenancy).toBe('namespace');
+    expect(serve(['--kubernetes'], { REGISTRY_NOTIFIER_TENANCY: 'namespace' }).tenancy).toBe('namespace');
+    expect(serve(['--kubernetes', '--tenancy', 'none'], { REGISTRY_NOTIFIER_TENANCY: 'namespace' }).tenancy).toBe('none');
+    expect(serve(['--tenancy', 'none']).tenancy).toBe('none'); // standalone, spelled out
+    expect(usageError(() => serve(['--kubernetes', '--tenancy', 'namespaces'])).message).toBe('--tenancy: "namespaces" is not one of none, namespace');
+  });
+
+  it('--tenancy namespace without --kubernetes is refused with one line saying why, whichever way it is given', () => {
+    const why = '--tenancy namespace needs --kubernetes: standalone endpoints have no Namespace to be granted repositories';
+    expect(usageError(() => serve(['--tenancy', 'namespace'])).message).toBe(why);
+    expect(usageError(() => serve([], { REGISTRY_NOTIFIER_TENANCY: 'namespace' })).message).toBe(why);
   });
 
   it('reads listen addresses in every documented form', () => {
@@ -266,6 +283,7 @@ describe('help and the other commands', () => {
       if (spec.default !== undefined) expect(help).toContain(`(default ${spec.default})`);
     }
     expect(help).toContain('REGISTRY_NOTIFIER_INGEST_TOKEN ');
+    expect(help).toMatch(/--tenancy MODE +none: every endpoint may receive every event; namespace: .*registry-notifier\.io\/repositories.*\(needs --kubernetes\) \(default none\)\n +env REGISTRY_NOTIFIER_TENANCY/);
     expect(parseCommand(['serve', '--help'], {})).toEqual({ command: 'help', text: help });
   });
 

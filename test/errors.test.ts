@@ -20,6 +20,7 @@ import {
 } from '../src/notifications/errors.ts';
 import { WebhookVerificationError } from '../src/notifications/signing.ts';
 import { InvalidSecretError, SecretNotFoundError } from '../src/sources/endpoint-config.ts';
+import { NoRepositoryGrantError } from '../src/sources/repository-grant.ts';
 
 const cause = new Error('the underlying error');
 
@@ -45,6 +46,7 @@ const ERRORS: [NotifierError, string][] = [
   [new SecretPendingError('Secret x not found', { cause }), 'ERR_SECRET_PENDING'],
   [new SecretNotFoundError('Secret x not found'), 'ERR_SECRET_NOT_FOUND'],
   [new InvalidSecretError('half a key pair'), 'ERR_INVALID_SECRET'],
+  [new NoRepositoryGrantError('team-a', undefined), 'ERR_NO_REPOSITORY_GRANT'],
   [new InvalidSpecError('spec.url', 'must be http or https'), 'ERR_INVALID_SPEC'],
   [new DurationError('"500" has no unit'), 'ERR_INVALID_DURATION'],
   [new ByteSizeError('"1XB" is not a size'), 'ERR_INVALID_BYTE_SIZE'],

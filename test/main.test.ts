@@ -214,6 +214,7 @@ describe.concurrent('registry-notifier command line', () => {
     ['a bad log level', ['serve', '--endpoints', 'x.yaml', '--log-level', 'loud']],
     ['serve without endpoints', ['serve']],
     ['both sources', ['serve', '--endpoints', 'x.yaml', '--kubernetes']],
+    ['tenancy in standalone mode', ['serve', '--endpoints', 'x.yaml', '--tenancy', 'namespace']],
     ['replay without --endpoint', ['replay']],
     ['an endpoints path that does not exist', ['serve', '--endpoints', '/nonexistent/registry-notifier/endpoints.yaml']],
   ] as const)('%s: exit 2 with one line on stderr', async ([, args], { onTestFinished }) => {

@@ -17,6 +17,12 @@ export const NOTIFICATION_ENDPOINT_RESOURCE = Object.freeze({
   plural: 'notificationendpoints',
 } as const);
 
+/**
+ * The Namespace annotation whose comma-separated globs are the repositories the endpoints in that namespace may
+ * receive under `--tenancy namespace` (api.md §9).
+ */
+export const REPOSITORIES_ANNOTATION = 'registry-notifier.io/repositories';
+
 /** An event action that `ignore.actions` may list. */
 export type EventAction = 'pull' | 'push' | 'mount' | 'delete';
 /** How failed deliveries are retried (api.md `retry.strategy`). */
@@ -49,7 +55,7 @@ export interface Condition {
   lastTransitionTime: string; reason: string; message?: string;
 }
 /** Reasons of the Ready condition (True: Configured; False: the others). */
-export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed';
+export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed' | 'NoRepositoryGrant';
 /** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing; Unknown: NotRunning). */
 export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing' | 'NotRunning';
 

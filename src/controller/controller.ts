@@ -1,6 +1,6 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { referencedSecrets } from '../api/notification-endpoint.ts';
+import { referencedSecrets, REPOSITORIES_ANNOTATION } from '../api/notification-endpoint.ts';
 import type { Delay } from '../k8s/backoff.ts';
 import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.ts';
 import { Informer, keyOf } from '../k8s/informer.ts';
@@ -34,13 +34,19 @@ export interface ControllerOptions {
   statusView?: StatusWriterOptions['view'];
   /** Whether this replica writes status now (the elected leader); default always. */
   writesStatus?: () => boolean;
+  /**
+   * `--tenancy namespace` (api.md §9): Namespaces are watched too (the watched ones, or all), each endpoint
+   * receives only the repositories its Namespace's annotation grants, and a changed annotation reconciles the
+   * endpoints of that namespace. Default off.
+   */
+  tenancy?: boolean;
 }
 
 /**
  * Cluster mode's endpoint source: watches NotificationEndpoints (and the Secrets they reference) in all or
  * some namespaces and reconciles the live delivery engine, one key at a time. Ready once the initial list has
- * been reconciled. Spec changes (a new generation), deletions and changes of referenced Secrets trigger a
- * reconcile; our own status writes do not.
+ * been reconciled. Spec changes (a new generation), deletions, changes of referenced Secrets and (with tenancy)
+ * of a Namespace's repository grant trigger a reconcile; our own status writes do not.
  */
 export class Controller implements EndpointSource {
   #options: ControllerOptions;
@@ -49,6 +55,9 @@ export class Controller implements EndpointSource {
   #reconciler: EndpointReconciler;
   #endpointInformers: Informer<NotificationEndpointObject>[] = [];
   #secretInformers: Informer<KubernetesObject>[] = [];
+  #namespaceInformers: Informer<KubernetesObject>[] = [];
+  /** With tenancy: each known Namespace's grant annotation as last seen (undefined: none); forgotten when it is deleted. */
+  #grants = new Map<string, string | undefined>();
   #generations = new Map<string, number | undefined>();
   #ready = false;
   #closed = false;
@@ -71,6 +80,7 @@ export class Controller implements EndpointSource {
       status: this.#status,
       logger: logger.child({ component: 'reconciler' }),
       ...(options.onRemoved && { onRemoved: options.onRemoved }),
+      ...(options.tenancy && { tenancy: true }),
     }));
     this.#queue = new WorkQueue({
       handler: (key) => reconciler.reconcile(key),
@@ -91,19 +101,25 @@ export class Controller implements EndpointSource {
   mayForget(name: string): boolean {
     const namespace = name.split('/')[0] ?? '';
     const watched = this.#options.namespaces.length === 0 || this.#options.namespaces.includes(namespace);
-    return this.#ready && watched && !this.#status.states().has(name);
+    // An endpoint without a repository grant keeps nothing either: it would be discarded had it been running.
+    const state = this.#status.states().get(name);
+    return this.#ready && watched && (!state || state.reason === 'NoRepositoryGrant');
+  }
+
+  #informers(): Informer<KubernetesObject>[] {
+    return [...this.#endpointInformers, ...this.#secretInformers, ...this.#namespaceInformers];
   }
 
   /** Lists and watches; resolves once every listed endpoint has been reconciled once. */
   async start(): Promise<void> {
-    for (const informer of [...this.#endpointInformers, ...this.#secretInformers]) informer.start();
-    await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.waitForSync()));
+    for (const informer of this.#informers()) informer.start();
+    await Promise.all(this.#informers().map((i) => i.waitForSync()));
     await this.#queue.whenIdle();
     this.#status.start();
     this.#resync = setInterval(() => this.resync(), this.#options.resyncMs ?? RESYNC_MS);
     this.#resync.unref();
     this.#ready = !this.#closed;
-    this.#options.logger.info({ endpoints: this.#options.endpoints.list().length, namespaces: this.#options.namespaces.length ? this.#options.namespaces : 'all' }, 'controller synced');
+    this.#options.logger.info({ endpoints: this.#options.endpoints.list().length, namespaces: this.#options.namespaces.length ? this.#options.namespaces : 'all', tenancy: this.#options.tenancy ? 'namespace' : 'none' }, 'controller synced');
   }
 
   /** Queues every known endpoint for a reconcile (what the periodic resync does). */
@@ -117,7 +133,7 @@ export class Controller implements EndpointSource {
     this.#closed = true;
     this.#ready = false;
     clearInterval(this.#resync);
-    await Promise.all([...this.#endpointInformers, ...this.#secretInformers].map((i) => i.stop()));
+    await Promise.all(this.#informers().map((i) => i.stop()));
     await this.#queue.stop();
     await this.#reconciler.idle();
   }
@@ -128,9 +144,19 @@ export class Controller implements EndpointSource {
   }
 
   #buildInformers(): void {
-    const { api, namespaces, logger, delay } = this.#options;
+    const { api, namespaces, logger, delay, tenancy } = this.#options;
     const scopes: (string | undefined)[] = namespaces.length > 0 ? [...namespaces] : [undefined];
     for (const namespace of scopes) {
+      // Namespaces are cluster-scoped: all of them, or each watched one by name (what RBAC's resourceNames allows).
+      if (tenancy) {
+        this.#namespaceInformers.push(new Informer({
+          name: namespace ? `namespace ${namespace}` : 'namespaces',
+          source: api.namespaces(namespace),
+          logger,
+          ...(delay && { delay }),
+          onEvent: (type, object) => this.#onNamespace(type, object),
+        }));
+      }
       const where = namespace ? ` in ${namespace}` : '';
       this.#endpointInformers.push(new Informer({
         name: `notificationendpoints${where}`,
@@ -156,6 +182,21 @@ export class Controller implements EndpointSource {
     else if (type === 'MODIFIED' && this.#generations.get(key) === generation && !object.metadata?.deletionTimestamp) return; // status or metadata only
     else this.#generations.set(key, generation);
     this.#queue.add(key);
+  }
+
+  // A changed grant reconciles the namespace's endpoints (their reconcile reads it fresh); other changes to the
+  // Namespace (labels, status) do not. A deleted Namespace's endpoints are deleted with it; they are reconciled
+  // anyway, so none outlives it, and its grant is forgotten.
+  #onNamespace(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: KubernetesObject): void {
+    const namespace = object.metadata?.name;
+    if (namespace === undefined) return;
+    const grant = object.metadata?.annotations?.[REPOSITORIES_ANNOTATION];
+    if (type === 'DELETED') this.#grants.delete(namespace);
+    else if (this.#grants.has(namespace) && this.#grants.get(namespace) === grant) return;
+    else this.#grants.set(namespace, grant);
+    for (const informer of this.#endpointInformers) {
+      for (const endpoint of informer.list()) if (endpoint.metadata?.namespace === namespace) this.#queue.add(keyOf(endpoint));
+    }
   }
 
   #onSecret(secret: KubernetesObject): void {

@@ -7,11 +7,13 @@ import {
 import type { ClusterApi, NotificationEndpointObject } from '../k8s/cluster-api.ts';
 import { ApiCallError, describeApiError } from '../k8s/errors.ts';
 import type { ReconcileResult } from '../k8s/work-queue.ts';
+import type { EndpointConfig } from '../notifications/endpoint.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import { SecretNotFoundError } from '../sources/endpoint-config.ts';
 import { EndpointRemovals } from '../sources/endpoint-removals.ts';
 import { prepareEndpoint } from '../sources/prepare-endpoint.ts';
 import { readyStateForError } from '../sources/ready-state.ts';
+import { grantNarrowed, repositoryGrant, sameGrant } from '../sources/repository-grant.ts';
 import type { ReadyState } from '../sources/source.ts';
 import type { StatusWriter } from './status-writer.ts';
 import { NotifierError } from '../notifications/errors.ts';
@@ -24,6 +26,11 @@ export interface ReconcilerOptions {
   logger: Logger;
   /** Called after an endpoint was removed because its object is gone (metrics forget its series). */
   onRemoved?: (key: string, discarded: number) => void;
+  /**
+   * `--tenancy namespace` (api.md §9): each endpoint receives only the repositories its Namespace's annotation
+   * grants; without a grant it does not run (NoRepositoryGrant). Default off: every endpoint may receive every event.
+   */
+  tenancy?: boolean;
 }
 
 /** A Secret is missing: the reconcile is retried with backoff (and at once when the Secret appears). */
@@ -39,7 +46,10 @@ export class SecretPendingError extends NotifierError {
  * exist), adds or updates the endpoint in place (its queue kept) or removes it when the object is gone, and
  * in one `finally` records the outcome, whatever it was, in the status and as Events. An invalid spec is
  * terminal (Ready=False, not retried; the last valid configuration keeps running); a missing Secret or a
- * failed API call is recorded too (SecretNotFound, ReconcileFailed) and retried with backoff.
+ * failed API call is recorded too (SecretNotFound, ReconcileFailed) and retried with backoff. With tenancy, the
+ * Namespace's repository grant is read fresh first and becomes part of the endpoint's filter, where events are
+ * routed: a withdrawn grant removes the endpoint (NoRepositoryGrant, not retried), and a narrowed one starts it
+ * again with an empty queue, so nothing queued under the wider grant is delivered.
  */
 export class EndpointReconciler {
   #options: ReconcilerOptions;
@@ -88,16 +98,56 @@ export class EndpointReconciler {
 
   async #configure(key: string, namespace: string, name: string, object: NotificationEndpointObject): Promise<ReadyState> {
     const { endpoints, logger } = this.#options;
+    // First, so a grant change applies even when the rest of the spec fails (an invalid spec keeps the last
+    // valid configuration running, but never with a grant wider than the Namespace's current one).
+    const grant = this.#options.tenancy ? await this.#grant(key, namespace) : undefined;
     const { spec } = parseNotificationEndpoint({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec: object.spec });
     const secrets = await this.#secrets(namespace, object.spec);
-    const { config, ready } = await prepareEndpoint(spec, namespace, { read: (_ns, secret) => secrets.get(secret) }, endpoints);
-    await this.#removals.settled(key); // deleted and created again: the old one's clean-up goes first
+    const prepared = await prepareEndpoint(spec, namespace, { read: (_ns, secret) => secrets.get(secret) }, endpoints);
+    const { ready } = prepared;
+    const config = grant ? withGrant(prepared.config, grant) : prepared.config;
+    await this.#removals.settled(key); // deleted and created again (or its grant narrowed): the old one's clean-up goes first
     const fresh = endpoints.get(key) === undefined;
     const what = endpoints.apply(key, config);
     // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.
     if (fresh && object.status) endpoints.get(key)?.seedStats(object.status);
     logger.info({ endpoint: key, generation: object.metadata?.generation }, `endpoint ${what}`);
     return ready;
+  }
+
+  /**
+   * The repository grant of the endpoint's Namespace, read fresh, and applied to the running endpoint at once:
+   * none (`NoRepositoryGrantError`) removes it, discarding its queue and dead letters; a narrowed one (a glob taken
+   * away) removes it too, to be created again empty; a wider one updates it in place, queue kept. A failed read
+   * rejects with `ApiCallError` (retried with backoff; the running endpoint keeps its last grant meanwhile).
+   */
+  async #grant(key: string, namespace: string): Promise<readonly string[]> {
+    const { api, endpoints, logger } = this.#options;
+    let object;
+    try {
+      object = await api.getNamespace(namespace);
+    } catch (error) {
+      throw new ApiCallError(`reading Namespace ${namespace}`, error);
+    }
+    let grant: readonly string[];
+    try {
+      grant = repositoryGrant(namespace, object?.metadata?.annotations);
+    } catch (error) {
+      if (this.#removals.remove(key)) logger.warn({ endpoint: key, namespace }, 'repository grant withdrawn: endpoint stopped, its pending events and dead letters discarded');
+      throw error;
+    }
+    const running = endpoints.get(key);
+    const before = running?.config.filter.grant;
+    if (running && !sameGrant(before, grant)) {
+      if (grantNarrowed(before, grant)) {
+        this.#removals.remove(key);
+        logger.warn({ endpoint: key, namespace, before, grant }, 'repository grant narrowed: endpoint restarted, its pending events and dead letters discarded');
+      } else {
+        endpoints.apply(key, withGrant(running.config, grant));
+        logger.info({ endpoint: key, namespace, before, grant }, 'repository grant widened');
+      }
+    }
+    return grant;
   }
 
   /** The Ready state a failed reconcile records, and the error to retry with (none when it is terminal). */
@@ -130,4 +180,9 @@ export class EndpointReconciler {
     }
     return secrets;
   }
+}
+
+// The configuration with the Namespace's grant in its filter: the engine ANDs it with the endpoint's own rules.
+function withGrant(config: EndpointConfig, grant: readonly string[]): EndpointConfig {
+  return { ...config, filter: { ...config.filter, grant } };
 }

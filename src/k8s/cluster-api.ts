@@ -58,4 +58,14 @@ export interface ClusterApi {
    * never their data (the reconciler reads that fresh with `getSecret`).
    */
   secrets(namespace: string | undefined): ListWatch<KubernetesObject>;
+  /**
+   * The Namespace `name` reduced to its identity (name, resourceVersion) and the repository grant annotation
+   * (`REPOSITORIES_ANNOTATION`), or undefined when it does not exist (tenancy, api.md §9).
+   */
+  getNamespace(name: string): Promise<KubernetesObject | undefined>;
+  /**
+   * Namespaces, reduced as `getNamespace` reduces them: every one, or only `name` (a list and watch narrowed by
+   * the field selector `metadata.name=<name>`, which RBAC allows with that name in `resourceNames`).
+   */
+  namespaces(name: string | undefined): ListWatch<KubernetesObject>;
 }

@@ -8,7 +8,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../api/notification-endpoint.ts';
+import { NOTIFICATION_ENDPOINT_RESOURCE as R, REPOSITORIES_ANNOTATION } from '../api/notification-endpoint.ts';
 import type { ClusterApi, ListResult, ListWatch, NotificationEndpointObject, StatusPatch } from './cluster-api.ts';
 import { withDeadline } from './deadline.ts';
 import { statusCode } from './errors.ts';
@@ -28,7 +28,7 @@ export const WATCH_INACTIVITY_MS = 420_000;
 
 /**
  * `ClusterApi` over client-node: NotificationEndpoints (get, list, watch) and their status subresource, Secrets
- * (get; list and watch as identities) and Events. Every call but a watch has the 30 s deadline of `withDeadline`;
+ * (get; list and watch as identities), Namespaces (get, list, watch as identity and grant annotation) and Events. Every call but a watch has the 30 s deadline of `withDeadline`;
  * a watch ends at the server's timeout, or after `WATCH_INACTIVITY_MS` without data.
  */
 export class KubeClusterApi implements ClusterApi {
@@ -66,14 +66,30 @@ export class KubeClusterApi implements ClusterApi {
     );
   }
 
-  #listWatch<T extends KubernetesObject>(path: string, list: () => Promise<ListResult<unknown>>, reduce: (object: T) => T): ListWatch<T> {
+  namespaces(name: string | undefined): ListWatch<KubernetesObject> {
+    // One namespace: the collection narrowed to it by name, so a ClusterRole with resourceNames allows list and watch.
+    const query: Record<string, string> = name === undefined ? {} : { fieldSelector: `metadata.name=${name}` };
+    return this.#listWatch<KubernetesObject>(
+      '/api/v1/namespaces',
+      async () => listResult(await withDeadline('list namespaces', () => this.#core.listNamespace(query))),
+      reduceNamespace,
+      query,
+    );
+  }
+
+  async getNamespace(name: string): Promise<KubernetesObject | undefined> {
+    const namespace = await notFoundAsUndefined(() => withDeadline('get namespace', () => this.#core.readNamespace({ name })));
+    return namespace && reduceNamespace(namespace);
+  }
+
+  #listWatch<T extends KubernetesObject>(path: string, list: () => Promise<ListResult<unknown>>, reduce: (object: T) => T, query: Record<string, string> = {}): ListWatch<T> {
     return {
       list: async () => {
         const { items, resourceVersion } = await list();
         return { items: (items as T[]).map(reduce), resourceVersion };
       },
       watch: (options, onEvent, done) =>
-        this.#watch.watch(path, { ...options }, (type: string, object: T) => {
+        this.#watch.watch(path, { ...query, ...options }, (type: string, object: T) => {
           // ERROR carries a Status and BOOKMARK only a resourceVersion: passed on as sent.
           onEvent(type, type === 'ERROR' || type === 'BOOKMARK' ? object : reduce(object));
         }, done),
@@ -136,6 +152,19 @@ export class KubeClusterApi implements ClusterApi {
     };
     await withDeadline('create event', () => this.#core.createNamespacedEvent({ namespace, body: event }));
   }
+}
+
+// Only what tenancy reads stays in memory: the identity and the grant annotation (not labels, status or other
+// annotations, such as kubectl's last-applied copy of the whole object).
+function reduceNamespace({ metadata }: KubernetesObject): KubernetesObject {
+  const grant = metadata?.annotations?.[REPOSITORIES_ANNOTATION];
+  return {
+    metadata: {
+      name: metadata?.name,
+      resourceVersion: metadata?.resourceVersion,
+      ...(grant !== undefined && { annotations: { [REPOSITORIES_ANNOTATION]: grant } }),
+    },
+  };
 }
 
 function listResult(list: { items?: unknown[]; metadata?: { resourceVersion?: string } }): ListResult<unknown> {

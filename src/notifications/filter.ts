@@ -16,6 +16,12 @@ export interface FilterRules {
   repositories: GlobRules;
   /** An event without a tag never matches a non-empty include list. */
   tags: GlobRules;
+  /**
+   * The repositories the endpoint may receive at all, whatever the rules above say (tenancy: what its namespace
+   * is granted). Absent: no grant applies. Present: an event's `target.repository` must match one of these globs
+   * (same rules as `repositories`); an empty list, or an event without a repository, lets nothing through.
+   */
+  grant?: readonly string[];
 }
 
 /** A predicate: whether an endpoint takes the event. */
@@ -29,19 +35,28 @@ export const NO_FILTER: FilterRules = Object.freeze({
   tags: { include: [], exclude: [] },
 });
 
-/** Compiles the rules once into a predicate; globs are compiled with picomatch. */
+/** Compiles the rules once into a predicate; globs are compiled with picomatch. The grant, when set, is ANDed with the rest. */
 export function compileFilter(rules: FilterRules): EventMatcher {
   const mediaTypes = new Set(rules.ignoredMediaTypes);
   const actions = new Set(rules.ignoredActions);
   const repository = compileGlobs(rules.repositories);
   const tag = compileGlobs(rules.tags);
+  const granted = compileGrant(rules.grant);
   return (event) => {
     const target = event.target;
+    if (granted && !(typeof target.repository === 'string' && granted(target.repository))) return false;
     if (mediaTypes.size > 0 && typeof target.mediaType === 'string' && mediaTypes.has(target.mediaType)) return false;
     if (actions.has(event.action)) return false;
     if (!repository(typeof target.repository === 'string' ? target.repository : undefined)) return false;
     return tag(typeof target.tag === 'string' && target.tag !== '' ? target.tag : undefined);
   };
+}
+
+// No grant: undefined (nothing to check); an empty grant matches nothing.
+function compileGrant(grant: readonly string[] | undefined): ((repository: string) => boolean) | undefined {
+  if (grant === undefined) return undefined;
+  if (grant.length === 0) return () => false;
+  return picomatch([...grant], { dot: true });
 }
 
 function compileGlobs(rules: GlobRules): (value: string | undefined) => boolean {

@@ -2,6 +2,7 @@ import { InvalidSpecError } from '../api/notification-endpoint.ts';
 import { EndpointRefusedError } from '../notifications/address-guard.ts';
 import { EndpointConfigError } from '../notifications/errors.ts';
 import { InvalidSecretError, SecretNotFoundError } from './endpoint-config.ts';
+import { NoRepositoryGrantError } from './repository-grant.ts';
 import type { ReadyState } from './source.ts';
 
 /**
@@ -13,6 +14,7 @@ export function readyStateForError(error: unknown, origin?: string): ReadyState 
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof SecretNotFoundError) return { ready: false, reason: 'SecretNotFound', message, ...at };
   if (error instanceof EndpointRefusedError) return { ready: false, reason: 'EndpointRefused', message, ...at };
+  if (error instanceof NoRepositoryGrantError) return { ready: false, reason: 'NoRepositoryGrant', message, ...at };
   if (error instanceof InvalidSpecError || error instanceof InvalidSecretError || error instanceof EndpointConfigError) {
     return { ready: false, reason: 'InvalidSpec', message, ...at };
   }

@@ -10,6 +10,7 @@ import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
 import { eventually } from '../support/wait.ts';
 import { captureLogs, ManualDelay } from '../k8s/support.ts';
+import { REPOSITORIES_ANNOTATION } from '../../src/sources/repository-grant.ts';
 import { FakeClusterApi, type FakeWatch } from './fake-cluster-api.ts';
 
 const cleanups: (() => unknown)[] = [];
@@ -35,7 +36,7 @@ interface Harness {
   endpoints: EndpointSet;
 }
 
-function harness(namespaces: string[] = []): Harness {
+function harness(namespaces: string[] = [], options: { tenancy?: boolean } = {}): Harness {
   const api = new FakeClusterApi();
   const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test' });
   const controller = new Controller({
@@ -46,6 +47,7 @@ function harness(namespaces: string[] = []): Harness {
     logger: captureLogs().logger,
     // held: a reconcile retried after a failure (a missing Secret) waits until the test ends
     delay: new ManualDelay(0).delay,
+    ...options,
   });
   cleanups.push(() => endpoints.close(AbortSignal.abort()));
   cleanups.push(() => controller.close());
@@ -217,5 +219,90 @@ describe('Controller', () => {
     // finish() wrote the last status after the late event: a reconcile it started would have read the object by then.
     expect(h.api.gets).toHaveLength(gets);
     await h.controller.close(); // idempotent
+  });
+});
+
+describe('Controller with tenancy', () => {
+  const ns = (name: string, resourceVersion: string, grant?: string): object =>
+    ({ metadata: { name, resourceVersion, ...(grant !== undefined && { annotations: { [REPOSITORIES_ANNOTATION]: grant } }) } });
+
+  it('cluster-wide: lists and watches every Namespace; an endpoint of a granted one runs with the grant, one without is NoRepositoryGrant', async () => {
+    const h = harness([], { tenancy: true });
+    h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/*' });
+    h.api.putNamespace('b');
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' }));
+    const watch = h.api.nextWatch('namespaces', undefined, 0);
+    await start(h);
+    expect((await watch).options).toMatchObject({ resourceVersion: '100', allowWatchBookmarks: true });
+    expect(h.api.lists.sort()).toEqual(['namespaces', 'notificationendpoints', 'secrets']);
+    expect(h.endpoints.get('a/one')?.config.filter.grant).toEqual(['a/*']);
+    expect(h.endpoints.get('b/two')).toBeUndefined();
+    expect(h.controller.states().get('b/two')).toMatchObject({ ready: false, reason: 'NoRepositoryGrant' });
+  });
+
+  it("namespaces ['a', 'b']: one Namespace informer per watched namespace, by name", async () => {
+    const h = harness(['a', 'b'], { tenancy: true });
+    h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/*' });
+    h.api.putNamespace('c', { [REPOSITORIES_ANNOTATION]: '**' });
+    const watches = [h.api.nextWatch('namespaces', 'a', 0), h.api.nextWatch('namespaces', 'b', 0)];
+    await h.controller.start();
+    await Promise.all(watches);
+    expect(h.api.lists.filter((l) => l.startsWith('namespaces')).sort()).toEqual(['namespaces in a', 'namespaces in b']);
+  });
+
+  it('a changed grant reconciles exactly the endpoints of that namespace; a Namespace change that keeps the grant reconciles nothing', async () => {
+    const h = harness([], { tenancy: true });
+    h.api.putNamespace('a');
+    h.api.putNamespace('b', { [REPOSITORIES_ANNOTATION]: 'b/*' });
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('a', 'two', { url: 'http://127.0.0.1:9/two' }), endpoint('b', 'three', { url: 'http://127.0.0.1:9/three' }));
+    const watch = h.api.nextWatch('namespaces', undefined, 0);
+    await start(h);
+    const namespaces = await watch;
+    expect(h.controller.states().get('a/one')).toMatchObject({ reason: 'NoRepositoryGrant' });
+    const before = h.api.gets.length;
+    // A label or status change of b: same grant, nothing to do. Then a's grant appears.
+    namespaces.send('MODIFIED', ns('b', '101', 'b/*'));
+    h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/**' }, '102');
+    namespaces.send('MODIFIED', ns('a', '102', 'a/**'));
+    await eventually(() => expect(h.endpoints.get('a/two')?.config.filter.grant).toEqual(['a/**']), 5000);
+    await eventually(() => expect(h.endpoints.get('a/one')?.config.filter.grant).toEqual(['a/**']), 5000);
+    expect(reconciledSince(h, before)).toEqual(['a/one', 'a/two']);
+    expect(h.controller.states().get('a/one')).toEqual({ ready: true, reason: 'Configured' });
+    // Withdrawn again: both stop.
+    h.api.putNamespace('a', {}, '103');
+    namespaces.send('MODIFIED', ns('a', '103'));
+    await eventually(() => expect(h.endpoints.list().map((e) => e.name)).toEqual(['b/three']), 5000);
+    expect(h.controller.states().get('a/two')).toMatchObject({ reason: 'NoRepositoryGrant' });
+  });
+
+  it('a deleted Namespace: its endpoints (deleted with it) leave the engine and the status, and its grant is forgotten', async () => {
+    const h = harness([], { tenancy: true });
+    h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/*' });
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }));
+    const watch = h.api.nextWatch('namespaces', undefined, 0);
+    await start(h);
+    const namespaces = await watch;
+    expect(h.endpoints.get('a/one')).toBeDefined();
+    // The namespace controller deletes the objects in it, then the Namespace; here the Namespace's event comes first.
+    h.api.objects.delete('a/one');
+    h.api.namespaceObjects.delete('a');
+    namespaces.send('DELETED', ns('a', '104', 'a/*'));
+    await eventually(() => expect(h.endpoints.get('a/one')).toBeUndefined(), 5000);
+    expect(h.controller.states().has('a/one')).toBe(false);
+    // Created again with the same name and grant: the grant is news again, and its endpoints are reconciled.
+    h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/*' }, '105');
+    h.api.put(endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, '106'));
+    const before = h.api.gets.length;
+    namespaces.send('ADDED', ns('a', '105', 'a/*'));
+    // (the endpoints' watch never said a/one was deleted, so it is still listed there)
+    await eventually(() => expect(h.api.gets.slice(before)).toEqual(['a/one']), 5000);
+  });
+
+  it('mayForget: an endpoint without a grant keeps nothing in the journal', async () => {
+    const h = harness([], { tenancy: true });
+    h.api.putNamespace('a');
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }));
+    await h.controller.start();
+    expect(h.controller.mayForget('a/one')).toBe(true);
   });
 });

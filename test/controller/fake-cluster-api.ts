@@ -29,7 +29,7 @@ export function apiError(code: number): Error {
 }
 
 /** The collections the controller lists and watches. */
-export type Resource = 'notificationendpoints' | 'secrets';
+export type Resource = 'notificationendpoints' | 'secrets' | 'namespaces';
 
 /** One watch connection the controller opened on the fake: the test writes events into it, or ends it. */
 export class FakeWatch {
@@ -74,6 +74,12 @@ export class FakeClusterApi implements ClusterApi {
   /** Secrets by `namespace/name`: their data, and a resourceVersion the lists report. */
   readonly secretData = new Map<string, Map<string, Buffer>>();
   readonly secretVersions = new Map<string, string>();
+  /** Namespaces by name: their annotations (what tenancy reads) and a resourceVersion. */
+  readonly namespaceObjects = new Map<string, { annotations: Record<string, string> | undefined; resourceVersion: string }>();
+  /** Every getNamespace call, by name. */
+  readonly namespaceGets: string[] = [];
+  /** The next getNamespace calls throw these, in order. */
+  namespaceGetErrors: Error[] = [];
   /** Every list call, as `resource` or `resource in namespace`. */
   readonly lists: string[] = [];
   /** Every watch opened, in order. */
@@ -110,6 +116,18 @@ export class FakeClusterApi implements ClusterApi {
     this.secretVersions.set(`${namespace}/${name}`, resourceVersion);
   }
 
+  /** Stores a Namespace with these annotations (none: undefined), as getNamespace and the namespace lists report it. */
+  putNamespace(name: string, annotations?: Record<string, string>, resourceVersion = '1'): KubernetesObject {
+    this.namespaceObjects.set(name, { annotations, resourceVersion });
+    return this.#namespace(name)!;
+  }
+
+  #namespace(name: string): KubernetesObject | undefined {
+    const stored = this.namespaceObjects.get(name);
+    if (!stored) return undefined;
+    return { metadata: { name, resourceVersion: stored.resourceVersion, ...(stored.annotations && { annotations: { ...stored.annotations } }) } };
+  }
+
   /** Resolves with the next watch of `resource` in `namespace` (undefined: all namespaces) opened from now on, or already since watch number `from`. */
   nextWatch(resource: Resource, namespace?: string, from = this.watches.length): Promise<FakeWatch> {
     const opened = this.watches.slice(from).find((w) => w.resource === resource && w.namespace === namespace);
@@ -128,6 +146,19 @@ export class FakeClusterApi implements ClusterApi {
         .map((key) => key.split('/') as [string, string])
         .filter(([ns]) => namespace === undefined || ns === namespace)
         .map(([ns, name]) => ({ metadata: { name, namespace: ns, resourceVersion: this.secretVersions.get(`${ns}/${name}`) ?? '1' } })));
+  }
+
+  /** `name` is the one namespace watched (the field selector), as `namespace` is for the other resources. */
+  namespaces(name: string | undefined): ListWatch<KubernetesObject> {
+    return this.#listWatch('namespaces', name, () =>
+      [...this.namespaceObjects.keys()].filter((ns) => name === undefined || ns === name).map((ns) => this.#namespace(ns)!));
+  }
+
+  async getNamespace(name: string): Promise<KubernetesObject | undefined> {
+    this.namespaceGets.push(name);
+    const error = this.namespaceGetErrors.shift();
+    if (error) throw error;
+    return this.#namespace(name);
   }
 
   #listWatch<T extends KubernetesObject>(resource: Resource, namespace: string | undefined, items: () => T[]): ListWatch<T> {

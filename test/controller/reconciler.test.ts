@@ -6,6 +6,7 @@ import { NOTIFICATION_ENDPOINT_RESOURCE as R, type Condition, type NotificationE
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { EndpointReconciler, SecretPendingError } from '../../src/controller/reconciler.ts';
 import { ApiCallError } from '../../src/k8s/errors.ts';
+import { REPOSITORIES_ANNOTATION } from '../../src/sources/repository-grant.ts';
 import { StatusWriter } from '../../src/controller/status-writer.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { endpointConfig } from '../../src/notifications/endpoint.ts';
@@ -35,14 +36,14 @@ afterEach(async () => {
   for (const set of sets.splice(0)) await set.close(AbortSignal.abort());
 });
 
-function harness(backend?: QueueBackend): Harness {
+function harness(backend?: QueueBackend, options: { tenancy?: boolean } = {}): Harness {
   const api = new FakeClusterApi();
   const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test', ...(backend && { backend }) });
   sets.push(endpoints);
   const { logger, lines } = captureLogs();
   const status = new StatusWriter({ api, logger, intervalMs: 60_000, now: () => new Date(T0) });
   const removed: [string, number][] = [];
-  const reconciler = new EndpointReconciler({ api, endpoints, status, logger, onRemoved: (key, discarded) => void removed.push([key, discarded]) });
+  const reconciler = new EndpointReconciler({ api, endpoints, status, logger, onRemoved: (key, discarded) => void removed.push([key, discarded]), ...options });
   return { reconciler, api, endpoints, status, removed, logs: lines };
 }
 
@@ -333,5 +334,146 @@ describe('EndpointReconciler: removal and API failures', () => {
       answer();
       await receiver.close();
     }
+  });
+});
+
+describe('EndpointReconciler: tenancy (the Namespace\'s repository grant)', () => {
+  const grant = (h: Harness, value: string | undefined): void => void h.api.putNamespace('ns', value === undefined ? undefined : { [REPOSITORIES_ANNOTATION]: value });
+  const noGrant = "Namespace ns has no registry-notifier.io/repositories annotation; with --tenancy namespace its endpoints receive only the repositories it grants, so this one receives nothing. A cluster administrator grants them with: kubectl annotate namespace ns registry-notifier.io/repositories='ns/**'";
+  const to = (repository: string, n = 1): ReturnType<typeof makeEvents> => makeEvents(n, repository, { repository });
+
+  it('the grant, read fresh from the Namespace, becomes part of the filter and is ANDed with the endpoint\'s own', async () => {
+    const h = harness(undefined, { tenancy: true });
+    grant(h, ' ns/*, shared/** ');
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true, filter: { repositories: { include: ['ns/web', 'other/**'] } } });
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.api.namespaceGets).toEqual(['ns']);
+    const endpoint = h.endpoints.get(KEY)!;
+    expect(endpoint.config.filter).toMatchObject({ grant: ['ns/*', 'shared/**'], repositories: { include: ['ns/web', 'other/**'], exclude: [] } });
+    await h.endpoints.write([...to('ns/web'), ...to('ns/api'), ...to('other/x'), ...to('shared/x')]);
+    expect(endpoint.pending).toBe(1); // ns/web only: other/x is outside the grant, ns/api and shared/x outside the filter
+    expect(ready(h)).toMatchObject({ status: 'False', reason: 'Disabled' });
+  });
+
+  it('no grant (no annotation, or an empty one): Ready=False/NoRepositoryGrant naming the annotation, nothing runs, not retried', async () => {
+    for (const value of [undefined, ' , ']) {
+      const h = harness(undefined, { tenancy: true });
+      grant(h, value);
+      put(h, { url: 'http://127.0.0.1:9/hook' }, { generation: 3 });
+      await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+      expect(h.endpoints.get(KEY)).toBeUndefined();
+      expect(ready(h)).toMatchObject({ status: 'False', reason: 'NoRepositoryGrant', observedGeneration: 3 });
+      expect(ready(h)?.message).toContain(REPOSITORIES_ANNOTATION);
+      if (value === undefined) expect(ready(h)?.message).toBe(noGrant);
+      expect(delivering(h)).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
+      expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Warning NoRepositoryGrant']);
+      expect(h.status.states().get(KEY)).toMatchObject({ ready: false, reason: 'NoRepositoryGrant', url: 'http://127.0.0.1:9/hook' });
+    }
+  });
+
+  it('a Namespace that does not exist (any more) grants nothing', async () => {
+    const h = harness(undefined, { tenancy: true });
+    put(h, { url: 'http://127.0.0.1:9/hook' });
+    await h.reconciler.reconcile(KEY);
+    expect(ready(h)).toMatchObject({ reason: 'NoRepositoryGrant', message: noGrant });
+  });
+
+  it('the grant comes before the spec: without one an invalid spec is NoRepositoryGrant too, and nothing keeps running', async () => {
+    const h = harness(undefined, { tenancy: true });
+    grant(h, 'ns/*');
+    put(h, { url: 'http://127.0.0.1:9/hook' });
+    await h.reconciler.reconcile(KEY);
+    grant(h, undefined);
+    put(h, { url: 'http://127.0.0.1:9/hook', headers: [{ name: 'Host', value: 'x' }] }, { generation: 2 });
+    await h.reconciler.reconcile(KEY);
+    expect(h.endpoints.get(KEY)).toBeUndefined();
+    expect(ready(h)).toMatchObject({ reason: 'NoRepositoryGrant', message: noGrant }); // no "keeps running"
+  });
+
+  it('a grant withdrawn: the endpoint stops at once, its queue discarded (logged and counted); granted again, it starts empty', async () => {
+    const h = harness(undefined, { tenancy: true });
+    grant(h, 'ns/*');
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true }, { status: { delivered: 7 } });
+    await h.reconciler.reconcile(KEY);
+    await h.endpoints.write(to('ns/app', 3));
+    expect(h.endpoints.get(KEY)?.pending).toBe(3);
+    grant(h, undefined);
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.endpoints.get(KEY)).toBeUndefined();
+    await h.endpoints.write(to('ns/app')); // routed to nobody
+    await h.reconciler.idle();
+    expect(h.removed).toEqual([[KEY, 3]]);
+    expect(h.logs.find((l) => l.msg.startsWith('repository grant withdrawn'))).toMatchObject({ level: 'warn', endpoint: KEY });
+    expect(h.logs.find((l) => l.msg === 'endpoint removed')).toMatchObject({ level: 'warn', endpoint: KEY, discarded: 3 });
+    expect(ready(h)).toMatchObject({ status: 'False', reason: 'NoRepositoryGrant', message: noGrant });
+    grant(h, 'ns/*');
+    await h.reconciler.reconcile(KEY);
+    expect(h.endpoints.get(KEY)?.pending).toBe(0);
+    expect(h.endpoints.get(KEY)?.stats().delivered).toBe(7); // counters carried over from status, as on any start
+    expect(ready(h)).toMatchObject({ status: 'False', reason: 'Disabled' });
+    expect(h.api.events.map((e) => e.reason)).toEqual(['Disabled', 'NoRepositoryGrant', 'Disabled']);
+  });
+
+  it('a grant narrowed: a new endpoint with an empty queue (nothing granted before is delivered); widened: the same endpoint, queue kept', async () => {
+    const h = harness(undefined, { tenancy: true });
+    grant(h, 'ns/*');
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true });
+    await h.reconciler.reconcile(KEY);
+    const first = h.endpoints.get(KEY)!;
+    await h.endpoints.write(to('ns/app', 2));
+    grant(h, 'ns/*,shared/**'); // widened: updated in place
+    await h.reconciler.reconcile(KEY);
+    expect(h.endpoints.get(KEY)).toBe(first);
+    expect(first.pending).toBe(2);
+    expect(first.config.filter.grant).toEqual(['ns/*', 'shared/**']);
+    await h.endpoints.write(to('shared/base'));
+    expect(first.pending).toBe(3);
+    grant(h, 'shared/**'); // narrowed: ns/* taken away
+    await h.reconciler.reconcile(KEY);
+    const second = h.endpoints.get(KEY)!;
+    expect(second).not.toBe(first);
+    expect(second.pending).toBe(0);
+    expect(second.config.filter.grant).toEqual(['shared/**']);
+    await h.reconciler.idle();
+    expect(h.removed).toEqual([[KEY, 3]]);
+    expect(h.logs.find((l) => l.msg.startsWith('repository grant narrowed'))).toMatchObject({ level: 'warn', endpoint: KEY, before: ['ns/*', 'shared/**'], grant: ['shared/**'] });
+    await h.endpoints.write([...to('ns/app'), ...to('shared/base')]);
+    expect(second.pending).toBe(1);
+    expect(ready(h)).toMatchObject({ reason: 'Disabled' });
+  });
+
+  it('a narrowed grant applies even when the new spec is invalid: the endpoint does not keep running under the wider grant', async () => {
+    const h = harness(undefined, { tenancy: true });
+    grant(h, 'ns/*,shared/**');
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true });
+    await h.reconciler.reconcile(KEY);
+    grant(h, 'shared/**');
+    put(h, { url: 'http://127.0.0.1:9/hook', headers: [{ name: 'Host', value: 'x' }] }, { generation: 2 });
+    await h.reconciler.reconcile(KEY);
+    expect(h.endpoints.get(KEY)).toBeUndefined();
+    expect(ready(h)).toMatchObject({ reason: 'InvalidSpec' });
+    expect(ready(h)?.message).not.toContain('keeps running');
+  });
+
+  it('reading the Namespace fails: ReconcileFailed, retried; the running endpoint keeps its last grant meanwhile', async () => {
+    const h = harness(undefined, { tenancy: true });
+    grant(h, 'ns/*');
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true });
+    await h.reconciler.reconcile(KEY);
+    const endpoint = h.endpoints.get(KEY);
+    h.api.namespaceGetErrors.push(apiError(403));
+    const error = await h.reconciler.reconcile(KEY).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_API_CALL', message: 'reading Namespace ns: HTTP 403 (forbidden: check the RBAC rules of the service account)' });
+    expect(h.endpoints.get(KEY)).toBe(endpoint);
+    expect(endpoint?.config.filter.grant).toEqual(['ns/*']);
+    expect(ready(h)).toMatchObject({ reason: 'ReconcileFailed', message: 'reading Namespace ns: HTTP 403 (forbidden: check the RBAC rules of the service account); retrying with backoff; the last valid configuration keeps running' });
+  });
+
+  it('without tenancy the Namespace is never read and no grant applies', async () => {
+    const h = harness();
+    put(h, { url: 'http://127.0.0.1:9/hook' });
+    await h.reconciler.reconcile(KEY);
+    expect(h.api.namespaceGets).toEqual([]);
+    expect(h.endpoints.get(KEY)?.config.filter.grant).toBeUndefined();
   });
 });

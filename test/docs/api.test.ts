@@ -55,6 +55,8 @@ describe('docs/api.md', () => {
       'registry-notifier demo',
       'RequestTimeout',
       'registry-notifier/signing',
+      'REGISTRY_NOTIFIER_TENANCY',
+      'NoRepositoryGrant',
     ]) {
       expect(additions, item).toContain(item);
     }

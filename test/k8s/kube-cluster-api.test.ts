@@ -1,6 +1,7 @@
 // KubeClusterApi against a fake API server (nock): the exact requests it sends (path, query, content type, body)
 // and how it reads answers: 404 as absence, conflicts and 5xx retried a few times in place, 403 explained; lists
-// and watches on the cluster-wide and namespaced paths, Secrets reduced to their identity.
+// and watches on the cluster-wide and namespaced paths, Secrets reduced to their identity, Namespaces to their
+// identity and grant annotation.
 import { ApiException } from '@kubernetes/client-node';
 import nock from 'nock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -8,7 +9,7 @@ import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { describeApiError, statusCode } from '../../src/k8s/errors.ts';
 import { COMPONENT, KubeClusterApi, WATCH_INACTIVITY_MS } from '../../src/k8s/kube-cluster-api.ts';
-import { API_SERVER, fakeKubeConfig, FakeCollection, statusBody, TOKEN, trackUnmatched } from './support.ts';
+import { API_SERVER, fakeKubeConfig, FakeCollection, statusBody, TOKEN, trackUnmatched, watchQuery, WatchStream } from './support.ts';
 
 const OBJECT_PATH = `/apis/${R.group}/${R.version}/namespaces/ns/${R.plural}/name`;
 const STATUS_PATH = `${OBJECT_PATH}/status`;
@@ -204,10 +205,10 @@ describe('KubeClusterApi list and watch', () => {
   });
 
   /** Opens a watch through `source`; resolves with what it received once the server ended the stream. */
-  async function watched<T>(source: { watch: (o: typeof options, e: (t: string, o: T) => void, d: (e: unknown) => void) => Promise<AbortController> }): Promise<{ events: [string, T][]; error: unknown }> {
+  async function watched<T>(source: { watch: (o: typeof options, e: (t: string, o: T) => void, d: (e: unknown) => void) => Promise<AbortController> }, from: Partial<typeof options> = {}): Promise<{ events: [string, T][]; error: unknown }> {
     const events: [string, T][] = [];
     return new Promise((resolve) => {
-      void source.watch(options, (type, object) => events.push([type, object]), (error) => resolve({ events, error }));
+      void source.watch({ ...options, ...from }, (type, object) => events.push([type, object]), (error) => resolve({ events, error }));
     });
   }
 
@@ -250,6 +251,45 @@ describe('KubeClusterApi list and watch', () => {
       ['ERROR', statusBody(410, 'Expired')],
     ]);
     expect(JSON.stringify(events)).not.toContain(Buffer.from('Bearer s3cret').toString('base64'));
+  });
+
+  it('namespaces: every one, or one by a field selector on its name; identity and the grant annotation only', async () => {
+    const namespace = (name: string, resourceVersion: string, grant?: string): object => ({
+      apiVersion: 'v1', kind: 'Namespace',
+      metadata: {
+        name, resourceVersion, labels: { 'kubernetes.io/metadata.name': name }, managedFields: [{ manager: 'kubectl' }],
+        annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":"object"}', ...(grant !== undefined && { 'registry-notifier.io/repositories': grant }) },
+      },
+      spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' },
+    });
+    const reduced = (name: string, resourceVersion: string, grant?: string): object => ({
+      metadata: { name, resourceVersion, ...(grant !== undefined && { annotations: { 'registry-notifier.io/repositories': grant } }) },
+    });
+    nock(API_SERVER).get('/api/v1/namespaces').reply(200, { kind: 'NamespaceList', metadata: { resourceVersion: '20' }, items: [namespace('team-a', '5', 'team-a/*'), namespace('team-c', '6')] });
+    expect(await api.namespaces(undefined).list()).toEqual({ items: [reduced('team-a', '5', 'team-a/*'), reduced('team-c', '6')], resourceVersion: '20' });
+    nock(API_SERVER).get('/api/v1/namespaces').query({ fieldSelector: 'metadata.name=team-a' }).reply(200, { kind: 'NamespaceList', metadata: { resourceVersion: '21' }, items: [namespace('team-a', '5', 'team-a/*')] });
+    expect(await api.namespaces('team-a').list()).toEqual({ items: [reduced('team-a', '5', 'team-a/*')], resourceVersion: '21' });
+    // The watch of one namespace carries the same field selector as its list.
+    const stream = new Promise<WatchStream>((resolve) => {
+      nock(API_SERVER).get('/api/v1/namespaces').query({ fieldSelector: 'metadata.name=team-a', ...watchQuery('21', 321) }).reply(200, (request: Request) => {
+        const opened = new WatchStream(request);
+        resolve(opened);
+        return opened.body;
+      });
+    });
+    const result = watched(api.namespaces('team-a'), { resourceVersion: '21' });
+    const server = await stream;
+    expect(server.search).toBe('?watch=true&fieldSelector=metadata.name%3Dteam-a&resourceVersion=21&allowWatchBookmarks=true&timeoutSeconds=321');
+    server.send('MODIFIED', namespace('team-a', '22', 'team-a/*,shared/**'));
+    server.end();
+    expect(await result).toEqual({ events: [['MODIFIED', reduced('team-a', '22', 'team-a/*,shared/**')]], error: null });
+    // getNamespace: the same reduction; 404 is absence.
+    nock(API_SERVER).get('/api/v1/namespaces/team-a').reply(200, namespace('team-a', '22', 'team-a/*'));
+    expect(await api.getNamespace('team-a')).toEqual(reduced('team-a', '22', 'team-a/*'));
+    nock(API_SERVER).get('/api/v1/namespaces/gone').reply(404, statusBody(404, 'NotFound'));
+    expect(await api.getNamespace('gone')).toBeUndefined();
+    nock(API_SERVER).get('/api/v1/namespaces/team-b').reply(403, statusBody(403, 'Forbidden'));
+    expect(statusCode(await api.getNamespace('team-b').catch((e: unknown) => e))).toBe(403);
   });
 
   it('a failed list rejects with the status (no body in its description); a refused watch ends with it', async () => {

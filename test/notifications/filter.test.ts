@@ -37,6 +37,23 @@ describe('compileFilter', () => {
     expect(compileFilter(rules(r))(e)).toBe(expected);
   });
 
+  it.each<[string, Partial<FilterRules>, Event, boolean]>([
+    ['a grant lets its repositories through', { grant: ['team-a/*'] }, event('push', 'team-a/app'), true],
+    ['a grant\'s * stays within a segment', { grant: ['team-a/*'] }, event('push', 'team-a/sub/app'), false],
+    ['a grant\'s ** crosses segments', { grant: ['shared/**'] }, event('push', 'shared/base/alpine'), true],
+    ['any of several grant globs', { grant: ['team-a/*', 'shared/**'] }, event('push', 'shared/x'), true],
+    ['outside the grant', { grant: ['team-a/*', 'shared/**'] }, event('push', 'team-b/app'), false],
+    ['an empty grant lets nothing through', { grant: [] }, event('push', 'team-a/app'), false],
+    ['an event without a repository never matches a grant', { grant: ['**'] }, { id: 'x', action: 'push', target: { mediaType: MANIFEST } }, false],
+    ['the filter narrows within the grant', { grant: ['team-a/*'], repositories: { include: ['team-a/web'], exclude: [] } }, event('push', 'team-a/api'), false],
+    ['filter and grant both pass', { grant: ['team-a/*'], repositories: { include: ['team-a/web'], exclude: [] } }, event('push', 'team-a/web'), true],
+    // An endpoint's own include cannot widen what its namespace is granted.
+    ['a filter include outside the grant gets nothing', { grant: ['team-a/*'], repositories: { include: ['team-b/**'], exclude: [] } }, event('push', 'team-b/app'), false],
+    ['a grant applies to every action and tag', { grant: ['team-a/*'], tags: { include: ['v*'], exclude: [] } }, event('pull', 'team-b/app', 'v1'), false],
+  ])('grant: %s', (_name, r, e, expected) => {
+    expect(compileFilter(rules(r))(e)).toBe(expected);
+  });
+
   it('filters the real fixtures as Distribution would', () => {
     const match = compileFilter(rules({ ignoredMediaTypes: ['application/octet-stream'], ignoredActions: ['pull'] }));
     expect(match(fixtureEvent('push-manifest-tagged.json'))).toBe(true);

@@ -12,7 +12,7 @@ import { applyManifests, envtestAssets, installCRDs, TestCluster } from '../supp
 import { fileFromEnv, need, skipWithout } from '../support/tools.ts';
 import { DryRunClient, droppedFields } from './dry-run.ts';
 import { kustomize } from './kustomize.ts';
-import { EXPECTED_RULES, leaderElectionRules } from './rbac-rules.ts';
+import { EXPECTED_RULES, leaderElectionRules, tenancyRules } from './rbac-rules.ts';
 import { CHART, CHART_RENDERER, only, render, REPO, tryRender, type Manifest, type Rendered } from './render.ts';
 import { validate } from './json-schema.ts';
 import { defaultValues, mergeValues, SCHEMA, undocumentedValues, VALUES_TEXT } from './values.ts';
@@ -152,7 +152,7 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       command: 'serve', kubernetes: true, namespaces: [], endpoints: [], ingestToken: 'from-secret', queueDir: undefined,
       listen: { host: undefined, port: 8080 }, metricsListen: { host: undefined, port: 9090 },
       statusIntervalMs: 10_000, shutdownGraceMs: 25_000, maxBodySize: 1024 * 1024, maxPendingPerEndpoint: 100_000, maxPending: 200_000, logLevel: 'info',
-      statusWritesPerSecond: 20, databaseUrl: undefined,
+      statusWritesPerSecond: 20, databaseUrl: undefined, tenancy: 'none',
     });
     // The kubelet must outlast the drain.
     expect((only(defaults.objects, 'Deployment').spec as { template: { spec: { terminationGracePeriodSeconds: number } } }).template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(config.shutdownGraceMs);
@@ -182,9 +182,11 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
     expect(rules.match(/^ {2}#[^\n]*\n(?: {2}#[^\n]*\n)* {2}- apiGroups/gm)).toHaveLength(4);
   });
 
-  it('every option on: namespaced RBAC, existingSecret, journal on a claim, ServiceMonitor, PDB, NetworkPolicy', () => {
+  it('every option on: namespaced RBAC, tenancy, existingSecret, journal on a claim, ServiceMonitor, PDB, NetworkPolicy', () => {
     const o = allOn.objects;
     expect(o.map((x) => `${x.kind}/${x.metadata.namespace ?? ''}/${x.metadata.name}`).sort()).toEqual([
+      'ClusterRole//rn-registry-notifier-tenancy',
+      'ClusterRoleBinding//rn-registry-notifier-tenancy',
       'CustomResourceDefinition//notificationendpoints.registry-notifier.io',
       'Deployment/registry/rn-registry-notifier',
       'NetworkPolicy/registry/rn-registry-notifier',
@@ -198,14 +200,15 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       'ServiceAccount/registry/notifier',
       'ServiceMonitor/monitoring/rn-registry-notifier',
     ]);
-    // No ClusterRole, no generated Secret.
+    // No ClusterRole but tenancy's (the watched Namespaces only, by name), no generated Secret.
+    expect(only(o, 'ClusterRole').rules).toEqual(tenancyRules(['team-a', 'team-b']));
     for (const ns of ['team-a', 'team-b']) {
       expect(o.find((x) => x.kind === 'Role' && x.metadata.namespace === ns)?.rules).toEqual(EXPECTED_RULES);
       expect(o.find((x) => x.kind === 'RoleBinding' && x.metadata.namespace === ns)?.subjects).toEqual([{ kind: 'ServiceAccount', name: 'notifier', namespace: NS }]);
     }
     const config = serveConfig(o);
     expect(config).toMatchObject({
-      kubernetes: true, namespaces: ['team-a', 'team-b'], queueDir: '/var/lib/registry-notifier/journal', logLevel: 'debug',
+      kubernetes: true, namespaces: ['team-a', 'team-b'], tenancy: 'namespace', queueDir: '/var/lib/registry-notifier/journal', logLevel: 'debug',
       statusIntervalMs: 30_000, shutdownGraceMs: 55_000, maxPendingPerEndpoint: 1_000_000, maxPending: 2_000_000,
       allowEndpointCidrs: ['10.0.0.0/8', 'fd00::/8'],
       maxBodySize: 8 * 1024 * 1024, // extraArgs come last and win
@@ -252,6 +255,27 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
     const service = only(o, 'Service').spec as { type: string; ports: { name: string; port: number; targetPort: string }[] };
     expect(service.type).toBe('LoadBalancer');
     expect(service.ports.map((p) => [p.name, p.port, p.targetPort])).toEqual([['ingest', 80, 'ingest'], ['metrics', 9100, 'metrics']]);
+  });
+
+  it('tenancy: namespace: the flag, and a ClusterRole on Namespaces (all, or the watched ones by name) bound to the ServiceAccount', async () => {
+    expect(container(defaults.objects).args.some((a) => a.startsWith('--tenancy'))).toBe(false); // deploy/ stays as it is
+    const { objects, text } = await render({ namespace: NS, set: { tenancy: 'namespace' } });
+    expect(serveConfig(objects)).toMatchObject({ kubernetes: true, tenancy: 'namespace', namespaces: [] });
+    expect(container(objects).args).toContain('--tenancy=namespace');
+    expect(only(objects, 'ClusterRole', 'rn-registry-notifier').rules).toEqual(EXPECTED_RULES); // unchanged
+    expect(only(objects, 'ClusterRole', 'rn-registry-notifier-tenancy').rules).toEqual(tenancyRules());
+    const binding = only(objects, 'ClusterRoleBinding', 'rn-registry-notifier-tenancy');
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'rn-registry-notifier-tenancy' });
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'rn-registry-notifier', namespace: NS }]);
+    const rules = text.slice(text.indexOf('name: rn-registry-notifier-tenancy'));
+    expect(rules.slice(rules.indexOf('rules:'), rules.indexOf('---'))).toMatch(/^ {2}#[^\n]*\n(?: {2}#[^\n]*\n)* {2}- apiGroups/m);
+    const scoped = await render({ namespace: NS, set: { tenancy: 'namespace', watchNamespaces: '[team-a, team-b]' } });
+    expect(serveConfig(scoped.objects)).toMatchObject({ tenancy: 'namespace', namespaces: ['team-a', 'team-b'] });
+    expect(only(scoped.objects, 'ClusterRole').rules).toEqual(tenancyRules(['team-a', 'team-b']));
+    // rbac.create=false grants nothing, tenancy or not; tenancy: none adds nothing.
+    const own = await render({ namespace: NS, set: { tenancy: 'namespace', 'rbac.create': false } });
+    expect(own.objects.filter((x) => x.kind.includes('Role'))).toEqual([]);
+    expect(defaults.objects.filter((x) => x.metadata.name.endsWith('-tenancy'))).toEqual([]);
   });
 
   it('journal on an emptyDir; PDB maxUnavailable; no token; PDB defaults to maxUnavailable 1', async () => {
@@ -441,6 +465,9 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       [{ extraArgs: '[--leader-election-lease=a/b]' }, 'extraArgs must not contain --leader-election-lease, which the chart manages'],
       [{ extraArgs: '[--lease-duration=1m]' }, 'extraArgs must not contain --lease-duration, which the chart manages: set database.leaseDuration instead'],
       [{ extraArgs: '[--status-rate=5]' }, 'extraArgs must not contain --status-rate, which the chart manages: set statusRate instead'],
+      // The RBAC tenancy needs follows the value, so the flag must too.
+      [{ extraArgs: '[--tenancy=namespace]' }, 'extraArgs must not contain --tenancy, which the chart manages: set tenancy (the RBAC it needs follows it) instead'],
+      [{ extraEnv: '[{name: REGISTRY_NOTIFIER_TENANCY, value: namespace}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_TENANCY, which the chart manages: set tenancy'],
       [{ extraEnv: '[{name: REGISTRY_NOTIFIER_DATABASE_URL, value: "postgres://a:b@db/x"}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_DATABASE_URL, which the chart manages: set database.existingSecret.name or database.url instead'],
       [{ extraEnv: '[{name: REGISTRY_NOTIFIER_REPLICA_ID, value: x}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_REPLICA_ID'],
       [{ extraEnv: '[{name: REGISTRY_NOTIFIER_INGEST_TOKEN, value: x}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_INGEST_TOKEN, which the chart manages: set ingestToken.existingSecret instead'],
@@ -501,6 +528,10 @@ data:
     const replicated = await notes({ 'database.existingSecret.name': 'pg', replicaCount: '3' });
     expect(replicated).toContain('3 replica(s) share the PostgreSQL database of the Secret pg');
     expect(replicated).toContain("kubectl -n registry get lease rn-registry-notifier -o jsonpath='{.spec.holderIdentity}'");
+    // With tenancy, how a cluster administrator grants the example's namespace its repositories.
+    expect(text).not.toContain('registry-notifier.io/repositories');
+    expect(await notes({ tenancy: 'namespace' })).toContain("kubectl annotate namespace registry registry-notifier.io/repositories='registry/*,shared/**'");
+    expect(await notes({ tenancy: 'namespace', watchNamespaces: '[team-a, team-b]' })).toContain("kubectl annotate namespace team-a registry-notifier.io/repositories='team-a/*,shared/**'");
     const open = await notes({ 'ingestToken.enabled': false });
     expect(open).not.toContain('Authorization');
     expect(open).toContain('WARNING: ingestToken.enabled is false');
@@ -561,6 +592,7 @@ describe('chart: values.schema.json', () => {
       [{ serviceMonitor: { interval: 30 } }, '$.serviceMonitor.interval: expected string, got integer'],
       [{ extraArgs: ['serve'] }, '$.extraArgs[0]: "serve" does not match'],
       [{ statusRate: 0 }, '$.statusRate: 0 is below the minimum 1'],
+      [{ tenancy: 'namespaces' }, '$.tenancy: "namespaces" is not one of'],
       [{ database: { urll: 'postgres://a:b@db/x' } }, '$.database.urll: unknown key "urll"'],
       [{ database: { existingSecret: { nam: 'pg' } } }, '$.database.existingSecret.nam: unknown key "nam"'],
       [{ database: { existingSecret: 'pg' } }, '$.database.existingSecret: expected object, got string'],

@@ -17,3 +17,12 @@ export function leaderElectionRules(lease: string): { apiGroups: string[]; resou
     { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [lease], verbs: ['get', 'update'] },
   ];
 }
+
+/**
+ * The exact rule of the chart's tenancy ClusterRole (`tenancy: namespace`): the calls src/k8s/kube-cluster-api.ts makes
+ * on Namespaces (get by name; list and watch of all, or of one by the field selector metadata.name). Limited to the
+ * watched namespaces by name when there are any.
+ */
+export function tenancyRules(namespaces: string[] = []): { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] {
+  return [{ apiGroups: [''], resources: ['namespaces'], ...(namespaces.length > 0 && { resourceNames: namespaces }), verbs: ['get', 'list', 'watch'] }];
+}

@@ -9,17 +9,21 @@
 // - with a database, the chart adds exactly the leader election's Lease rules, in the release namespace only: the
 //   product's own elector (LeaderElector on KubeLeaseLock, on the Lease the rendered Deployment names) takes, renews
 //   and releases it as the ServiceAccount, a second replica takes it over, and without either Lease rule no replica
-//   ever leads; without a database there are no Lease rules at all.
+//   ever leads; without a database there are no Lease rules at all;
+// - with tenancy: namespace, the chart adds exactly Namespaces get/list/watch (every Namespace, or with watchNamespaces
+//   only those, by name): grants are read and followed live as the ServiceAccount, other Namespaces stay unreadable,
+//   and without the rule the product's Namespace calls are refused.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { AuthorizationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { AuthorizationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { NOTIFICATION_ENDPOINT_RESOURCE as R, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
+import { NOTIFICATION_ENDPOINT_RESOURCE as R, REPOSITORIES_ANNOTATION, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { statusCode } from '../../src/k8s/errors.ts';
+import { KubeClusterApi } from '../../src/k8s/kube-cluster-api.ts';
 import { KubeLeaseLock } from '../../src/k8s/kube-lease-lock.ts';
 import { LeaderElector } from '../../src/k8s/leader-election.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
@@ -33,7 +37,7 @@ import { postgresBinaries, startPostgres } from '../support/postgres.ts';
 import { skipWithout, type Requirement } from '../support/tools.ts';
 import { CHART_RENDERER, only, render, REPO, type Manifest } from './render.ts';
 import { kustomize } from './kustomize.ts';
-import { EXPECTED_RULES, leaderElectionRules } from './rbac-rules.ts';
+import { EXPECTED_RULES, leaderElectionRules, tenancyRules } from './rbac-rules.ts';
 
 const assets = envtestAssets();
 // Only the namespaced-Roles test needs the chart rendered; the rest runs from deploy/ alone.
@@ -58,6 +62,10 @@ const ELECTED = serviceAccount(RELEASE.namespace, RELEASE.fullname);
 // The chart's Lease Role, copied into namespace "lab" minus one of its two rules each.
 const NO_LEASE_CREATE = serviceAccount('lab', 'no-lease-create');
 const NO_LEASE_GET_UPDATE = serviceAccount('lab', 'no-lease-get-update');
+// The chart with tenancy: namespace, every namespace (release "tw"), and with watchNamespaces team-a, team-b (release "ts").
+const TENANT_WIDE = serviceAccount('registry', 'tenant-wide');
+const TENANT_SCOPED = serviceAccount('registry', 'tenant-scoped');
+const RBAC_KINDS = ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
 
 interface Server {
   running: Running;
@@ -102,7 +110,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
 
   beforeAll(async () => {
     const started = performance.now();
-    cluster = await TestCluster.start({ tokens: [DEPLOYED, NO_STATUS, NAMESPACED, ELECTED, NO_LEASE_CREATE, NO_LEASE_GET_UPDATE] });
+    cluster = await TestCluster.start({ tokens: [DEPLOYED, NO_STATUS, NAMESPACED, ELECTED, NO_LEASE_CREATE, NO_LEASE_GET_UPDATE, TENANT_WIDE, TENANT_SCOPED] });
     admin = cluster.kubeConfig();
     custom = admin.makeApiClient(CustomObjectsApi);
     core = admin.makeApiClient(CoreV1Api);
@@ -125,6 +133,8 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
     const namespaced: Manifest[] = [];
     // The chart with a database: its RBAC as rendered, and the Lease Role minus one rule for each variant SA.
     const elected: Manifest[] = [];
+    // The chart with tenancy, in both RBAC modes.
+    const tenancy: Manifest[] = [];
     if (!noRenderer) {
       const chart = await render({ namespace: 'registry', set: { watchNamespaces: '[team-a, team-b]', 'serviceAccount.name': 'notifier' } });
       namespaced.push(...chart.objects.filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding'));
@@ -145,11 +155,21 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
           { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name, namespace: 'lab' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [{ kind: 'ServiceAccount', name, namespace: 'lab' }] },
         );
       }
+      const wide = await render({ release: 'tw', namespace: 'registry', set: { tenancy: 'namespace', 'serviceAccount.name': 'tenant-wide' } });
+      const scoped = await render({ release: 'ts', namespace: 'registry', set: { tenancy: 'namespace', watchNamespaces: '[team-a, team-b]', 'serviceAccount.name': 'tenant-scoped' } });
+      tenancy.push(...[...wide.objects, ...scoped.objects].filter((o) => RBAC_KINDS.includes(o.kind)));
+      expect(tenancy.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort()).toEqual([
+        'ClusterRole//ts-registry-notifier-tenancy', 'ClusterRole//tw-registry-notifier', 'ClusterRole//tw-registry-notifier-tenancy',
+        'ClusterRoleBinding//ts-registry-notifier-tenancy', 'ClusterRoleBinding//tw-registry-notifier', 'ClusterRoleBinding//tw-registry-notifier-tenancy',
+        'Role/team-a/ts-registry-notifier', 'Role/team-b/ts-registry-notifier', 'RoleBinding/team-a/ts-registry-notifier', 'RoleBinding/team-b/ts-registry-notifier',
+      ]);
     }
-    const namespaces = ['apps', 'lab', 'registry', 'team-a', 'team-b', 'team-c'].map((name): Manifest => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }));
+    const namespaces = ['apps', 'lab', 'registry', 'team-a', 'team-b', 'team-c', 'tenant-x', 'tenant-y'].map((name): Manifest => ({
+      apiVersion: 'v1', kind: 'Namespace', metadata: { name, ...(name === 'tenant-x' && { annotations: { [REPOSITORIES_ANNOTATION]: 'tenant-x/*' } }) },
+    }));
     const objects = [
       ...deployed.filter((o) => o.kind !== 'Deployment' && o.kind !== 'Service'),
-      withoutStatus, noStatusBinding, ...namespaces, ...namespaced, ...elected,
+      withoutStatus, noStatusBinding, ...namespaces, ...namespaced, ...elected, ...tenancy,
     ];
     await applyManifests(admin, objects.map((o) => stringify(o)).join('---\n'));
     receiver = await TestReceiver.start();
@@ -380,5 +400,89 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
       for (const replica of replicas) await replica.running.shutdown();
       await pg.stop();
     }
+  });
+
+  /** Grants `namespace` the repositories `value` (null: withdraws the grant), as a cluster administrator does. */
+  const grant = (namespace: string, value: string | null): Promise<unknown> =>
+    core.patchNamespace({ name: namespace, body: { metadata: { annotations: { [REPOSITORIES_ANNOTATION]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  /** Posts one event of `repository` through the server's ingest, authenticated; resolves with its id. */
+  const post = async (running: Running, repository: string): Promise<string> => {
+    const [event] = makeEvents(1, `tenancy-${repository.replaceAll('/', '.')}`, { repository });
+    const response = await fetch(running.ingestUrl, { method: 'POST', headers: { 'content-type': EVENTS_MEDIA_TYPE, authorization: `Bearer ${INGEST_TOKEN}` }, body: JSON.stringify({ events: [event] }) });
+    expect(response.status).toBe(202);
+    return event!.id;
+  };
+  /** Namespace calls as the ServiceAccount: each call's HTTP status. */
+  const namespaceCalls = async (kc: KubeConfig, namespace: string): Promise<Record<string, number>> => {
+    const sa = kc.makeApiClient(CoreV1Api);
+    return {
+      get: await status(() => sa.readNamespace({ name: namespace })),
+      'list by name': await status(() => sa.listNamespace({ fieldSelector: `metadata.name=${namespace}` })),
+      'list all': await status(() => sa.listNamespace()),
+      patch: await status(() => sa.patchNamespace({ name: namespace, body: { metadata: { annotations: { [REPOSITORIES_ANNOTATION]: '**' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))),
+      delete: await status(() => sa.deleteNamespace({ name: namespace, dryRun: 'All' })),
+      create: await status(() => sa.createNamespace({ body: { metadata: { name: `${namespace}-new` } } })),
+    };
+  };
+
+  it.skipIf(noRenderer)('with tenancy, least: exactly the controller\'s rules plus Namespaces get/list/watch; no Namespace is ever written', async () => {
+    for (const server of servers.splice(0)) await server.running.shutdown(); // no other controller writes status meanwhile
+    const kc = cluster.kubeConfigFor(TENANT_WIDE.token);
+    expect(sorted(await rulesOf(kc, 'tenant-x'))).toEqual(sorted([...EXPECTED_RULES, ...tenancyRules()]));
+    expect(await namespaceCalls(kc, 'tenant-y')).toEqual({ get: 200, 'list by name': 200, 'list all': 200, patch: 403, delete: 403, create: 403 });
+  });
+
+  it.skipIf(noRenderer)('with tenancy, enough: grants are read and followed live as the ServiceAccount; without a grant NoRepositoryGrant; no API error', { timeout: 60_000 }, async () => {
+    const server = await serve(cluster.kubeConfigFor(TENANT_WIDE.token), ['--tenancy', 'namespace']);
+    servers.push(server);
+    await endpoint('tenant-x', 'hook', { url: receiver.url });
+    await endpoint('tenant-y', 'hook', { url: receiver.url });
+    await eventually(async () => expect(ready((await get('tenant-x', 'hook')).status)).toMatchObject({ status: 'True', reason: 'Configured' }), 15_000);
+    await eventually(async () => expect(ready((await get('tenant-y', 'hook')).status)).toMatchObject({ status: 'False', reason: 'NoRepositoryGrant' }), 15_000);
+    const id = await post(server.running, 'tenant-x/app');
+    await receiver.waitForEvents((events) => events.some((e) => e.id === id));
+    // The Namespace watch works with these rules: a grant added now takes effect.
+    await grant('tenant-y', 'tenant-y/*');
+    await eventually(async () => expect(ready((await get('tenant-y', 'hook')).status)).toMatchObject({ status: 'True', reason: 'Configured' }), 15_000);
+    expect(server.running.endpoints.get('tenant-y/hook')?.config.filter.grant).toEqual(['tenant-y/*']);
+    expect(apiErrors(server.logs)).toEqual([]);
+    expect(server.logs.some((l) => l.includes('list/watch failed'))).toBe(false);
+  });
+
+  it.skipIf(noRenderer)('with tenancy and watchNamespaces: Namespace rights on the watched ones only, by name; enough with --namespaces; the rest stays unreadable', { timeout: 60_000 }, async () => {
+    for (const server of servers.splice(0)) await server.running.shutdown();
+    const kc = cluster.kubeConfigFor(TENANT_SCOPED.token);
+    const namespaceRule = tenancyRules(['team-a', 'team-b']);
+    expect(sorted(await rulesOf(kc, 'team-a'))).toEqual(sorted([...EXPECTED_RULES, ...namespaceRule]));
+    expect(await rulesOf(kc, 'team-c')).toEqual(namespaceRule); // cluster-scoped, so listed everywhere, but by name
+    expect(await namespaceCalls(kc, 'team-a')).toEqual({ get: 200, 'list by name': 200, 'list all': 403, patch: 403, delete: 403, create: 403 });
+    expect(await namespaceCalls(kc, 'team-c')).toEqual({ get: 403, 'list by name': 403, 'list all': 403, patch: 403, delete: 403, create: 403 });
+    await grant('team-a', 'team-a/*');
+    const server = await serve(kc, ['--namespaces', 'team-a,team-b', '--tenancy', 'namespace']);
+    servers.push(server);
+    await endpoint('team-a', 'tenant-hook', { url: receiver.url });
+    await eventually(async () => expect(ready((await get('team-a', 'tenant-hook')).status)).toMatchObject({ status: 'True', reason: 'Configured' }), 15_000);
+    // team-b has no grant yet (its endpoint from the namespaced test stops); granted, it runs again.
+    await eventually(async () => expect(ready((await get('team-b', 'hook')).status)).toMatchObject({ status: 'False', reason: 'NoRepositoryGrant' }), 15_000);
+    await grant('team-b', 'team-b/**');
+    await eventually(async () => expect(ready((await get('team-b', 'hook')).status)).toMatchObject({ status: 'True', reason: 'Configured' }), 15_000);
+    const id = await post(server.running, 'team-a/app');
+    await receiver.waitForEvents((events) => events.some((e) => e.id === id));
+    expect(apiErrors(server.logs)).toEqual([]);
+    expect(server.logs.some((l) => l.includes('list/watch failed'))).toBe(false);
+  });
+
+  it('each rule matters: without the tenancy rule (deploy/\'s rules) the product\'s own Namespace calls are refused', async () => {
+    const calls = async (kc: KubeConfig, namespace: string | undefined): Promise<number[]> => {
+      const api = new KubeClusterApi(kc);
+      return [await status(() => api.namespaces(namespace).list()), await status(() => api.getNamespace(namespace ?? 'apps'))];
+    };
+    expect(await calls(cluster.kubeConfigFor(DEPLOYED.token), undefined)).toEqual([403, 403]);
+    expect(await calls(cluster.kubeConfigFor(DEPLOYED.token), 'apps')).toEqual([403, 403]);
+    if (noRenderer) return;
+    // ... and the scoped rule covers the watched Namespaces, not one more.
+    expect(await calls(cluster.kubeConfigFor(TENANT_SCOPED.token), 'team-b')).toEqual([200, 200]);
+    expect(await calls(cluster.kubeConfigFor(TENANT_SCOPED.token), 'team-c')).toEqual([403, 403]);
+    expect(await calls(cluster.kubeConfigFor(TENANT_SCOPED.token), undefined)).toEqual([403, 403]); // getNamespace('apps')
   });
 });

@@ -196,6 +196,22 @@ The same rules go into the ClusterRole (all namespaces) or into one Role per wat
 {{- end -}}
 
 {{/*
+With tenancy: namespace, the controller reads each endpoint's Namespace for its repository grant (src/k8s/kube-cluster-api.ts):
+a ClusterRole, since Namespaces are cluster-scoped. With watchNamespaces, only those Namespaces (resourceNames): get by
+name, and list and watch narrowed to one by the field selector metadata.name, which RBAC authorizes as that name.
+*/}}
+{{- define "registry-notifier.tenancyRules" -}}
+# The reconciler reads the endpoint's Namespace fresh (get) for its registry-notifier.io/repositories annotation,
+# and an informer lists and watches Namespaces to apply a changed grant within seconds. Never written.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  {{- with .Values.watchNamespaces }}
+  resourceNames: [{{ range $i, $n := uniq . }}{{ if $i }}, {{ end }}{{ $n | quote }}{{ end }}]
+  {{- end }}
+  verbs: ["get", "list", "watch"]
+{{- end -}}
+
+{{/*
 The PromQL label matchers that select this release's series in the alerts: prometheusRule.seriesSelector, else what
 the chart's ServiceMonitor gives them (job from the Service's app.kubernetes.io/name, namespace of the Service).
 */}}
@@ -300,7 +316,7 @@ Included once, from deployment.yaml.
 {{- if and $v.grafanaDashboard.enabled (hasKey $v.grafanaDashboard.labels $v.grafanaDashboard.labelKey) -}}
 {{- fail (printf "grafanaDashboard.labels must not contain %s, the sidecar's label: set its value with grafanaDashboard.labelValue" $v.grafanaDashboard.labelKey) -}}
 {{- end -}}
-{{- $managed := dict "kubernetes" "watchNamespaces (the chart always runs with --kubernetes)" "namespaces" "watchNamespaces" "queue-dir" "journal.enabled" "listen" "service.ports.ingest (the container port is fixed)" "metrics-listen" "service.ports.metrics (the container port is fixed)" "endpoints" "nothing: standalone mode cannot be combined with --kubernetes" "ingest-token-file" "ingestToken.existingSecret" "ingest-token" "ingestToken.existingSecret" "database-url" "database.existingSecret.name or database.url" "replica-id" "nothing: each pod is named after itself (metadata.name)" "lease-duration" "database.leaseDuration" "leader-election-lease" "nothing: the Lease is named after the release" "status-rate" "statusRate" -}}
+{{- $managed := dict "kubernetes" "watchNamespaces (the chart always runs with --kubernetes)" "namespaces" "watchNamespaces" "queue-dir" "journal.enabled" "listen" "service.ports.ingest (the container port is fixed)" "metrics-listen" "service.ports.metrics (the container port is fixed)" "endpoints" "nothing: standalone mode cannot be combined with --kubernetes" "ingest-token-file" "ingestToken.existingSecret" "ingest-token" "ingestToken.existingSecret" "database-url" "database.existingSecret.name or database.url" "replica-id" "nothing: each pod is named after itself (metadata.name)" "lease-duration" "database.leaseDuration" "leader-election-lease" "nothing: the Lease is named after the release" "status-rate" "statusRate" "tenancy" "tenancy (the RBAC it needs follows it)" -}}
 {{- range $v.extraArgs -}}
 {{- $arg := . -}}
 {{- range $name, $value := $managed -}}
