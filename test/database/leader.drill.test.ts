@@ -1,7 +1,7 @@
 // The status writer among replicas (issue 11): two real `serve --kubernetes --database-url` processes against a
 // real kube-apiserver and a real PostgreSQL. One is elected on the Lease and writes status with the cluster-wide
 // counters; it is SIGKILLed, and the other takes the Lease over within client-go's bound (lease duration plus a
-// retry period) and keeps status current.
+// jittered retry period) and keeps status current.
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,7 +41,7 @@ describe.skipIf(!ready)('the elected status writer among replicas', { timeout: 1
     await cluster?.stop();
   });
 
-  it('one replica writes status; when it is killed, the other takes the Lease over within 17 s and writes on', async () => {
+  it('one replica writes status; when it is killed, the other takes the Lease over within client-go's bound and writes on', async () => {
     const url = await pg.createDatabase();
     const previous = process.env.KUBECONFIG;
     process.env.KUBECONFIG = cluster.kubeconfigPath; // the children find the test cluster as a pod would find its own
@@ -79,7 +79,9 @@ describe.skipIf(!ready)('the elected status writer among replicas', { timeout: 1
     await eventually(async () => expect(await holder()).toBe(survivor === replicas[0] ? 'replica-a' : 'replica-b'), 40_000);
     const takeover = (performance.now() - killed) / 1000;
     console.log(`[measure] status writer taken over ${takeover.toFixed(1)} s after the leader was killed`);
-    expect(takeover).toBeLessThan(15 + 2);
+    // client-go's bound: the lease duration after the last renewal it saw, plus one jittered retry period
+    // (2 s × up to 2.2), plus a second for this test's polling.
+    expect(takeover).toBeLessThan(15 + 2 * 2.2 + 1);
     expect(await post(survivor.ingestUrl, makeEvents(4, 'after'))).toBe(202);
     await eventually(async () => expect((await status())?.delivered).toBe(10), 30_000);
     const log = survivor.logs.find((line) => line.msg === 'leader election: leading');
