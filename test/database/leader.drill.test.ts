@@ -41,7 +41,7 @@ describe.skipIf(!ready)('the elected status writer among replicas', { timeout: 1
     await cluster?.stop();
   });
 
-  it('one replica writes status; when it is killed, the other takes the Lease over within client-go's bound and writes on', async () => {
+  it('one replica writes status; when it is killed, the other takes the Lease over within the bound client-go gives and writes on', async () => {
     const url = await pg.createDatabase();
     const previous = process.env.KUBECONFIG;
     process.env.KUBECONFIG = cluster.kubeconfigPath; // the children find the test cluster as a pod would find its own
