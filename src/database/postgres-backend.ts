@@ -34,7 +34,6 @@ const SWEEP_MS = 5 * 60_000;
  * store pages its queue in while this replica holds the endpoint (see `PostgresEndpointStore`).
  */
 export class PostgresBackend implements QueueBackend {
-  readonly persistent = true;
   #pool: pg.Pool;
   #options: PostgresBackendOptions;
   #keeper: LeaseKeeper;

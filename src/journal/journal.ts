@@ -74,7 +74,6 @@ interface Row {
  * starts failing and once when it works again; a restart before then sends those events again (at least once).
  */
 export class Journal implements QueueBackend {
-  readonly persistent = true;
   #db: DatabaseSync;
   #logger: Logger;
   #closed = false;

@@ -21,8 +21,6 @@ export interface Committed {
  * endpoints is the same object in each route and is stored once.
  */
 export interface QueueBackend {
-  /** Whether what is committed outlives the process. */
-  readonly persistent: boolean;
   /** Records, all or nothing, that each route's endpoint owes its events; throws (or rejects) when it could not: then nothing is owed. */
   commit(routes: readonly Route[]): Committed | Promise<Committed>;
   /** The store of one endpoint by identity. */
@@ -123,7 +121,6 @@ export class MemoryStore implements EndpointStore {
 
 /** Queues in memory only: commits at once, and each endpoint keeps its newest dead letters for replay. */
 export class MemoryBackend implements QueueBackend {
-  readonly persistent = false;
 
   commit(routes: readonly Route[]): Committed {
     return { routes, duplicates: [] };

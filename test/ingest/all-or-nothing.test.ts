@@ -23,7 +23,6 @@ function journalFailingOnce(): { backend: QueueBackend; journal: Journal; failNe
   cleanups.push(() => journal.close());
   let fail = false;
   const backend: QueueBackend = {
-    persistent: true,
     commit: (routes: readonly Route[]) => {
       if (!fail) return journal.commit(routes);
       fail = false;
@@ -95,7 +94,6 @@ describe('the ingest never half-applies a request', () => {
 describe('duplicates the backend knows of (a resend that reached another replica first)', () => {
   it('are answered as duplicates, counted as such and queued nowhere', async () => {
     const backend: QueueBackend = {
-      persistent: false,
       commit: (routes) => {
         const seen = new Set(['elsewhere']);
         return {

@@ -279,7 +279,6 @@ describe('EndpointSet', () => {
   it('requests reach the queues in the order they called accept, even when a later commit finishes first', async () => {
     const gates: (() => void)[] = [];
     const backend: QueueBackend = {
-      persistent: false,
       commit: (routes) => new Promise((resolve) => gates.push(() => resolve({ routes, duplicates: [] }))),
       storeFor: () => new MemoryStore(),
     };
@@ -300,7 +299,6 @@ describe('EndpointSet', () => {
   it('an endpoint removed while its commit is under way gets nothing', async () => {
     let release: (() => void) | undefined;
     const backend: QueueBackend = {
-      persistent: false,
       commit: (routes) => new Promise((resolve) => (release = () => resolve({ routes, duplicates: [] }))),
       storeFor: () => new MemoryStore(),
     };
@@ -325,7 +323,6 @@ function recordingBackend(options: { failOn?: number } = {}): { backend: QueueBa
   const commits: (readonly Route[])[] = [];
   let n = 0;
   const backend: QueueBackend = {
-    persistent: false,
     commit: (routes) => {
       if (++n === options.failOn) throw new Error('COMMIT failed: database or disk is full');
       commits.push(routes);

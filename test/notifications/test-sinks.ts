@@ -24,7 +24,6 @@ export function send(endpoint: Endpoint, events: readonly Event[]): void {
 export function permitRecordingBackend(): QueueBackend & { asked: string[]; storeFor(endpoint: string): MemoryStore } {
   const asked: string[] = [];
   return {
-    persistent: false,
     asked,
     commit: (routes) => ({ routes, duplicates: [] }),
     storeFor: (endpoint) => Object.assign(new MemoryStore(), { permit: async () => void asked.push(endpoint) }),

@@ -3,13 +3,13 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ApiextensionsV1Api, KubeConfig, KubernetesObjectApi, loadAllYaml, type KubernetesObject } from '@kubernetes/client-node';
 import { Agent, fetch } from 'undici';
 import { GiveUp, until } from './wait.ts';
+import { freePort } from './free-port.ts';
 
 /** A failure of the harness; `code` is ERR_ENVTEST_ASSETS, ERR_ENVTEST_START, ERR_ENVTEST_TIMEOUT or ERR_ENVTEST_ETCD. */
 export class EnvtestError extends Error {
@@ -70,13 +70,6 @@ export function envtestAssets(): string | undefined {
 
 /** Runs `start` on `count` fresh free loopback ports, retrying (3 attempts) when a process lost the race for a port. */
 async function onFreePorts<T>(count: number, start: (ports: number[]) => Promise<T>): Promise<T> {
-  const freePort = async (): Promise<number> => {
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
-  };
   for (let attempt = 1; ; attempt++) {
     const ports = await Promise.all(Array.from({ length: count }, freePort));
     try {

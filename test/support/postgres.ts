@@ -4,12 +4,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { HINT, PostgresHarnessError, postgresBinaries, serverCommand, serverEnv, serverOwner, SUPERUSER, tool } from './postgres-binaries.ts';
 import { GiveUp, until } from './wait.ts';
+import { freePort } from './free-port.ts';
 
 export { PostgresHarnessError, postgresBinaries };
 
@@ -58,14 +58,6 @@ function runningPid(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A `postgres://user:password@127.0.0.1:port/db` URL, the parts percent-encoded. */

@@ -2,12 +2,12 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import { GiveUp, until } from './wait.ts';
+import { freePort } from './free-port.ts';
 
 /** Path of the registry binary (Debian package docker-registry); override with DOCKER_REGISTRY_BIN. */
 export const REGISTRY_BIN = process.env.DOCKER_REGISTRY_BIN ?? '/usr/bin/docker-registry';
@@ -37,14 +37,6 @@ export interface TestRegistryOptions {
 const SKOPEO_TIMEOUT_MS = 30_000;
 const live = new Set<ChildProcess>();
 process.once('exit', () => live.forEach((child) => child.kill('SIGKILL'))); // never leak a registry
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
