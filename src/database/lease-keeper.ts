@@ -38,6 +38,14 @@ const SAFETY_MIN_MS = 500;
 const TAKEOVER_DELAY_MS = 50;
 
 /**
+ * The longest attempt a lease of `leaseDurationMs` leaves room for right after a renewal, with a renewal due
+ * every third of it: two thirds of the duration, less a second.
+ */
+export function longestAttemptMs(leaseDurationMs: number): number {
+  return leaseDurationMs * (1 - 1 / ROUNDS_PER_LEASE) - 1_000;
+}
+
+/**
  * Keeps this replica's delivery leases (api.md section 7): every lease duration / 3 one round in the database
  * (`rn_leases`) says the replica is alive, renews what it holds, claims unowned or expired endpoints up to its
  * fair share among the live replicas and releases beyond it, then tells every served endpoint what it holds

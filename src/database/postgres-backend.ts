@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Committed, EndpointStore, QueueBackend, Route } from '../notifications/queue-store.ts';
 import type { QueuedEvent } from '../notifications/sink.ts';
 import { classifyDatabaseError, describeDatabaseError } from './errors.ts';
-import { LeaseKeeper, type LeaseHolder } from './lease-keeper.ts';
+import { LeaseKeeper, longestAttemptMs, type LeaseHolder } from './lease-keeper.ts';
 import { migrate } from './migrate.ts';
 import { openPool } from './pool.ts';
 import { PostgresEndpointStore } from './postgres-endpoint-store.ts';
@@ -129,7 +129,7 @@ export class PostgresBackend implements QueueBackend {
       pool: this.#pool,
       replicaId: this.#options.replicaId,
       logger: this.#options.logger.child({ endpoint }),
-      longestAttemptMs: this.#options.leaseDurationMs * (1 - 1 / 3) - 1_000,
+      longestAttemptMs: longestAttemptMs(this.#options.leaseDurationMs),
       pending: (name) => this.#pending.get(name),
       register: (holder) => this.#register(holder as PostgresEndpointStore),
       unregister: (holder) => this.#unregister(holder as PostgresEndpointStore),

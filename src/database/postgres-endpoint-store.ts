@@ -158,11 +158,12 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   #record(fn: 'rn_ack' | 'rn_dead_letter', events: readonly QueuedEvent[], args: (lease: Lease, positions: number[]) => unknown[]): void {
     const lease = this.#lease;
     if (!lease) return; // reached after the lease was lost: the new owner sends these again
-    const positions = events.map((event) => event.seq!);
+    const params = args(lease, events.map((event) => event.seq!));
+    const sql = `SELECT ${fn}(${params.map((_, i) => `$${i + 1}`).join(', ')}) AS ok`;
     this.#recording = this.#recording.then(async () => {
       for (;;) {
         try {
-          const { rows } = await this.#context.pool.query<{ ok: boolean }>(`SELECT ${fn}(${args(lease, positions).map((_, i) => `$${i + 1}`).join(', ')}) AS ok`, args(lease, positions));
+          const { rows } = await this.#context.pool.query<{ ok: boolean }>(sql, params);
           if (rows[0]?.ok === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
           return;
         } catch (error) {
