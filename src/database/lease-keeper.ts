@@ -2,6 +2,9 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeDatabaseError } from './errors.ts';
 
+/** The channel a replica that stopped notifies once it released its leases, with its id as payload. */
+export const RELEASED_CHANNEL = 'registry_notifier_released';
+
 /** A lease this replica holds on one endpoint: the fencing epoch, and until when (this process's monotonic clock) it may act on it. */
 export interface Lease {
   readonly epoch: number;
@@ -106,6 +109,8 @@ export class LeaseKeeper {
     try {
       await pool.query('SELECT count(*) FROM rn_leases($1, $2, $3)', [replicaId, [], leaseDurationMs]);
       await pool.query('DELETE FROM replicas WHERE id = $1', [replicaId]);
+      // The other replicas run a round at once: what this one held is theirs now, not a lease period later.
+      await pool.query('SELECT pg_notify($1, $2)', [RELEASED_CHANNEL, replicaId]);
     } catch (error) {
       logger.warn({ error: describeDatabaseError(error) }, 'database: could not release the leases on stop; they expire on their own');
     }

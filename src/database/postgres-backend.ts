@@ -58,6 +58,9 @@ export class PostgresBackend implements QueueBackend {
       applicationName,
       logger: options.logger,
       onWork: (endpoint) => this.#stores.get(endpoint)?.wake(),
+      onReleased: (replica) => {
+        if (replica !== options.replicaId) this.#keeper.poke();
+      },
       reconnected: () => {
         for (const store of this.#stores.values()) store.wake();
       },

@@ -24,6 +24,18 @@ const PAGE = 100;
 const ATTEMPT_MARGIN_MS = 200;
 // A recording that failed (the database is down) is tried again after this long, for as long as the lease lasts.
 const RECORD_RETRY_MS = 1_000;
+// Delivered events not yet recorded, at most: attempts wait beyond it. Whatever is unrecorded when the lease
+// moves (a failover, a rebalance) is sent again by the next owner, so the lag is kept to a few batches.
+const MAX_UNRECORDED = 16;
+
+/** Outcomes reached under one lease, waiting to be written in one call. */
+interface Outcome {
+  readonly fn: 'rn_ack' | 'rn_dead_letter';
+  readonly lease: Lease;
+  readonly positions: number[];
+  readonly reason?: string;
+  readonly at?: number;
+}
 
 /**
  * One endpoint's queue in the shared database, as this replica sees it. While the replica holds the endpoint's
@@ -41,7 +53,9 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   #fetching = false;
   #again = false;
   #feeding = true;
-  #recording: Promise<void> = Promise.resolve();
+  #outcomes: Outcome[] = [];
+  #unrecorded = 0;
+  #recorder: Promise<void> | undefined;
   #waiters = new Set<() => void>();
   #warnedLong = false;
 
@@ -60,7 +74,9 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     this.#feeding = false;
   }
 
-  closed(): void {
+  async closed(): Promise<void> {
+    // The outcomes reached are written before the lease is given up, or the next owner would send them again.
+    await this.#recorder;
     this.#context.unregister(this);
   }
 
@@ -114,9 +130,9 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     const needed = Math.min(timeoutMs, longest) + ATTEMPT_MARGIN_MS;
     while (!signal.aborted) {
       const lease = this.#lease;
-      if (lease && performance.now() + needed < lease.validUntil) return;
+      if (lease && performance.now() + needed < lease.validUntil && this.#unrecorded < MAX_UNRECORDED) return;
       // Wait for the next round (a renewal, or the word that the lease is gone: then the window resets and the
-      // write in flight is aborted), or for the abort.
+      // write in flight is aborted), for the recordings to catch up, or for the abort.
       await new Promise<void>((resolve) => {
         const done = (): void => {
           this.#waiters.delete(done);
@@ -130,12 +146,11 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   }
 
   ack(events: readonly QueuedEvent[]): void {
-    this.#record('rn_ack', events, (lease, positions) => [this.name, this.#context.replicaId, lease.epoch, positions]);
+    this.#record('rn_ack', events);
   }
 
   deadLetter(events: readonly QueuedEvent[], reason: string): void {
-    const at = Date.now();
-    this.#record('rn_dead_letter', events, (lease, positions) => [this.name, this.#context.replicaId, lease.epoch, positions, reason.slice(0, 1024), at]);
+    this.#record('rn_dead_letter', events, reason.slice(0, 1024));
   }
 
   takeDeadLetters(): QueuedEvent[] {
@@ -154,25 +169,42 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     });
   }
 
-  /** Writes outcomes in order, under the lease they were reached under; retried while that lease lasts. */
-  #record(fn: 'rn_ack' | 'rn_dead_letter', events: readonly QueuedEvent[], args: (lease: Lease, positions: number[]) => unknown[]): void {
+  /**
+   * Queues an outcome to be written under the lease it was reached under. Outcomes are written in order, one
+   * call at a time; those that queued up meanwhile (of the same kind, lease and reason) go in one call.
+   */
+  #record(fn: Outcome['fn'], events: readonly QueuedEvent[], reason?: string): void {
     const lease = this.#lease;
-    if (!lease) return; // reached after the lease was lost: the new owner sends these again
-    const params = args(lease, events.map((event) => event.seq!));
-    const sql = `SELECT ${fn}(${params.map((_, i) => `$${i + 1}`).join(', ')}) AS ok`;
-    this.#recording = this.#recording.then(async () => {
+    if (!lease || events.length === 0) return; // reached after the lease was lost: the new owner sends these again
+    const positions = events.map((event) => event.seq!);
+    this.#unrecorded += positions.length;
+    const last = this.#outcomes.at(-1);
+    if (last && last.fn === fn && last.lease === lease && last.reason === reason) last.positions.push(...positions);
+    else this.#outcomes.push({ fn, lease, positions, ...(reason !== undefined && { reason, at: Date.now() }) });
+    this.#recorder ??= this.#writeOutcomes().finally(() => (this.#recorder = undefined));
+  }
+
+  /** Writes the queued outcomes until none is left; each is retried while its lease lasts. */
+  async #writeOutcomes(): Promise<void> {
+    for (let outcome = this.#outcomes.shift(); outcome; outcome = this.#outcomes.shift()) {
+      const { fn, lease, positions } = outcome;
+      const params: unknown[] = [this.name, this.#context.replicaId, lease.epoch, positions];
+      if (fn === 'rn_dead_letter') params.push(outcome.reason, outcome.at);
+      const sql = `SELECT ${fn}(${params.map((_, i) => `$${i + 1}`).join(', ')}) AS ok`;
       for (;;) {
         try {
           const { rows } = await this.#context.pool.query<{ ok: boolean }>(sql, params);
           if (rows[0]?.ok === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
-          return;
+          break;
         } catch (error) {
-          if (this.#lease?.epoch !== lease.epoch || performance.now() > lease.validUntil) return;
+          if (this.#lease?.epoch !== lease.epoch || performance.now() > lease.validUntil) break;
           this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: recording an outcome failed; retrying');
           await new Promise((resolve) => setTimeout(resolve, RECORD_RETRY_MS));
         }
       }
-    });
+      this.#unrecorded -= positions.length;
+      for (const waiter of this.#waiters) waiter();
+    }
   }
 
   async #fetch(): Promise<void> {

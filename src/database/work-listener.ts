@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { describeDatabaseError } from './errors.ts';
+import { RELEASED_CHANNEL } from './lease-keeper.ts';
 import { clientConfig } from './pool.ts';
 
 /** The channel `rn_accept` and `rn_replay` notify, with the endpoint's name as payload. */
@@ -12,7 +13,8 @@ const RECONNECT_MAX_MS = 10_000;
 
 /**
  * Holds one connection that LISTENs for new work, so an owner wakes as soon as an event for its endpoint is
- * committed on any replica; a missed notification costs at most a lease round (the stores' polling fallback).
+ * committed on any replica, and for replicas that stopped and released their leases, so the others claim them
+ * at once; a missed notification costs at most a lease round (the stores' polling fallback).
  * The connection is reopened with backoff when it fails, and `reconnected` is called then (work may have been
  * missed meanwhile). Never throws into its caller; failures are logged once per outage.
  */
@@ -21,6 +23,7 @@ export class WorkListener {
   #applicationName: string;
   #logger: Logger;
   #onWork: (endpoint: string) => void;
+  #onReleased: (replica: string) => void;
   #reconnected: () => void;
   #client: pg.Client | undefined;
   #stopped = false;
@@ -28,11 +31,19 @@ export class WorkListener {
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
 
-  constructor(options: { url: string; applicationName: string; logger: Logger; onWork: (endpoint: string) => void; reconnected: () => void }) {
+  constructor(options: {
+    url: string;
+    applicationName: string;
+    logger: Logger;
+    onWork: (endpoint: string) => void;
+    onReleased: (replica: string) => void;
+    reconnected: () => void;
+  }) {
     this.#url = options.url;
     this.#applicationName = options.applicationName;
     this.#logger = options.logger;
     this.#onWork = options.onWork;
+    this.#onReleased = options.onReleased;
     this.#reconnected = options.reconnected;
   }
 
@@ -54,12 +65,13 @@ export class WorkListener {
     const client = new pg.Client(clientConfig(this.#url, { applicationName: this.#applicationName, statementTimeoutMs: 0 }));
     client.on('notification', (message) => {
       if (message.channel === WORK_CHANNEL && message.payload) this.#onWork(message.payload);
+      else if (message.channel === RELEASED_CHANNEL && message.payload) this.#onReleased(message.payload);
     });
     client.on('error', (error) => this.#lost(client, error));
     client.on('end', () => this.#lost(client, new Error('the connection ended')));
     try {
       await client.connect();
-      await client.query(`LISTEN ${WORK_CHANNEL}`);
+      await client.query(`LISTEN ${WORK_CHANNEL}; LISTEN ${RELEASED_CHANNEL}`);
     } catch (error) {
       this.#lost(client, error);
       return;

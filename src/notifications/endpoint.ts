@@ -203,7 +203,7 @@ export class Endpoint {
     try {
       await this.#queue.close(options);
     } finally {
-      this.#store.closed?.();
+      await this.#store.closed?.();
     }
   }
 

@@ -53,8 +53,8 @@ export interface EndpointStore {
   attach(window: QueueWindow): void;
   /** The endpoint is closing: stop adding to its queue (what is in it still drains, acknowledged). Optional. */
   detach?(): void;
-  /** The endpoint closed: nothing more happens for it in this process (a database store gives its lease up). Optional. */
-  closed?(): void;
+  /** The endpoint closed: nothing more happens for it in this process (a database store writes the outcomes reached, then gives its lease up). Optional. */
+  closed?(): void | Promise<void>;
   /** Events owed in all, where the store knows better than the queue in memory (a shared database); undefined while it does not know yet. Optional. */
   backlog?(): number | undefined;
   /**
