@@ -224,7 +224,8 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
           this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: fetching the next page failed; the next round tries again');
           return;
         }
-        if (this.#lease?.epoch !== lease.epoch || rows.length === 0) continue;
+        // The lease moved on, or the endpoint began closing (its queue takes nothing more) while the page was read.
+        if (this.#lease?.epoch !== lease.epoch || !this.#feeding || rows.length === 0) continue;
         this.#after = Number(rows.at(-1)!.pos);
         this.#window.push(rows.map((row) => ({ id: row.id, json: row.json, acceptedAt: Number(row.accepted_at), seq: Number(row.pos) })));
       } while (this.#again && this.#window?.pending === 0);

@@ -178,7 +178,8 @@ describe.skipIf(!bin)('replicas on one PostgreSQL: fault drills', { timeout: 240
           const fresh = await replica(file, url, `replica-new-${n}`);
           const old = live[0]!;
           live = [...live.slice(1), fresh];
-          expect(await old.stop('SIGTERM', 20_000)).toEqual({ code: 0, signal: null });
+          const exit = await old.stop('SIGTERM', 20_000);
+          expect(exit, old.describe()).toEqual({ code: 0, signal: null });
         }
       })();
     });
