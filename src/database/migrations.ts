@@ -120,11 +120,13 @@ BEGIN
 END
 $fn$;
 
--- The fence: whether p_owner still holds the endpoint's lease at epoch p_epoch. The row stays share-locked until
--- the caller's transaction ends, so a claim cannot slip in between this check and what the caller writes.
+-- The fence: whether p_owner still holds the endpoint's lease at epoch p_epoch. A lease that ran out but was not
+-- claimed since (the owner's round came late) still counts: every claim bumps the epoch, so nobody else sent
+-- anything meanwhile and the owner's outcome is true. The row stays share-locked until the caller's transaction
+-- ends, so a claim cannot slip in between this check and what the caller writes.
 CREATE FUNCTION rn_holds(p_endpoint text, p_owner text, p_epoch bigint) RETURNS boolean LANGUAGE sql AS $fn$
   SELECT EXISTS (
-    SELECT 1 FROM endpoints WHERE name = p_endpoint AND owner = p_owner AND epoch = p_epoch AND lease_until > now() FOR SHARE
+    SELECT 1 FROM endpoints WHERE name = p_endpoint AND owner = p_owner AND epoch = p_epoch FOR SHARE
   )
 $fn$;
 

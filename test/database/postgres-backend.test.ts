@@ -126,6 +126,29 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]));
   });
 
+  it('an outcome reached after the lease ran out in the database, but before anyone claimed it, is recorded: nothing is sent twice', async () => {
+    const url = await pg.createDatabase();
+    const r = await receiver();
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    r.respond(async (req) => {
+      if (req.seq === 0) await held;
+      return 200;
+    });
+    const one = await replica(url, 'r1', { lease: 60_000 });
+    one.set.apply('a', fast(r.url, { timeoutMs: 5_000 }));
+    await eventually(async () => expect(await queryOnce(url, 'SELECT owner FROM endpoints')).toEqual([{ owner: 'r1' }]));
+    await one.set.write(makeEvents(3, 'late'));
+    await r.waitFor((requests) => requests.length === 1);
+    // r1's renewal is late (a busy process): its lease ran out in the database, nobody claimed the endpoint.
+    await queryOnce(url, "UPDATE endpoints SET lease_until = now() - interval '1 second'");
+    release!();
+    await r.waitFor(() => ids(r).length >= 3, 10_000);
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]));
+    expect(ids(r)).toEqual(['late-0', 'late-1', 'late-2']);
+    expect(await queryOnce(url, 'SELECT owner, epoch::int FROM endpoints')).toEqual([{ owner: 'r1', epoch: 1 }]);
+  });
+
   it('a replica that dies holding leases: another takes them within the lease duration and sends what is owed', async () => {
     const url = await pg.createDatabase();
     const r = await receiver();
