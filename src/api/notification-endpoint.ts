@@ -4,10 +4,11 @@
 // are refused here, where the API server would prune them silently. Messages never echo a header value or a URL.
 import { parseAllDocuments } from 'yaml';
 import { parseDuration } from './duration.ts';
-import { isCloudEventsSource } from '../notifications/cloud-events.ts';
+import { isCloudEventsSource, type CloudEventsMode } from '../notifications/cloud-events.ts';
 import { check, deepFreeze, DNS1123_LABEL, DNS1123_SUBDOMAIN, fail, InvalidSpecError, isObject, kindOf, shown, SPEC_SCHEMA, type Json } from './spec-schema.ts';
 
 export { InvalidSpecError, SPEC_SCHEMA, type SchemaRule } from './spec-schema.ts';
+export type { CloudEventsMode } from '../notifications/cloud-events.ts';
 
 /** Group, version, kind and plural of the resource, as the CRD declares them. */
 export const NOTIFICATION_ENDPOINT_RESOURCE = Object.freeze({
@@ -28,8 +29,6 @@ export const REPOSITORIES_ANNOTATION = 'registry-notifier.io/repositories';
 export type EventAction = 'pull' | 'push' | 'mount' | 'delete';
 /** What goes on the wire (api.md §8 `format`). */
 export type WireFormat = 'Distribution' | 'CloudEvents';
-/** The CloudEvents HTTP binding's content mode (api.md §8 `cloudEvents.mode`). */
-export type CloudEventsMode = 'Binary' | 'Structured';
 /** How failed deliveries are retried (api.md `retry.strategy`). */
 export type RetryStrategy = 'Breaker' | 'Exponential';
 /** A key of a Secret: in the cluster, in the endpoint's namespace; standalone, the file `<--secrets-dir>/name/key`. */

@@ -64,26 +64,16 @@ export function cloudEventAttributes(id: string, event: Partial<Event>, source?:
   const tag = text(target.tag);
   const digest = text(target.digest);
   const host = text(event.request?.host);
-  const time = text(event.timestamp);
   const subject = repository && (tag ? `${repository}:${tag}` : digest ? `${repository}@${digest}` : repository);
-  const attributes: CloudEventAttributes = {
-    specversion: V1,
-    id,
-    source: source ?? (host ? `//${host}` : FALLBACK_SOURCE),
-    type: `${CLOUD_EVENT_TYPE_PREFIX}${typeof event.action === 'string' ? event.action : ''}`,
-    ...(subject && { subject }),
-    ...(time && { time }),
-    datacontenttype: CONSTANTS.MIME_JSON,
-  };
+  const type = `${CLOUD_EVENT_TYPE_PREFIX}${typeof event.action === 'string' ? event.action : ''}`;
+  const build = (source: string, time: string | undefined): CloudEventAttributes => ({
+    specversion: V1, id, source, type, ...(subject && { subject }), ...(time && { time }), datacontenttype: CONSTANTS.MIME_JSON,
+  });
+  const attributes = build(source ?? (host ? `//${host}` : FALLBACK_SOURCE), text(event.timestamp));
   if (accepted(attributes)) return attributes;
-  // Only what came from the event can be refused (the configured source was checked with the spec): repair that.
-  const { time: refused, ...rest } = attributes;
-  return {
-    ...rest,
-    source: accepted({ source: rest.source }) ? rest.source : FALLBACK_SOURCE,
-    ...(refused !== undefined && accepted({ time: refused }) && { time: refused }),
-    datacontenttype: CONSTANTS.MIME_JSON,
-  };
+  // Only what came from the event can be refused (a configured source was checked with the spec): repair that.
+  const { source: given, time } = attributes;
+  return build(accepted({ source: given }) ? given : FALLBACK_SOURCE, time !== undefined && accepted({ time }) ? time : undefined);
 }
 
 /** One POST's body and the headers that go with it (`content-type` included). */
@@ -103,7 +93,7 @@ export class CloudEventsEncoder {
   readonly #options: CloudEventsEncoding;
 
   constructor(options: CloudEventsEncoding) {
-    checkBatching(options.mode, options.batch ? 2 : 1);
+    if (options.batch) checkBatching(options.mode, Number.POSITIVE_INFINITY);
     this.#options = options;
   }
 
