@@ -191,18 +191,23 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       return r;
     });
     expect(refused).toMatchObject({ status: 'False', message: expect.stringMatching(/^spec\.maxBatchEvents: must be 1 with format: CloudEvents in Binary mode/) });
+    // RFC 3986's characters pass the CRD's pattern; whether they make a URI reference the controller asks the SDK.
+    await create('ce-source', { url: receiver.url, format: 'CloudEvents', cloudEvents: { source: '//registry.example.com/[team]' } });
+    await eventually(async () => expect(condition((await get('ce-source')).status, 'Ready')).toMatchObject({
+      status: 'False', reason: 'InvalidSpec', message: 'spec.cloudEvents.source: "//registry.example.com/[team]" is not a URI reference (RFC 3986)',
+    }));
     const own = await TestReceiver.start();
     try {
-      await create('ce-binary', { url: own.url, format: 'CloudEvents', cloudEvents: { source: '//registry.example.com:5000/[team]' } });
+      await create('ce-binary', { url: own.url, format: 'CloudEvents', cloudEvents: { source: '//[::1]:5000/team-a' } });
       const stored = (await get('ce-binary')) as unknown as { spec: Record<string, unknown> };
-      expect(stored.spec).toMatchObject({ format: 'CloudEvents', cloudEvents: { mode: 'Binary', source: '//registry.example.com:5000/[team]' } });
+      expect(stored.spec).toMatchObject({ format: 'CloudEvents', cloudEvents: { mode: 'Binary', source: '//[::1]:5000/team-a' } });
       await eventually(() => expect(server.endpoints.get(`${NS}/ce-binary`)).toBeDefined(), 5000);
       const [id] = await post();
       const [request] = await own.waitFor((q) => q.length > 0);
-      expect(request?.headers).toMatchObject({ 'content-type': 'application/json', 'ce-id': id, 'ce-source': '//registry.example.com:5000/[team]', 'ce-specversion': '1.0' });
+      expect(request?.headers).toMatchObject({ 'content-type': 'application/json', 'ce-id': id, 'ce-source': '//[::1]:5000/team-a', 'ce-specversion': '1.0' });
       expect(request?.json).toMatchObject({ id });
     } finally {
-      for (const name of ['ce-batch', 'ce-binary']) {
+      for (const name of ['ce-batch', 'ce-source', 'ce-binary']) {
         await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
       }
       await eventually(() => expect(server.endpoints.get(`${NS}/ce-binary`)).toBeUndefined());
