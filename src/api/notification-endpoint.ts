@@ -4,9 +4,11 @@
 // are refused here, where the API server would prune them silently. Messages never echo a header value or a URL.
 import { parseAllDocuments } from 'yaml';
 import { parseDuration } from './duration.ts';
+import { isCloudEventsSource, type CloudEventsMode } from '../notifications/cloud-events.ts';
 import { check, deepFreeze, DNS1123_LABEL, DNS1123_SUBDOMAIN, fail, InvalidSpecError, isObject, kindOf, shown, SPEC_SCHEMA, type Json } from './spec-schema.ts';
 
 export { InvalidSpecError, SPEC_SCHEMA, type SchemaRule } from './spec-schema.ts';
+export type { CloudEventsMode } from '../notifications/cloud-events.ts';
 
 /** Group, version, kind and plural of the resource, as the CRD declares them. */
 export const NOTIFICATION_ENDPOINT_RESOURCE = Object.freeze({
@@ -25,6 +27,8 @@ export const REPOSITORIES_ANNOTATION = 'registry-notifier.io/repositories';
 
 /** An event action that `ignore.actions` may list. */
 export type EventAction = 'pull' | 'push' | 'mount' | 'delete';
+/** What goes on the wire (api.md §8 `format`). */
+export type WireFormat = 'Distribution' | 'CloudEvents';
 /** How failed deliveries are retried (api.md `retry.strategy`). */
 export type RetryStrategy = 'Breaker' | 'Exponential';
 /** A key of a Secret: in the cluster, in the endpoint's namespace; standalone, the file `<--secrets-dir>/name/key`. */
@@ -44,6 +48,8 @@ export interface NotificationEndpointSpec {
   ignore?: { mediaTypes?: string[]; actions?: EventAction[] };
   filter?: { repositories?: GlobFilterSpec; tags?: GlobFilterSpec };
   maxBatchEvents?: number;
+  format?: WireFormat;
+  cloudEvents?: { mode?: CloudEventsMode; source?: string };
   signing?: { secretKeyRef: SecretKeySelector };
   tls?: { certSecretRef?: { name: string }; insecureSkipVerify?: boolean };
   disabled?: boolean;
@@ -101,6 +107,9 @@ export interface NormalisedSpec {
   readonly repositories: NormalisedGlobFilter;
   readonly tags: NormalisedGlobFilter;
   readonly maxBatchEvents: number;
+  readonly format: WireFormat;
+  /** Applies with `format: CloudEvents` only; `mode` defaults to Binary, no `source` means `//` + the event's host. */
+  readonly cloudEvents: { readonly mode: CloudEventsMode; readonly source?: string };
   readonly signing?: { readonly secretKeyRef: Readonly<SecretKeySelector> };
   readonly tls: { readonly certSecretRef?: { readonly name: string }; readonly insecureSkipVerify: boolean };
   readonly disabled: boolean;
@@ -127,6 +136,24 @@ function normaliseHeaders(headers: HeaderSpec[]): NormalisedHeader[] {
   });
 }
 
+// CloudEvents (api.md §8 and §12): a block without the format is a mistake, binary mode carries one event per POST,
+// the source must be a URI reference, and `ce-*` headers would clash with the attributes.
+function checkCloudEvents(spec: Defaulted): NormalisedSpec['cloudEvents'] {
+  const { mode = 'Binary', source } = spec.cloudEvents ?? {};
+  if (spec.format !== 'CloudEvents') {
+    if (spec.cloudEvents) fail('spec.cloudEvents', `applies only with format: CloudEvents, and format is ${spec.format}`);
+    return { mode };
+  }
+  if (mode === 'Binary' && spec.maxBatchEvents > 1) {
+    fail('spec.maxBatchEvents', 'must be 1 with format: CloudEvents in Binary mode (the default), which sends one event per POST with its attributes as ce-* headers; set cloudEvents.mode: Structured to batch');
+  }
+  if (source !== undefined && !isCloudEventsSource(source)) fail('spec.cloudEvents.source', `${shown(source)} is not a URI reference (RFC 3986)`);
+  (spec.headers ?? []).forEach(({ name }, i) => {
+    if (name.toLowerCase().startsWith('ce-')) fail(`spec.headers[${i}].name`, `${shown(name)} is reserved with format: CloudEvents: ce-* headers carry its attributes`);
+  });
+  return { mode, ...(source !== undefined && { source }) };
+}
+
 function checkUrl(url: string): void {
   // new URL() would quietly drop tabs and line breaks that the HTTP client then refuses or sends
   // eslint-disable-next-line no-control-regex -- matching control characters is the point
@@ -150,7 +177,7 @@ const toMs = (text: string, path: string): number => {
 };
 
 type Defaulted = NotificationEndpointSpec & {
-  timeout: string; threshold: number; backoff: string; maxBatchEvents: number; disabled: boolean;
+  timeout: string; threshold: number; backoff: string; maxBatchEvents: number; format: WireFormat; disabled: boolean;
   retry: { strategy: RetryStrategy; maxBackoff: string; maxAttempts: number; maxAge: string };
 };
 
@@ -174,6 +201,8 @@ function normaliseSpec(spec: Defaulted): NormalisedSpec {
     repositories: { include: filter?.repositories?.include ?? [], exclude: filter?.repositories?.exclude ?? [] },
     tags: { include: filter?.tags?.include ?? [], exclude: filter?.tags?.exclude ?? [] },
     maxBatchEvents: spec.maxBatchEvents,
+    format: spec.format,
+    cloudEvents: checkCloudEvents(spec),
     ...(spec.signing && { signing: { secretKeyRef: spec.signing.secretKeyRef } }),
     tls: { ...(tls?.certSecretRef && { certSecretRef: tls.certSecretRef }), insecureSkipVerify: tls?.insecureSkipVerify ?? false },
     disabled: spec.disabled,

@@ -57,6 +57,12 @@ export const SPEC_SCHEMA: SchemaRule = deepFreeze(object({
   }),
   filter: object({ repositories: globs, tags: globs }),
   maxBatchEvents: { type: 'integer', minimum: 1, maximum: 1000, default: 1 },
+  format: { type: 'string', enum: ['Distribution', 'CloudEvents'], default: 'Distribution' },
+  cloudEvents: object({
+    mode: { type: 'string', enum: ['Binary', 'Structured'], default: 'Binary' },
+    // the characters of RFC 3986; whether they form a URI reference the validator asks the cloudevents SDK
+    source: { type: 'string', minLength: 1, maxLength: 2048, pattern: new RegExp("^[-A-Za-z0-9._~:/?#@!$&'()*+,;=%\\[\\]]+$") },
+  }),
   signing: object({ secretKeyRef }, ['secretKeyRef']),
   tls: object({ certSecretRef: object({ name: secretName }, ['name']), insecureSkipVerify: { type: 'boolean', default: false } }),
   disabled: { type: 'boolean', default: false },

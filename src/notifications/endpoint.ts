@@ -1,5 +1,6 @@
 import type { buildConnector } from 'undici';
 import { hostOf, type AddressGuard, type Resolver } from './address-guard.ts';
+import { checkBatching, type CloudEventsOptions } from './cloud-events.ts';
 import type { Event } from './event.ts';
 import { SinkClosedError } from './errors.ts';
 import { compileFilter, NO_FILTER, type EventMatcher, type FilterRules } from './filter.ts';
@@ -35,6 +36,8 @@ export interface EndpointConfig {
   maxBatchEvents: number;
   tls?: TlsOptions;
   signingKey?: Buffer;
+  /** Send CloudEvents 1.0 (api.md §8); absent: Distribution's envelope. */
+  cloudEvents?: CloudEventsOptions;
   disabled: boolean;
 }
 
@@ -98,7 +101,7 @@ export class Endpoint {
   #store: EndpointStore;
 
   constructor(name: string, config: EndpointConfig, options: EndpointOptions = {}, store: EndpointStore = new MemoryStore()) {
-    checkUrl(config.url, options.guard);
+    checkConfig(config, options.guard);
     this.name = name;
     this.#config = config;
     this.#options = options;
@@ -180,7 +183,7 @@ export class Endpoint {
    * to the new receiver settings once the attempt in flight (if any) has ended.
    */
   update(config: EndpointConfig): void {
-    checkUrl(config.url, this.#options.guard);
+    checkConfig(config, this.#options.guard);
     const previous = this.#config;
     this.#config = config;
     this.#matches = compileFilter(config.filter);
@@ -217,6 +220,7 @@ export class Endpoint {
       now: clock.now,
       ...(config.tls && { tls: config.tls }),
       ...(config.signingKey && { signingKey: config.signingKey }),
+      ...(config.cloudEvents && { cloudEvents: { ...config.cloudEvents, batch: config.maxBatchEvents > 1 } }),
       ...(this.#options.userAgent && { userAgent: this.#options.userAgent }),
       ...(this.#options.dial && { dial: this.#options.dial }),
       ...(this.#options.guard && { guard: this.#options.guard }),
@@ -234,10 +238,14 @@ export class Endpoint {
   }
 }
 
-/** Refuses a URL that cannot work, or whose IP-literal or `localhost` host the guard refuses (`EndpointRefusedError`). */
-function checkUrl(url: string, guard: AddressGuard | undefined): void {
-  parseEndpointUrl(url);
-  guard?.assertHost(hostOf(url));
+/**
+ * Refuses a URL that cannot work or whose IP-literal or `localhost` host the guard refuses (`EndpointRefusedError`),
+ * and CloudEvents binary mode with batching (`EndpointConfigError`).
+ */
+function checkConfig(config: EndpointConfig, guard: AddressGuard | undefined): void {
+  parseEndpointUrl(config.url);
+  guard?.assertHost(hostOf(config.url));
+  if (config.cloudEvents) checkBatching(config.cloudEvents.mode, config.maxBatchEvents);
 }
 
 /** The strategy an endpoint's configuration asks for. */
@@ -249,6 +257,8 @@ export function retryStrategy(config: EndpointConfig, random?: () => number): Re
 
 /** Everything below the queue; when it changes, the endpoint builds a new retrying + HTTP sink. */
 function downstreamKey(config: EndpointConfig): string {
-  const { filter: _filter, maxBatchEvents: _batch, disabled: _disabled, ...rest } = config;
-  return JSON.stringify(rest); // Buffers (TLS material, signing key) serialise through Buffer#toJSON
+  const { filter: _filter, maxBatchEvents, disabled: _disabled, ...rest } = config;
+  // maxBatchEvents matters below the queue only for CloudEvents, where it chooses the single or the batch format.
+  const batch = config.cloudEvents && { batch: maxBatchEvents > 1 };
+  return JSON.stringify({ ...rest, ...batch }); // Buffers (TLS material, signing key) serialise through Buffer#toJSON
 }

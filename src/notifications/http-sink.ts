@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import { buildConnector, Pool } from 'undici';
 import type { AddressGuard, Resolver } from './address-guard.ts';
+import { CloudEventsEncoder, type CloudEventsEncoding } from './cloud-events.ts';
 import { guardedConnector } from './guarded-connector.ts';
 import { EndpointConfigError, HttpRequestError, HttpStatusError, SinkClosedError, type NotifierError } from './errors.ts';
 import { EVENTS_MEDIA_TYPE, envelopeBody } from './event.ts';
@@ -30,6 +31,8 @@ export interface HttpSinkOptions {
   tls?: TlsOptions;
   /** Standard Webhooks signing key; each attempt is signed afresh. */
   signingKey?: Buffer;
+  /** Send CloudEvents 1.0 (api.md §8) instead of Distribution's envelope. */
+  cloudEvents?: CloudEventsEncoding;
   /** Dials connections; default: undici's connector with the TLS settings (tests replace it so nothing is dialled). */
   dial?: buildConnector.connector;
   /** The SSRF policy, checked at connect time against the resolved address (see `guardedConnector`). */
@@ -47,7 +50,7 @@ const MAX_RESPONSE_DRAIN = 64 * 1024;
 const KEEP_ALIVE_MS = 30_000;
 
 /**
- * POSTs each block as one envelope to one URL over a keep-alive pool of its own; single-flight: it makes
+ * POSTs each block as one envelope (or as CloudEvents) to one URL over a keep-alive pool of its own; single-flight: it makes
  * exactly one attempt per write and never retries (that is the retrying sink's job). Resolves on any 2xx;
  * rejects with `HttpStatusError` for any other answer (a 3xx too: redirects are never followed) and with
  * `HttpRequestError` when there is no answer (timeout, refused, TLS). Messages never contain the URL's
@@ -59,6 +62,7 @@ export class HttpSink implements Sink<QueuedEvent> {
   #headers: Record<string, string | string[]>;
   #timeoutMs: number;
   #signingKey: Buffer | undefined;
+  #cloudEvents: CloudEventsEncoder | undefined;
   #listener: DeliveryListener;
   #now: () => number;
   #closed = false;
@@ -68,6 +72,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     this.#path = `${url.pathname}${url.search}`;
     this.#timeoutMs = options.timeoutMs;
     this.#signingKey = options.signingKey;
+    this.#cloudEvents = options.cloudEvents && new CloudEventsEncoder(options.cloudEvents);
     this.#listener = options.listener ?? {};
     this.#now = options.now ?? Date.now;
     this.#headers = buildHeaders(url, options);
@@ -92,10 +97,12 @@ export class HttpSink implements Sink<QueuedEvent> {
 
   async write(items: readonly QueuedEvent[]): Promise<void> {
     if (this.#closed) throw new SinkClosedError('http sink');
-    const body = envelopeBody(items.map((event) => event.json));
+    const encoded = this.#cloudEvents?.encode(items);
+    const body = encoded?.body ?? envelopeBody(items.map((event) => event.json));
+    const base = encoded ? { ...this.#headers, ...encoded.headers } : this.#headers;
     const headers = this.#signingKey
-      ? { ...this.#headers, ...signatureHeaders(this.#signingKey, webhookId(items.map((e) => e.id)), body, this.#now()) }
-      : this.#headers;
+      ? { ...base, ...signatureHeaders(this.#signingKey, webhookId(items.map((e) => e.id)), body, this.#now()) }
+      : base;
     const started = performance.now();
     let status: number | undefined;
     let statusText: string | undefined;

@@ -62,6 +62,7 @@ export function toEndpointConfig(spec: NormalisedSpec, namespace: string | undef
       tags: spec.tags,
     },
     maxBatchEvents: spec.maxBatchEvents,
+    ...(spec.format === 'CloudEvents' && { cloudEvents: spec.cloudEvents }),
     disabled: spec.disabled,
   });
   if (spec.signing) {

@@ -39,6 +39,8 @@ const DEFAULTS: NormalisedSpec = {
   repositories: { include: [], exclude: [] },
   tags: { include: [], exclude: [] },
   maxBatchEvents: 1,
+  format: 'Distribution',
+  cloudEvents: { mode: 'Binary' },
   tls: { insecureSkipVerify: false },
   disabled: false,
 };
@@ -68,6 +70,14 @@ describe('parseNotificationEndpoint: defaults and normalisation', () => {
     ['tls', { tls: { certSecretRef: { name: 'ca' }, insecureSkipVerify: true } }, { tls: { certSecretRef: { name: 'ca' }, insecureSkipVerify: true } }],
     ['tls without insecureSkipVerify', { tls: {} }, { tls: { insecureSkipVerify: false } }],
     ['disabled', { disabled: true }, { disabled: true }],
+    ['CloudEvents, Binary by default', { format: 'CloudEvents' }, { format: 'CloudEvents', cloudEvents: { mode: 'Binary' } }],
+    ['CloudEvents, Structured and batched', { format: 'CloudEvents', cloudEvents: { mode: 'Structured' }, maxBatchEvents: 50 },
+      { format: 'CloudEvents', cloudEvents: { mode: 'Structured' }, maxBatchEvents: 50 }],
+    ['CloudEvents source, Binary explicitly', { format: 'CloudEvents', cloudEvents: { mode: 'Binary', source: 'https://registry.example.com/team-a' } },
+      { format: 'CloudEvents', cloudEvents: { mode: 'Binary', source: 'https://registry.example.com/team-a' } }],
+    ['CloudEvents source as a relative reference', { format: 'CloudEvents', cloudEvents: { source: '//registry.example.com:5000' } },
+      { format: 'CloudEvents', cloudEvents: { mode: 'Binary', source: '//registry.example.com:5000' } }],
+    ['ce-* headers with format Distribution', { headers: [{ name: 'ce-team', value: 'a' }] }, { headers: [{ name: 'ce-team', value: 'a' }] }],
     ['headers', { headers: [{ name: 'X-Token', value: 'abc' }, { name: 'Authorization', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] },
       { headers: [{ name: 'X-Token', value: 'abc' }, { name: 'Authorization', secretKeyRef: { name: 's', key: 'k' } }] }],
   ])('%s', (_, spec, expected) => {
@@ -144,6 +154,19 @@ describe('parseNotificationEndpoint: refusals', () => {
     ['certSecretRef without name', base({ tls: { certSecretRef: {} } }), 'spec.tls.certSecretRef.name', /required/],
     ['insecureSkipVerify as string', base({ tls: { insecureSkipVerify: 'true' } }), 'spec.tls.insecureSkipVerify', /true or false/],
     ['disabled as string', base({ disabled: 'yes' }), 'spec.disabled', /true or false/],
+    ['unknown format', base({ format: 'cloudevents' }), 'spec.format', /one of Distribution, CloudEvents, not "cloudevents"/],
+    ['unknown mode', base({ format: 'CloudEvents', cloudEvents: { mode: 'Batch' } }), 'spec.cloudEvents.mode', /one of Binary, Structured/],
+    ['Binary (the default) with maxBatchEvents > 1', base({ format: 'CloudEvents', maxBatchEvents: 2 }), 'spec.maxBatchEvents',
+      /must be 1 with format: CloudEvents in Binary mode.*cloudEvents.mode: Structured to batch/],
+    ['Binary with maxBatchEvents > 1', base({ format: 'CloudEvents', cloudEvents: { mode: 'Binary' }, maxBatchEvents: 1000 }), 'spec.maxBatchEvents', /must be 1/],
+    ['cloudEvents without the format', base({ cloudEvents: { mode: 'Structured' } }), 'spec.cloudEvents', /only with format: CloudEvents/],
+    ['empty source', base({ format: 'CloudEvents', cloudEvents: { source: '' } }), 'spec.cloudEvents.source', /at least 1/],
+    ['source with a space', base({ format: 'CloudEvents', cloudEvents: { source: 'http://a/b c' } }), 'spec.cloudEvents.source', /pattern/],
+    ['source with a bad escape', base({ format: 'CloudEvents', cloudEvents: { source: 'urn:a%zz' } }), 'spec.cloudEvents.source', /not a URI reference/],
+    ['source with an unclosed IP literal', base({ format: 'CloudEvents', cloudEvents: { source: 'http://[x/' } }), 'spec.cloudEvents.source', /"http:\/\/\[x\/" is not a URI reference/],
+    ['source too long', base({ format: 'CloudEvents', cloudEvents: { source: `//${long(2047)}` } }), 'spec.cloudEvents.source', /at most 2048/],
+    ['a ce-* header with format CloudEvents', base({ format: 'CloudEvents', headers: [{ name: 'X-A', value: 'v' }, { name: 'CE-Source', value: 'x' }] }),
+      'spec.headers[1].name', /"CE-Source" is reserved with format: CloudEvents/],
     ['not a mapping', [] as unknown as Json, '', /mapping/],
     ['wrong kind', { ...base(), kind: 'Endpoint' }, 'kind', /must be NotificationEndpoint/],
     ['wrong apiVersion', { ...base(), apiVersion: 'registry-notifier.io/v1' }, 'apiVersion', /registry-notifier\.io\/v1alpha1/],
@@ -300,6 +323,7 @@ describe('parseNotificationEndpointsYaml', () => {
     expect(parsed.find((e) => e.name === 'local-receiver')?.spec).toEqual({ ...DEFAULTS, url: 'http://127.0.0.1:8090/events' });
     expect(parsed.find((e) => e.name === 'ci-pushes')?.spec.retry.strategy).toBe('Exponential');
     expect(parsed.find((e) => e.name === 'audit-log')?.spec.signing).toBeDefined();
+    expect(parsed.find((e) => e.name === 'cloudevents-broker')?.spec).toMatchObject({ format: 'CloudEvents', cloudEvents: { mode: 'Structured' }, maxBatchEvents: 20 });
   });
 });
 
@@ -375,7 +399,7 @@ describe('the CRD and the TypeScript validator agree', () => {
       timeout: (s) => s.timeoutMs, threshold: (s) => s.threshold, backoff: (s) => s.backoffMs,
       'retry.strategy': (s) => s.retry.strategy, 'retry.maxBackoff': (s) => s.retry.maxBackoffMs,
       'retry.maxAttempts': (s) => s.retry.maxAttempts, 'retry.maxAge': (s) => s.retry.maxAgeMs,
-      maxBatchEvents: (s) => s.maxBatchEvents, 'tls.insecureSkipVerify': (s) => s.tls.insecureSkipVerify, disabled: (s) => s.disabled,
+      maxBatchEvents: (s) => s.maxBatchEvents, format: (s) => s.format, 'cloudEvents.mode': (s) => s.cloudEvents.mode, 'tls.insecureSkipVerify': (s) => s.tls.insecureSkipVerify, disabled: (s) => s.disabled,
     };
     const crdDefaults = defaultPaths(specNode, '');
     expect(crdDefaults.map(([path]) => path).sort()).toEqual(Object.keys(normalised).sort());

@@ -174,6 +174,47 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
     expect(events[0]).toMatchObject({ type: 'Warning', reason: 'InvalidSpec', source: { component: 'registry-notifier' } });
   });
 
+  it('CloudEvents: the API server defaults and checks the fields, Binary with batching is InvalidSpec, a valid one delivers', async () => {
+    for (const spec of [
+      { url: 'http://127.0.0.1/x', format: 'cloudevents' },
+      { url: 'http://127.0.0.1/x', format: 'CloudEvents', cloudEvents: { mode: 'Batch' } },
+      { url: 'http://127.0.0.1/x', format: 'CloudEvents', cloudEvents: { source: '' } },
+      { url: 'http://127.0.0.1/x', format: 'CloudEvents', cloudEvents: { source: 'http://a/b c' } },
+    ]) {
+      const error = await create('bad-ce', spec).catch((e: unknown) => e);
+      expect((error as { code?: number }).code, JSON.stringify(spec)).toBe(422);
+    }
+    await create('ce-batch', { url: receiver.url, format: 'CloudEvents', maxBatchEvents: 5 });
+    const refused = await eventually(async () => {
+      const r = condition((await get('ce-batch')).status, 'Ready');
+      expect(r?.reason).toBe('InvalidSpec');
+      return r;
+    });
+    expect(refused).toMatchObject({ status: 'False', message: expect.stringMatching(/^spec\.maxBatchEvents: must be 1 with format: CloudEvents in Binary mode/) });
+    // RFC 3986's characters pass the CRD's pattern; whether they make a URI reference the controller asks the SDK.
+    await create('ce-source', { url: receiver.url, format: 'CloudEvents', cloudEvents: { source: '//registry.example.com/[team]' } });
+    await eventually(async () => expect(condition((await get('ce-source')).status, 'Ready')).toMatchObject({
+      status: 'False', reason: 'InvalidSpec', message: 'spec.cloudEvents.source: "//registry.example.com/[team]" is not a URI reference (RFC 3986)',
+    }));
+    const own = await TestReceiver.start();
+    try {
+      await create('ce-binary', { url: own.url, format: 'CloudEvents', cloudEvents: { source: '//[::1]:5000/team-a' } });
+      const stored = (await get('ce-binary')) as unknown as { spec: Record<string, unknown> };
+      expect(stored.spec).toMatchObject({ format: 'CloudEvents', cloudEvents: { mode: 'Binary', source: '//[::1]:5000/team-a' } });
+      await eventually(() => expect(server.endpoints.get(`${NS}/ce-binary`)).toBeDefined(), 5000);
+      const [id] = await post();
+      const [request] = await own.waitFor((q) => q.length > 0);
+      expect(request?.headers).toMatchObject({ 'content-type': 'application/json', 'ce-id': id, 'ce-source': '//[::1]:5000/team-a', 'ce-specversion': '1.0' });
+      expect(request?.json).toMatchObject({ id });
+    } finally {
+      for (const name of ['ce-batch', 'ce-source', 'ce-binary']) {
+        await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
+      }
+      await eventually(() => expect(server.endpoints.get(`${NS}/ce-binary`)).toBeUndefined());
+      await own.close();
+    }
+  });
+
   it('an endpoint aimed at the cloud metadata address is refused (EndpointRefused), nothing is dialled', async () => {
     await create('metadata', { url: 'http://169.254.169.254/latest/meta-data/' });
     const ready = await eventually(async () => {

@@ -144,6 +144,10 @@ describe('EndpointReconciler: invalid specs are terminal', () => {
       'spec.headers[1].name: "webhook-id" is reserved: Content-Type, Content-Length, Host and webhook-* are set by registry-notifier'],
     ['a header with both value and valueFrom', { headers: [{ name: 'Authorization', value: 'x', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] },
       'spec.headers[0]: set exactly one of value and valueFrom'],
+    ['CloudEvents Binary with maxBatchEvents > 1', { format: 'CloudEvents', cloudEvents: { mode: 'Binary' }, maxBatchEvents: 5 },
+      'spec.maxBatchEvents: must be 1 with format: CloudEvents in Binary mode (the default), which sends one event per POST with its attributes as ce-* headers; set cloudEvents.mode: Structured to batch'],
+    ['a ce-* header with format CloudEvents', { format: 'CloudEvents', headers: [{ name: 'Ce-Type', value: 'x' }] },
+      'spec.headers[0].name: "Ce-Type" is reserved with format: CloudEvents: ce-* headers carry its attributes'],
   ];
 
   for (const [what, extra, message] of invalid) {

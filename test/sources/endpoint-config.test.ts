@@ -1,8 +1,12 @@
 // toEndpointConfig: a validated spec plus its Secrets into the engine's configuration. Specs are made by the
 // real parser from documents, so the defaults tested are the ones a user gets.
+import { HTTP, type CloudEventV1 } from 'cloudevents';
 import { describe, expect, it } from 'vitest';
 import { parseNotificationEndpoint, type NormalisedSpec } from '../../src/api/notification-endpoint.ts';
-import { ENDPOINT_DEFAULTS } from '../../src/notifications/endpoint.ts';
+import { parseEnvelope } from '../../src/ingest/envelope.ts';
+import { Endpoint, ENDPOINT_DEFAULTS, type EndpointConfig } from '../../src/notifications/endpoint.ts';
+import { startReceiver, useCleanups } from '../support/cleanup.ts';
+import { rawBody } from '../support/events.ts';
 import { InvalidSecretError, SecretNotFoundError, toEndpointConfig, type SecretReader } from '../../src/sources/endpoint-config.ts';
 
 function spec(fields: Record<string, unknown>): NormalisedSpec {
@@ -67,6 +71,9 @@ describe('toEndpointConfig maps the spec', () => {
     ['maxBatchEvents', { maxBatchEvents: 50 }, { maxBatchEvents: 50 }],
     ['disabled', { disabled: true }, { disabled: true }],
     ['insecureSkipVerify alone', { tls: { insecureSkipVerify: true } }, { tls: { insecureSkipVerify: true } }],
+    ['CloudEvents (Binary by default)', { format: 'CloudEvents' }, { cloudEvents: { mode: 'Binary' } }],
+    ['CloudEvents structured with a source', { format: 'CloudEvents', cloudEvents: { mode: 'Structured', source: 'urn:registry:prod' }, maxBatchEvents: 20 },
+      { cloudEvents: { mode: 'Structured', source: 'urn:registry:prod' }, maxBatchEvents: 20 }],
   ])('%s', (_name, fields, expected) => {
     expect(toEndpointConfig(spec(fields), undefined, none)).toMatchObject(expected);
   });
@@ -170,6 +177,44 @@ describe('toEndpointConfig TLS and signing material', () => {
   ])('signing: %s', (_name, stored, key) => {
     const config = toEndpointConfig(spec({ signing: { secretKeyRef: { name: 's', key: 'k' } } }), undefined, secrets({ s: { k: stored } }));
     expect(config.signingKey).toEqual(key);
+  });
+});
+
+describe('toEndpointConfig: format on the wire', () => {
+  const cleanups = useCleanups();
+  // The registry's own bytes of a captured 3.0 request (3-space indent), as the ingest passes each event on.
+  const [incoming] = parseEnvelope(rawBody('push-index'));
+  const item = { id: incoming!.event.id, json: incoming!.json, acceptedAt: 0 };
+
+  async function send(fields: Record<string, unknown>): Promise<{ headers: Record<string, string | string[] | undefined>; text: string }> {
+    const r = await startReceiver(cleanups);
+    const config: EndpointConfig = toEndpointConfig(spec({ ...fields, url: r.url }), undefined, none);
+    const endpoint = new Endpoint('wire', config, { userAgent: 'registry-notifier/test' });
+    cleanups.push(() => endpoint.close({ signal: AbortSignal.abort() }));
+    endpoint.enqueue([item]);
+    const [request] = await r.waitFor((q) => q.length === 1);
+    return { headers: request!.headers, text: request!.text };
+  }
+
+  it('without format: Distribution\'s envelope, byte for byte as before, no ce-* header', async () => {
+    expect(toEndpointConfig(spec({}), undefined, none)).not.toHaveProperty('cloudEvents');
+    const { headers, text } = await send({});
+    expect(text).toBe(`{"events":[${incoming!.json}]}`);
+    expect(headers['content-type']).toBe('application/vnd.docker.distribution.events.v1+json');
+    expect(Object.keys(headers).filter((name) => name.startsWith('ce-'))).toEqual([]);
+    const explicit = await send({ format: 'Distribution' });
+    expect(explicit.text).toBe(text);
+    expect(explicit.headers['content-type']).toBe(headers['content-type']);
+  });
+
+  it('format: CloudEvents from a spec reaches the wire (binary by default, structured when asked)', async () => {
+    const binary = await send({ format: 'CloudEvents' });
+    expect(binary.text).toBe(incoming!.json);
+    expect(binary.headers).toMatchObject({ 'content-type': 'application/json', 'ce-id': item.id, 'ce-source': '//127.0.0.1:27155', 'ce-subject': 'alpha/app:v3-multi' });
+    const structured = await send({ format: 'CloudEvents', cloudEvents: { mode: 'Structured', source: 'urn:registry:prod' } });
+    const event = HTTP.toEvent({ headers: { 'content-type': String(structured.headers['content-type']) }, body: structured.text }) as CloudEventV1<unknown>;
+    expect(event).toMatchObject({ id: item.id, source: 'urn:registry:prod', type: 'io.registry-notifier.push', subject: 'alpha/app:v3-multi' });
+    expect(event.data).toEqual(JSON.parse(incoming!.json));
   });
 });
 

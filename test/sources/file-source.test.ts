@@ -350,6 +350,34 @@ describe('FileSource refuses what is invalid and keeps the rest working', () => 
   });
 });
 
+describe('FileSource CloudEvents output', () => {
+  it('Binary with maxBatchEvents > 1 is InvalidSpec with a message saying what to set; a valid CloudEvents endpoint delivers', async () => {
+    const r = await receiver();
+    const h = await start({
+      files: {
+        'ce.yaml': stream(
+          endpointDoc('binary-batch', { url: r.url, format: 'CloudEvents', maxBatchEvents: 10 }),
+          endpointDoc('ce-header', { url: r.url, format: 'CloudEvents', cloudEvents: { mode: 'Structured' }, headers: [{ name: 'ce-id', value: 'x' }] }),
+          endpointDoc('bad-mode', { url: r.url, format: 'CloudEvents', cloudEvents: { mode: 'binary' } }),
+          endpointDoc('structured', { url: r.url, format: 'CloudEvents', cloudEvents: { mode: 'Structured', source: 'urn:registry:test' } }),
+        ),
+      },
+    });
+    expect(h.state('binary-batch')).toMatchObject({ ready: false, reason: 'InvalidSpec' });
+    expect(h.state('binary-batch')?.message).toMatch(/^spec\.maxBatchEvents: must be 1 with format: CloudEvents in Binary mode .*cloudEvents\.mode: Structured to batch$/);
+    expect(h.state('ce-header')).toMatchObject({ reason: 'InvalidSpec', message: expect.stringMatching(/^spec\.headers\[0\]\.name: "ce-id" is reserved/) });
+    expect(h.state('bad-mode')).toMatchObject({ reason: 'InvalidSpec', message: expect.stringMatching(/^spec\.cloudEvents\.mode: must be one of Binary, Structured/) });
+    expect(h.state('structured')).toMatchObject({ ready: true, reason: 'Configured' });
+    expect(h.endpoints.list().map((e) => e.name)).toEqual(['structured']);
+    await h.endpoints.write(makeEvents(2, 'ev'));
+    await r.waitFor((q) => q.length === 2);
+    for (const [i, request] of r.requests.entries()) {
+      expect(request.headers['content-type']).toBe('application/cloudevents+json');
+      expect(request.json).toMatchObject({ specversion: '1.0', id: `ev-${i}`, source: 'urn:registry:test', data: { id: `ev-${i}` } });
+    }
+  });
+});
+
 describe('FileSource secrets', () => {
   it('a secretKeyRef header is read from <secrets-dir>/<name>/<key>, trailing newline trimmed, and never logged', async () => {
     const r = await receiver();
