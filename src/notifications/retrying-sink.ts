@@ -56,7 +56,9 @@ export interface RetryingSinkOptions {
   maxRetryAfterMs?: number;
   /**
    * After failing this long without a single success (from the start of the first failed attempt; dead-lettered
-   * events are no success), `disable` is called once, before the next attempt; 0 (default) never.
+   * events are no success), `disable` is called once: when an attempt fails past that time, or when a write's
+   * wait between retries reaches it (the next attempt is not made); 0 (default) never. A write that comes after
+   * an idle spell makes its first attempt whatever the time.
    */
   disableAfterMs?: number;
   /** Told that `disableAfterMs` passed; the caller stops the sink by aborting the write (the queue pauses). */
@@ -125,10 +127,11 @@ export class RetryingSink implements Sink<QueuedEvent> {
       if (options.signal?.aborted) throw new WriteAbortedError(items.length - batch.length, lastError);
       if (this.#closed.signal.aborted) throw new SinkClosedError('retrying sink');
       const now = this.#clock.now();
-      const disableIn = this.#disableIn(now);
+      // Only while this write retries: a write that comes after a pause makes its first attempt, whose failure
+      // (past the deadline) stops the endpoint below; a success ends the streak.
+      const disableIn = lastError === undefined ? Number.POSITIVE_INFINITY : this.#disableIn(now);
       if (disableIn === 0) {
-        this.#disabled = true;
-        this.#disable(`failing without a success for ${this.#disableAfterMs}ms (retry.disableAfter); last: ${describe(this.#lastError)}`);
+        this.#stop();
         continue; // the caller aborts the write now; if it does not, delivery goes on
       }
       const wait = Math.max(this.#strategy.proceed(now), this.#notBefore - now);
@@ -157,10 +160,13 @@ export class RetryingSink implements Sink<QueuedEvent> {
         this.#lastError = error;
         this.#failingSince ??= started;
         const failedAt = this.#clock.now();
+        const due = this.#disableIn(failedAt) === 0;
         if (this.#refused(error)) {
           this.#deadLetter(batch, `${describe(error)}: a client error, not retried (retry.clientErrors: DeadLetter)`);
+          if (due) this.#stop();
           return;
         }
+        if (due) this.#stop();
         attempts++;
         this.#strategy.failure(failedAt);
         const asked = error instanceof HttpStatusError ? error.retryAfterMs : undefined;
@@ -168,6 +174,12 @@ export class RetryingSink implements Sink<QueuedEvent> {
         batch = this.#spend(batch, attempts, error);
       }
     }
+  }
+
+  /** Calls `disable` once for the current failing streak. */
+  #stop(): void {
+    this.#disabled = true;
+    this.#disable(`failing without a success for ${this.#disableAfterMs}ms (retry.disableAfter); last: ${describe(this.#lastError)}`);
   }
 
   /** Milliseconds until `disable` is due (0: now), or Infinity when it is off, not failing, or already called. */

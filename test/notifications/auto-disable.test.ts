@@ -86,7 +86,7 @@ describe('retry.disableAfter', () => {
     expect(clock.now()).toBe(START + 16_000);
   });
 
-  it('counts dead-lettered events as failures (no success), and 0s never disables', async () => {
+  it('counts dead-lettered events as failures (no success); after an idle spell the next event is tried once first', async () => {
     const r = await startReceiver(cleanups);
     r.respond(() => 400);
     const clock = fakeClock(START);
@@ -94,18 +94,40 @@ describe('retry.disableAfter', () => {
     cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
     send(e, makeEvents(1));
     await until(() => e.stats().deadLettered === 1, 'dead-lettered', 5000);
-    clock.advance(11_000);
+    clock.advance(11_000); // idle: no attempt, so nothing stops yet
+    expect(e.autoDisabled).toBeUndefined();
     send(e, makeEvents(1, 'after'));
     await until(() => e.autoDisabled !== undefined, 'auto-disabled', 5000);
-    expect(r.requests).toHaveLength(1); // the second event was not sent: the first failed 11 s ago, and nothing since succeeded
+    // The late event was tried once (refused 11 s into the streak, past the 10 s), then the endpoint stopped.
+    expect(r.events().map((ev) => ev.id)).toEqual(['ev-0', 'after-0']);
+    expect(e.autoDisabled?.since).toBe(START + 11_000);
+    expect(e.stats().deadLettered).toBe(2);
+    send(e, makeEvents(1, 'kept'));
     expect(e.pending).toBe(1);
+  });
 
+  it('after an idle spell a first attempt that succeeds ends the streak; 0s never disables', async () => {
+    const r = await startReceiver(cleanups);
+    r.enqueue(503, 503, 503);
+    const clock = fakeClock(START);
+    // maxAttempts 3: ev-0 is dead-lettered after attempts at 0, 4 and 8 s, before the 10 s.
+    const e = new Endpoint('ns/back', config(r.url, { retry: { ...config(r.url).retry, maxAttempts: 3 } }), { clock });
+    cleanups.push(() => e.close({ signal: AbortSignal.abort() }));
+    send(e, makeEvents(1));
+    await until(() => e.stats().deadLettered === 1, 'dead-lettered', 5000);
+    clock.advance(60_000);
+    send(e, makeEvents(1, 'later'));
+    await until(() => e.stats().delivered === 1, 'delivered after the idle spell', 5000);
+    expect(e.autoDisabled).toBeUndefined();
+
+    r.respond(() => 503);
     const never = new Endpoint('ns/never', config(r.url, { retry: { ...config(r.url).retry, disableAfterMs: 0, maxAttempts: 3 } }), { clock });
     cleanups.push(() => never.close({ signal: AbortSignal.abort() }));
+    const from = clock.now();
     send(never, makeEvents(3));
     await until(() => never.stats().deadLettered === 3, 'three dead letters', 5000);
     expect(never.autoDisabled).toBeUndefined();
-    expect(clock.now()).toBeGreaterThan(START + 11_000 + 3 * 4000);
+    expect(clock.now() - from).toBeGreaterThan(3 * 8000); // failing far longer than 10 s
   });
 
   it('EndpointSet.resume sends again at once with a fresh failing time; false when not stopped, undefined when unknown', async () => {
