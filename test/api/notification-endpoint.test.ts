@@ -298,7 +298,7 @@ describe('parseNotificationEndpointsYaml', () => {
       return endpoints;
     });
     expect(parsed.find((e) => e.name === 'local-receiver')?.spec).toEqual({ ...DEFAULTS, url: 'http://127.0.0.1:8090/events' });
-    expect(parsed.find((e) => e.name === 'ci-pushes')?.spec.retry.strategy).toBe('Exponential');
+    expect(parsed.find((e) => e.name === 'ci-pushes')?.spec.retry).toMatchObject({ strategy: 'Exponential', clientErrors: 'DeadLetter', disableAfterMs: 21_600_000 });
     expect(parsed.find((e) => e.name === 'audit-log')?.spec.signing).toBeDefined();
   });
 });
