@@ -12,6 +12,7 @@ import type { Endpoint } from './notifications/endpoint.ts';
 import { Journal } from './journal/journal.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
+import { fanOutListener } from './notifications/listener.ts';
 import { Controller } from './controller/controller.ts';
 import { KubeClusterApi } from './k8s/kube-cluster-api.ts';
 import { loadKubeConfig } from './k8s/kube-config.ts';
@@ -52,7 +53,10 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   const endpoints = new EndpointSet({
     userAgent: USER_AGENT,
     guard,
-    listenerFor: (name) => metrics.listenerFor(name),
+    // retry.disableAfter stopping an endpoint is logged here in both modes; status and the gauge read it from the endpoint.
+    listenerFor: (name) => fanOutListener(metrics.listenerFor(name), {
+      autoDisabled: (message) => logger.warn({ endpoint: name, error: message }, 'endpoint stopped sending (retry.disableAfter); its queue is kept until its spec changes or it is resumed'),
+    }),
     limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
     ...(backend && { backend }),
   });
@@ -62,7 +66,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     : undefined;
   const clusterView = (endpoint: Endpoint): EndpointView => {
     const seen = cluster?.get(endpoint.name);
-    return seen ? { name: endpoint.name, config: endpoint.config, pending: seen.pending, stats: () => seen.stats } : endpoint;
+    return seen ? { name: endpoint.name, config: endpoint.config, pending: seen.pending, stats: () => seen.stats, autoDisabled: endpoint.autoDisabled } : endpoint;
   };
   const kubeConfig = config.kubernetes ? overrides.kubeConfig ?? loadKubeConfig() : undefined;
   // One replica writes status and Events at a time when several share a database (client-go's election).

@@ -31,6 +31,8 @@ export type EventAction = 'pull' | 'push' | 'mount' | 'delete';
 export type WireFormat = 'Distribution' | 'CloudEvents';
 /** How failed deliveries are retried (api.md `retry.strategy`). */
 export type RetryStrategy = 'Breaker' | 'Exponential';
+/** What a 4xx other than 408, 409, 425 and 429 does (api.md `retry.clientErrors`). */
+export type ClientErrors = 'Retry' | 'DeadLetter';
 /** A key of a Secret: in the cluster, in the endpoint's namespace; standalone, the file `<--secrets-dir>/name/key`. */
 export interface SecretKeySelector { name: string; key: string }
 /** One configured header, as written: exactly one of `value` and `valueFrom`. */
@@ -43,7 +45,7 @@ export interface NotificationEndpointSpec {
   url: string;
   headers?: HeaderSpec[];
   timeout?: string; threshold?: number; backoff?: string;
-  retry?: { strategy?: RetryStrategy; maxBackoff?: string; maxAttempts?: number; maxAge?: string };
+  retry?: { strategy?: RetryStrategy; maxBackoff?: string; maxAttempts?: number; maxAge?: string; clientErrors?: ClientErrors; disableAfter?: string };
   ignoredMediaTypes?: string[];
   ignore?: { mediaTypes?: string[]; actions?: EventAction[] };
   filter?: { repositories?: GlobFilterSpec; tags?: GlobFilterSpec };
@@ -61,7 +63,7 @@ export interface Condition {
   lastTransitionTime: string; reason: string; message?: string;
 }
 /** Reasons of the Ready condition (True: Configured; False: the others). */
-export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed' | 'NoRepositoryGrant';
+export type ReadyReason = 'Configured' | 'InvalidSpec' | 'SecretNotFound' | 'Disabled' | 'EndpointRefused' | 'ReconcileFailed' | 'NoRepositoryGrant' | 'AutoDisabled';
 /** Reasons of the Delivering condition (True: Succeeded, Idle; False: Failing; Unknown: NotRunning). */
 export type DeliveringReason = 'Succeeded' | 'Idle' | 'Failing' | 'NotRunning';
 
@@ -101,7 +103,10 @@ export interface NormalisedSpec {
   readonly timeoutMs: number;
   readonly threshold: number;
   readonly backoffMs: number;
-  readonly retry: { readonly strategy: RetryStrategy; readonly maxBackoffMs: number; readonly maxAttempts: number; readonly maxAgeMs: number };
+  readonly retry: {
+    readonly strategy: RetryStrategy; readonly maxBackoffMs: number; readonly maxAttempts: number; readonly maxAgeMs: number;
+    readonly clientErrors: ClientErrors; readonly disableAfterMs: number;
+  };
   readonly ignoredMediaTypes: readonly string[];
   readonly ignoredActions: readonly EventAction[];
   readonly repositories: NormalisedGlobFilter;
@@ -178,7 +183,7 @@ const toMs = (text: string, path: string): number => {
 
 type Defaulted = NotificationEndpointSpec & {
   timeout: string; threshold: number; backoff: string; maxBatchEvents: number; format: WireFormat; disabled: boolean;
-  retry: { strategy: RetryStrategy; maxBackoff: string; maxAttempts: number; maxAge: string };
+  retry: { strategy: RetryStrategy; maxBackoff: string; maxAttempts: number; maxAge: string; clientErrors: ClientErrors; disableAfter: string };
 };
 
 function normaliseSpec(spec: Defaulted): NormalisedSpec {
@@ -195,6 +200,8 @@ function normaliseSpec(spec: Defaulted): NormalisedSpec {
       maxBackoffMs: toMs(retry.maxBackoff, 'spec.retry.maxBackoff'),
       maxAttempts: retry.maxAttempts,
       maxAgeMs: toMs(retry.maxAge, 'spec.retry.maxAge'),
+      clientErrors: retry.clientErrors,
+      disableAfterMs: toMs(retry.disableAfter, 'spec.retry.disableAfter'),
     },
     ignoredMediaTypes: [...new Set([...(spec.ignoredMediaTypes ?? []), ...(spec.ignore?.mediaTypes ?? [])])],
     ignoredActions: spec.ignore?.actions ?? [],

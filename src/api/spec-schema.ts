@@ -49,6 +49,8 @@ export const SPEC_SCHEMA: SchemaRule = deepFreeze(object({
     maxBackoff: duration('5m'),
     maxAttempts: { type: 'integer', minimum: 0, maximum: INT32_MAX, default: 0 },
     maxAge: duration('0s'),
+    clientErrors: { type: 'string', enum: ['Retry', 'DeadLetter'], default: 'Retry' },
+    disableAfter: duration('0s'),
   } },
   ignoredMediaTypes: strings(64),
   ignore: object({

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Condition } from '../api/notification-endpoint.ts';
-import { delivering, NOT_RUNNING, statusCounters, type EndpointView } from '../status/endpoint-status.ts';
+import { currentReadiness, delivering, NOT_RUNNING, statusCounters, type EndpointView } from '../status/endpoint-status.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import { rfc3339 } from '../notifications/endpoint-stats.ts';
 import type { ReadyState } from '../sources/source.ts';
@@ -189,7 +189,8 @@ export class StatusWriter {
   }
 
   #conditions(tracked: Tracked, now: Date, generation: number | undefined): Condition[] {
-    const { ready } = tracked;
+    // AutoDisabled is this process's engine state (retry.disableAfter), seen on the tick like Delivering.
+    const ready = currentReadiness(tracked.ready, tracked.endpoint);
     // Nothing runs for an endpoint whose spec was refused or whose Secret is missing: the receiver's side is unknown.
     const view = this.#view(tracked.endpoint);
     const deliveringNow = view ? delivering(view.stats()) : NOT_RUNNING;

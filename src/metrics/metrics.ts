@@ -16,6 +16,8 @@ export interface EndpointSample {
   readonly pending: number | undefined;
   /** Whether the endpoint runs as configured (its Ready condition). */
   readonly ready: boolean;
+  /** The Ready condition's reason (`AutoDisabled` sets `registry_notifier_auto_disabled`); absent counts as not. */
+  readonly reason?: string;
 }
 
 /** Lists every known endpoint at scrape time; called once per scrape. */
@@ -143,6 +145,16 @@ export class Metrics {
         }
         this.set({ ready: 'true' }, ready);
         this.set({ ready: 'false' }, notReady);
+      },
+    });
+    new Gauge({
+      name: 'registry_notifier_auto_disabled',
+      help: 'Whether the endpoint stopped sending on its own after failing for retry.disableAfter (1) or not (0); per process.',
+      labelNames: ['endpoint'],
+      registers,
+      collect() {
+        this.reset(); // endpoints that are gone disappear from the output
+        for (const endpoint of endpoints()) this.set({ endpoint: endpoint.name }, endpoint.reason === 'AutoDisabled' ? 1 : 0);
       },
     });
     this.#storage = new Gauge({

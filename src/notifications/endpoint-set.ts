@@ -103,6 +103,14 @@ export class EndpointSet {
     return this.#endpoints.get(name)?.replayDeadLetters();
   }
 
+  /**
+   * Sends again from an endpoint that stopped on its own after failing for `retry.disableAfter` (see
+   * `Endpoint.resume`): true if it was auto-disabled, false if it was not, undefined for an unknown endpoint.
+   */
+  resume(name: string): boolean | undefined {
+    return this.#endpoints.get(name)?.resume();
+  }
+
   /** The endpoint with this identity, if present. */
   get(name: string): Endpoint | undefined {
     return this.#endpoints.get(name);

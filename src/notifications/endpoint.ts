@@ -9,7 +9,7 @@ import { fanOutListener, type DeliveryListener } from './listener.ts';
 import { EndpointStats, type StatsSnapshot } from './endpoint-stats.ts';
 import { EventQueue } from './queue.ts';
 import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from './retry.ts';
-import { RetryingSink, systemClock, type Clock } from './retrying-sink.ts';
+import { RetryingSink, systemClock, type ClientErrorPolicy, type Clock } from './retrying-sink.ts';
 import { MemoryStore, type EndpointStore } from './queue-store.ts';
 import type { QueuedEvent } from './sink.ts';
 
@@ -22,6 +22,10 @@ export interface RetryConfig {
   maxAttempts: number;
   /** Age since acceptance before a failing event is dead-lettered; 0 = no limit. */
   maxAgeMs: number;
+  /** What a 4xx other than 408, 409, 425 and 429 does: retried (Distribution) or dead-lettered at once. */
+  clientErrors: ClientErrorPolicy;
+  /** Failing without a success this long stops sending (`autoDisabled`), queue kept; 0 = never. */
+  disableAfterMs: number;
 }
 
 /** Everything an endpoint needs, with every default resolved (see `endpointConfig`). */
@@ -46,12 +50,15 @@ export const ENDPOINT_DEFAULTS = Object.freeze({
   timeoutMs: 1000,
   threshold: 10,
   backoffMs: 1000,
-  retry: Object.freeze({ strategy: 'Breaker', maxBackoffMs: 5 * 60_000, maxAttempts: 0, maxAgeMs: 0 } satisfies RetryConfig),
+  retry: Object.freeze({ strategy: 'Breaker', maxBackoffMs: 5 * 60_000, maxAttempts: 0, maxAgeMs: 0, clientErrors: 'Retry', disableAfterMs: 0 } satisfies RetryConfig),
   maxBatchEvents: 1,
 });
 
-/** A full configuration from a URL and whichever fields are given; the rest take `ENDPOINT_DEFAULTS`. */
-export function endpointConfig(given: Partial<EndpointConfig> & { url: string }): EndpointConfig {
+/** What `endpointConfig` takes: a URL and any other fields, `retry`'s one by one. */
+export type EndpointConfigInput = Partial<Omit<EndpointConfig, 'retry'>> & { url: string; retry?: Partial<RetryConfig> };
+
+/** A full configuration from a URL and whichever fields (retry's too) are given; the rest take `ENDPOINT_DEFAULTS`. */
+export function endpointConfig(given: EndpointConfigInput): EndpointConfig {
   return {
     headers: [],
     timeoutMs: ENDPOINT_DEFAULTS.timeoutMs,
@@ -63,6 +70,14 @@ export function endpointConfig(given: Partial<EndpointConfig> & { url: string })
     ...given,
     retry: { ...ENDPOINT_DEFAULTS.retry, ...given.retry },
   };
+}
+
+/** Why and since when an endpoint stopped sending on its own (`retry.disableAfter`). */
+export interface AutoDisabled {
+  /** When it stopped, milliseconds since the epoch. */
+  readonly since: number;
+  /** How long it failed and the last error (never a URL's credentials or a header value). */
+  readonly message: string;
 }
 
 /** Process-wide settings shared by every endpoint. */
@@ -99,6 +114,7 @@ export class Endpoint {
   #matches: EventMatcher;
   #retrying: RetryingSink;
   #store: EndpointStore;
+  #autoDisabled: AutoDisabled | undefined;
 
   constructor(name: string, config: EndpointConfig, options: EndpointOptions = {}, store: EndpointStore = new MemoryStore()) {
     checkConfig(config, options.guard);
@@ -121,6 +137,28 @@ export class Endpoint {
   /** The configuration in force. */
   get config(): EndpointConfig {
     return this.#config;
+  }
+
+  /**
+   * Set while the endpoint stopped sending on its own after failing for `retry.disableAfter` (its queue is kept
+   * and still takes events); cleared by `resume()` or by `update` with a configuration that differs.
+   */
+  get autoDisabled(): AutoDisabled | undefined {
+    return this.#autoDisabled;
+  }
+
+  /**
+   * Sends again after `autoDisabled` (the `resume-requested-at` annotation's step): the queue goes, in order, to a
+   * fresh retrying and HTTP sink, whose failing time starts from zero. Returns whether it was auto-disabled (false:
+   * nothing changed). A `disabled` configuration stays paused. Throws `SinkClosedError` once the endpoint is closing.
+   */
+  resume(): boolean {
+    if (this.#queue.closing) throw new SinkClosedError('endpoint');
+    if (!this.#autoDisabled) return false;
+    this.#autoDisabled = undefined;
+    this.#replaceDownstream(this.#config);
+    if (!this.#config.disabled) this.#queue.resume();
+    return true;
   }
 
   /** Events owed and not yet delivered: the queue's, or the store's count where it holds more (a shared database). */
@@ -180,7 +218,8 @@ export class Endpoint {
 
   /**
    * Applies a new configuration: filters apply to the next request; the queue stays as it is and its head goes
-   * to the new receiver settings once the attempt in flight (if any) has ended.
+   * to the new receiver settings once the attempt in flight (if any) has ended. A configuration that differs in
+   * anything ends `autoDisabled` (as `resume()` does); the same one applied again leaves it in place.
    */
   update(config: EndpointConfig): void {
     checkConfig(config, this.#options.guard);
@@ -188,12 +227,10 @@ export class Endpoint {
     this.#config = config;
     this.#matches = compileFilter(config.filter);
     this.#queue.setMaxBatchEvents(config.maxBatchEvents);
-    if (downstreamKey(previous) !== downstreamKey(config)) {
-      this.#retrying = this.#downstream(config);
-      const old = this.#queue.setDestination(this.#retrying);
-      old.close().catch(() => {});
-    }
-    if (config.disabled) this.#queue.pause();
+    const resumed = this.#autoDisabled !== undefined && configKey(previous) !== configKey(config);
+    if (resumed) this.#autoDisabled = undefined;
+    if (resumed || downstreamKey(previous) !== downstreamKey(config)) this.#replaceDownstream(config);
+    if (config.disabled || this.#autoDisabled) this.#queue.pause();
     else this.#queue.resume();
   }
 
@@ -208,6 +245,20 @@ export class Endpoint {
     } finally {
       await this.#store.closed?.();
     }
+  }
+
+  #replaceDownstream(config: EndpointConfig): void {
+    this.#retrying = this.#downstream(config);
+    const old = this.#queue.setDestination(this.#retrying);
+    old.close().catch(() => {});
+  }
+
+  /** Stops sending, queue kept, because `retrying` (the sink in use) failed for `retry.disableAfter`. */
+  #disable(retrying: RetryingSink, message: string): void {
+    if (retrying !== this.#retrying || this.#autoDisabled || this.#queue.closing) return;
+    this.#autoDisabled = { since: (this.#options.clock ?? systemClock).now(), message };
+    this.#queue.pause();
+    this.#listener.autoDisabled?.(message);
   }
 
   #downstream(config: EndpointConfig): RetryingSink {
@@ -226,8 +277,12 @@ export class Endpoint {
       ...(this.#options.guard && { guard: this.#options.guard }),
       ...(this.#options.resolve && { resolve: this.#options.resolve }),
     });
-    return new RetryingSink(http, retryStrategy(config, this.#options.random), {
+    const retrying: RetryingSink = new RetryingSink(http, retryStrategy(config, this.#options.random), {
       budget: { maxAttempts: config.retry.maxAttempts, maxAgeMs: config.retry.maxAgeMs },
+      clientErrors: config.retry.clientErrors,
+      maxRetryAfterMs: config.retry.maxBackoffMs,
+      disableAfterMs: config.retry.disableAfterMs,
+      disable: (message) => this.#disable(retrying, message),
       deadLetter: (events, reason) => {
         this.#store.deadLetter(events, reason);
         this.#listener.deadLettered?.(events, reason);
@@ -235,6 +290,7 @@ export class Endpoint {
       ...(this.#store.permit && { permit: (signal: AbortSignal) => this.#store.permit!(config.timeoutMs, signal) }),
       clock,
     });
+    return retrying;
   }
 }
 
@@ -253,6 +309,11 @@ export function retryStrategy(config: EndpointConfig, random?: () => number): Re
   return config.retry.strategy === 'Exponential'
     ? new ExponentialStrategy(config.backoffMs, config.retry.maxBackoffMs, random)
     : new BreakerStrategy(config.threshold, config.backoffMs);
+}
+
+/** The whole configuration, to tell a changed one from the same one applied again. */
+function configKey(config: EndpointConfig): string {
+  return JSON.stringify(config); // Buffers (TLS material, signing key) serialise through Buffer#toJSON
 }
 
 /** Everything below the queue; when it changes, the endpoint builds a new retrying + HTTP sink. */

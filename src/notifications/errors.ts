@@ -34,15 +34,21 @@ export class WriteAbortedError extends NotifierError {
   }
 }
 
-/** An endpoint answered with a status other than 2xx; `status` is the HTTP status code. */
+/**
+ * An endpoint answered with a status other than 2xx; `status` is the HTTP status code, `retryAfterMs` the wait
+ * a 429 or 503 asked for in its `Retry-After` header (undefined when it asked for none we could read).
+ */
 export class HttpStatusError extends NotifierError {
   /** The HTTP status code the receiver answered with. */
   readonly status: number;
+  /** Milliseconds the receiver asked us to wait (`Retry-After` on a 429 or 503), uncapped; undefined if none. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(status: number, statusText: string, location?: string) {
+  constructor(status: number, statusText: string, location?: string, retryAfterMs?: number) {
     const where = location === undefined ? '' : ` (redirect to ${location} not followed)`;
     super('ERR_HTTP_STATUS', `${status} ${statusText}${where}`.trim());
     this.status = status;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 

@@ -3,6 +3,7 @@ import { buildConnector, Pool } from 'undici';
 import type { AddressGuard, Resolver } from './address-guard.ts';
 import { CloudEventsEncoder, type CloudEventsEncoding } from './cloud-events.ts';
 import { guardedConnector } from './guarded-connector.ts';
+import { parseRetryAfter, RETRY_AFTER_STATUSES } from './retry-after.ts';
 import { EndpointConfigError, HttpRequestError, HttpStatusError, SinkClosedError, type NotifierError } from './errors.ts';
 import { EVENTS_MEDIA_TYPE, envelopeBody } from './event.ts';
 import type { DeliveryListener } from './listener.ts';
@@ -52,7 +53,8 @@ const KEEP_ALIVE_MS = 30_000;
 /**
  * POSTs each block as one envelope (or as CloudEvents) to one URL over a keep-alive pool of its own; single-flight: it makes
  * exactly one attempt per write and never retries (that is the retrying sink's job). Resolves on any 2xx;
- * rejects with `HttpStatusError` for any other answer (a 3xx too: redirects are never followed) and with
+ * rejects with `HttpStatusError` for any other answer (a 3xx too: redirects are never followed; a 429's or 503's
+ * `Retry-After` in its `retryAfterMs`) and with
  * `HttpRequestError` when there is no answer (timeout, refused, TLS). Messages never contain the URL's
  * credentials or a header value.
  */
@@ -125,7 +127,8 @@ export class HttpSink implements Sink<QueuedEvent> {
       await response.body.dump({ limit: MAX_RESPONSE_DRAIN }).catch(() => {});
       if (status < 200 || status >= 300) {
         const location = status >= 300 && status < 400 ? header(response.headers.location) : undefined;
-        error = new HttpStatusError(status, statusText, location === undefined ? undefined : redactUrl(location));
+        const retryAfter = RETRY_AFTER_STATUSES.has(status) ? parseRetryAfter(response.headers['retry-after'], this.#now()) : undefined;
+        error = new HttpStatusError(status, statusText, location === undefined ? undefined : redactUrl(location), retryAfter);
       }
     } catch (cause) {
       error = new HttpRequestError(describeRequestError(cause, this.#timeoutMs), cause);

@@ -1,4 +1,4 @@
-import { SinkClosedError, WriteAbortedError } from './errors.ts';
+import { HttpStatusError, SinkClosedError, WriteAbortedError } from './errors.ts';
 import type { RetryStrategy } from './retry.ts';
 import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
 
@@ -35,6 +35,9 @@ export const systemClock: Clock = {
     }),
 };
 
+/** What a 4xx answer does: `Retry` it like any failure (Distribution), or `DeadLetter` the events at once. */
+export type ClientErrorPolicy = 'Retry' | 'DeadLetter';
+
 /** Settings of a `RetryingSink`. */
 export interface RetryingSinkOptions {
   budget?: RetryBudget;
@@ -43,13 +46,36 @@ export interface RetryingSinkOptions {
   /** Asked before each attempt; the attempt starts once it resolves (it resolves early when `signal` aborts). */
   permit?: (signal: AbortSignal) => Promise<void>;
   clock?: Clock;
+  /**
+   * `DeadLetter`: an `HttpStatusError` 4xx other than 408, 409, 425 and 429 dead-letters the attempt's events at
+   * once, without spending budget or telling the strategy (the receiver is up; the events are what it refuses).
+   * Default `Retry`.
+   */
+  clientErrors?: ClientErrorPolicy;
+  /** Cap of a receiver's `Retry-After` (`HttpStatusError.retryAfterMs`); default 5 minutes, as `retry.maxBackoff`. */
+  maxRetryAfterMs?: number;
+  /**
+   * After failing this long without a single success (from the start of the first failed attempt; dead-lettered
+   * events are no success), `disable` is called once: when an attempt fails past that time, or when a write's
+   * wait between retries reaches it (the next attempt is not made); 0 (default) never. A write that comes after
+   * an idle spell makes its first attempt whatever the time.
+   */
+  disableAfterMs?: number;
+  /** Told that `disableAfterMs` passed; the caller stops the sink by aborting the write (the queue pauses). */
+  disable?: (reason: string) => void;
 }
+
+/** 4xx answers that say "later" or "not like this, now" rather than "never": retried even with `DeadLetter`. */
+const RETRIED_CLIENT_ERRORS: ReadonlySet<number> = new Set([408, 409, 425, 429]);
+// retry.maxBackoff's default: a Retry-After longer than this is not waited in full unless the spec says so.
+const DEFAULT_MAX_RETRY_AFTER_MS = 5 * 60_000;
 
 /**
  * Blocks each write until the destination accepts it, asking the strategy when to try again: the write
  * resolves once every event was delivered or dead-lettered, so a queue in front never loses an event. Events
- * leave the batch only from its head (older first), so what was committed is always a prefix. Aborting the
- * write's signal stops it before the next attempt (an attempt in flight is let finish) with
+ * leave the batch only from its head (older first), so what was committed is always a prefix. A receiver's
+ * `Retry-After` (429, 503) makes the next attempt wait that long (capped) when the strategy would go sooner.
+ * Aborting the write's signal stops it before the next attempt (an attempt in flight is let finish) with
  * `WriteAbortedError`. Closing rejects writes that are waiting with `SinkClosedError`.
  */
 export class RetryingSink implements Sink<QueuedEvent> {
@@ -59,7 +85,19 @@ export class RetryingSink implements Sink<QueuedEvent> {
   #deadLetter: (events: readonly QueuedEvent[], reason: string) => void;
   #permit: ((signal: AbortSignal) => Promise<void>) | undefined;
   #clock: Clock;
+  #clientErrors: ClientErrorPolicy;
+  #maxRetryAfterMs: number;
+  #disableAfterMs: number;
+  #disable: (reason: string) => void;
   #closed = new AbortController();
+  /** Not before this time (a receiver's Retry-After), whatever the strategy says; 0 = no such wait. */
+  #notBefore = 0;
+  /** Start of the first failed attempt since the last success; undefined while the last attempt succeeded. */
+  #failingSince: number | undefined;
+  /** `disable` was called for the current failing streak. */
+  #disabled = false;
+  /** What the last failed attempt threw, for `disable`'s reason. */
+  #lastError: unknown;
 
   constructor(dst: Sink<QueuedEvent>, strategy: RetryStrategy, options: RetryingSinkOptions = {}) {
     this.#dst = dst;
@@ -68,6 +106,10 @@ export class RetryingSink implements Sink<QueuedEvent> {
     this.#deadLetter = options.deadLetter ?? (() => {});
     this.#permit = options.permit;
     this.#clock = options.clock ?? systemClock;
+    this.#clientErrors = options.clientErrors ?? 'Retry';
+    this.#maxRetryAfterMs = options.maxRetryAfterMs ?? DEFAULT_MAX_RETRY_AFTER_MS;
+    this.#disableAfterMs = options.disableAfterMs ?? 0;
+    this.#disable = options.disable ?? (() => {});
   }
 
   /** Consecutive failed attempts since the last success. */
@@ -84,36 +126,78 @@ export class RetryingSink implements Sink<QueuedEvent> {
       // learn how much was settled, not that the old sink is gone.
       if (options.signal?.aborted) throw new WriteAbortedError(items.length - batch.length, lastError);
       if (this.#closed.signal.aborted) throw new SinkClosedError('retrying sink');
-      const wait = this.#strategy.proceed(this.#clock.now());
+      const now = this.#clock.now();
+      // Only while this write retries: a write that comes after a pause makes its first attempt, whose failure
+      // (past the deadline) stops the endpoint below; a success ends the streak.
+      const disableIn = lastError === undefined ? Number.POSITIVE_INFINITY : this.#disableIn(now);
+      if (disableIn === 0) {
+        this.#stop();
+        continue; // the caller aborts the write now; if it does not, delivery goes on
+      }
+      const wait = Math.max(this.#strategy.proceed(now), this.#notBefore - now);
       if (wait > 0) {
         // Combined only when there is a wait: AbortSignal.any() on every write registers weak dependants on the
         // long-lived close signal, a cost on each delivery for a value only the sleep needs.
         const stop = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal;
-        await this.#clock.sleep(wait, stop).catch(() => {});
+        await this.#clock.sleep(Math.min(wait, disableIn), stop).catch(() => {});
         continue;
       }
       if (this.#permit) {
         await this.#permit(options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal);
         if (options.signal?.aborted || this.#closed.signal.aborted) continue; // the checks at the top end the write
       }
+      const started = this.#clock.now();
       try {
         await this.#dst.write(batch);
         this.#strategy.success();
+        this.#notBefore = 0;
+        this.#failingSince = undefined;
+        this.#disabled = false;
         return;
       } catch (error) {
         if (error instanceof SinkClosedError) throw error;
         lastError = error;
+        this.#lastError = error;
+        this.#failingSince ??= started;
+        const failedAt = this.#clock.now();
+        const due = this.#disableIn(failedAt) === 0;
+        if (this.#refused(error)) {
+          this.#deadLetter(batch, `${describe(error)}: a client error, not retried (retry.clientErrors: DeadLetter)`);
+          if (due) this.#stop();
+          return;
+        }
+        if (due) this.#stop();
         attempts++;
-        this.#strategy.failure(this.#clock.now());
+        this.#strategy.failure(failedAt);
+        const asked = error instanceof HttpStatusError ? error.retryAfterMs : undefined;
+        this.#notBefore = asked === undefined ? 0 : failedAt + Math.min(asked, this.#maxRetryAfterMs);
         batch = this.#spend(batch, attempts, error);
       }
     }
   }
 
+  /** Calls `disable` once for the current failing streak. */
+  #stop(): void {
+    this.#disabled = true;
+    this.#disable(`failing without a success for ${this.#disableAfterMs}ms (retry.disableAfter); last: ${describe(this.#lastError)}`);
+  }
+
+  /** Milliseconds until `disable` is due (0: now), or Infinity when it is off, not failing, or already called. */
+  #disableIn(now: number): number {
+    if (this.#disableAfterMs <= 0 || this.#failingSince === undefined || this.#disabled) return Number.POSITIVE_INFINITY;
+    return Math.max(0, this.#failingSince + this.#disableAfterMs - now);
+  }
+
+  /** Whether `error` is a 4xx that `clientErrors: DeadLetter` gives up on at once. */
+  #refused(error: unknown): boolean {
+    return this.#clientErrors === 'DeadLetter' && error instanceof HttpStatusError &&
+      error.status >= 400 && error.status < 500 && !RETRIED_CLIENT_ERRORS.has(error.status);
+  }
+
   /** Dead-letters the head of the batch that ran out of budget and returns the rest. */
   #spend(batch: readonly QueuedEvent[], attempts: number, error: unknown): readonly QueuedEvent[] {
     const { maxAttempts, maxAgeMs } = this.#budget;
-    const why = error instanceof Error ? error.message : String(error);
+    const why = describe(error);
     if (maxAttempts > 0 && attempts >= maxAttempts) {
       this.#deadLetter(batch, `gave up after ${attempts} attempts; last: ${why}`);
       return [];
@@ -136,4 +220,8 @@ export class RetryingSink implements Sink<QueuedEvent> {
     this.#closed.abort();
     await this.#dst.close();
   }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

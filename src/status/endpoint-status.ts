@@ -3,9 +3,10 @@
  * writes into each resource's status and what `GET /endpoints` shows, so both say the same. Ready (our side) comes
  * from the endpoint's source; Delivering (the receiver's side) and the counters from the running endpoint.
  */
+import { formatDuration } from '../api/duration.ts';
 import type { DeliveringReason } from '../api/notification-endpoint.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
-import type { StatsSnapshot } from '../notifications/endpoint-stats.ts';
+import { rfc3339, type StatsSnapshot } from '../notifications/endpoint-stats.ts';
 import { redactUrl } from '../notifications/http-sink.ts';
 import type { ReadyState } from '../sources/source.ts';
 
@@ -57,8 +58,22 @@ export const NOT_RUNNING: DeliveringCondition = Object.freeze({
 
 const IDLE: DeliveringCondition = Object.freeze({ status: 'True', reason: 'Idle' });
 
-/** What `endpointStatus` reads of an endpoint; a live `Endpoint` fits. */
-export type EndpointView = Pick<Endpoint, 'name' | 'pending' | 'stats' | 'config'>;
+/** What `endpointStatus` reads of an endpoint; a live `Endpoint` fits (a view without `autoDisabled` never shows AutoDisabled). */
+export type EndpointView = Pick<Endpoint, 'name' | 'pending' | 'stats' | 'config'> & { readonly autoDisabled?: Endpoint['autoDisabled'] };
+
+/**
+ * The Ready condition as it stands: the source's, except that an endpoint it configured (Ready True) which stopped
+ * on its own after failing for `retry.disableAfter` is `False`, reason `AutoDisabled`, with since when and how
+ * to send again. What the controller writes and `/endpoints` shows.
+ */
+export function currentReadiness(readiness: Readiness, endpoint: Pick<EndpointView, 'autoDisabled' | 'config'> | undefined): Readiness {
+  const stopped = endpoint?.autoDisabled;
+  if (!stopped || !readiness.ready) return readiness;
+  const after = formatDuration(endpoint.config.retry.disableAfterMs);
+  const message = `no successful delivery for ${after} (retry.disableAfter): sending stopped at ${rfc3339(stopped.since)}, ` +
+    `events are kept in the queue; a spec change or a new registry-notifier.io/resume-requested-at value sends again. ${stopped.message}`;
+  return { ...readiness, ready: false, reason: 'AutoDisabled', message };
+}
 
 /**
  * The Delivering condition of a running endpoint, derived from its counters alone: Failing while the last
@@ -100,7 +115,7 @@ export function endpointStatus(endpoint: EndpointView, readiness: Readiness): En
   return {
     name: endpoint.name,
     url: redactUrl(endpoint.config.url),
-    ...readinessFields(readiness),
+    ...readinessFields(currentReadiness(readiness, endpoint)),
     delivering: delivering(endpoint.stats()),
     ...statusCounters(endpoint),
   };

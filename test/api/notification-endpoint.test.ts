@@ -33,7 +33,7 @@ const DEFAULTS: NormalisedSpec = {
   timeoutMs: 1000,
   threshold: 10,
   backoffMs: 1000,
-  retry: { strategy: 'Breaker', maxBackoffMs: 300_000, maxAttempts: 0, maxAgeMs: 0 },
+  retry: { strategy: 'Breaker', maxBackoffMs: 300_000, maxAttempts: 0, maxAgeMs: 0, clientErrors: 'Retry', disableAfterMs: 0 },
   ignoredMediaTypes: [],
   ignoredActions: [],
   repositories: { include: [], exclude: [] },
@@ -56,8 +56,8 @@ describe('parseNotificationEndpoint: defaults and normalisation', () => {
     ['threshold', { threshold: 3 }, { threshold: 3 }],
     ['backoff', { backoff: '0s' }, { backoffMs: 0 }],
     ['retry (partial)', { retry: { strategy: 'Exponential' } }, { retry: { ...DEFAULTS.retry, strategy: 'Exponential' } }],
-    ['retry (all)', { retry: { strategy: 'Breaker', maxBackoff: '1h', maxAttempts: 5, maxAge: '24h' } },
-      { retry: { strategy: 'Breaker', maxBackoffMs: 3_600_000, maxAttempts: 5, maxAgeMs: 86_400_000 } }],
+    ['retry (all)', { retry: { strategy: 'Breaker', maxBackoff: '1h', maxAttempts: 5, maxAge: '24h', clientErrors: 'DeadLetter', disableAfter: '6h' } },
+      { retry: { strategy: 'Breaker', maxBackoffMs: 3_600_000, maxAttempts: 5, maxAgeMs: 86_400_000, clientErrors: 'DeadLetter', disableAfterMs: 21_600_000 } }],
     ['null counts as absent', { timeout: null, retry: null }, {}],
     ['media types merged and deduplicated', { ignoredMediaTypes: ['a/b', 'c/d'], ignore: { mediaTypes: ['c/d', 'e/f'] } },
       { ignoredMediaTypes: ['a/b', 'c/d', 'e/f'] }],
@@ -321,7 +321,7 @@ describe('parseNotificationEndpointsYaml', () => {
       return endpoints;
     });
     expect(parsed.find((e) => e.name === 'local-receiver')?.spec).toEqual({ ...DEFAULTS, url: 'http://127.0.0.1:8090/events' });
-    expect(parsed.find((e) => e.name === 'ci-pushes')?.spec.retry.strategy).toBe('Exponential');
+    expect(parsed.find((e) => e.name === 'ci-pushes')?.spec.retry).toMatchObject({ strategy: 'Exponential', clientErrors: 'DeadLetter', disableAfterMs: 21_600_000 });
     expect(parsed.find((e) => e.name === 'audit-log')?.spec.signing).toBeDefined();
     expect(parsed.find((e) => e.name === 'cloudevents-broker')?.spec).toMatchObject({ format: 'CloudEvents', cloudEvents: { mode: 'Structured' }, maxBatchEvents: 20 });
   });
@@ -399,6 +399,7 @@ describe('the CRD and the TypeScript validator agree', () => {
       timeout: (s) => s.timeoutMs, threshold: (s) => s.threshold, backoff: (s) => s.backoffMs,
       'retry.strategy': (s) => s.retry.strategy, 'retry.maxBackoff': (s) => s.retry.maxBackoffMs,
       'retry.maxAttempts': (s) => s.retry.maxAttempts, 'retry.maxAge': (s) => s.retry.maxAgeMs,
+      'retry.clientErrors': (s) => s.retry.clientErrors, 'retry.disableAfter': (s) => s.retry.disableAfterMs,
       maxBatchEvents: (s) => s.maxBatchEvents, format: (s) => s.format, 'cloudEvents.mode': (s) => s.cloudEvents.mode, 'tls.insecureSkipVerify': (s) => s.tls.insecureSkipVerify, disabled: (s) => s.disabled,
     };
     const crdDefaults = defaultPaths(specNode, '');
@@ -408,7 +409,7 @@ describe('the CRD and the TypeScript validator agree', () => {
       expect(normalised[path]?.(DEFAULTS), path).toEqual(isDuration ? parseDuration(node.default as string) : node.default);
     }
     const stored = applyDefaults(specNode, { url: DEFAULTS.url });
-    expect(stored.retry).toEqual({ strategy: 'Breaker', maxBackoff: '5m', maxAttempts: 0, maxAge: '0s' });
+    expect(stored.retry).toEqual({ strategy: 'Breaker', maxBackoff: '5m', maxAttempts: 0, maxAge: '0s', clientErrors: 'Retry', disableAfter: '0s' });
     expect(parseNotificationEndpoint(doc(stored)).spec).toEqual(DEFAULTS);
   });
 

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
+import { endpointConfig, type EndpointConfig, type EndpointConfigInput } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { startAdminServer, type AdminServer, type AdminServerOptions } from '../../src/metrics/admin-server.ts';
@@ -28,7 +28,7 @@ async function start(overrides: Partial<AdminServerOptions> = {}): Promise<Admin
   return server;
 }
 
-const fast = (url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig =>
+const fast = (url: string, extra: Partial<EndpointConfigInput> = {}): EndpointConfig =>
   endpointConfig({ url, threshold: 3, backoffMs: 20, timeoutMs: 2000, ...extra });
 
 /** Sends raw bytes and resolves with everything the server wrote before closing (or 2 s passing). */

@@ -1,6 +1,6 @@
 import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
+import { endpointConfig, type EndpointConfig, type EndpointConfigInput } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import type { AttemptResult } from '../../src/notifications/listener.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
@@ -21,7 +21,7 @@ function wiredSet(metrics: Metrics): EndpointSet {
 }
 
 // Breaker tripping after 3 failures, 20 ms apart: fast enough for tests.
-const fast = (url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig =>
+const fast = (url: string, extra: Partial<EndpointConfigInput> = {}): EndpointConfig =>
   endpointConfig({ url, threshold: 3, backoffMs: 20, timeoutMs: 2000, ...extra });
 
 const lines = async (metrics: Metrics): Promise<string[]> => (await metrics.render()).split('\n');

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { Endpoint, endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
+import { Endpoint, endpointConfig, type EndpointConfig, type EndpointConfigInput } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
 import { MemoryStore, type QueueBackend, type Route } from '../../src/notifications/queue-store.ts';
@@ -15,7 +15,7 @@ const cleanups = useCleanups();
 const receiver = (): Promise<TestReceiver> => startReceiver(cleanups);
 
 // Fast retries for tests: Distribution's breaker, tripping after 3 failures, 20 ms apart.
-const fast = (url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig =>
+const fast = (url: string, extra: Partial<EndpointConfigInput> = {}): EndpointConfig =>
   endpointConfig({ url, threshold: 3, backoffMs: 20, timeoutMs: 1000, ...extra });
 
 function endpoint(name: string, config: EndpointConfig): Endpoint {

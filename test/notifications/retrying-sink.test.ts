@@ -1,0 +1,57 @@
+// The retrying sink's receiver-facing options on their own (no HTTP): a destination that throws the errors an HTTP
+// sink throws, virtual time. The loopback versions are in client-errors, retry-after and auto-disable tests.
+import { describe, expect, it } from 'vitest';
+import { HttpRequestError, HttpStatusError } from '../../src/notifications/errors.ts';
+import { BreakerStrategy } from '../../src/notifications/retry.ts';
+import { RetryingSink } from '../../src/notifications/retrying-sink.ts';
+import type { QueuedEvent, Sink } from '../../src/notifications/sink.ts';
+import { fakeClock } from './test-sinks.ts';
+
+const events = (n: number): QueuedEvent[] => Array.from({ length: n }, (_, i) => ({ id: `e-${i}`, json: '{}', acceptedAt: 0 }));
+
+/** Throws the scripted errors in turn, then accepts; records the virtual time of each attempt. */
+function scripted(clock: { now(): number }, ...errors: Error[]): Sink<QueuedEvent> & { at: number[] } {
+  const at: number[] = [];
+  return {
+    at,
+    write: async () => {
+      at.push(clock.now());
+      const error = errors.shift();
+      if (error) throw error;
+    },
+    close: async () => {},
+  };
+}
+
+describe('RetryingSink: Retry-After', () => {
+  it('waits what the error asks, capped by maxRetryAfterMs (default 5 minutes); a request error has none', async () => {
+    const clock = fakeClock(0);
+    const dst = scripted(clock, new HttpStatusError(503, 'Service Unavailable', undefined, 2000), new HttpStatusError(429, 'Too Many Requests', undefined, 3_600_000), new HttpRequestError('refused'));
+    await new RetryingSink(dst, new BreakerStrategy(100, 0), { clock }).write(events(1));
+    expect(dst.at).toEqual([0, 2000, 2000 + 300_000, 2000 + 300_000]);
+  });
+});
+
+describe('RetryingSink: disableAfterMs', () => {
+  it('calls disable once per failing streak; if the caller does not stop it, delivery goes on', async () => {
+    const clock = fakeClock(0);
+    const told: string[] = [];
+    const fail = (): Error => new HttpStatusError(503, 'Service Unavailable');
+    const dst = scripted(clock, fail(), fail(), fail(), fail());
+    const sink = new RetryingSink(dst, new BreakerStrategy(1, 4000), { clock, disableAfterMs: 10_000, disable: (m) => told.push(m) });
+    await sink.write(events(1));
+    // 0, 4, 8 s; the wait is cut at 10 s to tell, then the attempt due at 12 s goes out.
+    expect(dst.at).toEqual([0, 4000, 8000, 12_000, 16_000]);
+    expect(clock.sleeps).toEqual([4000, 4000, 2000, 2000, 4000]);
+    expect(told).toEqual(['failing without a success for 10000ms (retry.disableAfter); last: 503 Service Unavailable']);
+  });
+
+  it('an aborted write after disable rejects with what was settled', async () => {
+    const clock = fakeClock(0);
+    const stop = new AbortController();
+    const dst = scripted(clock, ...Array.from({ length: 10 }, () => new HttpStatusError(500, 'Internal Server Error')));
+    const sink = new RetryingSink(dst, new BreakerStrategy(1, 4000), { clock, disableAfterMs: 5000, disable: () => stop.abort() });
+    await expect(sink.write(events(2), { signal: stop.signal })).rejects.toMatchObject({ code: 'ERR_WRITE_ABORTED', settled: 0 });
+    expect(dst.at).toEqual([0, 4000]);
+  });
+});
