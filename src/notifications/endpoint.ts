@@ -2,6 +2,7 @@ import type { buildConnector } from 'undici';
 import { hostOf, type AddressGuard, type Resolver } from './address-guard.ts';
 import type { Event } from './event.ts';
 import { SinkClosedError } from './errors.ts';
+import { Coalescer, type CoalesceRound, type CoalesceSettings } from './coalescer.ts';
 import { compileFilter, NO_FILTER, type EventMatcher, type FilterRules } from './filter.ts';
 import { HttpSink, parseEndpointUrl, type TlsOptions } from './http-sink.ts';
 import { fanOutListener, type DeliveryListener } from './listener.ts';
@@ -36,6 +37,8 @@ export interface EndpointConfig {
   tls?: TlsOptions;
   signingKey?: Buffer;
   disabled: boolean;
+  /** api.md §11 `coalesce`: per window, only the first event per key is delivered; absent = nothing coalesced. */
+  coalesce?: CoalesceSettings;
 }
 
 /** Distribution's defaults (timeout 1s, threshold 10, backoff 1s) and ours for the newer fields. */
@@ -94,6 +97,7 @@ export class Endpoint {
   #listener: DeliveryListener;
   #queue: EventQueue;
   #matches: EventMatcher;
+  #coalescer: Coalescer | undefined;
   #retrying: RetryingSink;
   #store: EndpointStore;
 
@@ -112,6 +116,7 @@ export class Endpoint {
       store,
     });
     this.#matches = compileFilter(config.filter);
+    this.#coalescer = coalescerFor(config);
     store.attach(this.#queue);
   }
 
@@ -143,6 +148,14 @@ export class Endpoint {
   /** Whether this endpoint's filters take the event (asked before anything is committed). */
   matches(event: Event): boolean {
     return this.#matches(event);
+  }
+
+  /**
+   * The coalescing decisions for one request accepted at `at` (api.md §11), asked after `matches`; undefined when
+   * the endpoint coalesces nothing. Its `commit` counts the coalesced events through the listener's `coalesced`.
+   */
+  coalescing(at: number): CoalesceRound | undefined {
+    return this.#coalescer?.round(at, (count) => this.#listener.coalesced?.(count));
   }
 
   /** Whether the endpoint stopped taking events (it is being removed or shut down). */
@@ -177,13 +190,15 @@ export class Endpoint {
 
   /**
    * Applies a new configuration: filters apply to the next request; the queue stays as it is and its head goes
-   * to the new receiver settings once the attempt in flight (if any) has ended.
+   * to the new receiver settings once the attempt in flight (if any) has ended. Changed `coalesce` settings start
+   * over with no window open (unchanged ones keep their windows).
    */
   update(config: EndpointConfig): void {
     checkUrl(config.url, this.#options.guard);
     const previous = this.#config;
     this.#config = config;
     this.#matches = compileFilter(config.filter);
+    if (JSON.stringify(previous.coalesce) !== JSON.stringify(config.coalesce)) this.#coalescer = coalescerFor(config);
     this.#queue.setMaxBatchEvents(config.maxBatchEvents);
     if (downstreamKey(previous) !== downstreamKey(config)) {
       this.#retrying = this.#downstream(config);
@@ -234,6 +249,10 @@ export class Endpoint {
   }
 }
 
+function coalescerFor(config: EndpointConfig): Coalescer | undefined {
+  return config.coalesce && config.coalesce.actions.length > 0 ? new Coalescer(config.coalesce) : undefined;
+}
+
 /** Refuses a URL that cannot work, or whose IP-literal or `localhost` host the guard refuses (`EndpointRefusedError`). */
 function checkUrl(url: string, guard: AddressGuard | undefined): void {
   parseEndpointUrl(url);
@@ -249,6 +268,6 @@ export function retryStrategy(config: EndpointConfig, random?: () => number): Re
 
 /** Everything below the queue; when it changes, the endpoint builds a new retrying + HTTP sink. */
 function downstreamKey(config: EndpointConfig): string {
-  const { filter: _filter, maxBatchEvents: _batch, disabled: _disabled, ...rest } = config;
+  const { filter: _filter, maxBatchEvents: _batch, disabled: _disabled, coalesce: _coalesce, ...rest } = config;
   return JSON.stringify(rest); // Buffers (TLS material, signing key) serialise through Buffer#toJSON
 }

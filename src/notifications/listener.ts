@@ -28,6 +28,8 @@ export interface DeliveryListener {
   deadLettered?(events: readonly QueuedEvent[], reason: string): void;
   /** `count` queued events were dropped because the endpoint was removed or shut down before sending them. */
   discarded?(count: number): void;
+  /** `count` events were coalesced (api.md §11 `coalesce`): taken by the filters, not queued, never delivered. */
+  coalesced?(count: number): void;
 }
 
 /** Whether an attempt's answer counts as success: any 2xx. */
@@ -51,5 +53,6 @@ export function fanOutListener(...listeners: DeliveryListener[]): DeliveryListen
     attempt: (result) => each((l) => l.attempt?.(result)),
     deadLettered: (events, reason) => each((l) => l.deadLettered?.(events, reason)),
     discarded: (count) => each((l) => l.discarded?.(count)),
+    coalesced: (count) => each((l) => l.coalesced?.(count)),
   };
 }

@@ -25,7 +25,7 @@ const INVALID: ReadyState = { ready: false, reason: 'InvalidSpec', message: 'spe
 class StubEndpoint {
   pending = 0;
   config: { tls?: { insecureSkipVerify: boolean } } = {};
-  counters: StatsSnapshot = { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0 };
+  counters: StatsSnapshot = { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, coalesced: 0, responses: [], consecutiveFailures: 0 };
 
   stats(): StatsSnapshot {
     return structuredClone(this.counters);

@@ -13,7 +13,7 @@ import {
 } from '../../src/status/endpoint-status.ts';
 
 function stats(over: Partial<StatsSnapshot>): StatsSnapshot {
-  return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0, ...over };
+  return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, coalesced: 0, responses: [], consecutiveFailures: 0, ...over };
 }
 
 const view = (name: string, over: Partial<StatsSnapshot> = {}, url = `http://127.0.0.1:9/${name}`): EndpointView => ({
