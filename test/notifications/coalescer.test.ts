@@ -1,9 +1,18 @@
-// The coalescer on its own (api.md §11 `coalesce`), with times given by the test: the key, the fixed window from
-// the first event, the two-phase round (nothing remembered until commit), expiry and the cap on keys.
+// Coalescing (api.md §11 `coalesce`), with times given by the test: the coalescer on its own (the key, the fixed
+// window from the first event, the two-phase round, expiry and the cap on keys), then through an EndpointSet to a
+// real loopback receiver (no added latency, nothing queued or committed for a coalesced event, refusals, updates).
 import { describe, expect, it } from 'vitest';
 import { Coalescer, coalesceKey } from '../../src/notifications/coalescer.ts';
+import { endpointConfig, type EndpointConfig } from '../../src/notifications/endpoint.ts';
+import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
+import { QueueFullError } from '../../src/notifications/errors.ts';
 import type { Event } from '../../src/notifications/event.ts';
+import { MemoryStore, type QueueBackend, type Route } from '../../src/notifications/queue-store.ts';
+import { systemClock } from '../../src/notifications/retrying-sink.ts';
+import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import { fixtureEvent } from '../support/events.ts';
+import type { TestReceiver } from '../support/receiver.ts';
+import { until } from '../support/wait.ts';
 
 const pullTagged = fixtureEvent('pull-manifest-tagged.json'); // pull demo/app:v1
 const pullBlob = fixtureEvent('pull-blob.json'); // pull demo/app@sha256:b027…, no tag
@@ -133,5 +142,149 @@ describe('Coalescer', () => {
     expect(decide(coalescer, 3, tag('a'))).toEqual([true]); // forgotten early: delivered, and b's window is now the oldest
     expect(decide(coalescer, 4, tag('b'))).toEqual([true]);
     expect(coalescer.forgotten).toBe(3);
+  });
+});
+
+describe('coalescing in an EndpointSet, delivered to a real loopback receiver', () => {
+  const cleanups = useCleanups();
+  const WINDOW = 60_000;
+  /** A set whose acceptance time the test sets (`clock.at`); retries sleep for real. */
+  function setup(options: { backend?: QueueBackend } = {}): { set: EndpointSet; clock: { at: number } } {
+    const clock = { at: 1_000_000 };
+    const set = new EndpointSet({ clock: { now: () => clock.at, sleep: systemClock.sleep }, ...options });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    return { set, clock };
+  }
+  const coalescing = (url: string, actions: string[] = ['pull'], windowMs = WINDOW): EndpointConfig =>
+    endpointConfig({ url, coalesce: { actions, windowMs } });
+  const ids = (r: TestReceiver): string[] => r.events({ acceptedOnly: true }).map((e) => e.id);
+  const pull = (id: string, target: Record<string, unknown> = {}): Event => with_(pullTagged, target, id);
+  /** Sends a push the endpoint never coalesces and waits for it: what was queued before it has arrived by then. */
+  async function barrier(set: EndpointSet, r: TestReceiver, id: string): Promise<void> {
+    await set.write([{ ...pushTagged, id }]);
+    await r.waitFor(() => ids(r).includes(id));
+  }
+
+  it('delivers the first event at once, counts duplicates within the window without queueing them, delivers after it', async () => {
+    const r = await startReceiver(cleanups);
+    const { set, clock } = setup();
+    set.apply('hook', coalescing(r.url));
+    const started = performance.now();
+    expect(await set.write([pull('first')])).toEqual({ routed: 1, duplicates: [] });
+    // The clock stands still: the window cannot have ended, so the event did not wait for it.
+    await r.waitFor(() => ids(r).includes('first'));
+    expect(performance.now() - started).toBeLessThan(WINDOW / 10);
+    await until(() => set.get('hook')?.pending === 0, 'the first event acknowledged');
+    clock.at += 1_000;
+    expect(await set.write([pull('dup-1'), pull('dup-2')])).toEqual({ routed: 0, duplicates: [] });
+    clock.at += WINDOW - 1_001;
+    expect(await set.write([pull('dup-3')])).toEqual({ routed: 0, duplicates: [] });
+    expect(set.get('hook')?.pending, 'coalesced events are never queued').toBe(0);
+    await barrier(set, r, 'barrier-1');
+    clock.at += 1; // exactly one window after the first event
+    await set.write([pull('next')]);
+    await r.waitFor(() => ids(r).includes('next'));
+    expect(ids(r)).toEqual(['first', 'barrier-1', 'next']);
+    expect(set.get('hook')?.stats().coalesced).toBe(3);
+  });
+
+  it('passes different tags, digests, repositories and actions, and actions it does not list', async () => {
+    const r = await startReceiver(cleanups);
+    const { set, clock } = setup();
+    set.apply('hook', coalescing(r.url, ['pull', 'mount']));
+    const events = [
+      pull('v1'), pull('v2', { tag: 'v2' }), { ...pullBlob, id: 'blob' }, pull('other-repo', { repository: 'demo/other' }),
+      { ...fixtureEvent('mount-blob.json'), id: 'mount' }, { ...pushTagged, id: 'push' }, { ...fixtureEvent('delete-tag.json'), id: 'delete' },
+    ];
+    await set.write(events);
+    clock.at += 1;
+    const again = events.map((e) => ({ ...e, id: `${e.id}-again` }));
+    await set.write(again);
+    await barrier(set, r, 'barrier');
+    expect(ids(r)).toEqual([...events.map((e) => e.id), 'push-again', 'delete-again', 'barrier']);
+    expect(set.get('hook')?.stats().coalesced).toBe(5);
+  });
+
+  it('coalesces per endpoint: another endpoint without coalesce gets every event', async () => {
+    const quiet = await startReceiver(cleanups);
+    const all = await startReceiver(cleanups);
+    const { set } = setup();
+    set.apply('quiet', coalescing(quiet.url));
+    set.apply('all', endpointConfig({ url: all.url }));
+    expect(await set.write([pull('a'), pull('b'), pull('c')])).toEqual({ routed: 3, duplicates: [] });
+    await all.waitFor(() => ids(all).length === 3);
+    await barrier(set, quiet, 'barrier');
+    expect(ids(quiet)).toEqual(['a', 'barrier']);
+    expect([set.get('quiet')?.stats().coalesced, set.get('all')?.stats().coalesced]).toEqual([2, 0]);
+  });
+
+  it('commits only what goes through: coalesced events never reach the backend (not pending, not journaled)', async () => {
+    const commits: (readonly Route[])[] = [];
+    const backend: QueueBackend = {
+      commit: (routes) => (commits.push(routes), { routes, duplicates: [] }),
+      storeFor: () => new MemoryStore(),
+    };
+    const { set } = setup({ backend });
+    set.apply('hook', { ...coalescing('http://127.0.0.1:9/'), disabled: true });
+    await set.write([pull('a'), pull('b'), { ...pushTagged, id: 'push' }]);
+    await set.write([pull('c')]); // only coalesced: nothing to commit at all
+    expect(commits.map((routes) => routes.map((route) => route.events.map((e) => e.id)))).toEqual([[['a', 'push']]]);
+    expect(set.get('hook')?.stats().coalesced).toBe(2);
+  });
+
+  it('a refused request opens no window and counts nothing: its resend is delivered', async () => {
+    const r = await startReceiver(cleanups);
+    let fail = true;
+    const backend: QueueBackend = {
+      commit: (routes) => {
+        if (fail) throw new Error('COMMIT failed: disk full');
+        return { routes, duplicates: [] };
+      },
+      storeFor: () => new MemoryStore(),
+    };
+    const { set } = setup({ backend });
+    set.apply('hook', coalescing(r.url));
+    await expect(set.write([pull('a'), pull('a-dup')])).rejects.toThrow(/disk full/);
+    expect(set.get('hook')?.stats().coalesced).toBe(0);
+    fail = false;
+    await set.write([pull('a')]);
+    await r.waitFor(() => ids(r).includes('a'));
+    const refused = new EndpointSet({ limits: { perEndpoint: 0, total: 10 } });
+    cleanups.push(() => refused.close(AbortSignal.abort()));
+    refused.apply('hook', coalescing(r.url));
+    await expect(refused.write([pull('b')])).rejects.toBeInstanceOf(QueueFullError);
+    expect(refused.get('hook')?.stats().coalesced).toBe(0);
+  });
+
+  it('keeps its windows when the same configuration is applied again, starts over when coalesce changes', async () => {
+    const r = await startReceiver(cleanups);
+    const { set, clock } = setup();
+    set.apply('hook', coalescing(r.url));
+    await set.write([pull('first')]);
+    set.apply('hook', { ...coalescing(r.url), headers: [['X-Team', 'a']] }); // a resync, a header change
+    clock.at += 1;
+    await set.write([pull('kept')]);
+    set.apply('hook', coalescing(r.url, ['pull'], WINDOW * 2)); // a new window length: no window is open
+    clock.at += 1;
+    await set.write([pull('after-change'), pull('after-change-dup')]);
+    set.apply('hook', endpointConfig({ url: r.url })); // coalesce removed: everything goes through
+    await set.write([pull('plain')]);
+    await r.waitFor(() => ids(r).includes('plain'));
+    expect(ids(r)).toEqual(['first', 'after-change', 'plain']);
+    expect(set.get('hook')?.stats().coalesced).toBe(2);
+  });
+
+  it('tells the listener how many it coalesced, once per request, after the commit', async () => {
+    const counts: [string, number][] = [];
+    const clock = { at: 0 };
+    const set = new EndpointSet({
+      clock: { now: () => clock.at, sleep: systemClock.sleep },
+      listenerFor: (name) => ({ coalesced: (n) => counts.push([name, n]) }),
+    });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('hook', { ...coalescing('http://127.0.0.1:9/'), disabled: true });
+    await set.write([pull('a'), pull('b'), pull('c')]);
+    await set.write([pull('d')]);
+    expect(counts).toEqual([['hook', 2], ['hook', 1]]);
   });
 });
