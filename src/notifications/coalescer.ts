@@ -47,8 +47,12 @@ export class Coalescer {
   readonly settings: CoalesceSettings;
   readonly #actions: ReadonlySet<string>;
   readonly #maxKeys: number;
-  /** Key -> when its window opened; insertion order is opening order (a key that opens again is moved to the end). */
+  /** Key -> when its window opened. */
   readonly #windows = new Map<string, number>();
+  // Windows in opening order, oldest at #head, so expiry and the cap never scan the map (a Map iterated from its
+  // start after many deletions walks their holes). An entry whose key opened again later is skipped when reached.
+  #order: { key: string; opened: number }[] = [];
+  #head = 0;
   #forgotten = 0;
 
   constructor(settings: CoalesceSettings, options: CoalescerOptions = {}) {
@@ -92,22 +96,37 @@ export class Coalescer {
     this.#expire(at);
     for (const key of keys) {
       if (this.isOpen(key, at)) continue;
-      this.#windows.delete(key);
       this.#windows.set(key, at);
+      this.#order.push({ key, opened: at });
     }
-    for (const key of this.#windows.keys()) {
-      if (this.#windows.size <= this.#maxKeys) break;
-      this.#windows.delete(key);
-      this.#forgotten++;
+    while (this.#windows.size > this.#maxKeys && this.#head < this.#order.length) {
+      if (this.#forget(this.#shift())) this.#forgotten++;
     }
   }
 
-  // Oldest first: stop at the first window still open (later ones opened no earlier, when times only grow).
+  // Oldest first: stop at the first window still open (later ones opened no earlier, as acceptance times only grow).
   #expire(at: number): void {
-    for (const [key, opened] of this.#windows) {
-      if (opened + this.settings.windowMs > at) break;
-      this.#windows.delete(key);
+    while (this.#head < this.#order.length) {
+      const oldest = this.#order[this.#head]!;
+      if (oldest.opened + this.settings.windowMs > at) return;
+      this.#forget(this.#shift());
     }
+  }
+
+  // Forgets the entry's window unless its key opened again since; says whether it did.
+  #forget(entry: { key: string; opened: number }): boolean {
+    if (this.#windows.get(entry.key) !== entry.opened) return false;
+    this.#windows.delete(entry.key);
+    return true;
+  }
+
+  #shift(): { key: string; opened: number } {
+    const entry = this.#order[this.#head++]!;
+    if (this.#head >= 1024 && this.#head * 2 >= this.#order.length) {
+      this.#order = this.#order.slice(this.#head);
+      this.#head = 0;
+    }
+    return entry;
   }
 }
 
