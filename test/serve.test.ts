@@ -142,6 +142,26 @@ describe('startServer', () => {
     expect(everything).not.toContain('pa55word');
   });
 
+  it('coalesce from an endpoint file: the first pull is sent, the others answered 202 and counted in /endpoints and /metrics', async () => {
+    const r = await receiver();
+    const s = await start([endpointDoc('quiet', { url: r.url, coalesce: { actions: ['pull'], window: '1h' } })]);
+    const pulls = makeEvents(4, 'pull').map((e) => ({ ...e, action: 'pull' })); // one repository and tag: one key
+    for (const pull of pulls) {
+      const answer = await s.post([pull]);
+      expect(answer.status).toBe(202);
+      expect(await answer.json()).toEqual({ accepted: 1, duplicates: 0 }); // accepted, though not queued
+    }
+    expect((await s.post(makeEvents(1, 'push'))).status).toBe(202); // pushes are not listed: sent
+    await r.waitFor(() => r.events({ acceptedOnly: true }).length === 2);
+    expect(r.events().map((e) => e.id)).toEqual(['pull-0', 'push-0']);
+    await until(async () => ((await (await s.admin('/endpoints')).json()) as EndpointStatus[])[0]?.delivered === 2, 'quiet to count 2 delivered');
+    const [quiet] = (await (await s.admin('/endpoints')).json()) as EndpointStatus[];
+    expect(quiet).toMatchObject({ name: 'quiet', ready: true, delivered: 2, coalesced: 3, pending: 0 });
+    const metrics = await (await s.admin('/metrics')).text();
+    expect(metrics).toContain('registry_notifier_coalesced_total{endpoint="quiet"} 3');
+    expect(metrics).toContain('registry_notifications_events_total{type="Events",endpoint="quiet"} 2');
+  });
+
   it('shutdown: not ready, new events refused with 503 + Retry-After, queued events drain before it resolves', async () => {
     const slow = await receiver();
     let release!: () => void;

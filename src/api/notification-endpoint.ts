@@ -49,6 +49,8 @@ export interface NotificationEndpointSpec {
   ignoredMediaTypes?: string[];
   ignore?: { mediaTypes?: string[]; actions?: EventAction[] };
   filter?: { repositories?: GlobFilterSpec; tags?: GlobFilterSpec };
+  /** api.md §11: per window, only the first event per (action, repository, tag or digest) is delivered. */
+  coalesce?: { actions: EventAction[]; window: string };
   maxBatchEvents?: number;
   format?: WireFormat;
   cloudEvents?: { mode?: CloudEventsMode; source?: string };
@@ -75,6 +77,8 @@ export interface NotificationEndpointStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   pending?: number; delivered?: number; failed?: number; failures?: number; errors?: number; deadLettered?: number;
+  /** Events coalesced by `spec.coalesce`: never queued nor delivered. */
+  coalesced?: number;
   responses?: { code: number; count: number }[];
   lastSuccessTime?: string; lastFailureTime?: string; lastError?: string;
   insecureSkipVerify?: boolean;
@@ -111,6 +115,8 @@ export interface NormalisedSpec {
   readonly ignoredActions: readonly EventAction[];
   readonly repositories: NormalisedGlobFilter;
   readonly tags: NormalisedGlobFilter;
+  /** Present only when `spec.coalesce` is set: its actions, and its window in milliseconds (> 0, at most `MAX_COALESCE_WINDOW_MS`). */
+  readonly coalesce?: { readonly actions: readonly EventAction[]; readonly windowMs: number };
   readonly maxBatchEvents: number;
   readonly format: WireFormat;
   /** Applies with `format: CloudEvents` only; `mode` defaults to Binary, no `source` means `//` + the event's host. */
@@ -181,6 +187,17 @@ const toMs = (text: string, path: string): number => {
   }
 };
 
+/** The longest `coalesce.window` (24h): a window is kept in memory only, and a day covers a daily rebuild or pull. */
+export const MAX_COALESCE_WINDOW_MS = 24 * 3600_000;
+
+function coalesceWindow(text: string): number {
+  const path = 'spec.coalesce.window';
+  const ms = toMs(text, path);
+  if (ms <= 0) fail(path, 'must be longer than 0s');
+  if (ms > MAX_COALESCE_WINDOW_MS) fail(path, `must be at most 24h, not ${shown(text)}`);
+  return ms;
+}
+
 type Defaulted = NotificationEndpointSpec & {
   timeout: string; threshold: number; backoff: string; maxBatchEvents: number; format: WireFormat; disabled: boolean;
   retry: { strategy: RetryStrategy; maxBackoff: string; maxAttempts: number; maxAge: string; clientErrors: ClientErrors; disableAfter: string };
@@ -207,6 +224,7 @@ function normaliseSpec(spec: Defaulted): NormalisedSpec {
     ignoredActions: spec.ignore?.actions ?? [],
     repositories: { include: filter?.repositories?.include ?? [], exclude: filter?.repositories?.exclude ?? [] },
     tags: { include: filter?.tags?.include ?? [], exclude: filter?.tags?.exclude ?? [] },
+    ...(spec.coalesce && { coalesce: { actions: spec.coalesce.actions, windowMs: coalesceWindow(spec.coalesce.window) } }),
     maxBatchEvents: spec.maxBatchEvents,
     format: spec.format,
     cloudEvents: checkCloudEvents(spec),

@@ -32,6 +32,7 @@ const secretName: SchemaRule = { type: 'string', maxLength: 253, pattern: DNS112
 const secretKeyRef = object({ name: secretName, key: { type: 'string', maxLength: 253, pattern: /^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$/ } }, ['name', 'key']);
 const strings = (maxItems: number): SchemaRule => ({ type: 'array', maxItems, items: { type: 'string', minLength: 1, maxLength: 256 } });
 const globs = object({ include: strings(256), exclude: strings(256) });
+const actions: SchemaRule = { type: 'array', maxItems: 4, listType: 'set', items: { type: 'string', enum: ['pull', 'push', 'mount', 'delete'] } };
 
 /** The spec's schema, rule for rule the CRD's `spec` (the drift test walks both); frozen. */
 export const SPEC_SCHEMA: SchemaRule = deepFreeze(object({
@@ -55,9 +56,10 @@ export const SPEC_SCHEMA: SchemaRule = deepFreeze(object({
   ignoredMediaTypes: strings(64),
   ignore: object({
     mediaTypes: strings(64),
-    actions: { type: 'array', maxItems: 4, listType: 'set', items: { type: 'string', enum: ['pull', 'push', 'mount', 'delete'] } },
+    actions,
   }),
   filter: object({ repositories: globs, tags: globs }),
+  coalesce: object({ actions, window: { type: 'string', maxLength: 64, pattern: DURATION_PATTERN } }, ['actions', 'window']),
   maxBatchEvents: { type: 'integer', minimum: 1, maximum: 1000, default: 1 },
   format: { type: 'string', enum: ['Distribution', 'CloudEvents'], default: 'Distribution' },
   cloudEvents: object({

@@ -167,6 +167,7 @@ function toClusterEndpoint(row: Row): ClusterEndpoint {
       errors: Number(row.errors ?? 0),
       deadLettered: Number(row.dead_lettered ?? 0),
       discarded: 0,
+      coalesced: 0,
       responses: Object.entries(row.responses ?? {}).map(([code, count]) => ({ code: Number(code), count: Number(count) })).sort((a, b) => a.code - b.code),
       consecutiveFailures: row.consecutive_failures ?? 0,
       ...(lastSuccessTime !== undefined && { lastSuccessTime }),

@@ -64,6 +64,7 @@ export class Metrics {
   #ingestDuplicates: Counter;
   #deadLettered: Counter<'endpoint'>;
   #discarded: Counter<'endpoint'>;
+  #coalesced: Counter<'endpoint'>;
   #storage: Gauge<'backend'>;
   #duration: Histogram<'endpoint'>;
   #latency: Histogram<'endpoint'>;
@@ -169,6 +170,12 @@ export class Metrics {
       labelNames: ['endpoint'],
       registers,
     });
+    this.#coalesced = new Counter({
+      name: 'registry_notifier_coalesced_total',
+      help: 'Events not delivered because spec.coalesce folded them into an earlier event with the same action, repository and tag or digest within its window.',
+      labelNames: ['endpoint'],
+      registers,
+    });
   }
 
   /** The Content-Type of `render`'s output (Prometheus text format 0.0.4). */
@@ -198,6 +205,7 @@ export class Metrics {
       for (const type of EVENT_TYPES) this.#events.inc({ type, endpoint }, 0);
       this.#deadLettered.inc({ endpoint }, 0);
       this.#discarded.inc({ endpoint }, 0);
+      this.#coalesced.inc({ endpoint }, 0);
     }
     const own = series;
     return {
@@ -213,6 +221,9 @@ export class Metrics {
       discarded: (count) => {
         if (!own.forgotten) this.#discarded.inc({ endpoint }, count);
       },
+      coalesced: (count) => {
+        if (!own.forgotten) this.#coalesced.inc({ endpoint }, count);
+      },
     };
   }
 
@@ -223,7 +234,7 @@ export class Metrics {
     if (series) series.forgotten = true;
     for (const type of EVENT_TYPES) this.#events.remove({ type, endpoint });
     for (const code of series?.codes ?? []) this.#status.remove({ code, endpoint });
-    for (const metric of [this.#pending, this.#deadLettered, this.#discarded, this.#duration, this.#latency]) {
+    for (const metric of [this.#pending, this.#deadLettered, this.#discarded, this.#coalesced, this.#duration, this.#latency]) {
       metric.remove({ endpoint });
     }
   }

@@ -1,4 +1,5 @@
 import { EndpointRefusedError } from './address-guard.ts';
+import type { CoalesceRound } from './coalescer.ts';
 import { Endpoint, type EndpointConfig, type EndpointOptions } from './endpoint.ts';
 import { QueueFullError } from './errors.ts';
 import { incomingEvent, type Event, type IncomingEvent } from './event.ts';
@@ -130,13 +131,18 @@ export class EndpointSet {
 
   /**
    * Hands a request's events to every endpoint whose filters take them, in three steps: route (each filter
-   * asked once per event) and check the limits; commit every route in one step of the backend; only then
-   * queue. A refusal (`QueueFullError` over a limit, or the backend's error) leaves nothing queued or stored
-   * anywhere. An endpoint removed while the commit ran gets nothing (its store forgets what was committed).
+   * asked once per event, then the endpoint's coalescing) and check the limits; commit every route in one step
+   * of the backend; only then queue. A refusal (`QueueFullError` over a limit, or the backend's error) leaves
+   * nothing queued or stored anywhere, opens no coalescing window and counts nothing as coalesced. An endpoint
+   * removed while the commit ran gets nothing (its store forgets what was committed). Coalesced events are never
+   * committed: they are counted (the listener's `coalesced`) once the request's commit succeeded.
    */
   async accept(events: readonly IncomingEvent[]): Promise<Acceptance> {
-    const { routes, routed } = this.#route(events);
-    if (routes.length === 0) return { routed, duplicates: [] };
+    const { routes, routed, rounds } = this.#route(events);
+    if (routes.length === 0) {
+      for (const round of rounds) round.commit(); // nothing opened a window: only counts to report
+      return { routed, duplicates: [] };
+    }
     const previous = this.#turn;
     let done!: () => void;
     this.#turn = new Promise<void>((resolve) => (done = resolve));
@@ -150,6 +156,8 @@ export class EndpointSet {
       }
       await previous;
       if (failure) throw failure.error;
+      // In acceptance order (after the previous request's turn), so windows open in the order events came.
+      for (const round of rounds) round.commit();
       const { routes: owedHere = [], duplicates = [] } = committed ?? {};
       for (const { endpoint, events: owed } of owedHere) {
         const target = this.#endpoints.get(endpoint);
@@ -184,11 +192,15 @@ export class EndpointSet {
     return left;
   }
 
-  /** Each live endpoint's share of `events`, as one shared `QueuedEvent` per event; throws over a limit. */
-  #route(events: readonly IncomingEvent[]): { routes: Route[]; routed: number } {
+  /**
+   * Each live endpoint's share of `events`, as one shared `QueuedEvent` per event, and the coalescing rounds to
+   * commit once the routes are committed; throws over a limit.
+   */
+  #route(events: readonly IncomingEvent[]): { routes: Route[]; routed: number; rounds: CoalesceRound[] } {
     const acceptedAt = (this.#lastAcceptedAt = Math.max(this.#lastAcceptedAt, this.#now()));
     const queued: (QueuedEvent | undefined)[] = new Array(events.length);
     const routes: Route[] = [];
+    const rounds: CoalesceRound[] = [];
     let total = 0;
     let adding = 0;
     let routed = 0;
@@ -196,8 +208,11 @@ export class EndpointSet {
       total += endpoint.pending;
       if (endpoint.closing) continue;
       const owed: QueuedEvent[] = [];
+      const round = endpoint.coalescing(acceptedAt);
+      if (round) rounds.push(round);
       events.forEach(({ event, json }, i) => {
         if (!endpoint.matches(event)) return;
+        if (round && !round.admit(event)) return;
         if (queued[i] === undefined) routed++;
         owed.push((queued[i] ??= { id: event.id, json, acceptedAt }));
       });
@@ -209,6 +224,6 @@ export class EndpointSet {
       routes.push({ endpoint: endpoint.name, events: owed });
     }
     if (adding > 0 && total + adding > this.#limits.total) throw new QueueFullError(total, this.#limits.total);
-    return { routes, routed };
+    return { routes, routed, rounds };
   }
 }

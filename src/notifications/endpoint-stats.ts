@@ -7,6 +7,8 @@ export interface StatsSnapshot {
   errors: number;
   deadLettered: number;
   discarded: number;
+  /** Events coalesced (api.md §11 `coalesce`): taken by the filters, never queued nor delivered. */
+  coalesced: number;
   responses: { code: number; count: number }[];
   lastSuccessTime?: string;
   lastFailureTime?: string;
@@ -25,6 +27,7 @@ export class EndpointStats implements DeliveryListener {
   #errors = 0;
   #deadLettered = 0;
   #discarded = 0;
+  #coalesced = 0;
   #consecutive = 0;
   #responses = new Map<number, number>();
   #lastSuccess: number | undefined;
@@ -54,12 +57,17 @@ export class EndpointStats implements DeliveryListener {
     this.#discarded += count;
   }
 
+  coalesced(count: number): void {
+    this.#coalesced += count;
+  }
+
   /** Adds counters carried over from before a restart (the resource's last written status), best effort. */
-  seed(previous: Partial<Pick<StatsSnapshot, 'delivered' | 'failures' | 'errors' | 'deadLettered' | 'responses'>>): void {
+  seed(previous: Partial<Pick<StatsSnapshot, 'delivered' | 'failures' | 'errors' | 'deadLettered' | 'coalesced' | 'responses'>>): void {
     this.#delivered += previous.delivered ?? 0;
     this.#failures += previous.failures ?? 0;
     this.#errors += previous.errors ?? 0;
     this.#deadLettered += previous.deadLettered ?? 0;
+    this.#coalesced += previous.coalesced ?? 0;
     for (const { code, count } of previous.responses ?? []) this.#responses.set(code, (this.#responses.get(code) ?? 0) + count);
   }
 
@@ -71,6 +79,7 @@ export class EndpointStats implements DeliveryListener {
       errors: this.#errors,
       deadLettered: this.#deadLettered,
       discarded: this.#discarded,
+      coalesced: this.#coalesced,
       responses: [...this.#responses].sort(([a], [b]) => a - b).map(([code, count]) => ({ code, count })),
       consecutiveFailures: this.#consecutive,
       ...(this.#lastSuccess !== undefined && { lastSuccessTime: rfc3339(this.#lastSuccess) }),

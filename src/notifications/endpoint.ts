@@ -3,6 +3,7 @@ import { hostOf, type AddressGuard, type Resolver } from './address-guard.ts';
 import { checkBatching, type CloudEventsOptions } from './cloud-events.ts';
 import type { Event } from './event.ts';
 import { SinkClosedError } from './errors.ts';
+import { Coalescer, type CoalesceRound, type CoalesceSettings } from './coalescer.ts';
 import { compileFilter, NO_FILTER, type EventMatcher, type FilterRules } from './filter.ts';
 import { HttpSink, parseEndpointUrl, type TlsOptions } from './http-sink.ts';
 import { fanOutListener, type DeliveryListener } from './listener.ts';
@@ -43,6 +44,8 @@ export interface EndpointConfig {
   /** Send CloudEvents 1.0 (api.md §8); absent: Distribution's envelope. */
   cloudEvents?: CloudEventsOptions;
   disabled: boolean;
+  /** api.md §11 `coalesce`: per window, only the first event per key is delivered; absent = nothing coalesced. */
+  coalesce?: CoalesceSettings;
 }
 
 /** Distribution's defaults (timeout 1s, threshold 10, backoff 1s) and ours for the newer fields. */
@@ -112,6 +115,7 @@ export class Endpoint {
   #listener: DeliveryListener;
   #queue: EventQueue;
   #matches: EventMatcher;
+  #coalescer: Coalescer | undefined;
   #retrying: RetryingSink;
   #store: EndpointStore;
   #autoDisabled: AutoDisabled | undefined;
@@ -131,6 +135,7 @@ export class Endpoint {
       store,
     });
     this.#matches = compileFilter(config.filter);
+    this.#coalescer = coalescerFor(config);
     store.attach(this.#queue);
   }
 
@@ -186,6 +191,14 @@ export class Endpoint {
     return this.#matches(event);
   }
 
+  /**
+   * The coalescing decisions for one request accepted at `at` (api.md §11), asked after `matches`; undefined when
+   * the endpoint coalesces nothing. Its `commit` counts the coalesced events through the listener's `coalesced`.
+   */
+  coalescing(at: number): CoalesceRound | undefined {
+    return this.#coalescer?.round(at, (count) => this.#listener.coalesced?.(count));
+  }
+
   /** Whether the endpoint stopped taking events (it is being removed or shut down). */
   get closing(): boolean {
     return this.#queue.closing;
@@ -219,13 +232,15 @@ export class Endpoint {
   /**
    * Applies a new configuration: filters apply to the next request; the queue stays as it is and its head goes
    * to the new receiver settings once the attempt in flight (if any) has ended. A configuration that differs in
-   * anything ends `autoDisabled` (as `resume()` does); the same one applied again leaves it in place.
+   * anything ends `autoDisabled` (as `resume()` does); the same one applied again leaves it in place. Changed
+   * `coalesce` settings start over with no window open (unchanged ones keep their windows).
    */
   update(config: EndpointConfig): void {
     checkConfig(config, this.#options.guard);
     const previous = this.#config;
     this.#config = config;
     this.#matches = compileFilter(config.filter);
+    if (JSON.stringify(previous.coalesce) !== JSON.stringify(config.coalesce)) this.#coalescer = coalescerFor(config);
     this.#queue.setMaxBatchEvents(config.maxBatchEvents);
     const resumed = this.#autoDisabled !== undefined && configKey(previous) !== configKey(config);
     if (resumed) this.#autoDisabled = undefined;
@@ -294,6 +309,10 @@ export class Endpoint {
   }
 }
 
+function coalescerFor(config: EndpointConfig): Coalescer | undefined {
+  return config.coalesce && config.coalesce.actions.length > 0 ? new Coalescer(config.coalesce) : undefined;
+}
+
 /**
  * Refuses a URL that cannot work or whose IP-literal or `localhost` host the guard refuses (`EndpointRefusedError`),
  * and CloudEvents binary mode with batching (`EndpointConfigError`).
@@ -318,7 +337,7 @@ function configKey(config: EndpointConfig): string {
 
 /** Everything below the queue; when it changes, the endpoint builds a new retrying + HTTP sink. */
 function downstreamKey(config: EndpointConfig): string {
-  const { filter: _filter, maxBatchEvents, disabled: _disabled, ...rest } = config;
+  const { filter: _filter, maxBatchEvents, disabled: _disabled, coalesce: _coalesce, ...rest } = config;
   // maxBatchEvents matters below the queue only for CloudEvents, where it chooses the single or the batch format.
   const batch = config.cloudEvents && { batch: maxBatchEvents > 1 };
   return JSON.stringify({ ...rest, ...batch }); // Buffers (TLS material, signing key) serialise through Buffer#toJSON

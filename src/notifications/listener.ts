@@ -30,6 +30,8 @@ export interface DeliveryListener {
   discarded?(count: number): void;
   /** The endpoint stopped sending, queue kept, after failing for `retry.disableAfter`; `message` says how long and why. */
   autoDisabled?(message: string): void;
+  /** `count` events were coalesced (api.md §11 `coalesce`): taken by the filters, not queued, never delivered. */
+  coalesced?(count: number): void;
 }
 
 /** Whether an attempt's answer counts as success: any 2xx. */
@@ -54,5 +56,6 @@ export function fanOutListener(...listeners: DeliveryListener[]): DeliveryListen
     deadLettered: (events, reason) => each((l) => l.deadLettered?.(events, reason)),
     discarded: (count) => each((l) => l.discarded?.(count)),
     autoDisabled: (message) => each((l) => l.autoDisabled?.(message)),
+    coalesced: (count) => each((l) => l.coalesced?.(count)),
   };
 }

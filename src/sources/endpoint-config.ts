@@ -64,6 +64,7 @@ export function toEndpointConfig(spec: NormalisedSpec, namespace: string | undef
     maxBatchEvents: spec.maxBatchEvents,
     ...(spec.format === 'CloudEvents' && { cloudEvents: spec.cloudEvents }),
     disabled: spec.disabled,
+    ...(spec.coalesce && { coalesce: { actions: [...spec.coalesce.actions], windowMs: spec.coalesce.windowMs } }),
   });
   if (spec.signing) {
     const { name, key: k } = spec.signing.secretKeyRef;

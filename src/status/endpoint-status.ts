@@ -39,6 +39,8 @@ export interface EndpointStatus {
   /** Attempts that got no answer: timeout, connection refused, TLS failure. */
   errors: number;
   deadLettered: number;
+  /** Events coalesced (api.md §11 `coalesce`): not queued, not delivered. */
+  coalesced: number;
   responses: { code: number; count: number }[];
   lastSuccessTime?: string;
   lastFailureTime?: string;
@@ -102,6 +104,7 @@ export function statusCounters(endpoint: EndpointView): StatusCounters {
     failures: stats.failures,
     errors: stats.errors,
     deadLettered: stats.deadLettered,
+    coalesced: stats.coalesced,
     responses: stats.responses,
     ...(stats.lastSuccessTime !== undefined && { lastSuccessTime: stats.lastSuccessTime }),
     ...(stats.lastFailureTime !== undefined && { lastFailureTime: stats.lastFailureTime }),
@@ -138,7 +141,7 @@ export function endpointStatuses(endpoints: { list(): EndpointView[] }, states: 
     out.push({
       name, url: state.url !== undefined ? redactUrl(state.url) : '', ...readinessFields({ ...state, ready: false }),
       delivering: NOT_RUNNING,
-      pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
+      pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, coalesced: 0, responses: [],
     });
   }
   return out;

@@ -78,6 +78,9 @@ describe('parseNotificationEndpoint: defaults and normalisation', () => {
     ['CloudEvents source as a relative reference', { format: 'CloudEvents', cloudEvents: { source: '//registry.example.com:5000' } },
       { format: 'CloudEvents', cloudEvents: { mode: 'Binary', source: '//registry.example.com:5000' } }],
     ['ce-* headers with format Distribution', { headers: [{ name: 'ce-team', value: 'a' }] }, { headers: [{ name: 'ce-team', value: 'a' }] }],
+    ['coalesce', { coalesce: { actions: ['pull'], window: '1m' } }, { coalesce: { actions: ['pull'], windowMs: 60_000 } }],
+    ['coalesce, longest window', { coalesce: { actions: ['pull', 'push'], window: '23h60m' } }, { coalesce: { actions: ['pull', 'push'], windowMs: 86_400_000 } }],
+    ['coalesce, no actions (coalesces nothing)', { coalesce: { actions: [], window: '500ms' } }, { coalesce: { actions: [], windowMs: 500 } }],
     ['headers', { headers: [{ name: 'X-Token', value: 'abc' }, { name: 'Authorization', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] },
       { headers: [{ name: 'X-Token', value: 'abc' }, { name: 'Authorization', secretKeyRef: { name: 's', key: 'k' } }] }],
   ])('%s', (_, spec, expected) => {
@@ -141,6 +144,14 @@ describe('parseNotificationEndpoint: refusals', () => {
     ['unknown action', base({ ignore: { actions: ['push', 'tag'] } }), 'spec.ignore.actions[1]', /one of pull, push, mount, delete/],
     ['repeated action (a set)', base({ ignore: { actions: ['push', 'push'] } }), 'spec.ignore.actions[1]', /duplicates entry 0/],
     ['too many actions', base({ ignore: { actions: ['push', 'pull', 'mount', 'delete', 'push'] } }), 'spec.ignore.actions', /at most 4/],
+    ['coalesce without window', base({ coalesce: { actions: ['pull'] } }), 'spec.coalesce.window', /required/],
+    ['coalesce without actions', base({ coalesce: { window: '1m' } }), 'spec.coalesce.actions', /required/],
+    ['coalesce window 0s', base({ coalesce: { actions: ['pull'], window: '0s' } }), 'spec.coalesce.window', /longer than 0s/],
+    ['coalesce window over 24h', base({ coalesce: { actions: ['pull'], window: '24h1ms' } }), 'spec.coalesce.window', /at most 24h/],
+    ['coalesce window a bare number', base({ coalesce: { actions: ['pull'], window: 60 } }), 'spec.coalesce.window', /bare number/],
+    ['coalesce unknown action', base({ coalesce: { actions: ['tag'], window: '1m' } }), 'spec.coalesce.actions[0]', /one of pull, push, mount, delete/],
+    ['coalesce repeated action', base({ coalesce: { actions: ['pull', 'pull'], window: '1m' } }), 'spec.coalesce.actions[1]', /duplicates entry 0/],
+    ['coalesce unknown field', base({ coalesce: { actions: ['pull'], window: '1m', key: 'tag' } }), 'spec.coalesce.key', /unknown field/],
     ['empty glob', base({ filter: { tags: { exclude: [''] } } }), 'spec.filter.tags.exclude[0]', /at least 1/],
     ['too many globs', base({ filter: { repositories: { include: Array(257).fill('a') } } }), 'spec.filter.repositories.include', /at most 256/],
     ['glob too long', base({ filter: { repositories: { include: [long(257)] } } }), 'spec.filter.repositories.include[0]', /at most 256/],
@@ -322,6 +333,7 @@ describe('parseNotificationEndpointsYaml', () => {
     });
     expect(parsed.find((e) => e.name === 'local-receiver')?.spec).toEqual({ ...DEFAULTS, url: 'http://127.0.0.1:8090/events' });
     expect(parsed.find((e) => e.name === 'ci-pushes')?.spec.retry).toMatchObject({ strategy: 'Exponential', clientErrors: 'DeadLetter', disableAfterMs: 21_600_000 });
+    expect(parsed.find((e) => e.name === 'quiet-pulls')?.spec.coalesce).toEqual({ actions: ['pull'], windowMs: 60_000 });
     expect(parsed.find((e) => e.name === 'audit-log')?.spec.signing).toBeDefined();
     expect(parsed.find((e) => e.name === 'cloudevents-broker')?.spec).toMatchObject({ format: 'CloudEvents', cloudEvents: { mode: 'Structured' }, maxBatchEvents: 20 });
   });
@@ -446,7 +458,7 @@ describe('the CRD and the TypeScript validator agree', () => {
     expect(status.lastError?.maxLength).toBe(256);
     expect(status.insecureSkipVerify?.type).toBe('boolean');
     expect(props(status.conditions?.items as Json).status?.enum).toEqual(['True', 'False', 'Unknown']);
-    for (const counter of ['pending', 'delivered', 'failed', 'failures', 'errors', 'deadLettered']) {
+    for (const counter of ['pending', 'delivered', 'failed', 'failures', 'errors', 'deadLettered', 'coalesced']) {
       expect(status[counter], counter).toMatchObject({ type: 'integer', format: 'int64', minimum: 0 });
       expect(status[counter]?.description, counter).toBeTypeOf('string');
     }

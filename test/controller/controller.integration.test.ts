@@ -90,6 +90,9 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       { url: 'http://127.0.0.1/x', retry: { strategy: 'Sometimes' } },
       { url: 'http://127.0.0.1/x', maxBatchEvents: 0 },
       { url: 'http://127.0.0.1/x', ignore: { actions: ['fetch'] } },
+      { url: 'http://127.0.0.1/x', coalesce: { actions: ['fetch'], window: '1m' } },
+      { url: 'http://127.0.0.1/x', coalesce: { actions: ['pull'] } },
+      { url: 'http://127.0.0.1/x', coalesce: { actions: ['pull'], window: '60' } },
       { timeout: '1s' },
     ]) {
       const error = await create('bad', spec).catch((e: unknown) => e);
@@ -227,6 +230,36 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
     expect(server.endpoints.get(`${NS}/metadata`)).toBeUndefined();
     // Nothing runs, so nothing is known of the receiver: Unknown, not "True (Idle)".
     expect(condition((await get('metadata')).status, 'Delivering')).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
+  });
+
+  it('coalesce: the first pull is delivered, the others within the window are counted in status.coalesced; a 0s window is InvalidSpec', async () => {
+    const quiet = await TestReceiver.start();
+    try {
+      await create('quiet', { url: quiet.url, coalesce: { actions: ['pull'], window: '1h' } });
+      await eventually(async () => expect(condition((await get('quiet')).status, 'Ready')?.status).toBe('True'), 10_000);
+      const pulls = makeEvents(5, 'coalesce').map((e) => ({ ...e, action: 'pull' })); // one repository and tag
+      for (const event of pulls) {
+        const response = await fetch(server.ingestUrl, { method: 'POST', headers: { 'content-type': EVENTS_MEDIA_TYPE }, body: JSON.stringify({ events: [event] }) });
+        expect(response.status).toBe(202);
+      }
+      const status = await eventually(async () => {
+        const s = (await get('quiet')).status;
+        expect(s?.coalesced).toBe(4);
+        expect(s?.delivered).toBe(1);
+        return s;
+      }, 10_000);
+      expect(status?.pending).toBe(0);
+      expect(quiet.events().map((e) => e.id)).toEqual(['coalesce-0']);
+      await create('zero-window', { url: quiet.url, coalesce: { actions: ['pull'], window: '0s' } });
+      const ready = await eventually(async () => {
+        const r = condition((await get('zero-window')).status, 'Ready');
+        expect(r?.reason).toBe('InvalidSpec');
+        return r;
+      });
+      expect(ready?.message).toMatch(/spec\.coalesce\.window: must be longer than 0s/);
+    } finally {
+      await quiet.close();
+    }
   });
 
   it('a failing receiver shows Delivering=False with a reason while Ready stays True', async () => {

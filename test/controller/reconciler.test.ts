@@ -74,13 +74,13 @@ describe('EndpointReconciler: valid specs', () => {
     const h = harness();
     put(h, { url: 'http://127.0.0.1:9/hook', headers: [{ name: 'X-Team', value: 'a' }], tls: { insecureSkipVerify: true } }, {
       generation: 5,
-      status: { observedGeneration: 4, delivered: 40, failures: 2, errors: 1, deadLettered: 3, responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }] },
+      status: { observedGeneration: 4, delivered: 40, failures: 2, errors: 1, deadLettered: 3, coalesced: 6, responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }] },
     });
     await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
     expect(h.api.gets).toEqual([KEY]);
     const endpoint = h.endpoints.get(KEY);
     expect(endpoint?.config).toMatchObject({ url: 'http://127.0.0.1:9/hook', headers: [['X-Team', 'a']], disabled: false, tls: { insecureSkipVerify: true } });
-    expect(endpoint?.stats()).toMatchObject({ delivered: 40, failures: 2, errors: 1, deadLettered: 3, responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }] });
+    expect(endpoint?.stats()).toMatchObject({ delivered: 40, failures: 2, errors: 1, deadLettered: 3, coalesced: 6, responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }] });
     expect(h.api.patches).toEqual([{
       key: KEY,
       status: {
@@ -89,7 +89,7 @@ describe('EndpointReconciler: valid specs', () => {
           { type: 'Ready', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Configured' },
           { type: 'Delivering', status: 'True', observedGeneration: 5, lastTransitionTime: NOW, reason: 'Succeeded' },
         ],
-        pending: 0, delivered: 40, failed: 3, failures: 2, errors: 1, deadLettered: 3,
+        pending: 0, delivered: 40, failed: 3, failures: 2, errors: 1, deadLettered: 3, coalesced: 6,
         responses: [{ code: 202, count: 40 }, { code: 503, count: 2 }],
         insecureSkipVerify: true,
       },

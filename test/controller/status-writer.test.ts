@@ -25,7 +25,7 @@ const INVALID: ReadyState = { ready: false, reason: 'InvalidSpec', message: 'spe
 class StubEndpoint {
   pending = 0;
   config: { tls?: { insecureSkipVerify: boolean } } = {};
-  counters: StatsSnapshot = { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0 };
+  counters: StatsSnapshot = { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, coalesced: 0, responses: [], consecutiveFailures: 0 };
 
   stats(): StatsSnapshot {
     return structuredClone(this.counters);
@@ -92,7 +92,7 @@ function harness(status?: NotificationEndpointObject['status'], options: { check
 const condition = (type: string, status: Condition['status'], reason: string, lastTransitionTime: string, message?: string, observedGeneration = 3): Condition => ({
   type, status, observedGeneration, lastTransitionTime, reason, ...(message !== undefined && { message }),
 });
-const ZERO = { pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [], insecureSkipVerify: null };
+const ZERO = { pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, coalesced: 0, responses: [], insecureSkipVerify: null };
 
 describe('StatusWriter: when it writes', () => {
   it('the first observation is written at once: generation, both conditions, counters; Event Normal Configured', async () => {
@@ -312,6 +312,20 @@ describe('StatusWriter: failures, shutdown, TLS flag', () => {
     expect(h.api.patches[1]?.status.delivered).toBe(7);
     await h.writer.stop();
     expect(h.api.patches).toHaveLength(2);
+  });
+
+  it('coalesced is a counter like the others: a change alone is written when due', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    stub.counters.coalesced = 12; // only coalesced moved: Delivering stays Idle
+    h.clock.ms = INTERVAL - 1;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(1);
+    h.clock.ms = INTERVAL;
+    await h.writer.tick();
+    expect(h.api.patches).toHaveLength(2);
+    expect(h.api.patches[1]?.status).toMatchObject({ coalesced: 12, pending: 0, delivered: 0 });
   });
 
   it('insecureSkipVerify: true in status while TLS verification is off, null (cleared) otherwise', async () => {

@@ -214,4 +214,18 @@ describe('/endpoints', () => {
     expect(text).not.toContain('abc');
     expect(refusedStatus?.delivering).toMatchObject({ status: 'Unknown', reason: 'NotRunning' });
   });
+
+  it('shows how many events each endpoint coalesced (delivered once, the rest counted, none pending)', async () => {
+    const r = await TestReceiver.start();
+    cleanups.push(() => r.close());
+    const set = new EndpointSet();
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('ns/quiet', fast(r.url, { coalesce: { actions: ['pull'], windowMs: 3_600_000 } }));
+    await set.write(makeEvents(5).map((ev) => ({ ...ev, action: 'pull' })));
+    await until(() => set.get('ns/quiet')?.stats().delivered === 1, 'the first pull delivered', 5000);
+    const server = await start({ endpoints: () => endpointStatuses(set, new Map()) });
+    const [quiet] = (await (await fetch(`${server.url}/endpoints`)).json()) as EndpointStatus[];
+    expect(quiet).toMatchObject({ name: 'ns/quiet', delivered: 1, coalesced: 4, pending: 0 });
+    expect(r.events().map((e) => e.id)).toEqual(['ev-0']);
+  });
 });

@@ -100,6 +100,23 @@ describe('Metrics against a real endpoint and receiver', () => {
     expect((await lines(metrics)).filter((l) => l.includes('endpoint="ns/c"'))).toEqual([]);
   });
 
+  it('counts coalesced events per endpoint (registry_notifier_coalesced_total), from 0, and forgets the series', async () => {
+    const metrics = new Metrics();
+    const set = wiredSet(metrics);
+    set.apply('ns/quiet', fast('http://127.0.0.1:9/', { disabled: true, coalesce: { actions: ['pull'], windowMs: 60_000 } }));
+    set.apply('ns/all', fast('http://127.0.0.1:9/', { disabled: true }));
+    expect(await sample(metrics, 'registry_notifier_coalesced_total{endpoint="ns/quiet"}')).toBe(0);
+    const pulls = makeEvents(4).map((ev) => ({ ...ev, action: 'pull' })); // one repository and tag: one key
+    await set.write(pulls);
+    expect(await sample(metrics, 'registry_notifier_coalesced_total{endpoint="ns/quiet"}')).toBe(3);
+    expect(await sample(metrics, 'registry_notifier_coalesced_total{endpoint="ns/all"}')).toBe(0);
+    expect(await sample(metrics, 'registry_notifications_events_total{type="Events",endpoint="ns/quiet"}')).toBe(1);
+    expect(await sample(metrics, 'registry_notifications_events_total{type="Events",endpoint="ns/all"}')).toBe(4);
+    await set.remove('ns/quiet');
+    metrics.forgetEndpoint('ns/quiet');
+    expect((await lines(metrics)).filter((l) => l.includes('endpoint="ns/quiet"'))).toEqual([]);
+  });
+
   it('dead-letters count per endpoint', async () => {
     const r = await receiver();
     r.respond(() => 503);

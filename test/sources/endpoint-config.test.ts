@@ -38,6 +38,12 @@ const TOKEN = 'tok-7f3a9c1e5b';
 const BAD_VALUE = `line1-${TOKEN}\r\nX-Injected: yes`;
 
 describe('toEndpointConfig maps the spec', () => {
+  it('carries coalesce as its actions and window in milliseconds; without it, nothing is coalesced', () => {
+    expect(toEndpointConfig(spec({ coalesce: { actions: ['pull', 'mount'], window: '1m30s' } }), undefined, none).coalesce)
+      .toEqual({ actions: ['pull', 'mount'], windowMs: 90_000 });
+    expect(toEndpointConfig(spec({}), undefined, none)).not.toHaveProperty('coalesce');
+  });
+
   it('applies Distribution\'s defaults to a spec with only a url', () => {
     const config = toEndpointConfig(spec({}), undefined, none);
     expect(config).toEqual({

@@ -13,7 +13,7 @@ import {
 } from '../../src/status/endpoint-status.ts';
 
 function stats(over: Partial<StatsSnapshot>): StatsSnapshot {
-  return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0, ...over };
+  return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, coalesced: 0, responses: [], consecutiveFailures: 0, ...over };
 }
 
 const view = (name: string, over: Partial<StatsSnapshot> = {}, url = `http://127.0.0.1:9/${name}`): EndpointView => ({
@@ -50,6 +50,10 @@ describe('statusCounters', () => {
     expect(statusCounters(view('mixed', { failures: 142, errors: 5 }))).toMatchObject({ failed: 147, failures: 142, errors: 5 });
     expect(statusCounters(view('fine', { delivered: 3 }))).toMatchObject({ failed: 0, failures: 0, errors: 0 });
   });
+
+  it('coalesced shows the events spec.coalesce kept back; they are neither pending nor delivered', () => {
+    expect(statusCounters(view('quiet', { delivered: 1, coalesced: 41 }))).toMatchObject({ pending: 4, delivered: 1, coalesced: 41 });
+  });
 });
 
 describe('endpointStatus', () => {
@@ -68,6 +72,7 @@ describe('endpointStatus', () => {
       failures: 0,
       errors: 0,
       deadLettered: 0,
+      coalesced: 0,
       responses: [],
     });
   });
@@ -94,7 +99,7 @@ describe('endpointStatuses', () => {
     expect(statuses[3]).toEqual({
       name: 'refused', url: '', ready: false, reason: 'EndpointRefused', message: '169.254.169.254 is link-local',
       delivering: NOT_RUNNING,
-      pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [],
+      pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, coalesced: 0, responses: [],
     });
   });
 });
