@@ -10,6 +10,7 @@ import { EventQueue } from './queue.ts';
 import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from './retry.ts';
 import { RetryingSink, systemClock, type Clock } from './retrying-sink.ts';
 import { MemoryStore, type EndpointStore } from './queue-store.ts';
+import type { SigningAlgorithm } from './signing.ts';
 import type { QueuedEvent } from './sink.ts';
 
 /** How an endpoint retries: Distribution's breaker, or exponential backoff, plus an optional budget. */
@@ -35,6 +36,8 @@ export interface EndpointConfig {
   maxBatchEvents: number;
   tls?: TlsOptions;
   signingKey?: Buffer;
+  /** How `signingKey` signs; absent = HMAC-SHA256. With Ed25519 `signingKey` is the 32-byte private key (seed). */
+  signingAlgorithm?: SigningAlgorithm;
   disabled: boolean;
 }
 
@@ -217,6 +220,7 @@ export class Endpoint {
       now: clock.now,
       ...(config.tls && { tls: config.tls }),
       ...(config.signingKey && { signingKey: config.signingKey }),
+      ...(config.signingAlgorithm && { signingAlgorithm: config.signingAlgorithm }),
       ...(this.#options.userAgent && { userAgent: this.#options.userAgent }),
       ...(this.#options.dial && { dial: this.#options.dial }),
       ...(this.#options.guard && { guard: this.#options.guard }),

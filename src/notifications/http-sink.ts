@@ -5,7 +5,7 @@ import { guardedConnector } from './guarded-connector.ts';
 import { EndpointConfigError, HttpRequestError, HttpStatusError, SinkClosedError, type NotifierError } from './errors.ts';
 import { EVENTS_MEDIA_TYPE, envelopeBody } from './event.ts';
 import type { DeliveryListener } from './listener.ts';
-import { signatureHeaders, webhookId } from './signing.ts';
+import { signatureHeaders, signer, webhookId, type Signer, type SigningAlgorithm } from './signing.ts';
 import type { QueuedEvent, Sink } from './sink.ts';
 
 /** TLS settings of an endpoint; PEM strings or buffers. */
@@ -30,6 +30,8 @@ export interface HttpSinkOptions {
   tls?: TlsOptions;
   /** Standard Webhooks signing key; each attempt is signed afresh. */
   signingKey?: Buffer;
+  /** How `signingKey` signs: HMAC-SHA256 (`v1`, the default) or Ed25519 (`v1a`, the key is the 32-byte seed). */
+  signingAlgorithm?: SigningAlgorithm;
   /** Dials connections; default: undici's connector with the TLS settings (tests replace it so nothing is dialled). */
   dial?: buildConnector.connector;
   /** The SSRF policy, checked at connect time against the resolved address (see `guardedConnector`). */
@@ -58,7 +60,7 @@ export class HttpSink implements Sink<QueuedEvent> {
   #path: string;
   #headers: Record<string, string | string[]>;
   #timeoutMs: number;
-  #signingKey: Buffer | undefined;
+  #signer: Signer | undefined;
   #listener: DeliveryListener;
   #now: () => number;
   #closed = false;
@@ -67,7 +69,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     const url = parseEndpointUrl(options.url);
     this.#path = `${url.pathname}${url.search}`;
     this.#timeoutMs = options.timeoutMs;
-    this.#signingKey = options.signingKey;
+    this.#signer = options.signingKey && signer(options.signingAlgorithm ?? 'HMAC-SHA256', options.signingKey);
     this.#listener = options.listener ?? {};
     this.#now = options.now ?? Date.now;
     this.#headers = buildHeaders(url, options);
@@ -93,8 +95,8 @@ export class HttpSink implements Sink<QueuedEvent> {
   async write(items: readonly QueuedEvent[]): Promise<void> {
     if (this.#closed) throw new SinkClosedError('http sink');
     const body = envelopeBody(items.map((event) => event.json));
-    const headers = this.#signingKey
-      ? { ...this.#headers, ...signatureHeaders(this.#signingKey, webhookId(items.map((e) => e.id)), body, this.#now()) }
+    const headers = this.#signer
+      ? { ...this.#headers, ...signatureHeaders(this.#signer, webhookId(items.map((e) => e.id)), body, this.#now()) }
       : this.#headers;
     const started = performance.now();
     let status: number | undefined;
