@@ -3,6 +3,7 @@
 // `--endpoints` is judged as `kubectl apply` judges it; the controller's semantic checks follow. Unknown fields
 // are refused here, where the API server would prune them silently. Messages never echo a header value or a URL.
 import { parseAllDocuments } from 'yaml';
+import type { SigningAlgorithm } from '../notifications/signing.ts';
 import { parseDuration } from './duration.ts';
 import { check, deepFreeze, DNS1123_LABEL, DNS1123_SUBDOMAIN, fail, InvalidSpecError, isObject, kindOf, shown, SPEC_SCHEMA, type Json } from './spec-schema.ts';
 
@@ -44,7 +45,7 @@ export interface NotificationEndpointSpec {
   ignore?: { mediaTypes?: string[]; actions?: EventAction[] };
   filter?: { repositories?: GlobFilterSpec; tags?: GlobFilterSpec };
   maxBatchEvents?: number;
-  signing?: { secretKeyRef: SecretKeySelector };
+  signing?: { algorithm?: SigningAlgorithm; secretKeyRef: SecretKeySelector };
   tls?: { certSecretRef?: { name: string }; insecureSkipVerify?: boolean };
   disabled?: boolean;
 }
@@ -70,6 +71,8 @@ export interface NotificationEndpointStatus {
   responses?: { code: number; count: number }[];
   lastSuccessTime?: string; lastFailureTime?: string; lastError?: string;
   insecureSkipVerify?: boolean;
+  /** With `signing.algorithm: Ed25519`: the public key receivers verify with, `whpk_` + base64. */
+  signingPublicKey?: string;
 }
 
 /** The whole resource as stored in the cluster or written in an `--endpoints` file. */
@@ -101,7 +104,7 @@ export interface NormalisedSpec {
   readonly repositories: NormalisedGlobFilter;
   readonly tags: NormalisedGlobFilter;
   readonly maxBatchEvents: number;
-  readonly signing?: { readonly secretKeyRef: Readonly<SecretKeySelector> };
+  readonly signing?: { readonly algorithm: SigningAlgorithm; readonly secretKeyRef: Readonly<SecretKeySelector> };
   readonly tls: { readonly certSecretRef?: { readonly name: string }; readonly insecureSkipVerify: boolean };
   readonly disabled: boolean;
 }
@@ -174,7 +177,7 @@ function normaliseSpec(spec: Defaulted): NormalisedSpec {
     repositories: { include: filter?.repositories?.include ?? [], exclude: filter?.repositories?.exclude ?? [] },
     tags: { include: filter?.tags?.include ?? [], exclude: filter?.tags?.exclude ?? [] },
     maxBatchEvents: spec.maxBatchEvents,
-    ...(spec.signing && { signing: { secretKeyRef: spec.signing.secretKeyRef } }),
+    ...(spec.signing && { signing: { algorithm: spec.signing.algorithm ?? 'HMAC-SHA256', secretKeyRef: spec.signing.secretKeyRef } }),
     tls: { ...(tls?.certSecretRef && { certSecretRef: tls.certSecretRef }), insecureSkipVerify: tls?.insecureSkipVerify ?? false },
     disabled: spec.disabled,
   };

@@ -57,7 +57,7 @@ export const SPEC_SCHEMA: SchemaRule = deepFreeze(object({
   }),
   filter: object({ repositories: globs, tags: globs }),
   maxBatchEvents: { type: 'integer', minimum: 1, maximum: 1000, default: 1 },
-  signing: object({ secretKeyRef }, ['secretKeyRef']),
+  signing: object({ algorithm: { type: 'string', enum: ['HMAC-SHA256', 'Ed25519'], default: 'HMAC-SHA256' }, secretKeyRef }, ['secretKeyRef']),
   tls: object({ certSecretRef: object({ name: secretName }, ['name']), insecureSkipVerify: { type: 'boolean', default: false } }),
   disabled: { type: 'boolean', default: false },
 }, ['url']));
