@@ -1,5 +1,6 @@
 // startServer in-process: real endpoint files, real ingest and admin servers on 127.0.0.1, real receivers.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,7 +11,7 @@ import type { EndpointStatus } from '../src/status/endpoint-status.ts';
 import { EVENTS_MEDIA_TYPE, type Event } from '../src/notifications/event.ts';
 import { startServer, type Running } from '../src/serve.ts';
 import { makeEvents } from './support/events.ts';
-import { TestReceiver } from './support/receiver.ts';
+import { TestReceiver, type RecordedRequest } from './support/receiver.ts';
 import { until } from './support/wait.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -40,6 +41,8 @@ async function deadUrl(): Promise<string> {
 
 interface Started {
   server: Running;
+  /** The `--secrets-dir`. */
+  secrets: string;
   /** Every JSON log line so far. */
   logs: Record<string, unknown>[];
   rawLogs: string[];
@@ -77,6 +80,7 @@ async function start(documents: string[], extra: string[] = [], secrets: Record<
   cleanups.push(() => server.shutdown());
   return {
     server,
+    secrets: join(dir, 'secrets'),
     logs,
     rawLogs,
     post: (events, token = TOKEN) =>
@@ -140,6 +144,60 @@ describe('startServer', () => {
     expect(everything).not.toContain(SECRET_HEADER);
     expect(everything).not.toContain(TOKEN);
     expect(everything).not.toContain('pa55word');
+  });
+
+  it('Ed25519: receivers verify with the public key /endpoints shows; a key rotated in its file signs the next attempt', async () => {
+    // Keys as a user makes them with node:crypto; the receiver verifies with node:crypto alone (JWK import).
+    const pair = (): { whsk32: string; whsk64: string; whpk: string } => {
+      const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+      const [seed, raw] = [Buffer.from(jwk.d!, 'base64url'), Buffer.from(jwk.x!, 'base64url')];
+      return { whsk32: `whsk_${seed.toString('base64')}`, whsk64: `whsk_${Buffer.concat([seed, raw]).toString('base64')}`, whpk: `whpk_${raw.toString('base64')}` };
+    };
+    const verified = (whpk: string, request: RecordedRequest, body: Buffer = request.body): boolean => {
+      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(whpk.slice(5), 'base64').toString('base64url') }, format: 'jwk' });
+      const [id, timestamp, signature] = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => String(request.headers[name]));
+      expect(signature).toMatch(/^v1a,/);
+      return verify(null, Buffer.concat([Buffer.from(`${id}.${timestamp}.`), body]), publicKey, Buffer.from(signature!.slice(4), 'base64'));
+    };
+    const [first, second] = [pair(), pair()];
+    const r = await receiver();
+    const s = await start([
+      endpointDoc('ed', { url: r.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'hook-key', key: 'key' } } }),
+      endpointDoc('hmac', { url: r.url, signing: { secretKeyRef: { name: 'hmac', key: 'secret' } } }),
+    ], [], { 'hook-key/key': `${first.whsk32}\n`, 'hmac/secret': 'whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=' });
+    const listed = async (name: string): Promise<EndpointStatus | undefined> =>
+      ((await (await s.admin('/endpoints')).json()) as EndpointStatus[]).find((e) => e.name === name);
+    expect(await listed('ed')).toMatchObject({ ready: true, signingPublicKey: first.whpk });
+    expect(await listed('hmac')).not.toHaveProperty('signingPublicKey');
+
+    expect((await s.post(makeEvents(2, 'ev'), TOKEN)).status).toBe(202);
+    await r.waitFor((rs) => rs.filter((q) => q.headers['webhook-signature']?.includes('v1a,')).length === 2);
+    const signed = (): RecordedRequest[] => r.requests.filter((q) => String(q.headers['webhook-signature']).startsWith('v1a,'));
+    for (const request of signed()) {
+      expect(verified(first.whpk, request)).toBe(true);
+      expect(verified(first.whpk, request, Buffer.from(request.text.replace('"push"', '"delete"')))).toBe(false);
+    }
+
+    // Rotation as kubectl does it for a mounted Secret: the file is replaced (here by a rename over it).
+    const keyFile = join(s.secrets, 'hook-key', 'key');
+    await writeFile(`${keyFile}.new`, second.whsk64);
+    await rename(`${keyFile}.new`, keyFile);
+    await until(async () => (await listed('ed'))?.signingPublicKey === second.whpk, '/endpoints to show the new public key');
+    r.clear();
+    expect((await s.post(makeEvents(1, 'after'), TOKEN)).status).toBe(202);
+    await r.waitFor(() => signed().length === 1);
+    expect(verified(second.whpk, signed()[0]!)).toBe(true);
+    expect(verified(first.whpk, signed()[0]!)).toBe(false);
+
+    // A key that cannot be one: InvalidSpec, without the key; the last valid key keeps signing.
+    await writeFile(`${keyFile}.new`, `whsk_${Buffer.from(second.whsk64.slice(5), 'base64').subarray(0, 40).toString('base64')}`);
+    await rename(`${keyFile}.new`, keyFile);
+    await until(async () => (await listed('ed'))?.reason === 'InvalidSpec', 'the bad key to be refused');
+    const refused = await listed('ed');
+    expect(refused?.message).toMatch(/^Secret hook-key key key is not an Ed25519 private key: it decodes to 40 bytes/);
+    expect(refused?.signingPublicKey).toBe(second.whpk);
+    const everything = [s.rawLogs.join('\n'), JSON.stringify(refused)].join('\n');
+    for (const key of [first.whsk32, second.whsk64]) expect(everything).not.toContain(key.slice(5, 25));
   });
 
   it('shutdown: not ready, new events refused with 503 + Retry-After, queued events drain before it resolves', async () => {
