@@ -164,7 +164,7 @@ export class StatusWriter {
     const now = this.#options.now?.() ?? new Date();
     const generation = tracked.object.metadata?.generation;
     const conditions = this.#conditions(tracked, now, generation);
-    const counters = countersOf(this.#view(tracked.endpoint));
+    const counters = countersOf(this.#view(tracked.endpoint), tracked.publicKey !== undefined);
     // A transition (a condition's status or reason, or a new generation) is written at once; a changed message
     // or counter waits for the interval, so a long outage does not write every second.
     // So is a new signing public key (a rotated Secret): receivers fetch it from here to verify the next attempts.
@@ -251,9 +251,9 @@ function transitionOf(conditions: readonly Condition[]): string {
   return JSON.stringify(conditions.map((c) => [c.type, c.status, c.reason, c.observedGeneration]));
 }
 
-function countersOf(endpoint: EndpointView | undefined): StatusPatch {
+function countersOf(endpoint: EndpointView | undefined, hadPublicKey: boolean): StatusPatch {
   if (!endpoint) return {};
   // A merge patch removes a field set to null: insecureSkipVerify disappears from status once verification is on,
-  // signingPublicKey once the endpoint no longer signs with Ed25519.
-  return { insecureSkipVerify: null, signingPublicKey: null, ...statusCounters(endpoint) };
+  // a signingPublicKey written before once the endpoint no longer signs with Ed25519.
+  return { insecureSkipVerify: null, ...(hadPublicKey && { signingPublicKey: null }), ...statusCounters(endpoint) };
 }

@@ -93,7 +93,7 @@ function harness(status?: NotificationEndpointObject['status'], options: { check
 const condition = (type: string, status: Condition['status'], reason: string, lastTransitionTime: string, message?: string, observedGeneration = 3): Condition => ({
   type, status, observedGeneration, lastTransitionTime, reason, ...(message !== undefined && { message }),
 });
-const ZERO = { pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [], insecureSkipVerify: null, signingPublicKey: null };
+const ZERO = { pending: 0, delivered: 0, failed: 0, failures: 0, errors: 0, deadLettered: 0, responses: [], insecureSkipVerify: null };
 
 describe('StatusWriter: when it writes', () => {
   it('the first observation is written at once: generation, both conditions, counters; Event Normal Configured', async () => {
