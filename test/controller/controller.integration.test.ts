@@ -2,6 +2,7 @@
 // validation, create/update/delete of endpoints, Secret-sourced headers and rotation, status and Events, and
 // survival of an apiserver restart and an etcd compaction (which forces 410 Gone on watches).
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -13,7 +14,7 @@ import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
 import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
-import { TestReceiver } from '../support/receiver.ts';
+import { TestReceiver, type RecordedRequest } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
 
 const assets = envtestAssets();
@@ -90,6 +91,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       { url: 'http://127.0.0.1/x', retry: { strategy: 'Sometimes' } },
       { url: 'http://127.0.0.1/x', maxBatchEvents: 0 },
       { url: 'http://127.0.0.1/x', ignore: { actions: ['fetch'] } },
+      { url: 'http://127.0.0.1/x', signing: { algorithm: 'RSA', secretKeyRef: { name: 's', key: 'k' } } },
       { timeout: '1s' },
     ]) {
       const error = await create('bad', spec).catch((e: unknown) => e);
@@ -155,6 +157,42 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       await post();
       await receiver.waitFor((r) => r.some((q) => q.headers.authorization === 'Bearer two'), 300);
     }, 10_000);
+  });
+
+  it('Ed25519: status.signingPublicKey verifies what the receiver gets; a replaced Secret signs with the new key and shows it', async () => {
+    const pair = (): { whsk: string; whpk: string } => {
+      const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+      const [seed, raw] = [Buffer.from(jwk.d!, 'base64url'), Buffer.from(jwk.x!, 'base64url')];
+      return { whsk: `whsk_${Buffer.concat([seed, raw]).toString('base64')}`, whpk: `whpk_${raw.toString('base64')}` };
+    };
+    // The receiver's side, node:crypto alone, with the key it read from the resource's status.
+    const verified = (whpk: string, request: RecordedRequest): boolean => {
+      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(whpk.slice(5), 'base64').toString('base64url') }, format: 'jwk' });
+      const [id, timestamp, signature] = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => String(request.headers[name]));
+      return signature!.startsWith('v1a,') && verify(null, Buffer.concat([Buffer.from(`${id}.${timestamp}.`), request.body]), publicKey, Buffer.from(signature!.slice(4), 'base64'));
+    };
+    const [first, second] = [pair(), pair()];
+    const mine = await TestReceiver.start();
+    try {
+      await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'ed-key' }, stringData: { key: `${first.whsk}\n` } } });
+      await create('ed-hook', { url: mine.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'ed-key', key: 'key' } } });
+      const publicKey = async (): Promise<string | undefined> => (await get('ed-hook')).status?.signingPublicKey;
+      await eventually(async () => expect(await publicKey()).toBe(first.whpk), 10_000);
+      await post('ed1');
+      await mine.waitFor((r) => r.length >= 1);
+      expect(verified((await publicKey())!, mine.requests[0]!)).toBe(true);
+
+      await core.replaceNamespacedSecret({ namespace: NS, name: 'ed-key', body: { metadata: { name: 'ed-key' }, stringData: { key: second.whsk } } });
+      await eventually(async () => expect(await publicKey()).toBe(second.whpk), 10_000);
+      mine.clear();
+      await post('ed2');
+      await mine.waitFor((r) => r.length >= 1);
+      expect(verified(second.whpk, mine.requests[0]!)).toBe(true);
+      expect(verified(first.whpk, mine.requests[0]!)).toBe(false);
+    } finally {
+      await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'ed-hook' }).catch(() => {});
+      await mine.close();
+    }
   });
 
   it('a reserved header is InvalidSpec (the controller checks what the schema cannot), with a Warning Event', async () => {
