@@ -1,5 +1,6 @@
 // The endpoint status model (api.md section 2) as pure functions: Delivering derived from the counters, Unknown when
 // nothing runs, `failed` = failures + errors, credentials never shown, and the list `GET /endpoints` serves.
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { endpointConfig } from '../../src/notifications/endpoint.ts';
 import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
@@ -49,6 +50,19 @@ describe('statusCounters', () => {
     expect(refused).toMatchObject({ failed: 30, failures: 0, errors: 30 });
     expect(statusCounters(view('mixed', { failures: 142, errors: 5 }))).toMatchObject({ failed: 147, failures: 142, errors: 5 });
     expect(statusCounters(view('fine', { delivered: 3 }))).toMatchObject({ failed: 0, failures: 0, errors: 0 });
+  });
+});
+
+describe('signingPublicKey', () => {
+  it('is the whpk_ key of an Ed25519 configuration, absent with HMAC or no signing', () => {
+    const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+    const seed = Buffer.from(jwk.d!, 'base64url');
+    const whpk = `whpk_${Buffer.from(jwk.x!, 'base64url').toString('base64')}`;
+    const signed = (config: Partial<EndpointView['config']>): EndpointView => ({ ...view('x'), config: endpointConfig({ url: 'http://127.0.0.1:9/x', ...config }) });
+    expect(statusCounters(signed({ signingKey: seed, signingAlgorithm: 'Ed25519' })).signingPublicKey).toBe(whpk);
+    expect(endpointStatus(signed({ signingKey: seed, signingAlgorithm: 'Ed25519' }), { ready: true, reason: 'Configured' }).signingPublicKey).toBe(whpk);
+    expect(statusCounters(signed({ signingKey: seed }))).not.toHaveProperty('signingPublicKey');
+    expect(statusCounters(view('x'))).not.toHaveProperty('signingPublicKey');
   });
 });
 
