@@ -302,6 +302,7 @@ describe('parseNotificationEndpointsYaml', () => {
     expect(parsed.find((e) => e.name === 'local-receiver')?.spec).toEqual({ ...DEFAULTS, url: 'http://127.0.0.1:8090/events' });
     expect(parsed.find((e) => e.name === 'ci-pushes')?.spec.retry.strategy).toBe('Exponential');
     expect(parsed.find((e) => e.name === 'audit-log')?.spec.signing).toBeDefined();
+    expect(parsed.find((e) => e.name === 'image-scanner')?.spec.signing?.algorithm).toBe('Ed25519');
   });
 });
 
