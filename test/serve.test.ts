@@ -1,5 +1,4 @@
 // startServer in-process: real endpoint files, real ingest and admin servers on 127.0.0.1, real receivers.
-import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import type { EndpointStatus } from '../src/status/endpoint-status.ts';
 import { EVENTS_MEDIA_TYPE, type Event } from '../src/notifications/event.ts';
 import { startServer, type Running } from '../src/serve.ts';
 import { makeEvents } from './support/events.ts';
+import { ed25519KeyPair, verifiedV1a as verified } from './support/ed25519.ts';
 import { TestReceiver, type RecordedRequest } from './support/receiver.ts';
 import { until } from './support/wait.ts';
 
@@ -147,19 +147,7 @@ describe('startServer', () => {
   });
 
   it('Ed25519: receivers verify with the public key /endpoints shows; a key rotated in its file signs the next attempt', async () => {
-    // Keys as a user makes them with node:crypto; the receiver verifies with node:crypto alone (JWK import).
-    const pair = (): { whsk32: string; whsk64: string; whpk: string } => {
-      const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-      const [seed, raw] = [Buffer.from(jwk.d!, 'base64url'), Buffer.from(jwk.x!, 'base64url')];
-      return { whsk32: `whsk_${seed.toString('base64')}`, whsk64: `whsk_${Buffer.concat([seed, raw]).toString('base64')}`, whpk: `whpk_${raw.toString('base64')}` };
-    };
-    const verified = (whpk: string, request: RecordedRequest, body: Buffer = request.body): boolean => {
-      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(whpk.slice(5), 'base64').toString('base64url') }, format: 'jwk' });
-      const [id, timestamp, signature] = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => String(request.headers[name]));
-      expect(signature).toMatch(/^v1a,/);
-      return verify(null, Buffer.concat([Buffer.from(`${id}.${timestamp}.`), body]), publicKey, Buffer.from(signature!.slice(4), 'base64'));
-    };
-    const [first, second] = [pair(), pair()];
+    const [first, second] = [ed25519KeyPair(), ed25519KeyPair()];
     const r = await receiver();
     const s = await start([
       endpointDoc('ed', { url: r.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'hook-key', key: 'key' } } }),

@@ -2,7 +2,6 @@
 // validation, create/update/delete of endpoints, Secret-sourced headers and rotation, status and Events, and
 // survival of an apiserver restart and an etcd compaction (which forces 410 Gone on watches).
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -14,7 +13,8 @@ import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
 import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
-import { TestReceiver, type RecordedRequest } from '../support/receiver.ts';
+import { ed25519KeyPair, verifiedV1a as verified } from '../support/ed25519.ts';
+import { TestReceiver } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
 
 const assets = envtestAssets();
@@ -160,21 +160,11 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
   });
 
   it('Ed25519: status.signingPublicKey verifies what the receiver gets; a replaced Secret signs with the new key and shows it', async () => {
-    const pair = (): { whsk: string; whpk: string } => {
-      const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-      const [seed, raw] = [Buffer.from(jwk.d!, 'base64url'), Buffer.from(jwk.x!, 'base64url')];
-      return { whsk: `whsk_${Buffer.concat([seed, raw]).toString('base64')}`, whpk: `whpk_${raw.toString('base64')}` };
-    };
-    // The receiver's side, node:crypto alone, with the key it read from the resource's status.
-    const verified = (whpk: string, request: RecordedRequest): boolean => {
-      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(whpk.slice(5), 'base64').toString('base64url') }, format: 'jwk' });
-      const [id, timestamp, signature] = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => String(request.headers[name]));
-      return signature!.startsWith('v1a,') && verify(null, Buffer.concat([Buffer.from(`${id}.${timestamp}.`), request.body]), publicKey, Buffer.from(signature!.slice(4), 'base64'));
-    };
-    const [first, second] = [pair(), pair()];
+    // The receiver's side (node:crypto alone) checks with the key it read from the resource's status.
+    const [first, second] = [ed25519KeyPair(), ed25519KeyPair()];
     const mine = await TestReceiver.start();
     try {
-      await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'ed-key' }, stringData: { key: `${first.whsk}\n` } } });
+      await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'ed-key' }, stringData: { key: `${first.whsk64}\n` } } });
       await create('ed-hook', { url: mine.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'ed-key', key: 'key' } } });
       const publicKey = async (): Promise<string | undefined> => (await get('ed-hook')).status?.signingPublicKey;
       await eventually(async () => expect(await publicKey()).toBe(first.whpk), 10_000);
@@ -182,7 +172,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       await mine.waitFor((r) => r.length >= 1);
       expect(verified((await publicKey())!, mine.requests[0]!)).toBe(true);
 
-      await core.replaceNamespacedSecret({ namespace: NS, name: 'ed-key', body: { metadata: { name: 'ed-key' }, stringData: { key: second.whsk } } });
+      await core.replaceNamespacedSecret({ namespace: NS, name: 'ed-key', body: { metadata: { name: 'ed-key' }, stringData: { key: second.whsk64 } } });
       await eventually(async () => expect(await publicKey()).toBe(second.whpk), 10_000);
       mine.clear();
       await post('ed2');

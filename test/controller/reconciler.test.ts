@@ -1,7 +1,6 @@
 // The reconciler's decisions, with an in-memory ClusterApi, a real EndpointSet and a real StatusWriter over the
 // fake. Endpoints point at 127.0.0.1 and stay idle or paused: no traffic is needed to see what was decided, except
 // for the removal of an endpoint whose attempt is in flight (a loopback receiver that holds its answer).
-import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R, type Condition, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
@@ -13,7 +12,8 @@ import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { endpointConfig } from '../../src/notifications/endpoint.ts';
 import type { QueueBackend } from '../../src/notifications/queue-store.ts';
 import { makeEvents } from '../support/events.ts';
-import { TestReceiver, type RecordedRequest } from '../support/receiver.ts';
+import { ed25519KeyPair, verifiedV1a as verified } from '../support/ed25519.ts';
+import { TestReceiver } from '../support/receiver.ts';
 import { until } from '../support/wait.ts';
 import { permitRecordingBackend } from '../notifications/test-sinks.ts';
 import { captureLogs, type LogLine } from '../k8s/support.ts';
@@ -217,15 +217,9 @@ describe('EndpointReconciler: Secrets', () => {
 });
 
 describe('EndpointReconciler: Ed25519 signing keys', () => {
-  // A key pair as a user makes it, and the receiver's check: node:crypto alone, the public key imported as JWK.
   const pair = (): { whsk: string; whpk: string } => {
-    const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-    return { whsk: `whsk_${Buffer.from(jwk.d!, 'base64url').toString('base64')}`, whpk: `whpk_${Buffer.from(jwk.x!, 'base64url').toString('base64')}` };
-  };
-  const verified = (whpk: string, request: RecordedRequest): boolean => {
-    const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(whpk.slice(5), 'base64').toString('base64url') }, format: 'jwk' });
-    const [id, timestamp, signature] = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => String(request.headers[name]));
-    return verify(null, Buffer.from(`${id}.${timestamp}.${request.text}`), publicKey, Buffer.from(signature!.replace(/^v1a,/, ''), 'base64'));
+    const { whsk32, whpk } = ed25519KeyPair();
+    return { whsk: whsk32, whpk };
   };
   const status = (h: Harness): NotificationEndpointStatus | undefined => h.api.objects.get(KEY)?.status;
 

@@ -1,8 +1,9 @@
-import { createHmac, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { createHmac, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   ed25519PrivateKey, ed25519PublicKey, signatureHeaders, signer, signingKey, SigningKeyError, verifyWebhook, webhookId, WebhookVerificationError,
 } from '../../src/notifications/signing.ts';
+import { ed25519KeyPair } from '../support/ed25519.ts';
 
 // An independent signer, written from the Standard Webhooks spec: HMAC-SHA256 over "id.timestamp.body".
 const independent = (key: Buffer, id: string, ts: number, body: string): string =>
@@ -54,16 +55,8 @@ describe('Standard Webhooks signing', () => {
   });
 });
 
-// An Ed25519 key pair made by node:crypto, its raw halves read from JWK: independent of our DER framing.
-function keyPair(): { privateKey: KeyObject; publicKey: KeyObject; seed: Buffer; raw: Buffer } {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const seed = Buffer.from(privateKey.export({ format: 'jwk' }).d!, 'base64url');
-  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
-  return { privateKey, publicKey, seed, raw };
-}
-
 describe('Standard Webhooks Ed25519 (v1a)', () => {
-  const pair = keyPair();
+  const pair = ed25519KeyPair();
   const whsk = `whsk_${pair.seed.toString('base64')}`;
   const whpk = `whpk_${pair.raw.toString('base64')}`;
   const message = Buffer.from(`e1.1800000000.${body}`);
@@ -82,7 +75,7 @@ describe('Standard Webhooks Ed25519 (v1a)', () => {
     ['base64url', `whsk_${Buffer.alloc(32, 0xfb).toString('base64url')}`, /not base64/],
     ['16 bytes', `whsk_${pair.seed.subarray(0, 16).toString('base64')}`, /decodes to 16 bytes, not 32 \(the seed\) or 64/],
     ['48 bytes', `whsk_${Buffer.concat([pair.seed, pair.raw.subarray(0, 16)]).toString('base64')}`, /decodes to 48 bytes/],
-    ['another public half', `whsk_${Buffer.concat([pair.seed, keyPair().raw]).toString('base64')}`, /last 32 bytes are not the public key of its first 32/],
+    ['another public half', `whsk_${Buffer.concat([pair.seed, ed25519KeyPair().raw]).toString('base64')}`, /last 32 bytes are not the public key of its first 32/],
     ['empty', 'whsk_', /not base64/],
   ])('refuses %s, without the key in the message', (_name, text, pattern) => {
     const error = (() => {
@@ -127,7 +120,7 @@ describe('Standard Webhooks Ed25519 (v1a)', () => {
       }
     };
     expect(refused({ body: '{"events":[]}' })).toBeInstanceOf(WebhookVerificationError);
-    expect(refused({ key: `whpk_${keyPair().raw.toString('base64')}` })).toBeInstanceOf(WebhookVerificationError);
+    expect(refused({ key: `whpk_${ed25519KeyPair().raw.toString('base64')}` })).toBeInstanceOf(WebhookVerificationError);
     expect(refused({ signature: good.replace('v1a,', 'v1,') })).toBeInstanceOf(WebhookVerificationError);
     expect(refused({ now: NOW + 301_000 })).toBeInstanceOf(WebhookVerificationError);
     expect(refused({ key: 'whpk_c2hvcnQ=' })).toBeInstanceOf(SigningKeyError);

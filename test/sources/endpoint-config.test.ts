@@ -1,10 +1,10 @@
 // toEndpointConfig: a validated spec plus its Secrets into the engine's configuration. Specs are made by the
 // real parser from documents, so the defaults tested are the ones a user gets.
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseNotificationEndpoint, type NormalisedSpec } from '../../src/api/notification-endpoint.ts';
 import { ENDPOINT_DEFAULTS } from '../../src/notifications/endpoint.ts';
 import { InvalidSecretError, SecretNotFoundError, toEndpointConfig, type SecretReader } from '../../src/sources/endpoint-config.ts';
+import { ed25519KeyPair } from '../support/ed25519.ts';
 
 function spec(fields: Record<string, unknown>): NormalisedSpec {
   return parseNotificationEndpoint({
@@ -175,9 +175,7 @@ describe('toEndpointConfig TLS and signing material', () => {
 });
 
 describe('toEndpointConfig Ed25519 signing', () => {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const seed = Buffer.from(privateKey.export({ format: 'jwk' }).d!, 'base64url');
-  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
+  const { seed, raw } = ed25519KeyPair();
   const ed25519 = { signing: { algorithm: 'Ed25519', secretKeyRef: { name: 's', key: 'k' } } };
 
   it.each([

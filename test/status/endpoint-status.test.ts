@@ -1,6 +1,5 @@
 // The endpoint status model (api.md section 2) as pure functions: Delivering derived from the counters, Unknown when
 // nothing runs, `failed` = failures + errors, credentials never shown, and the list `GET /endpoints` serves.
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { endpointConfig } from '../../src/notifications/endpoint.ts';
 import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
@@ -12,6 +11,7 @@ import {
   statusCounters,
   type EndpointView,
 } from '../../src/status/endpoint-status.ts';
+import { ed25519KeyPair } from '../support/ed25519.ts';
 
 function stats(over: Partial<StatsSnapshot>): StatsSnapshot {
   return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, responses: [], consecutiveFailures: 0, ...over };
@@ -55,9 +55,7 @@ describe('statusCounters', () => {
 
 describe('signingPublicKey', () => {
   it('is the whpk_ key of an Ed25519 configuration, absent with HMAC or no signing', () => {
-    const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-    const seed = Buffer.from(jwk.d!, 'base64url');
-    const whpk = `whpk_${Buffer.from(jwk.x!, 'base64url').toString('base64')}`;
+    const { seed, whpk } = ed25519KeyPair();
     const signed = (config: Partial<EndpointView['config']>): EndpointView => ({ ...view('x'), config: endpointConfig({ url: 'http://127.0.0.1:9/x', ...config }) });
     expect(statusCounters(signed({ signingKey: seed, signingAlgorithm: 'Ed25519' })).signingPublicKey).toBe(whpk);
     expect(endpointStatus(signed({ signingKey: seed, signingAlgorithm: 'Ed25519' }), { ready: true, reason: 'Configured' }).signingPublicKey).toBe(whpk);
