@@ -18,7 +18,7 @@ import { EndpointRefusedError, EndpointUnresolvedError } from '../src/notificati
 import {
   EndpointConfigError, HttpRequestError, HttpStatusError, NotifierError, QueueFullError, SinkClosedError, WriteAbortedError,
 } from '../src/notifications/errors.ts';
-import { WebhookVerificationError } from '../src/notifications/signing.ts';
+import { SigningKeyError, WebhookVerificationError } from '../src/notifications/signing.ts';
 import { InvalidSecretError, SecretNotFoundError } from '../src/sources/endpoint-config.ts';
 import { NoRepositoryGrantError } from '../src/sources/repository-grant.ts';
 
@@ -35,6 +35,7 @@ const ERRORS: [NotifierError, string][] = [
   [new EndpointRefusedError('127.0.0.1', { cidr: '127.0.0.0/8', kind: 'loopback', name: 'Loopback' }), 'ERR_ENDPOINT_REFUSED'],
   [new EndpointUnresolvedError('hooks.example'), 'ERR_ENDPOINT_UNRESOLVED'],
   [new WebhookVerificationError('no signature'), 'ERR_WEBHOOK_VERIFICATION'],
+  [new SigningKeyError('is not an Ed25519 private key'), 'ERR_SIGNING_KEY'],
   [new IngestError(503, 'QueueFull', 'full'), 'ERR_INGEST_REFUSED'],
   [new JournalWriteError('write failed', cause), 'ERR_JOURNAL_WRITE'],
   [new JournalUnavailableError('in use', cause), 'ERR_JOURNAL_UNAVAILABLE'],

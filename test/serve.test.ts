@@ -1,5 +1,5 @@
 // startServer in-process: real endpoint files, real ingest and admin servers on 127.0.0.1, real receivers.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,7 +10,8 @@ import type { EndpointStatus } from '../src/status/endpoint-status.ts';
 import { EVENTS_MEDIA_TYPE, type Event } from '../src/notifications/event.ts';
 import { startServer, type Running } from '../src/serve.ts';
 import { makeEvents } from './support/events.ts';
-import { TestReceiver } from './support/receiver.ts';
+import { ed25519KeyPair, verifiedV1a as verified } from './support/ed25519.ts';
+import { TestReceiver, type RecordedRequest } from './support/receiver.ts';
 import { until } from './support/wait.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -40,6 +41,8 @@ async function deadUrl(): Promise<string> {
 
 interface Started {
   server: Running;
+  /** The `--secrets-dir`. */
+  secrets: string;
   /** Every JSON log line so far. */
   logs: Record<string, unknown>[];
   rawLogs: string[];
@@ -77,6 +80,7 @@ async function start(documents: string[], extra: string[] = [], secrets: Record<
   cleanups.push(() => server.shutdown());
   return {
     server,
+    secrets: join(dir, 'secrets'),
     logs,
     rawLogs,
     post: (events, token = TOKEN) =>
@@ -160,6 +164,48 @@ describe('startServer', () => {
     const metrics = await (await s.admin('/metrics')).text();
     expect(metrics).toContain('registry_notifier_coalesced_total{endpoint="quiet"} 3');
     expect(metrics).toContain('registry_notifications_events_total{type="Events",endpoint="quiet"} 2');
+  });
+
+  it('Ed25519: receivers verify with the public key /endpoints shows; a key rotated in its file signs the next attempt', async () => {
+    const [first, second] = [ed25519KeyPair(), ed25519KeyPair()];
+    const r = await receiver();
+    const s = await start([
+      endpointDoc('ed', { url: r.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'hook-key', key: 'key' } } }),
+      endpointDoc('hmac', { url: r.url, signing: { secretKeyRef: { name: 'hmac', key: 'secret' } } }),
+    ], [], { 'hook-key/key': `${first.whsk32}\n`, 'hmac/secret': 'whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=' });
+    const listed = async (name: string): Promise<EndpointStatus | undefined> =>
+      ((await (await s.admin('/endpoints')).json()) as EndpointStatus[]).find((e) => e.name === name);
+    expect(await listed('ed')).toMatchObject({ ready: true, signingPublicKey: first.whpk });
+    expect(await listed('hmac')).not.toHaveProperty('signingPublicKey');
+
+    expect((await s.post(makeEvents(2, 'ev'), TOKEN)).status).toBe(202);
+    await r.waitFor((rs) => rs.filter((q) => q.headers['webhook-signature']?.includes('v1a,')).length === 2);
+    const signed = (): RecordedRequest[] => r.requests.filter((q) => String(q.headers['webhook-signature']).startsWith('v1a,'));
+    for (const request of signed()) {
+      expect(verified(first.whpk, request)).toBe(true);
+      expect(verified(first.whpk, request, Buffer.from(request.text.replace('"push"', '"delete"')))).toBe(false);
+    }
+
+    // Rotation as kubectl does it for a mounted Secret: the file is replaced (here by a rename over it).
+    const keyFile = join(s.secrets, 'hook-key', 'key');
+    await writeFile(`${keyFile}.new`, second.whsk64);
+    await rename(`${keyFile}.new`, keyFile);
+    await until(async () => (await listed('ed'))?.signingPublicKey === second.whpk, '/endpoints to show the new public key');
+    r.clear();
+    expect((await s.post(makeEvents(1, 'after'), TOKEN)).status).toBe(202);
+    await r.waitFor(() => signed().length === 1);
+    expect(verified(second.whpk, signed()[0]!)).toBe(true);
+    expect(verified(first.whpk, signed()[0]!)).toBe(false);
+
+    // A key that cannot be one: InvalidSpec, without the key; the last valid key keeps signing.
+    await writeFile(`${keyFile}.new`, `whsk_${Buffer.from(second.whsk64.slice(5), 'base64').subarray(0, 40).toString('base64')}`);
+    await rename(`${keyFile}.new`, keyFile);
+    await until(async () => (await listed('ed'))?.reason === 'InvalidSpec', 'the bad key to be refused');
+    const refused = await listed('ed');
+    expect(refused?.message).toMatch(/^Secret hook-key key key is not an Ed25519 private key: it decodes to 40 bytes/);
+    expect(refused?.signingPublicKey).toBe(second.whpk);
+    const everything = [s.rawLogs.join('\n'), JSON.stringify(refused)].join('\n');
+    for (const key of [first.whsk32, second.whsk64]) expect(everything).not.toContain(key.slice(5, 25));
   });
 
   it('shutdown: not ready, new events refused with 503 + Retry-After, queued events drain before it resolves', async () => {

@@ -3,6 +3,7 @@
 // `--endpoints` is judged as `kubectl apply` judges it; the controller's semantic checks follow. Unknown fields
 // are refused here, where the API server would prune them silently. Messages never echo a header value or a URL.
 import { parseAllDocuments } from 'yaml';
+import type { SigningAlgorithm } from '../notifications/signing.ts';
 import { parseDuration } from './duration.ts';
 import { isCloudEventsSource, type CloudEventsMode } from '../notifications/cloud-events.ts';
 import { check, deepFreeze, DNS1123_LABEL, DNS1123_SUBDOMAIN, fail, InvalidSpecError, isObject, kindOf, shown, SPEC_SCHEMA, type Json } from './spec-schema.ts';
@@ -54,7 +55,7 @@ export interface NotificationEndpointSpec {
   maxBatchEvents?: number;
   format?: WireFormat;
   cloudEvents?: { mode?: CloudEventsMode; source?: string };
-  signing?: { secretKeyRef: SecretKeySelector };
+  signing?: { algorithm?: SigningAlgorithm; secretKeyRef: SecretKeySelector };
   tls?: { certSecretRef?: { name: string }; insecureSkipVerify?: boolean };
   disabled?: boolean;
 }
@@ -82,6 +83,8 @@ export interface NotificationEndpointStatus {
   responses?: { code: number; count: number }[];
   lastSuccessTime?: string; lastFailureTime?: string; lastError?: string;
   insecureSkipVerify?: boolean;
+  /** With `signing.algorithm: Ed25519`: the public key receivers verify with, `whpk_` + base64. */
+  signingPublicKey?: string;
 }
 
 /** The whole resource as stored in the cluster or written in an `--endpoints` file. */
@@ -121,7 +124,7 @@ export interface NormalisedSpec {
   readonly format: WireFormat;
   /** Applies with `format: CloudEvents` only; `mode` defaults to Binary, no `source` means `//` + the event's host. */
   readonly cloudEvents: { readonly mode: CloudEventsMode; readonly source?: string };
-  readonly signing?: { readonly secretKeyRef: Readonly<SecretKeySelector> };
+  readonly signing?: { readonly algorithm: SigningAlgorithm; readonly secretKeyRef: Readonly<SecretKeySelector> };
   readonly tls: { readonly certSecretRef?: { readonly name: string }; readonly insecureSkipVerify: boolean };
   readonly disabled: boolean;
 }
@@ -228,7 +231,7 @@ function normaliseSpec(spec: Defaulted): NormalisedSpec {
     maxBatchEvents: spec.maxBatchEvents,
     format: spec.format,
     cloudEvents: checkCloudEvents(spec),
-    ...(spec.signing && { signing: { secretKeyRef: spec.signing.secretKeyRef } }),
+    ...(spec.signing && { signing: { algorithm: spec.signing.algorithm ?? 'HMAC-SHA256', secretKeyRef: spec.signing.secretKeyRef } }),
     tls: { ...(tls?.certSecretRef && { certSecretRef: tls.certSecretRef }), insecureSkipVerify: tls?.insecureSkipVerify ?? false },
     disabled: spec.disabled,
   };

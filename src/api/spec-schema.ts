@@ -67,7 +67,7 @@ export const SPEC_SCHEMA: SchemaRule = deepFreeze(object({
     // the characters of RFC 3986; whether they form a URI reference the validator asks the cloudevents SDK
     source: { type: 'string', minLength: 1, maxLength: 2048, pattern: new RegExp("^[-A-Za-z0-9._~:/?#@!$&'()*+,;=%\\[\\]]+$") },
   }),
-  signing: object({ secretKeyRef }, ['secretKeyRef']),
+  signing: object({ algorithm: { type: 'string', enum: ['HMAC-SHA256', 'Ed25519'], default: 'HMAC-SHA256' }, secretKeyRef }, ['secretKeyRef']),
   tls: object({ certSecretRef: object({ name: secretName }, ['name']), insecureSkipVerify: { type: 'boolean', default: false } }),
   disabled: { type: 'boolean', default: false },
 }, ['url']));

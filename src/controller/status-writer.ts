@@ -36,6 +36,8 @@ interface Tracked {
   conditions: Condition[];
   /** JSON of the counters last written. */
   counters: string | undefined;
+  /** The signing public key last written (Ed25519), so a new one is written at once. */
+  publicKey: string | undefined;
   lastCountersWrite: number;
 }
 
@@ -83,7 +85,10 @@ export class StatusWriter {
       Object.assign(previous, { object, ready, endpoint });
     } else {
       // Seeded from the stored status so transition times survive a restart.
-      this.#tracked.set(key, { object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0 });
+      this.#tracked.set(key, {
+        object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0,
+        publicKey: object.status?.signingPublicKey,
+      });
     }
     await this.#serial(key, () => this.#write(key, previous === undefined));
   }
@@ -159,11 +164,13 @@ export class StatusWriter {
     const now = this.#options.now?.() ?? new Date();
     const generation = tracked.object.metadata?.generation;
     const conditions = this.#conditions(tracked, now, generation);
-    const counters = countersOf(this.#view(tracked.endpoint));
+    const counters = countersOf(this.#view(tracked.endpoint), tracked.publicKey !== undefined);
     // A transition (a condition's status or reason, or a new generation) is written at once; a changed message
     // or counter waits for the interval, so a long outage does not write every second.
+    // So is a new signing public key (a rotated Secret): receivers fetch it from here to verify the next attempts.
+    const keyChanged = 'signingPublicKey' in counters && (counters.signingPublicKey ?? undefined) !== tracked.publicKey;
     const transition = transitionOf(conditions) !== transitionOf(tracked.conditions) ||
-      tracked.object.status?.observedGeneration !== generation;
+      tracked.object.status?.observedGeneration !== generation || keyChanged;
     const changed = JSON.stringify(counters) !== tracked.counters || JSON.stringify(conditions) !== JSON.stringify(tracked.conditions);
     const due = force || now.getTime() - tracked.lastCountersWrite >= this.#options.intervalMs;
     if (!transition && !(changed && due)) return;
@@ -184,6 +191,7 @@ export class StatusWriter {
     tracked.conditions = conditions;
     tracked.counters = JSON.stringify(counters);
     tracked.lastCountersWrite = now.getTime();
+    if ('signingPublicKey' in counters) tracked.publicKey = counters.signingPublicKey ?? undefined;
     tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions } };
     await this.#events(key, tracked.object, before, conditions);
   }
@@ -244,8 +252,9 @@ function transitionOf(conditions: readonly Condition[]): string {
   return JSON.stringify(conditions.map((c) => [c.type, c.status, c.reason, c.observedGeneration]));
 }
 
-function countersOf(endpoint: EndpointView | undefined): StatusPatch {
+function countersOf(endpoint: EndpointView | undefined, hadPublicKey: boolean): StatusPatch {
   if (!endpoint) return {};
-  // A merge patch removes a field set to null: insecureSkipVerify disappears from status once verification is on.
-  return { insecureSkipVerify: null, ...statusCounters(endpoint) };
+  // A merge patch removes a field set to null: insecureSkipVerify disappears from status once verification is on,
+  // a signingPublicKey written before once the endpoint no longer signs with Ed25519.
+  return { insecureSkipVerify: null, ...(hadPublicKey && { signingPublicKey: null }), ...statusCounters(endpoint) };
 }

@@ -12,6 +12,7 @@ import { EventQueue } from './queue.ts';
 import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from './retry.ts';
 import { RetryingSink, systemClock, type ClientErrorPolicy, type Clock } from './retrying-sink.ts';
 import { MemoryStore, type EndpointStore } from './queue-store.ts';
+import type { SigningAlgorithm } from './signing.ts';
 import type { QueuedEvent } from './sink.ts';
 
 /** How an endpoint retries: Distribution's breaker, or exponential backoff, plus an optional budget. */
@@ -43,6 +44,8 @@ export interface EndpointConfig {
   signingKey?: Buffer;
   /** Send CloudEvents 1.0 (api.md §8); absent: Distribution's envelope. */
   cloudEvents?: CloudEventsOptions;
+  /** How `signingKey` signs; absent = HMAC-SHA256. With Ed25519 `signingKey` is the 32-byte private key (seed). */
+  signingAlgorithm?: SigningAlgorithm;
   disabled: boolean;
   /** api.md §11 `coalesce`: per window, only the first event per key is delivered; absent = nothing coalesced. */
   coalesce?: CoalesceSettings;
@@ -287,6 +290,7 @@ export class Endpoint {
       ...(config.tls && { tls: config.tls }),
       ...(config.signingKey && { signingKey: config.signingKey }),
       ...(config.cloudEvents && { cloudEvents: { ...config.cloudEvents, batch: config.maxBatchEvents > 1 } }),
+      ...(config.signingAlgorithm && { signingAlgorithm: config.signingAlgorithm }),
       ...(this.#options.userAgent && { userAgent: this.#options.userAgent }),
       ...(this.#options.dial && { dial: this.#options.dial }),
       ...(this.#options.guard && { guard: this.#options.guard }),

@@ -7,7 +7,7 @@ import { parseRetryAfter, RETRY_AFTER_STATUSES } from './retry-after.ts';
 import { EndpointConfigError, HttpRequestError, HttpStatusError, SinkClosedError, type NotifierError } from './errors.ts';
 import { EVENTS_MEDIA_TYPE, envelopeBody } from './event.ts';
 import type { DeliveryListener } from './listener.ts';
-import { signatureHeaders, webhookId } from './signing.ts';
+import { signatureHeaders, signer, webhookId, type Signer, type SigningAlgorithm } from './signing.ts';
 import type { QueuedEvent, Sink } from './sink.ts';
 
 /** TLS settings of an endpoint; PEM strings or buffers. */
@@ -34,6 +34,8 @@ export interface HttpSinkOptions {
   signingKey?: Buffer;
   /** Send CloudEvents 1.0 (api.md §8) instead of Distribution's envelope. */
   cloudEvents?: CloudEventsEncoding;
+  /** How `signingKey` signs: HMAC-SHA256 (`v1`, the default) or Ed25519 (`v1a`, the key is the 32-byte seed). */
+  signingAlgorithm?: SigningAlgorithm;
   /** Dials connections; default: undici's connector with the TLS settings (tests replace it so nothing is dialled). */
   dial?: buildConnector.connector;
   /** The SSRF policy, checked at connect time against the resolved address (see `guardedConnector`). */
@@ -63,8 +65,8 @@ export class HttpSink implements Sink<QueuedEvent> {
   #path: string;
   #headers: Record<string, string | string[]>;
   #timeoutMs: number;
-  #signingKey: Buffer | undefined;
   #cloudEvents: CloudEventsEncoder | undefined;
+  #signer: Signer | undefined;
   #listener: DeliveryListener;
   #now: () => number;
   #closed = false;
@@ -73,8 +75,8 @@ export class HttpSink implements Sink<QueuedEvent> {
     const url = parseEndpointUrl(options.url);
     this.#path = `${url.pathname}${url.search}`;
     this.#timeoutMs = options.timeoutMs;
-    this.#signingKey = options.signingKey;
     this.#cloudEvents = options.cloudEvents && new CloudEventsEncoder(options.cloudEvents);
+    this.#signer = options.signingKey && signer(options.signingAlgorithm ?? 'HMAC-SHA256', options.signingKey);
     this.#listener = options.listener ?? {};
     this.#now = options.now ?? Date.now;
     this.#headers = buildHeaders(url, options);
@@ -102,8 +104,8 @@ export class HttpSink implements Sink<QueuedEvent> {
     const encoded = this.#cloudEvents?.encode(items);
     const body = encoded?.body ?? envelopeBody(items.map((event) => event.json));
     const base = encoded ? { ...this.#headers, ...encoded.headers } : this.#headers;
-    const headers = this.#signingKey
-      ? { ...base, ...signatureHeaders(this.#signingKey, webhookId(items.map((e) => e.id)), body, this.#now()) }
+    const headers = this.#signer
+      ? { ...base, ...signatureHeaders(this.#signer, webhookId(items.map((e) => e.id)), body, this.#now()) }
       : base;
     const started = performance.now();
     let status: number | undefined;

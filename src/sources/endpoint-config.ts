@@ -1,6 +1,6 @@
 import type { NormalisedSpec } from '../api/notification-endpoint.ts';
 import { endpointConfig, type EndpointConfig } from '../notifications/endpoint.ts';
-import { signingKey } from '../notifications/signing.ts';
+import { ed25519PrivateKey, signingKey, SigningKeyError } from '../notifications/signing.ts';
 import { NotifierError } from '../notifications/errors.ts';
 
 /** Reads Secrets: the cluster's, or standalone files under `--secrets-dir`. */
@@ -66,7 +66,16 @@ export function toEndpointConfig(spec: NormalisedSpec, namespace: string | undef
     disabled: spec.disabled,
     ...(spec.coalesce && { coalesce: { actions: [...spec.coalesce.actions], windowMs: spec.coalesce.windowMs } }),
   });
-  if (spec.signing) {
+  if (spec.signing?.algorithm === 'Ed25519') {
+    const { name, key: k } = spec.signing.secretKeyRef;
+    try {
+      config.signingKey = ed25519PrivateKey(key(name, k).toString('utf8'));
+    } catch (error) {
+      if (error instanceof SigningKeyError) throw new InvalidSecretError(`Secret ${name} key ${k} ${error.message} (signing.algorithm Ed25519)`);
+      throw error;
+    }
+    config.signingAlgorithm = 'Ed25519';
+  } else if (spec.signing) {
     const { name, key: k } = spec.signing.secretKeyRef;
     const secret = signingKey(key(name, k).toString('utf8'));
     if (secret.length === 0) throw new InvalidSecretError(`Secret ${name} key ${k} holds an empty signing secret`);

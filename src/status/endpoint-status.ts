@@ -8,6 +8,7 @@ import type { DeliveringReason } from '../api/notification-endpoint.ts';
 import type { Endpoint } from '../notifications/endpoint.ts';
 import { rfc3339, type StatsSnapshot } from '../notifications/endpoint-stats.ts';
 import { redactUrl } from '../notifications/http-sink.ts';
+import { ed25519PublicKey } from '../notifications/signing.ts';
 import type { ReadyState } from '../sources/source.ts';
 
 /** The Delivering condition: True (Succeeded, Idle), False (Failing), or Unknown (NotRunning: no endpoint runs). */
@@ -47,6 +48,8 @@ export interface EndpointStatus {
   lastError?: string;
   /** Present (and true) only when server certificate verification is switched off. */
   insecureSkipVerify?: boolean;
+  /** With Ed25519 signing: the public key of the key the endpoint signs with now, `whpk_` + base64. */
+  signingPublicKey?: string;
   /** With several replicas (a database): the replica delivering for the endpoint now, if any holds it. */
   owner?: string;
 }
@@ -94,8 +97,23 @@ export function delivering(stats: StatsSnapshot): DeliveringCondition {
 /** The counter fields of an endpoint's status (api.md section 2), as `/endpoints` and the resource's status show them. */
 export type StatusCounters = Omit<EndpointStatus, 'name' | 'url' | 'ready' | 'reason' | 'message' | 'delivering'>;
 
-/** The endpoint's counters now; `insecureSkipVerify` appears only when verification is off. */
+// Deriving a public key costs about half a millisecond; each configuration's key Buffer is derived once.
+const publicKeys = new WeakMap<Buffer, string>();
+
+/** The `whpk_` public key an endpoint's configuration signs for, or undefined unless it signs with Ed25519. */
+export function signingPublicKey(config: EndpointView['config']): string | undefined {
+  if (config.signingAlgorithm !== 'Ed25519' || !config.signingKey) return undefined;
+  let key = publicKeys.get(config.signingKey);
+  if (key === undefined) publicKeys.set(config.signingKey, key = ed25519PublicKey(config.signingKey));
+  return key;
+}
+
+/**
+ * The endpoint's counters now; `insecureSkipVerify` appears only when verification is off, `signingPublicKey` only
+ * with Ed25519 signing.
+ */
 export function statusCounters(endpoint: EndpointView): StatusCounters {
+  const publicKey = signingPublicKey(endpoint.config);
   const stats = endpoint.stats();
   return {
     pending: endpoint.pending,
@@ -110,6 +128,7 @@ export function statusCounters(endpoint: EndpointView): StatusCounters {
     ...(stats.lastFailureTime !== undefined && { lastFailureTime: stats.lastFailureTime }),
     ...(stats.lastError !== undefined && { lastError: stats.lastError }),
     ...(endpoint.config.tls?.insecureSkipVerify === true && { insecureSkipVerify: true }),
+    ...(publicKey !== undefined && { signingPublicKey: publicKey }),
   };
 }
 

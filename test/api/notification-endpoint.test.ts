@@ -66,7 +66,8 @@ describe('parseNotificationEndpoint: defaults and normalisation', () => {
       { repositories: { include: ['team-a/**'], exclude: ['team-a/tmp/*'] } }],
     ['tag filter, include only', { filter: { tags: { include: ['v*'] } } }, { tags: { include: ['v*'], exclude: [] } }],
     ['maxBatchEvents', { maxBatchEvents: 1000 }, { maxBatchEvents: 1000 }],
-    ['signing', { signing: { secretKeyRef: { name: 'sig', key: 'secret' } } }, { signing: { secretKeyRef: { name: 'sig', key: 'secret' } } }],
+    ['signing', { signing: { secretKeyRef: { name: 'sig', key: 'secret' } } }, { signing: { algorithm: 'HMAC-SHA256', secretKeyRef: { name: 'sig', key: 'secret' } } }],
+    ['signing with Ed25519', { signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'sig', key: 'key' } } }, { signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'sig', key: 'key' } } }],
     ['tls', { tls: { certSecretRef: { name: 'ca' }, insecureSkipVerify: true } }, { tls: { certSecretRef: { name: 'ca' }, insecureSkipVerify: true } }],
     ['tls without insecureSkipVerify', { tls: {} }, { tls: { insecureSkipVerify: false } }],
     ['disabled', { disabled: true }, { disabled: true }],
@@ -159,6 +160,7 @@ describe('parseNotificationEndpoint: refusals', () => {
     ['too many media types', base({ ignoredMediaTypes: Array(65).fill('a/b') }), 'spec.ignoredMediaTypes', /at most 64/],
     ['signing without key', base({ signing: { secretKeyRef: { name: 's' } } }), 'spec.signing.secretKeyRef.key', /required/],
     ['signing without ref', base({ signing: {} }), 'spec.signing.secretKeyRef', /required/],
+    ['signing algorithm unknown', base({ signing: { algorithm: 'RSA', secretKeyRef: { name: 's', key: 'k' } } }), 'spec.signing.algorithm', /one of HMAC-SHA256, Ed25519/],
     ['secret name not DNS-1123', base({ signing: { secretKeyRef: { name: 'My_Secret', key: 'k' } } }), 'spec.signing.secretKeyRef.name', /pattern/],
     ['secret key ..', base({ signing: { secretKeyRef: { name: 's', key: '..' } } }), 'spec.signing.secretKeyRef.key', /pattern/],
     ['secret key with a slash', base({ signing: { secretKeyRef: { name: 's', key: 'a/b' } } }), 'spec.signing.secretKeyRef.key', /pattern/],
@@ -336,6 +338,7 @@ describe('parseNotificationEndpointsYaml', () => {
     expect(parsed.find((e) => e.name === 'quiet-pulls')?.spec.coalesce).toEqual({ actions: ['pull'], windowMs: 60_000 });
     expect(parsed.find((e) => e.name === 'audit-log')?.spec.signing).toBeDefined();
     expect(parsed.find((e) => e.name === 'cloudevents-broker')?.spec).toMatchObject({ format: 'CloudEvents', cloudEvents: { mode: 'Structured' }, maxBatchEvents: 20 });
+    expect(parsed.find((e) => e.name === 'image-scanner')?.spec.signing?.algorithm).toBe('Ed25519');
   });
 });
 
@@ -413,6 +416,8 @@ describe('the CRD and the TypeScript validator agree', () => {
       'retry.maxAttempts': (s) => s.retry.maxAttempts, 'retry.maxAge': (s) => s.retry.maxAgeMs,
       'retry.clientErrors': (s) => s.retry.clientErrors, 'retry.disableAfter': (s) => s.retry.disableAfterMs,
       maxBatchEvents: (s) => s.maxBatchEvents, format: (s) => s.format, 'cloudEvents.mode': (s) => s.cloudEvents.mode, 'tls.insecureSkipVerify': (s) => s.tls.insecureSkipVerify, disabled: (s) => s.disabled,
+      // Defaulted only inside a signing object, as the API server does.
+      'signing.algorithm': (s) => parseNotificationEndpoint(doc({ url: s.url, signing: { secretKeyRef: { name: 's', key: 'k' } } })).spec.signing?.algorithm,
     };
     const crdDefaults = defaultPaths(specNode, '');
     expect(crdDefaults.map(([path]) => path).sort()).toEqual(Object.keys(normalised).sort());

@@ -13,6 +13,7 @@ import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
 import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
+import { ed25519KeyPair, verifiedV1a as verified } from '../support/ed25519.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
 
@@ -93,6 +94,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       { url: 'http://127.0.0.1/x', coalesce: { actions: ['fetch'], window: '1m' } },
       { url: 'http://127.0.0.1/x', coalesce: { actions: ['pull'] } },
       { url: 'http://127.0.0.1/x', coalesce: { actions: ['pull'], window: '60' } },
+      { url: 'http://127.0.0.1/x', signing: { algorithm: 'RSA', secretKeyRef: { name: 's', key: 'k' } } },
       { timeout: '1s' },
     ]) {
       const error = await create('bad', spec).catch((e: unknown) => e);
@@ -158,6 +160,32 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       await post();
       await receiver.waitFor((r) => r.some((q) => q.headers.authorization === 'Bearer two'), 300);
     }, 10_000);
+  });
+
+  it('Ed25519: status.signingPublicKey verifies what the receiver gets; a replaced Secret signs with the new key and shows it', async () => {
+    // The receiver's side (node:crypto alone) checks with the key it read from the resource's status.
+    const [first, second] = [ed25519KeyPair(), ed25519KeyPair()];
+    const mine = await TestReceiver.start();
+    try {
+      await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'ed-key' }, stringData: { key: `${first.whsk64}\n` } } });
+      await create('ed-hook', { url: mine.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'ed-key', key: 'key' } } });
+      const publicKey = async (): Promise<string | undefined> => (await get('ed-hook')).status?.signingPublicKey;
+      await eventually(async () => expect(await publicKey()).toBe(first.whpk), 10_000);
+      await post('ed1');
+      await mine.waitFor((r) => r.length >= 1);
+      expect(verified((await publicKey())!, mine.requests[0]!)).toBe(true);
+
+      await core.replaceNamespacedSecret({ namespace: NS, name: 'ed-key', body: { metadata: { name: 'ed-key' }, stringData: { key: second.whsk64 } } });
+      await eventually(async () => expect(await publicKey()).toBe(second.whpk), 10_000);
+      mine.clear();
+      await post('ed2');
+      await mine.waitFor((r) => r.length >= 1);
+      expect(verified(second.whpk, mine.requests[0]!)).toBe(true);
+      expect(verified(first.whpk, mine.requests[0]!)).toBe(false);
+    } finally {
+      await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'ed-hook' }).catch(() => {});
+      await mine.close();
+    }
   });
 
   it('a reserved header is InvalidSpec (the controller checks what the schema cannot), with a Warning Event', async () => {

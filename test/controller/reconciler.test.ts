@@ -12,6 +12,7 @@ import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { endpointConfig } from '../../src/notifications/endpoint.ts';
 import type { QueueBackend } from '../../src/notifications/queue-store.ts';
 import { makeEvents } from '../support/events.ts';
+import { ed25519KeyPair, verifiedV1a as verified } from '../support/ed25519.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { until } from '../support/wait.ts';
 import { permitRecordingBackend } from '../notifications/test-sinks.ts';
@@ -216,6 +217,69 @@ describe('EndpointReconciler: Secrets', () => {
     await expect(h.reconciler.reconcile(KEY)).rejects.toBeInstanceOf(SecretPendingError);
     expect(h.endpoints.get(KEY)?.config.headers).toEqual([['Authorization', 'one']]);
     expect(ready(h)?.message).toBe('Secret hook-token not found; the last valid configuration keeps running');
+  });
+});
+
+describe('EndpointReconciler: Ed25519 signing keys', () => {
+  const pair = (): { whsk: string; whpk: string } => {
+    const { whsk32, whpk } = ed25519KeyPair();
+    return { whsk: whsk32, whpk };
+  };
+  const status = (h: Harness): NotificationEndpointStatus | undefined => h.api.objects.get(KEY)?.status;
+
+  it('a rotated Secret signs the next attempt with the new key and writes the new status.signingPublicKey at once', async () => {
+    const h = harness();
+    const receiver = await TestReceiver.start();
+    try {
+      const [first, second] = [pair(), pair()];
+      put(h, { url: receiver.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'hook-key', key: 'key' } } });
+      h.api.putSecret('ns', 'hook-key', { key: first.whsk });
+      await h.reconciler.reconcile(KEY);
+      expect(ready(h)).toMatchObject({ status: 'True', reason: 'Configured' });
+      expect(status(h)?.signingPublicKey).toBe(first.whpk);
+      await h.endpoints.write(makeEvents(1, 'one'));
+      await receiver.waitFor((rs) => rs.length === 1);
+      expect(verified(first.whpk, receiver.requests[0]!)).toBe(true);
+
+      // What a watch event on the Secret leads to; the clock stands still, so only an immediate write can show it.
+      h.api.putSecret('ns', 'hook-key', { key: second.whsk }, '2');
+      const writes = h.api.patches.length;
+      await h.reconciler.reconcile(KEY);
+      expect(h.api.patches).toHaveLength(writes + 1);
+      expect(status(h)?.signingPublicKey).toBe(second.whpk);
+      await h.endpoints.write(makeEvents(1, 'two'));
+      await receiver.waitFor((rs) => rs.length === 2);
+      expect(verified(second.whpk, receiver.requests[1]!)).toBe(true);
+      expect(verified(first.whpk, receiver.requests[1]!)).toBe(false);
+
+      // Back to HMAC: no public key in status any more.
+      put(h, { url: receiver.url, signing: { secretKeyRef: { name: 'hook-key', key: 'hmac' } } }, { generation: 2 });
+      h.api.putSecret('ns', 'hook-key', { key: second.whsk, hmac: 'whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=' }, '3');
+      await h.reconciler.reconcile(KEY);
+      expect(h.api.patches.at(-1)?.status.signingPublicKey).toBeNull();
+      expect(status(h)).not.toHaveProperty('signingPublicKey');
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it.each([
+    ['an HMAC secret', (key: string) => key.replace('whsk_', 'whsec_'), /is not an Ed25519 private key \(it holds a whsec_ HMAC secret\)/],
+    ['a truncated key', (key: string) => key.slice(0, 30), /is not an Ed25519 private key: it decodes to 18 bytes/],
+  ])('%s in the Secret: Ready=False/InvalidSpec, not retried, the key nowhere; the running endpoint keeps its key', async (_name, spoil, message) => {
+    const h = harness();
+    const good = pair();
+    put(h, { url: 'http://127.0.0.1:9/hook', disabled: true, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'hook-key', key: 'key' } } });
+    h.api.putSecret('ns', 'hook-key', { key: good.whsk });
+    await h.reconciler.reconcile(KEY);
+    const bad = spoil(pair().whsk);
+    h.api.putSecret('ns', 'hook-key', { key: bad }, '2');
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(ready(h)).toMatchObject({ status: 'False', reason: 'InvalidSpec' });
+    expect(ready(h)?.message).toMatch(message);
+    expect(ready(h)?.message).toMatch(/; the last valid configuration keeps running$/);
+    expect(status(h)?.signingPublicKey).toBe(good.whpk);
+    expect(JSON.stringify([h.api.patches, h.api.events, h.logs])).not.toContain(bad.slice(6, 26));
   });
 });
 

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Condition } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { StatusWriter } from '../../src/controller/status-writer.ts';
+import { ed25519PublicKey } from '../../src/notifications/signing.ts';
 import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
 import type { Endpoint } from '../../src/notifications/endpoint.ts';
 import type { ReadyState } from '../../src/sources/source.ts';
@@ -21,10 +22,10 @@ const READY: ReadyState = { ready: true, reason: 'Configured' };
 const NOT_RUNNING_MESSAGE = 'the endpoint does not run in the delivery engine; see the Ready condition';
 const INVALID: ReadyState = { ready: false, reason: 'InvalidSpec', message: 'spec.headers[0].name: "Content-Type" is reserved' };
 
-/** Stands in for an Endpoint: the writer reads only stats(), pending and config.tls. */
+/** Stands in for an Endpoint: the writer reads only stats(), pending and config.tls and signing. */
 class StubEndpoint {
   pending = 0;
-  config: { tls?: { insecureSkipVerify: boolean } } = {};
+  config: { tls?: { insecureSkipVerify: boolean }; signingAlgorithm?: 'Ed25519'; signingKey?: Buffer } = {};
   counters: StatsSnapshot = { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, coalesced: 0, responses: [], consecutiveFailures: 0 };
 
   stats(): StatsSnapshot {
@@ -339,6 +340,31 @@ describe('StatusWriter: failures, shutdown, TLS flag', () => {
     await h.writer.stop();
     expect(h.api.patches[1]?.status.insecureSkipVerify).toBeNull();
     expect(h.api.objects.get(KEY)?.status).not.toHaveProperty('insecureSkipVerify');
+  });
+
+  it('signingPublicKey: written at once when the Ed25519 key changes (not held for the interval), null (cleared) without Ed25519', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    const [first, second] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+    stub.config = { signingAlgorithm: 'Ed25519', signingKey: first };
+    stub.succeed(1, 0);
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    expect(h.api.objects.get(KEY)?.status?.signingPublicKey).toBe(ed25519PublicKey(first));
+    h.clock.ms = 1000; // well inside the interval: a counter change alone would wait
+    stub.succeed(1, 1000);
+    await h.writer.observe(KEY, (await h.api.getEndpoint('ns', 'hook'))!, READY, stub.endpoint);
+    expect(h.api.patches).toHaveLength(1);
+    stub.config = { signingAlgorithm: 'Ed25519', signingKey: second };
+    await h.writer.observe(KEY, (await h.api.getEndpoint('ns', 'hook'))!, READY, stub.endpoint);
+    expect(h.api.patches).toHaveLength(2);
+    expect(h.api.objects.get(KEY)?.status?.signingPublicKey).toBe(ed25519PublicKey(second));
+    expect(ed25519PublicKey(second)).not.toBe(ed25519PublicKey(first));
+    h.clock.ms = 2000;
+    stub.config = {};
+    await h.writer.observe(KEY, (await h.api.getEndpoint('ns', 'hook'))!, READY, stub.endpoint);
+    expect(h.api.patches).toHaveLength(3);
+    expect(h.api.patches[2]?.status.signingPublicKey).toBeNull();
+    expect(h.api.objects.get(KEY)?.status).not.toHaveProperty('signingPublicKey');
   });
 
   it('forget() stops writing an endpoint and drops it from states()', async () => {

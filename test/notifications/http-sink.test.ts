@@ -3,12 +3,14 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { HttpRequestError, HttpStatusError, SinkClosedError } from '../../src/notifications/errors.ts';
 import { HttpSink, redactUrl, redactUrlsIn } from '../../src/notifications/http-sink.ts';
 import type { AttemptResult } from '../../src/notifications/listener.ts';
 import type { QueuedEvent } from '../../src/notifications/sink.ts';
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
+import { ed25519KeyPair, verifiedV1a } from '../support/ed25519.ts';
 import type { TestReceiver } from '../support/receiver.ts';
 import { testPki } from '../support/tls.ts';
 import { checkClose } from './sink-contract.ts';
@@ -179,6 +181,38 @@ describe('HttpSink', () => {
     expect(request.headers['webhook-timestamp']).toBe('1700000000');
     const expected = createHmac('sha256', key).update(`${id}.1700000000.${request.text}`).digest('base64');
     expect(request.headers['webhook-signature']).toBe(`v1,${expected}`);
+  });
+
+  it('HMAC signatures verify with the standardwebhooks library, a third-party receiver', async () => {
+    const r = await receiver();
+    const key = Buffer.from('0123456789abcdef0123456789abcdef');
+    await sink(r.url, { signingKey: key }).write(queued(1));
+    const request = r.requests[0]!;
+    const headers = Object.fromEntries(['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => [name, String(request.headers[name])]));
+    const receiverSide = new Webhook(`whsec_${key.toString('base64')}`);
+    expect(receiverSide.verify(request.body, headers)).toEqual({ events: [{ id: 'id-0', action: 'push', target: {} }] });
+    expect(() => receiverSide.verify(request.text.replace('push', 'pull'), headers)).toThrow(/No matching signature/);
+  });
+
+  it('signs each attempt afresh with Ed25519 (v1a), verified by node:crypto with the public key alone, a tampered body not', async () => {
+    const r = await receiver();
+    const { seed, whpk } = ed25519KeyPair();
+    let now = 1_700_000_000_123;
+    const s = sink(r.url, { signingKey: seed, signingAlgorithm: 'Ed25519', now: () => now });
+    await s.write(queued(1));
+    now += 5000;
+    await s.write(queued(1));
+    expect(r.requests).toHaveLength(2);
+    const signed = r.requests.map((request) => {
+      const [id, timestamp, signature] = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => String(request.headers[name]));
+      expect(signature).toMatch(/^v1a,[A-Za-z0-9+/]{86}==$/);
+      expect(verifiedV1a(whpk, request)).toBe(true);
+      expect(verifiedV1a(whpk, request, Buffer.from(request.text.replace('push', 'pull')))).toBe(false);
+      return { id, timestamp, signature };
+    });
+    expect(signed.map((x) => x.timestamp)).toEqual(['1700000000', '1700000005']);
+    expect(signed[0]!.id).toBe(signed[1]!.id);
+    expect(signed[0]!.signature).not.toBe(signed[1]!.signature);
   });
 
   describe('over TLS', () => {

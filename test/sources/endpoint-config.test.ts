@@ -8,6 +8,7 @@ import { Endpoint, ENDPOINT_DEFAULTS, type EndpointConfig } from '../../src/noti
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import { rawBody } from '../support/events.ts';
 import { InvalidSecretError, SecretNotFoundError, toEndpointConfig, type SecretReader } from '../../src/sources/endpoint-config.ts';
+import { ed25519KeyPair } from '../support/ed25519.ts';
 
 function spec(fields: Record<string, unknown>): NormalisedSpec {
   return parseNotificationEndpoint({
@@ -223,6 +224,39 @@ describe('toEndpointConfig: format on the wire', () => {
     const event = HTTP.toEvent({ headers: { 'content-type': String(structured.headers['content-type']) }, body: structured.text }) as CloudEventV1<unknown>;
     expect(event).toMatchObject({ id: item.id, source: 'urn:registry:prod', type: 'io.registry-notifier.push', subject: 'alpha/app:v3-multi' });
     expect(event.data).toEqual(JSON.parse(incoming!.json));
+  });
+});
+
+describe('toEndpointConfig Ed25519 signing', () => {
+  const { seed, raw } = ed25519KeyPair();
+  const ed25519 = { signing: { algorithm: 'Ed25519', secretKeyRef: { name: 's', key: 'k' } } };
+
+  it.each([
+    ['the 32-byte seed', `whsk_${seed.toString('base64')}\n`],
+    ['seed and public key (64 bytes)', `whsk_${Buffer.concat([seed, raw]).toString('base64')}`],
+  ])('reads a whsk_ key of %s into the seed, algorithm Ed25519', (_name, stored) => {
+    const config = toEndpointConfig(spec(ed25519), undefined, secrets({ s: { k: stored } }));
+    expect(config.signingKey).toEqual(seed);
+    expect(config.signingAlgorithm).toBe('Ed25519');
+  });
+
+  it('HMAC-SHA256 (the default) sets no algorithm: the engine signs v1 as before', () => {
+    const config = toEndpointConfig(spec({ signing: { algorithm: 'HMAC-SHA256', secretKeyRef: { name: 's', key: 'k' } } }), undefined, secrets({ s: { k: 'whsec_c2VjcmV0' } }));
+    expect(config.signingKey).toEqual(Buffer.from('secret'));
+    expect(config).not.toHaveProperty('signingAlgorithm');
+  });
+
+  it.each([
+    ['an HMAC secret', `whsec_${seed.toString('base64')}`, /^Secret s key k is not an Ed25519 private key \(it holds a whsec_ HMAC secret\): expected whsk_ followed by base64 \(signing.algorithm Ed25519\)$/],
+    ['a raw key', seed.toString('base64'), /is not an Ed25519 private key: expected whsk_/],
+    ['a key of 31 bytes', `whsk_${seed.subarray(1).toString('base64')}`, /decodes to 31 bytes/],
+    ['a pair whose halves do not belong together', `whsk_${Buffer.concat([seed, Buffer.alloc(32, 7)]).toString('base64')}`, /not the public key of its first 32/],
+    ['not base64', `whsk_${seed.toString('hex')}!`, /not base64/],
+  ])('refuses %s: InvalidSecretError (Ready=False InvalidSpec), the key never in the message', (_name, stored, message) => {
+    const error = catchError(() => toEndpointConfig(spec(ed25519), undefined, secrets({ s: { k: stored } })));
+    expect(error).toBeInstanceOf(InvalidSecretError);
+    expect(error.message).toMatch(message);
+    for (const part of [seed.toString('base64').slice(0, 16), seed.toString('hex').slice(0, 16), stored.slice(5, 21)]) expect(error.message).not.toContain(part);
   });
 });
 

@@ -11,6 +11,7 @@ import {
   statusCounters,
   type EndpointView,
 } from '../../src/status/endpoint-status.ts';
+import { ed25519KeyPair } from '../support/ed25519.ts';
 
 function stats(over: Partial<StatsSnapshot>): StatsSnapshot {
   return { delivered: 0, failures: 0, errors: 0, deadLettered: 0, discarded: 0, coalesced: 0, responses: [], consecutiveFailures: 0, ...over };
@@ -53,6 +54,17 @@ describe('statusCounters', () => {
 
   it('coalesced shows the events spec.coalesce kept back; they are neither pending nor delivered', () => {
     expect(statusCounters(view('quiet', { delivered: 1, coalesced: 41 }))).toMatchObject({ pending: 4, delivered: 1, coalesced: 41 });
+  });
+});
+
+describe('signingPublicKey', () => {
+  it('is the whpk_ key of an Ed25519 configuration, absent with HMAC or no signing', () => {
+    const { seed, whpk } = ed25519KeyPair();
+    const signed = (config: Partial<EndpointView['config']>): EndpointView => ({ ...view('x'), config: endpointConfig({ url: 'http://127.0.0.1:9/x', ...config }) });
+    expect(statusCounters(signed({ signingKey: seed, signingAlgorithm: 'Ed25519' })).signingPublicKey).toBe(whpk);
+    expect(endpointStatus(signed({ signingKey: seed, signingAlgorithm: 'Ed25519' }), { ready: true, reason: 'Configured' }).signingPublicKey).toBe(whpk);
+    expect(statusCounters(signed({ signingKey: seed }))).not.toHaveProperty('signingPublicKey');
+    expect(statusCounters(view('x'))).not.toHaveProperty('signingPublicKey');
   });
 });
 
