@@ -6,6 +6,7 @@ import { rfc3339 } from '../notifications/endpoint-stats.ts';
 import type { ReadyState } from '../sources/source.ts';
 import { describeApiError } from '../k8s/errors.ts';
 import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../k8s/cluster-api.ts';
+import type { HandledField, HandledFields } from './requested-actions.ts';
 
 /** Settings of a `StatusWriter`. */
 export interface StatusWriterOptions {
@@ -37,6 +38,10 @@ interface Tracked {
   /** JSON of the counters last written. */
   counters: string | undefined;
   lastCountersWrite: number;
+  /** Requests handled in this process (annotation values), written at once and kept in every later patch. */
+  handled: HandledFields;
+  /** JSON of `handled` as last written. */
+  handledWritten: string;
 }
 
 /**
@@ -69,6 +74,36 @@ export class StatusWriter {
     return (this.#options.now?.() ?? new Date()).getTime();
   }
 
+  /** Whether this process writes status now (the elected leader among replicas): only then does it act on requests. */
+  get writing(): boolean {
+    return this.#options.writes?.() ?? true;
+  }
+
+  /**
+   * The request value last handled for `field`: handled in this process (its status write may still be pending), else
+   * as the stored status says; undefined for an endpoint not tracked.
+   */
+  handled(key: string, field: HandledField): string | undefined {
+    const tracked = this.#tracked.get(key);
+    return tracked && (tracked.handled[field] ?? tracked.object.status?.[field]);
+  }
+
+  /**
+   * Records a handled request: its value goes into status at once (a failed write is retried on the next tick, and
+   * `handled` says it was handled meanwhile), then a Normal Event says what was done. An untracked key is ignored.
+   */
+  async recordHandled(key: string, fields: HandledFields, reason: string, message: string): Promise<void> {
+    const tracked = this.#tracked.get(key);
+    if (!tracked) return;
+    tracked.handled = { ...tracked.handled, ...fields };
+    await this.#serial(key, () => this.#write(key, false));
+    try {
+      await this.#options.api.recordEvent(tracked.object, 'Normal', reason, message);
+    } catch (error) {
+      this.#options.logger.warn({ endpoint: key, error: describeApiError(error) }, 'could not record event');
+    }
+  }
+
   /** Readiness of every tracked endpoint, by `namespace/name`. */
   states(): ReadonlyMap<string, ReadyState> {
     return new Map([...this.#tracked].map(([key, t]) => [key, t.ready]));
@@ -83,7 +118,7 @@ export class StatusWriter {
       Object.assign(previous, { object, ready, endpoint });
     } else {
       // Seeded from the stored status so transition times survive a restart.
-      this.#tracked.set(key, { object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0 });
+      this.#tracked.set(key, { object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0, handled: {}, handledWritten: '{}' });
     }
     await this.#serial(key, () => this.#write(key, previous === undefined));
   }
@@ -136,7 +171,7 @@ export class StatusWriter {
     if (!tracked) return false;
     const generation = tracked.object.metadata?.generation;
     return transitionOf(this.#conditions(tracked, new Date(this.#clock()), generation)) !== transitionOf(tracked.conditions) ||
-      tracked.object.status?.observedGeneration !== generation;
+      tracked.object.status?.observedGeneration !== generation || JSON.stringify(tracked.handled) !== tracked.handledWritten;
   }
 
   // Without this, a tick that comes while a reconcile's write is in flight would compare against the conditions
@@ -160,10 +195,11 @@ export class StatusWriter {
     const generation = tracked.object.metadata?.generation;
     const conditions = this.#conditions(tracked, now, generation);
     const counters = countersOf(this.#view(tracked.endpoint));
-    // A transition (a condition's status or reason, or a new generation) is written at once; a changed message
-    // or counter waits for the interval, so a long outage does not write every second.
+    // A transition (a condition's status or reason, a new generation, or a request handled) is written at once; a
+    // changed message or counter waits for the interval, so a long outage does not write every second.
+    const handled = JSON.stringify(tracked.handled);
     const transition = transitionOf(conditions) !== transitionOf(tracked.conditions) ||
-      tracked.object.status?.observedGeneration !== generation;
+      tracked.object.status?.observedGeneration !== generation || handled !== tracked.handledWritten;
     const changed = JSON.stringify(counters) !== tracked.counters || JSON.stringify(conditions) !== JSON.stringify(tracked.conditions);
     const due = force || now.getTime() - tracked.lastCountersWrite >= this.#options.intervalMs;
     if (!transition && !(changed && due)) return;
@@ -173,7 +209,7 @@ export class StatusWriter {
       this.#tokens -= 1;
     }
     const [namespace, name] = [tracked.object.metadata?.namespace ?? '', tracked.object.metadata?.name ?? ''];
-    const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters };
+    const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters, ...tracked.handled };
     try {
       await this.#options.api.patchStatus(namespace, name, patch);
     } catch (error) {
@@ -184,7 +220,8 @@ export class StatusWriter {
     tracked.conditions = conditions;
     tracked.counters = JSON.stringify(counters);
     tracked.lastCountersWrite = now.getTime();
-    tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions } };
+    tracked.handledWritten = handled;
+    tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions, ...tracked.handled } };
     await this.#events(key, tracked.object, before, conditions);
   }
 
