@@ -46,8 +46,9 @@ interface Tracked {
 
 /**
  * Writes each NotificationEndpoint's status through the `/status` subresource (api.md §2): conditions at once
- * on a transition, counters at most every interval and only when they changed, and a Kubernetes Event for
- * every transition so `kubectl describe` tells the story. Write failures are logged and retried on the next
+ * on a transition, counters at most every interval and only when they changed, the values of handled requests
+ * (`lastHandledReplayAt`, `lastHandledResumeAt`) at once, and a Kubernetes Event for every transition and every
+ * handled request so `kubectl describe` tells the story. Write failures are logged and retried on the next
  * tick; they never block reconciling or delivery.
  */
 export class StatusWriter {

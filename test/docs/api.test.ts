@@ -57,6 +57,7 @@ describe('docs/api.md', () => {
       'registry-notifier/signing',
       'REGISTRY_NOTIFIER_TENANCY',
       'NoRepositoryGrant',
+      'ReplayRequested',
     ]) {
       expect(additions, item).toContain(item);
     }
