@@ -38,10 +38,8 @@ interface Tracked {
   /** JSON of the counters last written. */
   counters: string | undefined;
   lastCountersWrite: number;
-  /** Requests handled in this process (annotation values), written at once and kept in every later patch. */
+  /** Requests handled in this process (annotation values) whose status write has not succeeded yet. */
   handled: HandledFields;
-  /** JSON of `handled` as last written. */
-  handledWritten: string;
 }
 
 /**
@@ -119,7 +117,7 @@ export class StatusWriter {
       Object.assign(previous, { object, ready, endpoint });
     } else {
       // Seeded from the stored status so transition times survive a restart.
-      this.#tracked.set(key, { object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0, handled: {}, handledWritten: '{}' });
+      this.#tracked.set(key, { object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0, handled: {} });
     }
     await this.#serial(key, () => this.#write(key, previous === undefined));
   }
@@ -172,7 +170,7 @@ export class StatusWriter {
     if (!tracked) return false;
     const generation = tracked.object.metadata?.generation;
     return transitionOf(this.#conditions(tracked, new Date(this.#clock()), generation)) !== transitionOf(tracked.conditions) ||
-      tracked.object.status?.observedGeneration !== generation || JSON.stringify(tracked.handled) !== tracked.handledWritten;
+      tracked.object.status?.observedGeneration !== generation || Object.keys(tracked.handled).length > 0;
   }
 
   // Without this, a tick that comes while a reconcile's write is in flight would compare against the conditions
@@ -198,9 +196,9 @@ export class StatusWriter {
     const counters = countersOf(this.#view(tracked.endpoint));
     // A transition (a condition's status or reason, a new generation, or a request handled) is written at once; a
     // changed message or counter waits for the interval, so a long outage does not write every second.
-    const handled = JSON.stringify(tracked.handled);
+    const { handled } = tracked;
     const transition = transitionOf(conditions) !== transitionOf(tracked.conditions) ||
-      tracked.object.status?.observedGeneration !== generation || handled !== tracked.handledWritten;
+      tracked.object.status?.observedGeneration !== generation || Object.keys(handled).length > 0;
     const changed = JSON.stringify(counters) !== tracked.counters || JSON.stringify(conditions) !== JSON.stringify(tracked.conditions);
     const due = force || now.getTime() - tracked.lastCountersWrite >= this.#options.intervalMs;
     if (!transition && !(changed && due)) return;
@@ -210,7 +208,7 @@ export class StatusWriter {
       this.#tokens -= 1;
     }
     const [namespace, name] = [tracked.object.metadata?.namespace ?? '', tracked.object.metadata?.name ?? ''];
-    const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters, ...tracked.handled };
+    const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters, ...handled };
     try {
       await this.#options.api.patchStatus(namespace, name, patch);
     } catch (error) {
@@ -221,8 +219,9 @@ export class StatusWriter {
     tracked.conditions = conditions;
     tracked.counters = JSON.stringify(counters);
     tracked.lastCountersWrite = now.getTime();
-    tracked.handledWritten = handled;
-    tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions, ...tracked.handled } };
+    // Written: from now on the stored status says it (a later patch never carries an old value over a newer one).
+    if (tracked.handled === handled) tracked.handled = {};
+    tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions, ...handled } };
     await this.#events(key, tracked.object, before, conditions);
   }
 

@@ -128,6 +128,12 @@ describe('EndpointReconciler: requests by annotation', () => {
     expect(stored(h)?.lastHandledReplayAt).toBe('1764633600');
     expect(h.api.patches.at(-1)?.status).toMatchObject({ lastHandledReplayAt: '1764633600' });
     expect(requestEvents(h)).toEqual([`Normal ReplayRequested: 3 dead letters back in the queue (${REPLAY}: 1764633600)`]);
+    // Once written, later patches leave the field alone (a merge patch keeps it), so an old value never overwrites a newer one.
+    h.api.put({ ...h.api.objects.get(KEY)!, metadata: { ...h.api.objects.get(KEY)!.metadata, generation: 2 } });
+    await h.reconciler.reconcile(KEY);
+    expect(h.api.patches.at(-1)?.status).toMatchObject({ observedGeneration: 2 });
+    expect(h.api.patches.at(-1)?.status).not.toHaveProperty('lastHandledReplayAt');
+    expect(stored(h)?.lastHandledReplayAt).toBe('1764633600');
     h.actions.replayed = 1;
     put(h.api, { [REPLAY]: 'again' });
     await h.reconciler.reconcile(KEY);
