@@ -72,18 +72,21 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
       : endpoint;
   };
   const kubeConfig = config.kubernetes ? overrides.kubeConfig ?? loadKubeConfig() : undefined;
-  // One replica writes status and Events at a time when several share a database (client-go's election).
+  // One replica writes status and Events at a time when several share a database (client-go's election); it alone
+  // acts on annotation requests (replay, resume), so a new leader looks for any the previous one left.
+  let controller: Controller | undefined;
   const leader = kubeConfig && database
     ? new LeaderElector({
         lock: new KubeLeaseLock(kubeConfig, config.leaderElectionLease.namespace, config.leaderElectionLease.name),
         identity: config.replicaId,
         logger: logger.child({ component: 'leader-election' }),
+        onStartedLeading: () => controller?.handleRequestsLeft(),
       })
     : undefined;
   // The sources log each removal with its discarded count; the metrics forget the endpoint's series.
   const onRemoved = (name: string): void => metrics.forgetEndpoint(name);
   const source: EndpointSource = kubeConfig
-    ? new Controller({
+    ? (controller = new Controller({
         api: new KubeClusterApi(kubeConfig),
         endpoints,
         namespaces: config.namespaces,
@@ -94,7 +97,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         onRemoved,
         ...(cluster && { statusView: clusterView }),
         ...(leader && { writesStatus: () => leader.isLeader }),
-      })
+      }))
     : new FileSource({
         paths: config.endpoints,
         secretsDir: config.secretsDir,

@@ -26,6 +26,12 @@ export const NOTIFICATION_ENDPOINT_RESOURCE = Object.freeze({
  */
 export const REPOSITORIES_ANNOTATION = 'registry-notifier.io/repositories';
 
+/** A new value of this annotation asks for the endpoint's dead letters to be replayed once (api.md §11; Flux's requestedAt pattern). */
+export const REPLAY_REQUESTED_ANNOTATION = 'registry-notifier.io/replay-requested-at';
+
+/** A new value of this annotation asks an `AutoDisabled` endpoint to send again, once (api.md §11). */
+export const RESUME_REQUESTED_ANNOTATION = 'registry-notifier.io/resume-requested-at';
+
 /** An event action that `ignore.actions` may list. */
 export type EventAction = 'pull' | 'push' | 'mount' | 'delete';
 /** What goes on the wire (api.md §8 `format`). */
@@ -85,6 +91,10 @@ export interface NotificationEndpointStatus {
   insecureSkipVerify?: boolean;
   /** With `signing.algorithm: Ed25519`: the public key receivers verify with, `whpk_` + base64. */
   signingPublicKey?: string;
+  /** The `registry-notifier.io/replay-requested-at` value last handled (a request equal to it is not handled again). */
+  lastHandledReplayAt?: string;
+  /** The `registry-notifier.io/resume-requested-at` value last handled. */
+  lastHandledResumeAt?: string;
 }
 
 /** The whole resource as stored in the cluster or written in an `--endpoints` file. */

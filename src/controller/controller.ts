@@ -8,6 +8,7 @@ import { WorkQueue } from '../k8s/work-queue.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
 import type { EndpointSource, ReadyState } from '../sources/source.ts';
 import { EndpointReconciler } from './reconciler.ts';
+import { pendingRequests, requestSignature, type EndpointActions } from './requested-actions.ts';
 import { StatusWriter, type StatusWriterOptions } from './status-writer.ts';
 
 // A periodic full reconcile catches what no watch event announced (a missed event, a Secret read that failed
@@ -40,13 +41,16 @@ export interface ControllerOptions {
    * endpoints of that namespace. Default off.
    */
   tenancy?: boolean;
+  /** What annotation requests (replay, resume) do; default the engine's (`engineActions`). */
+  actions?: EndpointActions;
 }
 
 /**
  * Cluster mode's endpoint source: watches NotificationEndpoints (and the Secrets they reference) in all or
  * some namespaces and reconciles the live delivery engine, one key at a time. Ready once the initial list has
- * been reconciled. Spec changes (a new generation), deletions, changes of referenced Secrets and (with tenancy)
- * of a Namespace's repository grant trigger a reconcile; our own status writes do not.
+ * been reconciled. Spec changes (a new generation), a new value of a request annotation (replay, resume: they do
+ * not change the generation), deletions, changes of referenced Secrets and (with tenancy) of a Namespace's
+ * repository grant trigger a reconcile; our own status writes and other metadata changes do not.
  */
 export class Controller implements EndpointSource {
   #options: ControllerOptions;
@@ -58,7 +62,8 @@ export class Controller implements EndpointSource {
   #namespaceInformers: Informer<KubernetesObject>[] = [];
   /** With tenancy: each known Namespace's grant annotation as last seen (undefined: none); forgotten when it is deleted. */
   #grants = new Map<string, string | undefined>();
-  #generations = new Map<string, number | undefined>();
+  /** Per endpoint, what a watch event must change to be reconciled: the generation and the request annotations. */
+  #seen = new Map<string, string>();
   #ready = false;
   #closed = false;
   #resync: NodeJS.Timeout | undefined;
@@ -81,6 +86,7 @@ export class Controller implements EndpointSource {
       logger: logger.child({ component: 'reconciler' }),
       ...(options.onRemoved && { onRemoved: options.onRemoved }),
       ...(options.tenancy && { tenancy: true }),
+      ...(options.actions && { actions: options.actions }),
     }));
     this.#queue = new WorkQueue({
       handler: (key) => reconciler.reconcile(key),
@@ -125,6 +131,16 @@ export class Controller implements EndpointSource {
   /** Queues every known endpoint for a reconcile (what the periodic resync does). */
   resync(): void {
     for (const informer of this.#endpointInformers) for (const endpoint of informer.list()) this.#queue.add(keyOf(endpoint));
+  }
+
+  /**
+   * Queues the endpoints whose watched copy carries a request (replay, resume) that its status does not show handled:
+   * what a replica that just started writing status (the new leader) calls, since the others leave requests alone.
+   */
+  handleRequestsLeft(): void {
+    for (const informer of this.#endpointInformers) {
+      for (const endpoint of informer.list()) if (pendingRequests(endpoint).length > 0) this.#queue.add(keyOf(endpoint));
+    }
   }
 
   /** Stops watching and reconciling, then waits for removed endpoints to finish closing; idempotent. */
@@ -177,10 +193,10 @@ export class Controller implements EndpointSource {
 
   #onEndpoint(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: NotificationEndpointObject): void {
     const key = keyOf(object);
-    const generation = object.metadata?.generation;
-    if (type === 'DELETED') this.#generations.delete(key);
-    else if (type === 'MODIFIED' && this.#generations.get(key) === generation && !object.metadata?.deletionTimestamp) return; // status or metadata only
-    else this.#generations.set(key, generation);
+    const seen = `${object.metadata?.generation}/${requestSignature(object)}`;
+    if (type === 'DELETED') this.#seen.delete(key);
+    else if (type === 'MODIFIED' && this.#seen.get(key) === seen && !object.metadata?.deletionTimestamp) return; // status or other metadata only
+    else this.#seen.set(key, seen);
     this.#queue.add(key);
   }
 

@@ -15,6 +15,7 @@ import { prepareEndpoint } from '../sources/prepare-endpoint.ts';
 import { readyStateForError } from '../sources/ready-state.ts';
 import { grantNarrowed, repositoryGrant, sameGrant } from '../sources/repository-grant.ts';
 import type { ReadyState } from '../sources/source.ts';
+import { engineActions, pendingRequests, type EndpointActions } from './requested-actions.ts';
 import type { StatusWriter } from './status-writer.ts';
 import { NotifierError } from '../notifications/errors.ts';
 
@@ -31,6 +32,8 @@ export interface ReconcilerOptions {
    * grants; without a grant it does not run (NoRepositoryGrant). Default off: every endpoint may receive every event.
    */
   tenancy?: boolean;
+  /** What annotation requests (replay, resume) do to a running endpoint; default the engine's (`engineActions`). */
+  actions?: EndpointActions;
 }
 
 /** A Secret is missing: the reconcile is retried with backoff (and at once when the Secret appears). */
@@ -49,14 +52,18 @@ export class SecretPendingError extends NotifierError {
  * failed API call is recorded too (SecretNotFound, ReconcileFailed) and retried with backoff. With tenancy, the
  * Namespace's repository grant is read fresh first and becomes part of the endpoint's filter, where events are
  * routed: a withdrawn grant removes the endpoint (NoRepositoryGrant, not retried), and a narrowed one starts it
- * again with an empty queue, so nothing queued under the wider grant is delivered.
+ * again with an empty queue, so nothing queued under the wider grant is delivered. Once an endpoint runs (or its
+ * last valid configuration does), the requests its annotations carry (replay, resume) are handled once each, by the
+ * replica that writes status, which records each value handled in status with a Normal Event.
  */
 export class EndpointReconciler {
   #options: ReconcilerOptions;
   #removals: EndpointRemovals;
+  #actions: EndpointActions;
 
   constructor(options: ReconcilerOptions) {
     this.#options = options;
+    this.#actions = options.actions ?? engineActions(options.endpoints);
     this.#removals = new EndpointRemovals({
       endpoints: options.endpoints,
       logger: options.logger,
@@ -88,6 +95,7 @@ export class EndpointReconciler {
       // The one place the outcome is recorded: conditions and counters in status, an Event on a transition.
       if (ready) await status.observe(key, object, ready, endpoints.get(key));
     }
+    if (endpoints.get(key)) await this.#handleRequests(key, object);
     return {};
   }
 
@@ -148,6 +156,29 @@ export class EndpointReconciler {
       }
     }
     return grant;
+  }
+
+  /**
+   * Handles the object's requests not handled yet, one after the other, and records each value in status. Only the
+   * replica that writes status acts (the others would replay a shared database's dead letters a second time); a
+   * replica that starts writing status looks for requests left (`Controller.handleRequestsLeft`). An action that
+   * fails rejects, so the reconcile is retried with backoff; an endpoint gone meanwhile leaves the request pending.
+   */
+  async #handleRequests(key: string, object: NotificationEndpointObject): Promise<void> {
+    const { status, logger } = this.#options;
+    if (!status.writing) return;
+    for (const { action, value } of pendingRequests(object, (field) => status.handled(key, field))) {
+      let outcome: string | undefined;
+      try {
+        outcome = await action.run(this.#actions, key);
+      } catch (error) {
+        logger.warn({ endpoint: key, annotation: action.annotation, value, error: error instanceof Error ? error.message : String(error) }, 'requested action failed; retrying with backoff');
+        throw error;
+      }
+      if (outcome === undefined) continue;
+      logger.info({ endpoint: key, annotation: action.annotation, value }, `${action.reason}: ${outcome}`);
+      await status.recordHandled(key, { [action.handled]: value }, action.reason, `${outcome} (${action.annotation}: ${value})`);
+    }
   }
 
   /** The Ready state a failed reconcile records, and the error to retry with (none when it is terminal). */

@@ -6,6 +6,7 @@ import { rfc3339 } from '../notifications/endpoint-stats.ts';
 import type { ReadyState } from '../sources/source.ts';
 import { describeApiError } from '../k8s/errors.ts';
 import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../k8s/cluster-api.ts';
+import type { HandledField, HandledFields } from './requested-actions.ts';
 
 /** Settings of a `StatusWriter`. */
 export interface StatusWriterOptions {
@@ -39,12 +40,15 @@ interface Tracked {
   /** The signing public key last written (Ed25519), so a new one is written at once. */
   publicKey: string | undefined;
   lastCountersWrite: number;
+  /** Requests handled in this process (annotation values) whose status write has not succeeded yet. */
+  handled: HandledFields;
 }
 
 /**
  * Writes each NotificationEndpoint's status through the `/status` subresource (api.md §2): conditions at once
- * on a transition, counters at most every interval and only when they changed, and a Kubernetes Event for
- * every transition so `kubectl describe` tells the story. Write failures are logged and retried on the next
+ * on a transition, counters at most every interval and only when they changed, the values of handled requests
+ * (`lastHandledReplayAt`, `lastHandledResumeAt`) at once, and a Kubernetes Event for every transition and every
+ * handled request so `kubectl describe` tells the story. Write failures are logged and retried on the next
  * tick; they never block reconciling or delivery.
  */
 export class StatusWriter {
@@ -71,6 +75,36 @@ export class StatusWriter {
     return (this.#options.now?.() ?? new Date()).getTime();
   }
 
+  /** Whether this process writes status now (the elected leader among replicas): only then does it act on requests. */
+  get writing(): boolean {
+    return this.#options.writes?.() ?? true;
+  }
+
+  /**
+   * The request value last handled for `field`: handled in this process (its status write may still be pending), else
+   * as the stored status says; undefined for an endpoint not tracked.
+   */
+  handled(key: string, field: HandledField): string | undefined {
+    const tracked = this.#tracked.get(key);
+    return tracked && (tracked.handled[field] ?? tracked.object.status?.[field]);
+  }
+
+  /**
+   * Records a handled request: its value goes into status at once (a failed write is retried on the next tick, and
+   * `handled` says it was handled meanwhile), then a Normal Event says what was done. An untracked key is ignored.
+   */
+  async recordHandled(key: string, fields: HandledFields, reason: string, message: string): Promise<void> {
+    const tracked = this.#tracked.get(key);
+    if (!tracked) return;
+    tracked.handled = { ...tracked.handled, ...fields };
+    await this.#serial(key, () => this.#write(key, false));
+    try {
+      await this.#options.api.recordEvent(tracked.object, 'Normal', reason, message);
+    } catch (error) {
+      this.#options.logger.warn({ endpoint: key, error: describeApiError(error) }, 'could not record event');
+    }
+  }
+
   /** Readiness of every tracked endpoint, by `namespace/name`. */
   states(): ReadonlyMap<string, ReadyState> {
     return new Map([...this.#tracked].map(([key, t]) => [key, t.ready]));
@@ -87,7 +121,7 @@ export class StatusWriter {
       // Seeded from the stored status so transition times survive a restart.
       this.#tracked.set(key, {
         object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0,
-        publicKey: object.status?.signingPublicKey,
+        publicKey: object.status?.signingPublicKey, handled: {},
       });
     }
     await this.#serial(key, () => this.#write(key, previous === undefined));
@@ -141,7 +175,7 @@ export class StatusWriter {
     if (!tracked) return false;
     const generation = tracked.object.metadata?.generation;
     return transitionOf(this.#conditions(tracked, new Date(this.#clock()), generation)) !== transitionOf(tracked.conditions) ||
-      tracked.object.status?.observedGeneration !== generation;
+      tracked.object.status?.observedGeneration !== generation || Object.keys(tracked.handled).length > 0;
   }
 
   // Without this, a tick that comes while a reconcile's write is in flight would compare against the conditions
@@ -165,12 +199,13 @@ export class StatusWriter {
     const generation = tracked.object.metadata?.generation;
     const conditions = this.#conditions(tracked, now, generation);
     const counters = countersOf(this.#view(tracked.endpoint), tracked.publicKey !== undefined);
-    // A transition (a condition's status or reason, or a new generation) is written at once; a changed message
-    // or counter waits for the interval, so a long outage does not write every second.
+    // A transition (a condition's status or reason, a new generation, or a request handled) is written at once; a
+    // changed message or counter waits for the interval, so a long outage does not write every second.
     // So is a new signing public key (a rotated Secret): receivers fetch it from here to verify the next attempts.
     const keyChanged = 'signingPublicKey' in counters && (counters.signingPublicKey ?? undefined) !== tracked.publicKey;
+    const { handled } = tracked;
     const transition = transitionOf(conditions) !== transitionOf(tracked.conditions) ||
-      tracked.object.status?.observedGeneration !== generation || keyChanged;
+      tracked.object.status?.observedGeneration !== generation || keyChanged || Object.keys(handled).length > 0;
     const changed = JSON.stringify(counters) !== tracked.counters || JSON.stringify(conditions) !== JSON.stringify(tracked.conditions);
     const due = force || now.getTime() - tracked.lastCountersWrite >= this.#options.intervalMs;
     if (!transition && !(changed && due)) return;
@@ -180,7 +215,7 @@ export class StatusWriter {
       this.#tokens -= 1;
     }
     const [namespace, name] = [tracked.object.metadata?.namespace ?? '', tracked.object.metadata?.name ?? ''];
-    const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters };
+    const patch: StatusPatch = { ...(generation !== undefined && { observedGeneration: generation }), conditions, ...counters, ...handled };
     try {
       await this.#options.api.patchStatus(namespace, name, patch);
     } catch (error) {
@@ -192,7 +227,9 @@ export class StatusWriter {
     tracked.counters = JSON.stringify(counters);
     tracked.lastCountersWrite = now.getTime();
     if ('signingPublicKey' in counters) tracked.publicKey = counters.signingPublicKey ?? undefined;
-    tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions } };
+    // Written: from now on the stored status says it (a later patch never carries an old value over a newer one).
+    if (tracked.handled === handled) tracked.handled = {};
+    tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions, ...handled } };
     await this.#events(key, tracked.object, before, conditions);
   }
 

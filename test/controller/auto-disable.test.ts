@@ -2,7 +2,7 @@
 // over the in-memory ClusterApi, a loopback receiver that answers 503, virtual time. Ready turns False/AutoDisabled
 // with a Warning Event, `/endpoints` and the gauge say the same, a resync leaves it, a spec change sends again.
 import { afterEach, describe, expect, it } from 'vitest';
-import { NOTIFICATION_ENDPOINT_RESOURCE as R, type Condition } from '../../src/api/notification-endpoint.ts';
+import { NOTIFICATION_ENDPOINT_RESOURCE as R, RESUME_REQUESTED_ANNOTATION as RESUME_REQUESTED_AT, type Condition } from '../../src/api/notification-endpoint.ts';
 import { EndpointReconciler } from '../../src/controller/reconciler.ts';
 import { StatusWriter } from '../../src/controller/status-writer.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
@@ -38,10 +38,10 @@ async function harness() {
   const reconciler = new EndpointReconciler({ api, endpoints, status, logger });
   const metrics = new Metrics();
   metrics.setEndpointsProvider(() => endpointStatuses(endpoints, status.states()));
-  const put = (generation: number, extra: Record<string, unknown> = {}): void => void api.put({
+  const put = (generation: number, extra: Record<string, unknown> = {}, annotations?: Record<string, string>): void => void api.put({
     apiVersion: R.apiVersion,
     kind: R.kind,
-    metadata: { name: 'hook', namespace: 'ns', uid: 'uid-1', generation },
+    metadata: { name: 'hook', namespace: 'ns', uid: 'uid-1', generation, ...(annotations && { annotations }) },
     spec: { url: receiver.url, threshold: 1, backoff: '4s', retry: { disableAfter: '10s' }, ...extra },
   });
   const ready = (): Condition | undefined => api.patches.at(-1)?.status.conditions?.find((c) => c.type === 'Ready');
@@ -108,5 +108,29 @@ describe('AutoDisabled in the cluster', () => {
     expect(h.ready()).toMatchObject({ status: 'True', reason: 'Configured' });
     expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured', 'Warning AutoDisabled', 'Warning Failing', 'Normal Configured']);
     await until(() => h.endpoints.get(KEY)?.pending === 0, 'delivered', 5000);
+  });
+
+  it('the resume-requested-at annotation lets an AutoDisabled endpoint send again, once per value, recorded in status', async () => {
+    const h = await harness();
+    h.put(1);
+    await h.reconciler.reconcile(KEY);
+    await h.endpoints.write(makeEvents(2));
+    await until(() => h.endpoints.get(KEY)?.autoDisabled !== undefined, 'auto-disabled', 5000);
+    await h.status.tick();
+    expect(h.ready()).toMatchObject({ status: 'False', reason: 'AutoDisabled' });
+    h.healthy();
+    // kubectl annotate nep hook registry-notifier.io/resume-requested-at=… (generation unchanged)
+    h.put(1, {}, { [RESUME_REQUESTED_AT]: '1764633600' });
+    await h.reconciler.reconcile(KEY);
+    await until(() => h.endpoints.get(KEY)?.pending === 0, 'the kept queue delivered', 5000);
+    expect(h.receiver.events({ acceptedOnly: true }).map((e) => e.id)).toEqual(['ev-0', 'ev-1']);
+    await h.status.tick();
+    expect(h.api.patches.filter((p) => p.status.lastHandledResumeAt === '1764633600')).not.toHaveLength(0);
+    expect(h.ready()).toMatchObject({ status: 'True', reason: 'Configured' });
+    expect(h.api.events.filter((e) => e.reason === 'ResumeRequested').map((e) => e.message))
+      .toEqual([`the AutoDisabled endpoint sends again (${RESUME_REQUESTED_AT}: 1764633600)`]);
+    // The same value again (a resync, the annotation re-applied): nothing more is done or recorded.
+    await h.reconciler.reconcile(KEY);
+    expect(h.api.events.filter((e) => e.reason === 'ResumeRequested')).toHaveLength(1);
   });
 });

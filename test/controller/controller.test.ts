@@ -11,6 +11,7 @@ import { makeEvents } from '../support/events.ts';
 import { eventually } from '../support/wait.ts';
 import { captureLogs, ManualDelay } from '../k8s/support.ts';
 import { REPOSITORIES_ANNOTATION } from '../../src/sources/repository-grant.ts';
+import { REPLAY_REQUESTED_ANNOTATION as REPLAY } from '../../src/api/notification-endpoint.ts';
 import { FakeClusterApi, type FakeWatch } from './fake-cluster-api.ts';
 
 const cleanups: (() => unknown)[] = [];
@@ -36,7 +37,7 @@ interface Harness {
   endpoints: EndpointSet;
 }
 
-function harness(namespaces: string[] = [], options: { tenancy?: boolean } = {}): Harness {
+function harness(namespaces: string[] = [], options: { tenancy?: boolean; writesStatus?: () => boolean } = {}): Harness {
   const api = new FakeClusterApi();
   const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test' });
   const controller = new Controller({
@@ -126,6 +127,47 @@ describe('Controller', () => {
     stream.send('MODIFIED', endpoint('a', 'one', { url: 'http://127.0.0.1:9/one-b' }, 2, '103'));
     await eventually(() => expect(h.endpoints.get('a/one')?.config.url).toBe('http://127.0.0.1:9/one-b'), 5000);
     expect(reconciledSince(h, before)).toEqual(['a/one', 'a/other']);
+  });
+
+  it('a new request annotation value reconciles (no new generation) and is handled; our status write and other annotations do not', async () => {
+    const h = harness();
+    given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('a', 'other', { url: 'http://127.0.0.1:9/x' }));
+    const { endpoints: stream } = await start(h);
+    const before = h.api.gets.length;
+    const annotated = (annotations: Record<string, string>, resourceVersion: string): NotificationEndpointObject => {
+      const object = endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, resourceVersion);
+      return { ...object, metadata: { ...object.metadata, annotations } };
+    };
+    h.api.put(annotated({ [REPLAY]: '1764633600' }, '101'));
+    stream.send('MODIFIED', annotated({ [REPLAY]: '1764633600' }, '101'));
+    await eventually(() => expect(h.api.events.map((e) => e.reason)).toContain('ReplayRequested'), 5000);
+    expect(reconciledSince(h, before)).toEqual(['a/one']);
+    // Our status write (the handled value) comes back; then another annotation changes; neither is reconciled.
+    stream.send('MODIFIED', { ...annotated({ [REPLAY]: '1764633600' }, '102'), status: h.api.objects.get('a/one')?.status });
+    stream.send('MODIFIED', annotated({ [REPLAY]: '1764633600', note: 'x' }, '103'));
+    h.api.put(endpoint('a', 'other', { url: 'http://127.0.0.1:9/y' }, 2, '104'));
+    stream.send('MODIFIED', endpoint('a', 'other', { url: 'http://127.0.0.1:9/y' }, 2, '104'));
+    await eventually(() => expect(h.endpoints.get('a/other')?.config.url).toBe('http://127.0.0.1:9/y'), 5000);
+    expect(reconciledSince(h, before)).toEqual(['a/one', 'a/other']);
+    expect(h.api.events.filter((e) => e.reason === 'ReplayRequested')).toHaveLength(1);
+  });
+
+  it('handleRequestsLeft (a replica starting to write status) queues exactly the endpoints with a request not handled', async () => {
+    let leading = false;
+    const h = harness([], { writesStatus: () => leading });
+    const withRequest = (name: string, value: string, handled?: string): NotificationEndpointObject => {
+      const object = endpoint('a', name, { url: `http://127.0.0.1:9/${name}` });
+      return { ...object, metadata: { ...object.metadata, annotations: { [REPLAY]: value } }, ...(handled && { status: { lastHandledReplayAt: handled } }) };
+    };
+    given(h, withRequest('asks', 'v1'), withRequest('done', 'v1', 'v1'), endpoint('a', 'none', { url: 'http://127.0.0.1:9/none' }));
+    await start(h);
+    expect(h.api.events.filter((e) => e.reason === 'ReplayRequested')).toEqual([]); // not the leader: left alone
+    const before = h.api.gets.length;
+    leading = true;
+    h.controller.handleRequestsLeft();
+    await eventually(() => expect(h.api.events.filter((e) => e.reason === 'ReplayRequested').map((e) => e.key)).toEqual(['a/asks']), 5000);
+    expect(reconciledSince(h, before)).toEqual(['a/asks']);
+    expect(h.api.objects.get('a/asks')?.status?.lastHandledReplayAt).toBe('v1');
   });
 
   it('resync reconciles every known endpoint, catching a change no watch event announced', async () => {

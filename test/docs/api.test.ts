@@ -58,6 +58,7 @@ describe('docs/api.md', () => {
       'REGISTRY_NOTIFIER_TENANCY',
       'NoRepositoryGrant',
       'registry_notifier_auto_disabled{endpoint}',
+      'ReplayRequested',
     ]) {
       expect(additions, item).toContain(item);
     }
