@@ -1,13 +1,14 @@
 // retry.clientErrors and retry.disableAfter against a real kube-apiserver (envtest style; KUBEBUILDER_ASSETS): the
 // CRD defaults and validates the new fields, and `serve --kubernetes` writes Ready=False/AutoDisabled with a Warning
-// Event for an endpoint whose receiver keeps failing, then Ready=True and the queue in order after a spec change.
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+// Event for an endpoint whose receiver keeps failing, then Ready=True and the queue in order after a spec change, or
+// after `kubectl annotate nep X registry-notifier.io/resume-requested-at=…` (once per value, across a restart).
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NOTIFICATION_ENDPOINT_RESOURCE as R, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
+import { NOTIFICATION_ENDPOINT_RESOURCE as R, RESUME_REQUESTED_ANNOTATION as RESUME, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
@@ -37,9 +38,14 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
     await core.createNamespace({ body: { metadata: { name: NS } } });
     receiver = await TestReceiver.start();
     receiver.respond(() => (down ? 503 : 202));
-    const config = parseCommand(['serve', '--kubernetes', '--allow-endpoint-cidrs', '127.0.0.0/8', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '1s'], {}) as ServeConfig;
-    server = await startServer(config, pino({ level: 'warn' }, new Writable({ write: (_c, _e, done) => done() })), { kubeConfig: kc });
+    server = await serve();
   }, 120_000);
+
+  /** `serve --kubernetes` on the test cluster (a restart is a new one). */
+  async function serve(): Promise<Running> {
+    const config = parseCommand(['serve', '--kubernetes', '--allow-endpoint-cidrs', '127.0.0.0/8', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '1s'], {}) as ServeConfig;
+    return startServer(config, pino({ level: 'warn' }, new Writable({ write: (_c, _e, done) => done() })), { kubeConfig: kc });
+  }
 
   afterAll(async () => {
     await server?.shutdown();
@@ -103,5 +109,49 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
     console.log(`[measure] spec change -> Ready=True and the 3 kept events delivered, in status: ${(performance.now() - changed).toFixed(0)} ms`);
     expect(receiver.events({ acceptedOnly: true }).map((e) => e.id)).toEqual(events.map((e) => e.id));
     expect(receiver.requests.length).toBe(sent + 3);
+  });
+
+  it('kubectl annotate resume-requested-at lets an AutoDisabled endpoint send again: once per value, recorded, not again after a restart', async () => {
+    down = true;
+    await create('resumed', { url: receiver.url, threshold: 1, backoff: '200ms', retry: { disableAfter: '1s' } });
+    await eventually(() => expect(server.endpoints.get(`${NS}/resumed`)).toBeDefined(), 5000);
+    const events = makeEvents(2, 'resumed');
+    const response = await fetch(server.ingestUrl, { method: 'POST', headers: { 'content-type': EVENTS_MEDIA_TYPE }, body: JSON.stringify({ events }) });
+    expect(response.status).toBe(202);
+    await eventually(async () => expect(ready((await get('resumed')).status)).toMatchObject({ status: 'False', reason: 'AutoDisabled' }), 15_000);
+    const generation = (await get('resumed')).metadata.generation;
+
+    down = false;
+    // What `kubectl annotate nep resumed registry-notifier.io/resume-requested-at=… --overwrite` sends: a merge patch.
+    const annotate = (value: string): Promise<unknown> =>
+      custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'resumed', body: { metadata: { annotations: { [RESUME]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const started = performance.now();
+    await annotate('1764633600');
+    await eventually(async () => {
+      const status = (await get('resumed')).status;
+      expect(status).toMatchObject({ lastHandledResumeAt: '1764633600', pending: 0 });
+      expect(ready(status)).toMatchObject({ status: 'True', reason: 'Configured', observedGeneration: generation });
+    }, 15_000);
+    console.log(`[measure] kubectl annotate resume-requested-at -> Ready=True and the kept events delivered, in status: ${(performance.now() - started).toFixed(0)} ms`);
+    expect(receiver.events({ acceptedOnly: true }).filter((e) => e.id.startsWith('resumed')).map((e) => e.id)).toEqual(events.map((e) => e.id));
+    const resumeEvents = async (): Promise<string[]> =>
+      (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=resumed,reason=ResumeRequested' })).items.map((e) => e.message ?? '');
+    await eventually(async () => expect(await resumeEvents()).toEqual([`the AutoDisabled endpoint sends again (${RESUME}: 1764633600)`]));
+
+    // The same value applied again, then a restart of the controller: the value is handled already, nothing more.
+    await annotate('1764633600');
+    await server.shutdown();
+    server = await serve();
+    await eventually(() => expect(server.endpoints.get(`${NS}/resumed`)).toBeDefined(), 10_000);
+    // A later request on another endpoint is handled by the restarted controller: by then this one's was looked at.
+    await create('marker', { url: receiver.url, disabled: true });
+    await patchMarker();
+    expect(await resumeEvents()).toHaveLength(1);
+    expect((await get('resumed')).status?.lastHandledResumeAt).toBe('1764633600');
+
+    async function patchMarker(): Promise<void> {
+      await custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'marker', body: { metadata: { annotations: { [RESUME]: 'm1' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      await eventually(async () => expect((await get('marker')).status?.lastHandledResumeAt).toBe('m1'), 15_000);
+    }
   });
 });
