@@ -83,7 +83,7 @@ describe('metric names in PromQL', () => {
     const names = await exportedNames();
     const { objects } = await render({ release: 'registry-notifier', namespace: 'registry', valuesFiles: [join(HERE, 'values.yaml')] });
     const rules = (only(objects, 'PrometheusRule').spec as { groups: RuleGroup[] }).groups.flatMap((g) => g.rules);
-    expect(rules).toHaveLength(9);
+    expect(rules).toHaveLength(10);
     for (const rule of rules) {
       const found = metricNames(rule.expr);
       expect(found.length, rule.alert).toBeGreaterThan(0);
