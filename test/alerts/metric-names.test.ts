@@ -1,6 +1,7 @@
 // Every PromQL query the chart ships, in the alerts (the rendered PrometheusRule) and in the Grafana dashboard (its
 // panels and template variables), names only metrics the service exports: those registered by the real `Metrics`
-// class (its registry rendered, with prom-client's default process metrics), their histogram series, and `up`.
+// class (its registry rendered, with prom-client's default process metrics), their histogram series, and `up`; and
+// every dashboard panel keeps the dashboard's $job, $namespace and (for per-endpoint series) $endpoint filters.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -79,11 +80,30 @@ describe('metric names in PromQL', () => {
     expect(ours.filter((n) => !used.has(n))).toEqual([]);
   });
 
+  it('every panel query keeps the $job and $namespace filters, and $endpoint wherever its series are per endpoint', async () => {
+    const metrics = new Metrics({ endpoints: () => [{ name: 'team-a/hook', pending: 0, ready: true }] });
+    metrics.listenerFor('team-a/hook');
+    // The metrics whose series carry `endpoint` (those the registry shows without an observation; histograms are
+    // caught by their `by (endpoint, le)`).
+    const perEndpoint = new Set([...(await metrics.render()).matchAll(/^(\w+)\{[^}]*\bendpoint="/gm)].map((m) => m[1]!));
+    expect(perEndpoint).toContain('registry_notifier_auto_disabled');
+    const panels = dashboardQueries(DASHBOARD).filter(([where]) => where.startsWith('panel '));
+    for (const [where, expr] of panels) {
+      const byEndpoint = /\bby\s*\([^)]*\bendpoint\b/.test(expr);
+      const selectors = [...expr.matchAll(/\b([A-Za-z_:][\w:]*)\{([^}]*)\}/g)];
+      expect(selectors.length, `${where}: ${expr}`).toBeGreaterThan(0);
+      for (const [, name, matchers] of selectors) {
+        expect(matchers, `${where}: ${name}`).toMatch(/^job=~"\$job",namespace=~"\$namespace"(,|$)/);
+        if (byEndpoint || perEndpoint.has(name!)) expect(matchers, `${where}: ${name}`).toContain('endpoint=~"$endpoint"');
+      }
+    }
+  });
+
   it.skipIf(noRenderer)('the alerts query only exported metrics', async () => {
     const names = await exportedNames();
     const { objects } = await render({ release: 'registry-notifier', namespace: 'registry', valuesFiles: [join(HERE, 'values.yaml')] });
     const rules = (only(objects, 'PrometheusRule').spec as { groups: RuleGroup[] }).groups.flatMap((g) => g.rules);
-    expect(rules).toHaveLength(9);
+    expect(rules).toHaveLength(10);
     for (const rule of rules) {
       const found = metricNames(rule.expr);
       expect(found.length, rule.alert).toBeGreaterThan(0);

@@ -61,6 +61,7 @@ describe.skipIf(noRenderer)('chart: prometheusRule and grafanaDashboard', () => 
     const rules = rulesOf(objects);
     expect(rules.map((r) => [r.alert, r.for, r.labels.severity])).toEqual([
       ['RegistryNotifierEndpointFailing', '30m', 'critical'],
+      ['RegistryNotifierEndpointAutoDisabled', '0m', 'critical'],
       ['RegistryNotifierPendingGrowing', '1h', 'critical'],
       ['RegistryNotifierPendingNearLimit', '1m', 'critical'],
       ['RegistryNotifierEventsDeadLettered', '15m', 'critical'],
@@ -96,7 +97,7 @@ describe.skipIf(noRenderer)('chart: prometheusRule and grafanaDashboard', () => 
     const job = service.metadata.labels?.[monitor.jobLabel];
     expect(job).toBe('registry-notifier');
     const rules = rulesOf(own);
-    expect(rules).toHaveLength(9);
+    expect(rules).toHaveLength(10);
     for (const r of rules) {
       for (const [, , matchers] of r.expr.matchAll(/\b(up|registry_notif\w+)\{([^}]*)\}/g)) expect(matchers, r.alert).toMatch(/^job="registry-notifier",namespace="registry"(,|$)/);
     }
@@ -136,7 +137,7 @@ describe.skipIf(noRenderer)('chart: prometheusRule and grafanaDashboard', () => 
       [{ 'serviceMonitor.enabled': true, 'serviceMonitor.interval': '1m30s', 'prometheusRule.enabled': true }, 'prometheusRule.rateWindow=5m holds fewer than 4 scrapes of serviceMonitor.interval=1m30s'],
       [
         Object.fromEntries([['serviceMonitor.enabled', true], ['prometheusRule.enabled', true],
-          ...['endpointFailing', 'pendingGrowing', 'pendingNearLimit', 'deadLettered', 'discarded', 'ingestUnavailable', 'ingestUnauthorized', 'down', 'storageUnavailable']
+          ...['endpointFailing', 'endpointAutoDisabled', 'pendingGrowing', 'pendingNearLimit', 'deadLettered', 'discarded', 'ingestUnavailable', 'ingestUnauthorized', 'down', 'storageUnavailable']
             .map((a) => [`prometheusRule.alerts.${a}.enabled`, false])]) as Record<string, boolean>,
         'every prometheusRule.alerts.*.enabled is false: enable at least one alert, or set prometheusRule.enabled=false',
       ],
