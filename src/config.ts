@@ -78,13 +78,22 @@ export interface ServeConfig {
   readonly statusWritesPerSecond: number;
 }
 
+/** `replay` and `resume`: one authenticated call to a running server's admin port, on one endpoint. */
+export interface AdminCommand<C extends 'replay' | 'resume' = 'replay' | 'resume'> {
+  readonly command: C;
+  readonly endpoint: string;
+  readonly metricsListen: ListenAddress;
+  readonly ingestToken: string | undefined;
+}
+
 /** What the command line asks for. */
 export type Command =
   | ServeConfig
   | { readonly command: 'version' }
   | { readonly command: 'help'; readonly text: string }
   | { readonly command: 'demo'; readonly logLevel: ServeConfig['logLevel']; readonly rounds: number }
-  | { readonly command: 'replay'; readonly endpoint: string; readonly metricsListen: ListenAddress; readonly ingestToken: string | undefined }
+  | AdminCommand<'replay'>
+  | AdminCommand<'resume'>
   | { readonly command: 'migrate'; readonly databaseUrl: string }
   | { readonly command: 'import-config'; readonly file: string; readonly namespace: string | undefined };
 
@@ -131,6 +140,7 @@ const USAGE = `Usage: registry-notifier <command> [flags]
 Commands:
   serve                    run the ingest, the delivery engine and the endpoint source (the container's entrypoint)
   replay --endpoint NAME   move an endpoint's dead letters back into its queue (asks a running server)
+  resume --endpoint NAME   let an AutoDisabled endpoint (retry.disableAfter) send its queue again (asks a running server)
   migrate --database-url URL  create or update the PostgreSQL schema, then exit
   demo                     run a local demo: a receiver, an endpoint and sample registry events
   import-config FILE       print a registry's config.yml notification endpoints as NotificationEndpoints and Secrets
@@ -176,30 +186,10 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
       const rounds = values.rounds === undefined ? 0 : count('rounds', String(values.rounds));
       return freeze({ command: 'demo', logLevel: logLevel(String(values['log-level'] ?? 'warn')), rounds });
     }
-    case 'replay': {
-      const specs = {
-        endpoint: { type: 'string', help: '' },
-        'metrics-listen': SERVE_FLAGS['metrics-listen']!,
-        'ingest-token-file': SERVE_FLAGS['ingest-token-file']!,
-        help: { type: 'boolean', help: '' },
-      } satisfies Record<string, FlagSpec>;
-      const { values } = parse(rest, specs);
-      if (values.help) {
-        return freeze({ command: 'help', text: `Usage: registry-notifier replay --endpoint NAME [--metrics-listen ADDR] [--ingest-token-file FILE]
-
-Asks the running server at --metrics-listen (default :9090, i.e. 127.0.0.1:9090) to move the endpoint's dead
-letters back into its queue. Authenticates with the ingest token (--ingest-token-file, or the value in
-${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
-      }
-      if (typeof values.endpoint !== 'string' || values.endpoint === '') throw new UsageError('replay needs --endpoint NAME');
-      const tokenFile = typeof values['ingest-token-file'] === 'string' ? values['ingest-token-file'] : fromEnv(env, 'ingest-token-file');
-      return freeze({
-        command: 'replay',
-        endpoint: values.endpoint,
-        metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? fromEnv(env, 'metrics-listen') ?? ':9090')),
-        ingestToken: ingestToken(tokenFile, env),
-      });
-    }
+    case 'replay':
+      return parseAdminCommand('replay', "move the endpoint's dead\nletters back into its queue", rest, env);
+    case 'resume':
+      return parseAdminCommand('resume', 'let the endpoint, stopped by\nretry.disableAfter (Ready=False, reason AutoDisabled), send its kept queue again; an endpoint that is not\nAutoDisabled is left as it is', rest, env);
     case 'migrate':
       return parseMigrate(rest, env);
     case 'import-config':
@@ -260,6 +250,32 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     leaderElectionLease: leaderLease(get('leader-election-lease')),
   };
   return freeze(config);
+}
+
+/** `replay` / `resume --endpoint NAME [--metrics-listen ADDR] [--ingest-token-file FILE]`; `what` says what it asks for. */
+function parseAdminCommand(command: AdminCommand['command'], what: string, argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
+  const specs = {
+    endpoint: { type: 'string', help: '' },
+    'metrics-listen': SERVE_FLAGS['metrics-listen']!,
+    'ingest-token-file': SERVE_FLAGS['ingest-token-file']!,
+    help: { type: 'boolean', help: '' },
+  } satisfies Record<string, FlagSpec>;
+  const { values } = parse(argv, specs);
+  if (values.help) {
+    return freeze({ command: 'help', text: `Usage: registry-notifier ${command} --endpoint NAME [--metrics-listen ADDR] [--ingest-token-file FILE]
+
+Asks the running server at --metrics-listen (default :9090, i.e. 127.0.0.1:9090) to ${what}. Authenticates with the ingest token (--ingest-token-file, or the value in
+${envName('ingest-token')}). NAME is namespace/name in cluster mode.` });
+  }
+  if (typeof values.endpoint !== 'string' || values.endpoint === '') throw new UsageError(`${command} needs --endpoint NAME`);
+  const tokenFile = typeof values['ingest-token-file'] === 'string' ? values['ingest-token-file'] : fromEnv(env, 'ingest-token-file');
+  const parsed: AdminCommand = {
+    command,
+    endpoint: values.endpoint,
+    metricsListen: listenAddress('metrics-listen', String(values['metrics-listen'] ?? fromEnv(env, 'metrics-listen') ?? ':9090')),
+    ingestToken: ingestToken(tokenFile, env),
+  };
+  return freeze(parsed as Command);
 }
 
 /** `migrate --database-url URL`: the URL from the flag or its variable. */

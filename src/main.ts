@@ -26,6 +26,10 @@ async function run(command: Command): Promise<number> {
       const { replay } = await import('./replay.ts');
       return replay(command);
     }
+    case 'resume': {
+      const { resume } = await import('./resume.ts');
+      return resume(command);
+    }
     case 'migrate': {
       const { migrateCommand } = await import('./migrate.ts');
       return migrateCommand(command);

@@ -131,6 +131,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
       endpoints: statuses,
       logger,
       replay: (name) => endpoints.replay(name),
+      resume: (name) => endpoints.resume(name),
       ...(config.ingestToken !== undefined && { token: config.ingestToken }),
     });
     ingest = await IngestServer.start({

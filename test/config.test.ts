@@ -328,6 +328,38 @@ describe('help and the other commands', () => {
     expect(parseCommand(['replay', '--help'], {})).toMatchObject({ command: 'help', text: expect.stringContaining('--endpoint NAME') });
   });
 
+  it('resume --endpoint: the same flags as replay, its own usage line and help', () => {
+    const tokenFile = file('resume-token', ' resume-secret\n');
+    expect(parseCommand(['resume', '--endpoint', 'team/hook'], {})).toEqual({
+      command: 'resume',
+      endpoint: 'team/hook',
+      metricsListen: { host: undefined, port: 9090 },
+      ingestToken: undefined,
+    });
+    expect(parseCommand(['resume', '--endpoint', 'x', '--metrics-listen', '[::1]:9191', '--ingest-token-file', tokenFile], { REGISTRY_NOTIFIER_METRICS_LISTEN: ':1' })).toEqual({
+      command: 'resume',
+      endpoint: 'x',
+      metricsListen: { host: '::1', port: 9191 },
+      ingestToken: 'resume-secret',
+    });
+    expect(parseCommand(['resume', '--endpoint', 'x'], { REGISTRY_NOTIFIER_METRICS_LISTEN: '127.0.0.1:9292', REGISTRY_NOTIFIER_INGEST_TOKEN: 'from-env' })).toMatchObject({
+      metricsListen: { host: '127.0.0.1', port: 9292 },
+      ingestToken: 'from-env',
+    });
+    expect(parseCommand(['resume', '--endpoint', 'x'], { REGISTRY_NOTIFIER_INGEST_TOKEN_FILE: tokenFile })).toMatchObject({ ingestToken: 'resume-secret' });
+    expect(Object.isFrozen(parseCommand(['resume', '--endpoint', 'x'], {}))).toBe(true);
+    expect(usageError(() => parseCommand(['resume'], {})).message).toBe('resume needs --endpoint NAME');
+    expect(usageError(() => parseCommand(['resume', '--endpoint', ''], {})).message).toBe('resume needs --endpoint NAME');
+    expect(usageError(() => parseCommand(['resume', '--endpoint', 'x', '--metrics-listen', 'nowhere'], {})).message).toContain('--metrics-listen');
+    expect(usageError(() => parseCommand(['resume', '--endpoint', 'x', '--queue-dir', '/tmp'], {})).message).toContain('queue-dir');
+    expect(() => parseCommand(['resume', '--endpoint', 'x'], { REGISTRY_NOTIFIER_INGEST_TOKEN: ' ' })).toThrow(UsageError);
+    const help = parseCommand(['resume', '--help'], {}) as Extract<Command, { command: 'help' }>;
+    expect(help.command).toBe('help');
+    expect(help.text).toMatch(/^Usage: registry-notifier resume --endpoint NAME \[--metrics-listen ADDR\] \[--ingest-token-file FILE\]\n/);
+    expect(help.text).toContain('AutoDisabled');
+    expect((parseCommand(['--help'], {}) as Extract<Command, { command: 'help' }>).text).toMatch(/^ {2}resume --endpoint NAME +let an AutoDisabled endpoint/m);
+  });
+
   it('reads process.env when no environment is given', () => {
     process.env.REGISTRY_NOTIFIER_MAX_PENDING = '77';
     try {

@@ -191,7 +191,7 @@ describe.concurrent('registry-notifier command line', () => {
     expect(errorLines(child)).toEqual([]);
   });
 
-  it.for([{ args: ['--help'] }, { args: ['replay', '--help'] }, { args: ['demo', '--help'] }])('$args prints usage and exits 0', async ({ args }, { onTestFinished }) => {
+  it.for([{ args: ['--help'] }, { args: ['replay', '--help'] }, { args: ['resume', '--help'] }, { args: ['demo', '--help'] }])('$args prints usage and exits 0', async ({ args }, { onTestFinished }) => {
     const child = run(args, {}, later(onTestFinished));
     expect((await exitOf(child)).code).toBe(0);
     expect(child.stdout.join('\n')).toMatch(/^Usage: registry-notifier/);
@@ -216,6 +216,7 @@ describe.concurrent('registry-notifier command line', () => {
     ['both sources', ['serve', '--endpoints', 'x.yaml', '--kubernetes']],
     ['tenancy in standalone mode', ['serve', '--endpoints', 'x.yaml', '--tenancy', 'namespace']],
     ['replay without --endpoint', ['replay']],
+    ['resume without --endpoint', ['resume']],
     ['an endpoints path that does not exist', ['serve', '--endpoints', '/nonexistent/registry-notifier/endpoints.yaml']],
   ] as const)('%s: exit 2 with one line on stderr', async ([, args], { onTestFinished }) => {
     const child = run([...args], {}, later(onTestFinished));

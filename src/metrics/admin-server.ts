@@ -1,6 +1,7 @@
 /**
  * The admin HTTP server of `--metrics-listen` (api.md section 4): `/metrics`, `/healthz`, `/readyz` and
- * `/endpoints` (GET and HEAD), and the one state-changing call, `POST /endpoints/replay` (authenticated).
+ * `/endpoints` (GET and HEAD), and the state-changing calls, `POST /endpoints/replay` and `POST /endpoints/resume`
+ * (authenticated alike).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +31,8 @@ export interface AdminServerOptions {
   logger?: AdminLogger;
   /** Moves an endpoint's dead letters back into its queue (`POST /endpoints/replay?endpoint=NAME`); how many, undefined if unknown. */
   replay?: (endpoint: string) => number | Promise<number> | undefined;
+  /** Lets an AutoDisabled endpoint send again (`POST /endpoints/resume?endpoint=NAME`); whether it was AutoDisabled, undefined if unknown. */
+  resume?: (endpoint: string) => boolean | Promise<boolean> | undefined;
   /** The bearer token `POST` calls must carry (the ingest token); without one they are refused. */
   token?: string;
 }
@@ -106,8 +109,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: AdminS
   try {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     const route = ROUTES.get(path);
-    if (path === REPLAY_PATH) {
-      reply = await replay(req, options);
+    const action = ACTIONS.get(path);
+    if (action) {
+      reply = await endpointAction<number | boolean>(req, options, action);
     } else if (!route) {
       reply = error(404, 'NotFound', `no such path; try ${[...ROUTES.keys()].join(', ')}`);
     } else if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -122,32 +126,57 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: AdminS
   send(res, reply);
 }
 
-const REPLAY_PATH = '/endpoints/replay';
+/** A state-changing call on one endpoint: `POST <path>?endpoint=NAME`, authenticated with the ingest token. */
+interface EndpointAction<T> {
+  /** The word of messages and log lines, e.g. `replay`. */
+  readonly name: string;
+  /** The engine's step, if this server offers it; resolves undefined for an unknown endpoint. */
+  readonly run: (options: AdminServerOptions) => ((endpoint: string) => T | Promise<T> | undefined) | undefined;
+  /** The 503 message when the endpoint is shutting down (`SinkClosedError`). */
+  readonly closing: string;
+  /** The 503 message when the step failed otherwise (logged). */
+  readonly failed: string;
+  /** The 200 body's field holding the result, also logged with `done`. */
+  readonly field: string;
+  /** The info log line of a call that was done. */
+  readonly done: string;
+}
+
+type AnyAction = EndpointAction<number> | EndpointAction<boolean>;
+
+const ACTIONS: ReadonlyMap<string, AnyAction> = new Map<string, AnyAction>([
+  ['/endpoints/replay', { name: 'replay', run: (options) => options.replay, field: 'replayed', done: 'dead letters replayed',
+    closing: 'the endpoint is shutting down; its dead letters stay for the next start (with a journal)', failed: 'the dead letters could not be replayed now; retry later' }],
+  ['/endpoints/resume', { name: 'resume', run: (options) => options.resume, field: 'resumed', done: 'resume requested',
+    closing: 'the endpoint is shutting down; its queue is not sent any more', failed: 'the endpoint could not be resumed now; retry later' }],
+]);
 
 /**
- * `POST /endpoints/replay?endpoint=NAME`: moves the endpoint's dead letters back into its queue. It changes
- * state, so it needs the ingest token as `Authorization: Bearer`; without a configured token it is refused.
+ * `POST <path>?endpoint=NAME`: runs the action on the endpoint. It changes state, so it needs the ingest token as
+ * `Authorization: Bearer`; without a configured token it is refused (403). 404 when the server does not offer it or
+ * the endpoint is unknown, 503 while the endpoint shuts down or when the step failed.
  */
-async function replay(req: IncomingMessage, options: AdminServerOptions): Promise<Reply> {
+async function endpointAction<T>(req: IncomingMessage, options: AdminServerOptions, action: EndpointAction<T>): Promise<Reply> {
   if (req.method !== 'POST') return { ...error(405, 'MethodNotAllowed', 'use POST'), allow: 'POST' };
-  if (!options.replay) return error(404, 'NotFound', 'replay is not available');
-  if (options.token === undefined) return error(403, 'Forbidden', 'replay needs an ingest token to be configured (--ingest-token-file)');
+  const run = action.run(options);
+  if (!run) return error(404, 'NotFound', `${action.name} is not available`);
+  if (options.token === undefined) return error(403, 'Forbidden', `${action.name} needs an ingest token to be configured (--ingest-token-file)`);
   if (!createAuthenticator(options.token)(req.headers.authorization)) {
     return { ...error(401, 'Unauthorized', 'missing or wrong token'), authenticate: 'Bearer realm="registry-notifier"' };
   }
   const endpoint = new URL(req.url ?? '/', 'http://admin').searchParams.get('endpoint');
   if (!endpoint) return error(400, 'InvalidRequest', 'name the endpoint: ?endpoint=NAME');
-  let replayed: number | undefined;
+  let result: T | undefined;
   try {
-    replayed = await options.replay(endpoint);
+    result = await run(endpoint);
   } catch (err) {
-    if (err instanceof SinkClosedError) return error(503, 'ShuttingDown', 'the endpoint is shutting down; its dead letters stay for the next start (with a journal)');
-    options.logger?.error({ endpoint, err }, 'replay failed');
-    return error(503, 'Unavailable', 'the dead letters could not be replayed now; retry later');
+    if (err instanceof SinkClosedError) return error(503, 'ShuttingDown', action.closing);
+    options.logger?.error({ endpoint, err }, `${action.name} failed`);
+    return error(503, 'Unavailable', action.failed);
   }
-  if (replayed === undefined) return error(404, 'NotFound', `no endpoint ${endpoint}`);
-  options.logger?.info?.({ endpoint, replayed }, 'dead letters replayed');
-  return { status: 200, type: JSON_TYPE, body: JSON.stringify({ endpoint, replayed }) };
+  if (result === undefined) return error(404, 'NotFound', `no endpoint ${endpoint}`);
+  options.logger?.info?.({ endpoint, [action.field]: result }, action.done);
+  return { status: 200, type: JSON_TYPE, body: JSON.stringify({ endpoint, [action.field]: result }) };
 }
 
 function error(status: number, code: string, message: string): Reply {

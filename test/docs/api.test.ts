@@ -50,6 +50,8 @@ describe('docs/api.md', () => {
   it('lists in its last section what the README documents beyond the shared contract', () => {
     for (const item of [
       'POST /endpoints/replay?endpoint=NAME',
+      'POST /endpoints/resume?endpoint=NAME',
+      'registry-notifier resume --endpoint NAME',
       'registry_notifier_discarded_total{endpoint}',
       'REGISTRY_NOTIFIER_SECRET_<N>_<K>',
       'registry-notifier demo',

@@ -9,6 +9,7 @@ import { endpointStatuses, type EndpointStatus } from '../../src/status/endpoint
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { until } from '../support/wait.ts';
+import { fakeClock } from '../notifications/test-sinks.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -227,5 +228,103 @@ describe('/endpoints', () => {
     const [quiet] = (await (await fetch(`${server.url}/endpoints`)).json()) as EndpointStatus[];
     expect(quiet).toMatchObject({ name: 'ns/quiet', delivered: 1, coalesced: 4, pending: 0 });
     expect(r.events().map((e) => e.id)).toEqual(['ev-0']);
+  });
+});
+
+describe('POST /endpoints/resume', () => {
+  const TOKEN = 'resume-token-2b8d';
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const call = (server: AdminServer, query: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(`${server.url}/endpoints/resume${query}`, { method: 'POST', signal: AbortSignal.timeout(5000), ...init });
+
+  it('is authenticated like replay: 401 without or with a wrong token, 403 with none configured, 405 for GET, 400 without a name', async () => {
+    const asked: string[] = [];
+    const resume = (name: string): boolean => (asked.push(name), true);
+    const server = await start({ resume, token: TOKEN });
+    for (const headers of [{}, { authorization: 'Bearer not-the-token' }]) {
+      const res = await call(server, '?endpoint=hook', { headers });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toMatch(/^Bearer /);
+    }
+    const get = await call(server, '?endpoint=hook', { method: 'GET', headers: auth });
+    expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
+    expect((await call(server, '', { headers: auth })).status).toBe(400);
+
+    const open = await start({ resume });
+    for (const headers of [{}, auth]) {
+      const res = await call(open, '?endpoint=hook', { headers });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { error: { message: string } }).error.message).toBe('resume needs an ingest token to be configured (--ingest-token-file)');
+    }
+    expect(asked, 'no refused call reached the engine').toEqual([]);
+
+    const without = await start({ token: TOKEN });
+    expect((await call(without, '?endpoint=hook', { headers: auth })).status, 'a server that offers no resume').toBe(404);
+  });
+
+  it('404 for an unknown endpoint, 503 once the endpoint is closing', async () => {
+    const r = await TestReceiver.start();
+    cleanups.push(() => r.close());
+    const set = new EndpointSet();
+    set.apply('ns/hook', fast(r.url));
+    const server = await start({ resume: (name) => set.resume(name), token: TOKEN });
+    const unknown = await call(server, '?endpoint=ns%2Fgone', { headers: auth });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toEqual({ error: { code: 'NotFound', message: 'no endpoint ns/gone' } });
+
+    // The endpoint is closing (a shutdown), still in the set: its resume throws SinkClosedError.
+    const closing = set.get('ns/hook')!.close({ signal: AbortSignal.abort() });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    const late = await call(server, '?endpoint=ns%2Fhook', { headers: auth });
+    expect(late.status).toBe(503);
+    expect(((await late.json()) as { error: { code: string } }).error.code).toBe('ShuttingDown');
+    await closing;
+  });
+
+  it('an endpoint that is not AutoDisabled: 200 resumed false, nothing changes', async () => {
+    const r = await TestReceiver.start();
+    cleanups.push(() => r.close());
+    const set = new EndpointSet();
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('ns/hook', fast(r.url));
+    const server = await start({ resume: (name) => set.resume(name), token: TOKEN });
+    const res = await call(server, '?endpoint=ns%2Fhook', { headers: auth });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ endpoint: 'ns/hook', resumed: false });
+    expect(set.get('ns/hook')?.autoDisabled).toBeUndefined();
+    expect(r.requests).toHaveLength(0);
+  });
+
+  it('an AutoDisabled endpoint: 200 resumed true, its kept queue is delivered in order, a second call answers false', async () => {
+    const r = await TestReceiver.start();
+    cleanups.push(() => r.close());
+    let down = true;
+    r.respond(() => (down ? 503 : 202));
+    // Virtual time: a breaker retrying every 4 s, stopped after 10 s of failing.
+    const set = new EndpointSet({ clock: fakeClock() });
+    cleanups.push(() => set.close(AbortSignal.abort()));
+    set.apply('ns/hook', endpointConfig({ url: r.url, threshold: 1, backoffMs: 4000, timeoutMs: 2000, retry: { disableAfterMs: 10_000 } }));
+    await set.write(makeEvents(3));
+    const endpoint = set.get('ns/hook')!;
+    await until(() => endpoint.autoDisabled !== undefined, 'auto-disabled', 5000);
+    expect(endpoint.pending).toBe(3);
+    const logged: { details: object; message: string }[] = [];
+    const server = await start({
+      resume: (name) => set.resume(name),
+      token: TOKEN,
+      logger: { error: () => {}, info: (details, message) => void logged.push({ details, message }) },
+    });
+
+    down = false;
+    const res = await call(server, '?endpoint=ns%2Fhook', { headers: auth });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ endpoint: 'ns/hook', resumed: true });
+    await until(() => endpoint.pending === 0, 'kept queue delivered', 5000);
+    expect(r.events({ acceptedOnly: true }).map((e) => e.id)).toEqual(['ev-0', 'ev-1', 'ev-2']);
+    expect(endpoint.autoDisabled).toBeUndefined();
+    expect(logged).toEqual([{ details: { endpoint: 'ns/hook', resumed: true }, message: 'resume requested' }]);
+
+    const again = await call(server, '?endpoint=ns%2Fhook', { headers: auth });
+    expect(await again.json()).toEqual({ endpoint: 'ns/hook', resumed: false });
   });
 });
