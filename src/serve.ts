@@ -66,9 +66,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     : undefined;
   const clusterView = (endpoint: Endpoint): EndpointView => {
     const seen = cluster?.get(endpoint.name);
-    // Coalescing happens on the replica that accepted the event, and its count is that replica's own (api.md §12).
     return seen
-      ? { name: endpoint.name, config: endpoint.config, pending: seen.pending, stats: () => ({ ...seen.stats, coalesced: endpoint.stats().coalesced }), autoDisabled: endpoint.autoDisabled }
+      ? { name: endpoint.name, config: endpoint.config, pending: seen.pending, stats: () => seen.stats, autoDisabled: endpoint.autoDisabled }
       : endpoint;
   };
   const kubeConfig = config.kubernetes ? overrides.kubeConfig ?? loadKubeConfig() : undefined;
