@@ -60,9 +60,11 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
     ...(backend && { backend }),
   });
-  // With a shared database, status, /endpoints and the pending gauge show what the whole cluster did.
+  // With a shared database, status, /endpoints and the pending gauge show what the whole cluster did. The set
+  // forgets its endpoints once closed, so a shutdown keeps them here for the last report (counted while draining).
+  let closing: Endpoint[] | undefined;
   const cluster = database
-    ? new ClusterStats({ pool: database.pool, replicaId: config.replicaId, local: () => endpoints.list(), owns: (name) => database.holds(name), logger: logger.child({ component: 'database' }) })
+    ? new ClusterStats({ pool: database.pool, replicaId: config.replicaId, local: () => closing ?? endpoints.list(), owns: (name) => database.holds(name), logger: logger.child({ component: 'database' }) })
     : undefined;
   const clusterView = (endpoint: Endpoint): EndpointView => {
     const seen = cluster?.get(endpoint.name);
@@ -176,6 +178,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         ingest.drain();
         await source.close();
         logger.info({ pending: endpoints.pending, graceMs: config.shutdownGraceMs }, 'shutting down: draining queues');
+        closing = endpoints.list();
         const left = await endpoints.close(AbortSignal.any([grace.signal, AbortSignal.timeout(config.shutdownGraceMs)]));
         await source.finish?.();
         await leader?.stop(); // after the last status write: the next leader takes over at once
