@@ -96,7 +96,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         maxStatusWritesPerSecond: config.statusWritesPerSecond,
         logger: logger.child({ component: 'controller' }),
         onRemoved,
-        ...(cluster && { statusView: clusterView }),
+        // The database keeps the counters over restarts: seeding from status would count them again.
+        ...(cluster && { statusView: clusterView, carryCounters: false }),
         ...(leader && { writesStatus: () => leader.isLeader }),
       }))
     : new FileSource({
