@@ -60,15 +60,16 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     limits: { perEndpoint: config.maxPendingPerEndpoint, total: config.maxPending },
     ...(backend && { backend }),
   });
-  // With a shared database, status, /endpoints and the pending gauge show what the whole cluster did.
+  // With a shared database, status, /endpoints and the pending gauge show what the whole cluster did. The set
+  // forgets its endpoints once closed, so a shutdown keeps them here for the last report (counted while draining).
+  let closing: Endpoint[] | undefined;
   const cluster = database
-    ? new ClusterStats({ pool: database.pool, replicaId: config.replicaId, local: () => endpoints.list(), owns: (name) => database.holds(name), logger: logger.child({ component: 'database' }) })
+    ? new ClusterStats({ pool: database.pool, replicaId: config.replicaId, local: () => closing ?? endpoints.list(), owns: (name) => database.holds(name), logger: logger.child({ component: 'database' }) })
     : undefined;
   const clusterView = (endpoint: Endpoint): EndpointView => {
     const seen = cluster?.get(endpoint.name);
-    // Coalescing happens on the replica that accepted the event, and its count is that replica's own (api.md §12).
     return seen
-      ? { name: endpoint.name, config: endpoint.config, pending: seen.pending, stats: () => ({ ...seen.stats, coalesced: endpoint.stats().coalesced }), autoDisabled: endpoint.autoDisabled }
+      ? { name: endpoint.name, config: endpoint.config, pending: seen.pending, stats: () => seen.stats, autoDisabled: endpoint.autoDisabled }
       : endpoint;
   };
   const kubeConfig = config.kubernetes ? overrides.kubeConfig ?? loadKubeConfig() : undefined;
@@ -95,7 +96,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         maxStatusWritesPerSecond: config.statusWritesPerSecond,
         logger: logger.child({ component: 'controller' }),
         onRemoved,
-        ...(cluster && { statusView: clusterView }),
+        // The database keeps the counters over restarts: seeding from status would count them again.
+        ...(cluster && { statusView: clusterView, carryCounters: false }),
         ...(leader && { writesStatus: () => leader.isLeader }),
       }))
     : new FileSource({
@@ -178,6 +180,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
         ingest.drain();
         await source.close();
         logger.info({ pending: endpoints.pending, graceMs: config.shutdownGraceMs }, 'shutting down: draining queues');
+        closing = endpoints.list();
         const left = await endpoints.close(AbortSignal.any([grace.signal, AbortSignal.timeout(config.shutdownGraceMs)]));
         await source.finish?.();
         await leader?.stop(); // after the last status write: the next leader takes over at once

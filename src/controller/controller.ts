@@ -43,6 +43,11 @@ export interface ControllerOptions {
   tenancy?: boolean;
   /** What annotation requests (replay, resume) do; default the engine's (`engineActions`). */
   actions?: EndpointActions;
+  /**
+   * Whether a new endpoint starts its counters from its stored status (best effort across restarts); default on.
+   * Off with a shared database: it keeps the cluster's counters, and a seeded count would be reported to it again.
+   */
+  carryCounters?: boolean;
 }
 
 /**
@@ -87,6 +92,7 @@ export class Controller implements EndpointSource {
       ...(options.onRemoved && { onRemoved: options.onRemoved }),
       ...(options.tenancy && { tenancy: true }),
       ...(options.actions && { actions: options.actions }),
+      ...(options.carryCounters === false && { carryCounters: false }),
     }));
     this.#queue = new WorkQueue({
       handler: (key) => reconciler.reconcile(key),

@@ -34,6 +34,11 @@ export interface ReconcilerOptions {
   tenancy?: boolean;
   /** What annotation requests (replay, resume) do to a running endpoint; default the engine's (`engineActions`). */
   actions?: EndpointActions;
+  /**
+   * Whether a new endpoint starts its counters from its stored status (best effort across restarts); default on.
+   * Off with a shared database: it keeps the cluster's counters, and a seeded count would be reported to it again.
+   */
+  carryCounters?: boolean;
 }
 
 /** A Secret is missing: the reconcile is retried with backoff (and at once when the Secret appears). */
@@ -118,7 +123,7 @@ export class EndpointReconciler {
     const fresh = endpoints.get(key) === undefined;
     const what = endpoints.apply(key, config);
     // Counters carry across restarts, best effort: the first time we run the endpoint, start from its status.
-    if (fresh && object.status) endpoints.get(key)?.seedStats(object.status);
+    if (fresh && object.status && this.#options.carryCounters !== false) endpoints.get(key)?.seedStats(object.status);
     logger.info({ endpoint: key, generation: object.metadata?.generation }, `endpoint ${what}`);
     return ready;
   }

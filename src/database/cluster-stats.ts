@@ -89,7 +89,7 @@ export class ClusterStats {
       for (const { name, snapshot } of reports) this.#reported.set(name, snapshot);
       const { rows } = await pool.query<Row>(`
         SELECT e.name, e.owner, (e.lease_until > now()) AS leased, coalesce(q.next_pos, 1) - 1 - e.done AS pending,
-               s.delivered, s.failures, s.errors, s.dead_lettered, s.responses, s.last_success, s.last_failure, s.last_error, s.consecutive_failures
+               s.delivered, s.failures, s.errors, s.dead_lettered, s.coalesced, s.responses, s.last_success, s.last_failure, s.last_error, s.consecutive_failures
         FROM endpoints e LEFT JOIN queues q ON q.name = e.name LEFT JOIN endpoint_stats s ON s.endpoint = e.name`);
       const leader = await pool.query<{ id: string | null }>('SELECT min(id) AS id FROM replicas WHERE seen_until > now()');
       this.#view = new Map(rows.map((row) => [row.name, toClusterEndpoint(row)]));
@@ -113,6 +113,7 @@ export class ClusterStats {
         failures: now.failures - (before?.failures ?? 0),
         errors: now.errors - (before?.errors ?? 0),
         deadLettered: now.deadLettered - (before?.deadLettered ?? 0),
+        coalesced: now.coalesced - (before?.coalesced ?? 0),
       };
       const earlier = new Map((before?.responses ?? []).map((r) => [r.code, r.count]));
       const responses = Object.fromEntries(now.responses.map((r) => [String(r.code), r.count - (earlier.get(r.code) ?? 0)]).filter(([, n]) => (n as number) > 0));
@@ -147,6 +148,7 @@ interface Row {
   failures: string | null;
   errors: string | null;
   dead_lettered: string | null;
+  coalesced: string | null;
   responses: Record<string, number> | null;
   last_success: string | null;
   last_failure: string | null;
@@ -167,7 +169,7 @@ function toClusterEndpoint(row: Row): ClusterEndpoint {
       errors: Number(row.errors ?? 0),
       deadLettered: Number(row.dead_lettered ?? 0),
       discarded: 0,
-      coalesced: 0,
+      coalesced: Number(row.coalesced ?? 0),
       responses: Object.entries(row.responses ?? {}).map(([code, count]) => ({ code: Number(code), count: Number(count) })).sort((a, b) => a.code - b.code),
       consecutiveFailures: row.consecutive_failures ?? 0,
       ...(lastSuccessTime !== undefined && { lastSuccessTime }),

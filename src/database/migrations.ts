@@ -73,6 +73,7 @@ CREATE TABLE endpoint_stats (
   failures             bigint NOT NULL DEFAULT 0,
   errors               bigint NOT NULL DEFAULT 0,
   dead_lettered        bigint NOT NULL DEFAULT 0,
+  coalesced            bigint NOT NULL DEFAULT 0,   -- events coalesced by the replicas that accepted them
   responses            jsonb  NOT NULL DEFAULT '{}',   -- status code -> count
   last_success         bigint,                         -- ms since the epoch
   last_failure         bigint,
@@ -221,7 +222,7 @@ END
 $fn$;
 
 -- Adds one replica's counters since its last report (a JSON array of {endpoint, delivered, failures, errors,
--- deadLettered, responses: {code: n}, lastSuccess, lastFailure, lastError, consecutive?}); the latest times win,
+-- deadLettered, coalesced, responses: {code: n}, lastSuccess, lastFailure, lastError, consecutive?}); the latest times win,
 -- and the failures in a row are the owner's (absent from others' reports).
 CREATE FUNCTION rn_add_stats(p_reports jsonb) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -235,6 +236,7 @@ BEGIN
       failures = s.failures + (r->>'failures')::bigint,
       errors = s.errors + (r->>'errors')::bigint,
       dead_lettered = s.dead_lettered + (r->>'deadLettered')::bigint,
+      coalesced = s.coalesced + (r->>'coalesced')::bigint,
       responses = (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM (
         SELECT k, sum(v::bigint) AS v FROM (
           SELECT key AS k, value AS v FROM jsonb_each_text(s.responses)

@@ -37,7 +37,7 @@ afterEach(async () => {
   for (const set of sets.splice(0)) await set.close(AbortSignal.abort());
 });
 
-function harness(backend?: QueueBackend, options: { tenancy?: boolean } = {}): Harness {
+function harness(backend?: QueueBackend, options: { tenancy?: boolean; carryCounters?: boolean } = {}): Harness {
   const api = new FakeClusterApi();
   const endpoints = new EndpointSet({ userAgent: 'registry-notifier/test', ...(backend && { backend }) });
   sets.push(endpoints);
@@ -97,6 +97,13 @@ describe('EndpointReconciler: valid specs', () => {
     }]);
     expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured']);
     expect(h.status.states().get(KEY)).toEqual({ ready: true, reason: 'Configured' });
+  });
+
+  it('with carryCounters off (a shared database keeps the counters) a new endpoint starts from zero, not from its status', async () => {
+    const h = harness(undefined, { carryCounters: false });
+    put(h, { url: 'http://127.0.0.1:9/hook' }, { status: { delivered: 40, failures: 2, deadLettered: 3, coalesced: 6, responses: [{ code: 202, count: 40 }] } });
+    await expect(h.reconciler.reconcile(KEY)).resolves.toEqual({});
+    expect(h.endpoints.get(KEY)?.stats()).toMatchObject({ delivered: 0, failures: 0, errors: 0, deadLettered: 0, coalesced: 0, responses: [] });
   });
 
   it('a spec change updates the same Endpoint in place: queue kept, counters not seeded twice', async () => {

@@ -49,7 +49,7 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
       'dead_letters.endpoint text NO', 'dead_letters.seq bigint NO', 'dead_letters.reason text NO', 'dead_letters.at bigint NO',
       'deliveries.endpoint text NO', 'deliveries.pos bigint NO', 'deliveries.seq bigint NO',
       'endpoint_stats.endpoint text NO', 'endpoint_stats.delivered bigint NO', 'endpoint_stats.failures bigint NO', 'endpoint_stats.errors bigint NO',
-      'endpoint_stats.dead_lettered bigint NO', 'endpoint_stats.responses jsonb NO', 'endpoint_stats.last_success bigint YES', 'endpoint_stats.last_failure bigint YES',
+      'endpoint_stats.dead_lettered bigint NO', 'endpoint_stats.coalesced bigint NO', 'endpoint_stats.responses jsonb NO', 'endpoint_stats.last_success bigint YES', 'endpoint_stats.last_failure bigint YES',
       'endpoint_stats.last_error text YES', 'endpoint_stats.consecutive_failures integer NO',
       'endpoints.name text NO', 'endpoints.done bigint NO', 'endpoints.owner text YES', 'endpoints.epoch bigint NO', 'endpoints.lease_until timestamp with time zone YES',
       'events.seq bigint NO', 'events.id text NO', 'events.json text NO', 'events.accepted_at bigint NO',
