@@ -129,7 +129,8 @@ describe.skipIf(!assets)('replay by annotation against a real kube-apiserver', (
     await receiver.waitFor(() => ids.every((id) => accepted().has(id)), 10_000);
     console.log(`[measure] kubectl annotate -> 2 dead letters delivered: ${(performance.now() - started).toFixed(0)} ms`);
     await eventually(async () => expect((await get()).status?.lastHandledReplayAt).toBe('1764633600'), 10_000);
-    expect(await replayEvents()).toEqual([`Normal: 2 dead letters back in the queue (${REPLAY}: 1764633600)`]);
+    // The Event follows the status write (action, status, then Event): waited for, not assumed.
+    await eventually(async () => expect(await replayEvents()).toEqual([`Normal: 2 dead letters back in the queue (${REPLAY}: 1764633600)`]));
     expect([...accepted().values()]).toEqual([1, 1]);
   });
 
@@ -145,7 +146,7 @@ describe.skipIf(!assets)('replay by annotation against a real kube-apiserver', (
     ids.push(...late);
     await eventually(async () => expect((await get()).status?.lastHandledReplayAt).toBe('1764633700'), 10_000);
     // The one dead letter made after the first replay is what the second one found: nothing was replayed in between.
-    expect((await replayEvents()).at(-1)).toBe(`Normal: 1 dead letter back in the queue (${REPLAY}: 1764633700)`);
+    await eventually(async () => expect((await replayEvents()).at(-1)).toBe(`Normal: 1 dead letter back in the queue (${REPLAY}: 1764633700)`));
     expect(await replayEvents()).toHaveLength(2);
     expect(ids.map((id) => accepted().get(id))).toEqual([1, 1, 1]);
   });
@@ -165,11 +166,11 @@ describe.skipIf(!assets)('replay by annotation against a real kube-apiserver', (
     console.log(`[measure] controller start -> the dead letter of a request made while down delivered: ${(performance.now() - started).toFixed(0)} ms`);
     ids.push(...kept);
     await eventually(async () => expect((await get()).status?.lastHandledReplayAt).toBe('1764633800'), 10_000);
-    expect(await replayEvents()).toEqual([
+    await eventually(async () => expect(await replayEvents()).toEqual([
       `Normal: 2 dead letters back in the queue (${REPLAY}: 1764633600)`,
       `Normal: 1 dead letter back in the queue (${REPLAY}: 1764633700)`,
       `Normal: 1 dead letter back in the queue (${REPLAY}: 1764633800)`,
-    ]);
+    ]));
     // More reconciles of the same value after the restart: still handled once.
     await reconciledFully();
     expect(await replayEvents()).toHaveLength(3);
