@@ -119,10 +119,11 @@ describe.skipIf(!ready)('replay by annotation among replicas on PostgreSQL', { t
     await receiver.waitFor(() => accepted(second[0]!) >= 1, 30_000);
     console.log(`[measure] replica start -> the dead letter of a request made while none ran delivered: ${(performance.now() - started).toFixed(0)} ms`);
     await eventually(async () => expect((await status())?.lastHandledReplayAt).toBe('1764633700'), 10_000);
-    expect(await replayEvents()).toEqual([
+    // The Event follows the status write (action, status, then Event): waited for, not assumed.
+    await eventually(async () => expect(await replayEvents()).toEqual([
       `1 dead letter back in the queue (${REPLAY}: 1764633700)`,
       `2 dead letters back in the queue (${REPLAY}: 1764633600)`,
-    ]);
+    ]));
     expect([...first, ...second].map(accepted)).toEqual([1, 1, 1]);
     expect(replicas.get('replica-b')!.logs.some((line) => line.includes('leader election: leading'))).toBe(true);
   });
