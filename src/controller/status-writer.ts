@@ -16,7 +16,10 @@ export interface StatusWriterOptions {
   intervalMs: number;
   /** How often Delivering transitions are looked for (cheap: no API call unless one happened). Default 1 s. */
   checkMs?: number;
-  /** Counter-only status writes per second at most, over all endpoints (the stalest first); default 20. Transitions are written at once. */
+  /**
+   * Status writes per second at most, over all endpoints, for Delivering transitions (first) and counters (the
+   * stalest first); default 20. Ready transitions, a new generation and handled requests are written at once.
+   */
   maxWritesPerSecond?: number;
   /** What status shows of a running endpoint; default the endpoint itself (a shared database gives cluster-wide counters). */
   view?: (endpoint: Endpoint) => EndpointView;
@@ -26,8 +29,8 @@ export interface StatusWriterOptions {
 }
 
 // The API server is shared with everything else in the cluster: 10,000 endpoints must not mean 1,000 counter
-// writes a second. Counter writes beyond this rate wait for a later tick and then carry the freshest counters;
-// condition transitions (Ready, Delivering) are written at once, so `kubectl wait` is never held up by counters.
+// writes a second. Writes beyond this rate wait for a later tick and then carry the freshest counters and
+// conditions; Ready's transitions are written at once, so `kubectl wait` is never held up by counters.
 const MAX_WRITES_PER_SECOND = 20;
 
 interface Tracked {
@@ -124,7 +127,9 @@ export class StatusWriter {
         publicKey: object.status?.signingPublicKey, handled: {},
       });
     }
-    await this.#serial(key, () => this.#write(key, previous === undefined));
+    // A first observation (a new endpoint, or every endpoint after a restart) is written at once only when Ready,
+    // the generation or a request differs from what is stored; its counters then wait for the rate like any others.
+    await this.#serial(key, () => this.#write(key, false));
   }
 
   /** Stops tracking an endpoint (its object was deleted). */
@@ -157,9 +162,10 @@ export class StatusWriter {
       this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#refilled) / 1000) * this.#rate);
       this.#refilled = now;
       const keys = [...this.#tracked.keys()];
-      // Transitions first and at once; then counters as the rate allows, stalest first, so every endpoint gets its turn.
-      const transitions = keys.filter((key) => this.#transition(key));
-      const counters = keys.filter((key) => !transitions.includes(key)).sort((a, b) => (this.#tracked.get(a)?.lastCountersWrite ?? 0) - (this.#tracked.get(b)?.lastCountersWrite ?? 0));
+      // Transitions first (Ready's at once, Delivering's as the rate allows); then counters as the rate allows,
+      // stalest first, so every endpoint gets its turn.
+      const transitions = new Set(keys.filter((key) => this.#transition(key)));
+      const counters = keys.filter((key) => !transitions.has(key)).sort((a, b) => (this.#tracked.get(a)?.lastCountersWrite ?? 0) - (this.#tracked.get(b)?.lastCountersWrite ?? 0));
       for (const key of transitions) await this.#serial(key, () => this.#write(key, force));
       for (const key of counters) {
         if (!force && this.#tokens < 1) break;
@@ -204,13 +210,16 @@ export class StatusWriter {
     // So is a new signing public key (a rotated Secret): receivers fetch it from here to verify the next attempts.
     const keyChanged = 'signingPublicKey' in counters && (counters.signingPublicKey ?? undefined) !== tracked.publicKey;
     const { handled } = tracked;
-    const transition = transitionOf(conditions) !== transitionOf(tracked.conditions) ||
+    // Ready's transitions are what `kubectl wait` and people wait for: at once. Delivering's follow the receiver
+    // (10,000 endpoints of one receiver that comes back all change together): before counters, within the rate.
+    const urgent = transitionOf(conditions.slice(0, 1)) !== transitionOf(tracked.conditions.filter((c) => c.type === 'Ready')) ||
       tracked.object.status?.observedGeneration !== generation || keyChanged || Object.keys(handled).length > 0;
+    const transition = urgent || transitionOf(conditions) !== transitionOf(tracked.conditions);
     const changed = JSON.stringify(counters) !== tracked.counters || JSON.stringify(conditions) !== JSON.stringify(tracked.conditions);
     const due = force || now.getTime() - tracked.lastCountersWrite >= this.#options.intervalMs;
     if (!transition && !(changed && due)) return;
-    if (!transition && !force) {
-      // Counters only: bounded by the rate (a transition is written at once, so Ready shows within seconds).
+    if (!urgent && !force) {
+      // Bounded by the rate: a Delivering transition waits for a token, counters only also for the interval.
       if (this.#tokens < 1) return;
       this.#tokens -= 1;
     }

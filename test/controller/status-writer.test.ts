@@ -485,6 +485,54 @@ describe('StatusWriter: a total write rate, and only the elected writer writes',
     expect(api.patches[0]?.key).toBe('ns/hook-73');
   });
 
+  it('Delivering transitions of many endpoints at once (their receiver came back) are written within the rate; a Ready transition goes at once', async () => {
+    const { writer, api, clock, stubs } = await many({ maxWritesPerSecond: 5 });
+    stubs.forEach((stub) => stub.fail(3, 1)); // the shared receiver fails: every Delivering turns False
+    clock.ms += 1000;
+    api.patches.length = 0;
+    await writer.tick();
+    expect(api.patches.length, 'one second of the rate').toBeLessThanOrEqual(5);
+    expect(api.patches.length).toBeGreaterThan(0);
+    // The tokens are spent; a Ready transition (the spec was refused) is still written at once.
+    const object = api.objects.get('ns/hook-99')!;
+    const before = api.patches.length;
+    await writer.observe('ns/hook-99', object, INVALID, stubs[99]!.endpoint);
+    expect(api.patches.slice(before).map((p) => [p.key, p.status.conditions?.[0]?.reason])).toEqual([['ns/hook-99', 'InvalidSpec']]);
+    let seconds = 0;
+    for (; seconds < 40 && new Set(api.patches.filter((p) => p.status.conditions?.[1]?.status === 'False').map((p) => p.key)).size < 100; seconds++) {
+      clock.ms += 1000;
+      const from = api.patches.length;
+      await writer.tick();
+      expect(api.patches.length - from, 'one second of writes').toBeLessThanOrEqual(5);
+    }
+    expect(new Set(api.patches.filter((p) => p.status.conditions?.[1]?.status === 'False').map((p) => p.key)).size, 'every one written in the end').toBe(100);
+    expect(seconds).toBeGreaterThanOrEqual(18);
+  });
+
+  it('after a restart, endpoints whose Ready and generation are as stored are written within the rate (their counters), not all at once', async () => {
+    const api = new FakeClusterApi();
+    const clock = { ms: 0 };
+    const writer = new StatusWriter({ api, logger: captureLogs().logger, intervalMs: INTERVAL, maxWritesPerSecond: 10, now: () => new Date(T0 + clock.ms) });
+    writers.push(writer);
+    const stored = { observedGeneration: 1, conditions: [condition('Ready', 'True', 'Configured', at(-5000), undefined, 1), condition('Delivering', 'True', 'Succeeded', at(-5000), undefined, 1)] };
+    for (let i = 0; i < 50; i++) {
+      const object = api.put({ apiVersion: 'registry-notifier.io/v1alpha1', kind: 'NotificationEndpoint', metadata: { name: `hook-${i}`, namespace: 'ns', generation: 1, uid: `u${i}` }, spec: { url: 'http://127.0.0.1:9/' }, status: stored });
+      const stub = new StubEndpoint();
+      stub.succeed(1, 0);
+      await writer.observe(`ns/hook-${i}`, object, READY, stub.endpoint);
+    }
+    expect(api.patches.length, 'no more than the rate at once').toBeLessThanOrEqual(10);
+    expect(api.events, 'a restart tells nothing').toHaveLength(0);
+    await writer.tick();
+    expect(api.patches.length).toBeLessThanOrEqual(10);
+    for (let s = 0; s < 10; s++) {
+      clock.ms += 1000;
+      await writer.tick();
+    }
+    expect(new Set(api.patches.map((p) => p.key)).size).toBe(50);
+    expect(api.patches.length).toBeLessThanOrEqual(10 + 10 * 10);
+  });
+
   it('writes nothing (status or Events) while another replica is the elected writer; takes over when elected', async () => {
     let leading = false;
     const { writer, api, clock, stubs } = await many({ maxWritesPerSecond: 1000, writes: () => leading });
