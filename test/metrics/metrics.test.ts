@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { endpointConfig, type EndpointConfig, type EndpointConfigInput } from '../../src/notifications/endpoint.ts';
@@ -279,6 +281,15 @@ describe('Metrics cardinality: series = base + k × endpoints', () => {
     const histogramLines = (await scrape(busy(histograms, 3).metrics)).ours.filter((l) => l.startsWith('registry_notifier_delivery_duration_seconds_bucket'));
     expect(histogramLines).toHaveLength(histograms ? 3 * (DELIVERY_BUCKETS.length + 1) : DELIVERY_BUCKETS.length + 1);
     expect(histogramLines.every((l) => l.includes('endpoint=') === histograms)).toBe(true);
+  });
+
+  it('the README states these numbers and buckets', () => {
+    const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
+    expect(readme).toContain(`| \`--endpoint-histograms=true\` (default) | ${PER_ENDPOINT + HISTOGRAM_SERIES}, + 1 per status code`);
+    expect(readme).toContain(`| \`--endpoint-histograms=false\` | ${PER_ENDPOINT}, + 1 per status code`);
+    expect(readme).toContain(`| the same + ${HISTOGRAM_SERIES} |`);
+    expect(readme).toContain(`\`delivery_duration_seconds\` ${DELIVERY_BUCKETS.join(', ')} (`);
+    expect(readme).toContain(`\`event_latency_seconds\` ${LATENCY_BUCKETS.join(', ')}\n(`);
   });
 
   it('without per-endpoint histograms every endpoint feeds the one histogram of each name', async () => {
