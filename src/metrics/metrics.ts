@@ -39,7 +39,7 @@ export const EVENT_TYPES = ['Events', 'Successes', 'Failures', 'Errors'] as cons
 
 // Buckets are the bulk of /metrics: each histogram series set is the buckets + `+Inf` + `_sum` + `_count`, per
 // endpoint by default, so every bucket here costs one series per endpoint. Eight each keep an endpoint at 22
-// histogram series (was 33), with bounds where decisions are made rather than evenly spread.
+// histogram series (was 35), with bounds where decisions are made rather than evenly spread.
 // Per POST: a loopback or same-cluster answer takes a few milliseconds (0.005, 0.025), a healthy remote receiver
 // tens to hundreds (0.1, 0.25, 0.5), Distribution's default timeout is 1s, and a slow receiver with a raised
 // timeout takes seconds (2.5, 10); anything longer is only told apart by `_sum` (and lands in `+Inf`).
