@@ -76,6 +76,8 @@ export interface ServeConfig {
   readonly leaderElectionLease: { readonly namespace: string; readonly name: string };
   /** Status writes per second at most, over all endpoints. */
   readonly statusWritesPerSecond: number;
+  /** Whether the two `/metrics` histograms carry the `endpoint` label; false: one of each per process. */
+  readonly endpointHistograms: boolean;
 }
 
 /** `replay` and `resume`: one authenticated call to a running server's admin port, on one endpoint. */
@@ -128,6 +130,7 @@ export const SERVE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'allow-endpoint-cidrs': { type: 'string', placeholder: 'CIDR[,CIDR]', help: 'let endpoints reach otherwise refused ranges (loopback, private, link-local)' },
   'shutdown-grace': { type: 'string', default: '25s', placeholder: 'DUR', help: 'drain time on SIGTERM' },
   'log-level': { type: 'string', default: 'info', placeholder: 'LEVEL', help: `JSON logs on stdout: ${LOG_LEVELS.join(', ')}` },
+  'endpoint-histograms': { type: 'string', default: 'true', placeholder: 'BOOL', help: 'true: /metrics has the delivery duration and event latency histograms per endpoint (22 series an endpoint); false: one of each for the process (advised beyond about 1,000 endpoints)' },
 };
 
 /** The environment variable twin of a flag: `--max-body-size` → `REGISTRY_NOTIFIER_MAX_BODY_SIZE`. */
@@ -232,6 +235,7 @@ function parseServe(argv: readonly string[], env: Readonly<Record<string, string
     tenancy: tenancyMode,
     statusIntervalMs: duration('status-interval', get('status-interval')!),
     statusWritesPerSecond: count('status-rate', get('status-rate')!),
+    endpointHistograms: trueOrFalse('endpoint-histograms', get('endpoint-histograms')!),
     secretsDir: get('secrets-dir'),
     secretEnv: Object.fromEntries(
       Object.entries(env).filter((entry): entry is [string, string] => entry[0].startsWith(SECRET_ENV_PREFIX) && entry[1] !== undefined),
@@ -436,6 +440,13 @@ function count(flag: string, text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`--${flag}: "${text}" is not a positive whole number`);
   return n;
+}
+
+/** A flag taking exactly `true` or `false`, as the chart writes it. */
+function trueOrFalse(flag: string, text: string): boolean {
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  throw new UsageError(`--${flag}: "${text}" is not true or false`);
 }
 
 function tenancy(text: string): Tenancy {

@@ -41,7 +41,7 @@ export interface Running {
  * cluster configuration found in the environment (tests).
  */
 export async function startServer(config: ServeConfig, logger: Logger, overrides: { kubeConfig?: KubeConfig } = {}): Promise<Running> {
-  const metrics = new Metrics();
+  const metrics = new Metrics({ endpointHistograms: config.endpointHistograms });
   const guard = new AddressGuard(config.allowEndpointCidrs);
   const journal = config.queueDir !== undefined ? Journal.open(config.queueDir, logger.child({ component: 'journal' })) : undefined;
   const database = config.databaseUrl !== undefined

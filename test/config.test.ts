@@ -59,6 +59,7 @@ const DEFAULTS: ServeConfig = {
   leaseDurationMs: 15_000,
   leaderElectionLease: { namespace: 'default', name: 'registry-notifier' },
   statusWritesPerSecond: 20,
+  endpointHistograms: true,
 };
 
 // Every flag of api.md §3 with a value other than its default, the field it sets, and another valid value.
@@ -67,6 +68,7 @@ const FLAGS: [flag: string, value: string, field: keyof ServeConfig, expected: u
   ['metrics-listen', '[::1]:19090', 'metricsListen', { host: '::1', port: 19090 }, ':2'],
   ['namespaces', 'team-a, team-b,', 'namespaces', ['team-a', 'team-b'], 'other'],
   ['status-rate', '5', 'statusWritesPerSecond', 5, '50'],
+  ['endpoint-histograms', 'false', 'endpointHistograms', false, 'true'],
   ['leader-election-lease', 'registry/notifier-leader', 'leaderElectionLease', { namespace: 'registry', name: 'notifier-leader' }, 'other/name'],
   ['status-interval', '2m30s', 'statusIntervalMs', 150_000, '1s'],
   ['secrets-dir', '/run/secrets', 'secretsDir', '/run/secrets', '/other'],
@@ -174,6 +176,17 @@ describe('parseCommand serve', () => {
     expect(no.message).toMatch(/--endpoints.*--kubernetes/);
   });
 
+  it('--endpoint-histograms takes exactly true or false (default true), or its variable; anything else is one line naming the flag', () => {
+    expect(serve().endpointHistograms).toBe(true);
+    expect(serve(['--endpoint-histograms=true']).endpointHistograms).toBe(true);
+    expect(serve(['--endpoint-histograms=false']).endpointHistograms).toBe(false);
+    expect(serve([], { REGISTRY_NOTIFIER_ENDPOINT_HISTOGRAMS: 'false' }).endpointHistograms).toBe(false);
+    expect(serve([], { REGISTRY_NOTIFIER_ENDPOINT_HISTOGRAMS: '' }).endpointHistograms).toBe(true); // empty counts as unset
+    for (const bad of ['False', '0', 'no', 'off', '']) {
+      expect(usageError(() => serve([`--endpoint-histograms=${bad}`])).message).toBe(`--endpoint-histograms: "${bad}" is not true or false`);
+    }
+  });
+
   it('treats an empty variable as unset', () => {
     expect(serve([], { REGISTRY_NOTIFIER_SECRETS_DIR: '', REGISTRY_NOTIFIER_QUEUE_DIR: '', REGISTRY_NOTIFIER_LISTEN: '' })).toEqual(DEFAULTS);
   });
@@ -233,6 +246,8 @@ describe('bad usage', () => {
     ['an unknown flag', ['--bogus', 'x'], '--bogus'],
     ['a flag without its value', ['--listen'], '--listen'],
     ['a value given to a boolean flag', ['--kubernetes=yes'], '--kubernetes'],
+    ['endpoint histograms neither true nor false', ['--endpoint-histograms', 'yes'], '--endpoint-histograms'],
+    ['endpoint histograms without a value', ['--endpoint-histograms'], '--endpoint-histograms'],
   ])('%s → UsageError naming the flag', (_name, args, flag) => {
     expect(usageError(() => serve(args)).message).toContain(flag);
   });
@@ -243,6 +258,7 @@ describe('bad usage', () => {
     ['REGISTRY_NOTIFIER_ALLOW_ENDPOINT_CIDRS', '10.0.0.0/40', '--allow-endpoint-cidrs'],
     ['REGISTRY_NOTIFIER_LOG_LEVEL', 'loud', '--log-level'],
     ['REGISTRY_NOTIFIER_LISTEN', 'nowhere', '--listen'],
+    ['REGISTRY_NOTIFIER_ENDPOINT_HISTOGRAMS', 'off', '--endpoint-histograms'],
   ])('a bad %s → UsageError naming the flag', (name, value, flag) => {
     expect(usageError(() => serve([], { [name]: value })).message).toContain(flag);
   });

@@ -61,6 +61,8 @@ describe('docs/api.md', () => {
       'NoRepositoryGrant',
       'registry_notifier_auto_disabled{endpoint}',
       'ReplayRequested',
+      '--endpoint-histograms true|false',
+      'REGISTRY_NOTIFIER_ENDPOINT_HISTOGRAMS',
     ]) {
       expect(additions, item).toContain(item);
     }

@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { register as globalRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { endpointConfig, type EndpointConfig, type EndpointConfigInput } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import type { AttemptResult } from '../../src/notifications/listener.ts';
-import { Metrics } from '../../src/metrics/metrics.ts';
+import { DELIVERY_BUCKETS, LATENCY_BUCKETS, Metrics } from '../../src/metrics/metrics.ts';
 import { makeEvents } from '../support/events.ts';
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import type { TestReceiver } from '../support/receiver.ts';
@@ -141,9 +143,9 @@ describe('Metrics, driven directly', () => {
     listener.attempt?.(attempt(at, { status: 200, statusText: 'OK', durationMs: 1500, acceptedAt: [at - 2500, at - 500] }));
     listener.attempt?.(attempt(at, { status: 500, statusText: 'Internal Server Error', acceptedAt: [at - 9000] }));
     const out = await lines(metrics);
-    expect(out).toContain('registry_notifier_event_latency_seconds_bucket{le="0.5",endpoint="x"} 1');
+    expect(out).toContain('registry_notifier_event_latency_seconds_bucket{le="0.1",endpoint="x"} 0');
     expect(out).toContain('registry_notifier_event_latency_seconds_bucket{le="1",endpoint="x"} 1');
-    expect(out).toContain('registry_notifier_event_latency_seconds_bucket{le="5",endpoint="x"} 2');
+    expect(out).toContain('registry_notifier_event_latency_seconds_bucket{le="10",endpoint="x"} 2');
     expect(out).toContain('registry_notifier_event_latency_seconds_sum{endpoint="x"} 3');
     expect(out).toContain('registry_notifier_event_latency_seconds_count{endpoint="x"} 2'); // the 500 adds none
     expect(out).toContain('registry_notifier_delivery_duration_seconds_sum{endpoint="x"} 1.51');
@@ -209,5 +211,94 @@ describe('Metrics, driven directly', () => {
     expect(second.some((l) => l.includes('endpoint="two"'))).toBe(false);
     expect(second).toContain('registry_notifier_endpoints{ready="false"} 0');
     expect((await lines(a)).filter((l) => l.startsWith('registry_notifications_pending_total{'))).toEqual([]);
+  });
+});
+
+describe('Metrics cardinality: series = base + k × endpoints', () => {
+  // Per endpoint, from its first listener on: registry_notifications_events_total × 4 types, pending_total,
+  // registry_notifier_dead_lettered_total, discarded_total, coalesced_total and auto_disabled = 9; plus one
+  // registry_notifications_status_total per status code it was answered with (202 and 503 here); plus, with
+  // per-endpoint histograms, each histogram's buckets + `+Inf` + `_sum` + `_count` (8 + 3 each).
+  const HISTOGRAM_SERIES = DELIVERY_BUCKETS.length + 3 + LATENCY_BUCKETS.length + 3;
+  const PER_ENDPOINT = 9;
+  const CODES = 2;
+  // Ours without endpoints: registry_notifier_endpoints{ready} × 2, ingest_events_total, ingest_duplicates_total,
+  // ingest_requests_total × the 2 codes answered, storage_available × 1 backend; with the histograms per process,
+  // those 22 series too, whatever the number of endpoints.
+  const BASE = 7;
+
+  /** The series lines (not comments) of one scrape, ours and Node's process metrics apart, and its size. */
+  async function scrape(metrics: Metrics): Promise<{ ours: string[]; process: string[]; bytes: number }> {
+    const text = await metrics.render();
+    const series = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+    return { ours: series.filter((l) => l.startsWith('registry_notif')), process: series.filter((l) => !l.startsWith('registry_notif')), bytes: text.length };
+  }
+
+  /** A Metrics with `n` endpoints that each saw every kind of record: queued, 202, 503, an error, a dead letter, … */
+  function busy(endpointHistograms: boolean, n: number): { metrics: Metrics; names: string[] } {
+    const names = Array.from({ length: n }, (_, i) => `team-${i % 10}/hook-${i}`);
+    const metrics = new Metrics({ endpointHistograms, endpoints: () => names.map((name) => ({ name, pending: 1, ready: true, reason: 'Idle' })) });
+    metrics.ingestRequest(202);
+    metrics.ingestRequest(401);
+    metrics.ingestEvents(n);
+    metrics.ingestDuplicates(1);
+    metrics.storageAvailable('journal', true);
+    const at = 1_700_000_000_000;
+    for (const name of names) {
+      const listener = metrics.listenerFor(name);
+      listener.queued?.(4);
+      listener.attempt?.(attempt(at, { status: 202, statusText: 'Accepted', acceptedAt: [at - 50, at - 5000] }));
+      listener.attempt?.(attempt(at, { status: 503, statusText: 'Service Unavailable' }));
+      listener.attempt?.(attempt(at, { durationMs: 1000 })); // no answer: an error
+      listener.attempt?.(attempt(at, { status: 202, statusText: 'Accepted' })); // a code seen before adds nothing
+      listener.deadLettered?.([{ id: 'ev-9', json: '{}', acceptedAt: at }], 'gave up');
+      listener.discarded?.(1);
+      listener.coalesced?.(2);
+    }
+    return { metrics, names };
+  }
+
+  it.each([
+    { histograms: true, k: PER_ENDPOINT + CODES + 22, base: BASE },
+    { histograms: false, k: PER_ENDPOINT + CODES, base: BASE + 22 },
+  ])('endpoint histograms $histograms: $base + $k per endpoint, back to $base once every endpoint is forgotten', async ({ histograms, k, base }) => {
+    expect(HISTOGRAM_SERIES).toBe(22);
+    const counts: Record<number, { ours: number; bytes: number }> = {};
+    for (const n of [0, 3, 50]) {
+      const { metrics, names } = busy(histograms, n);
+      const { ours, process, bytes } = await scrape(metrics);
+      expect(ours, `${n} endpoints`).toHaveLength(base + k * n);
+      // Node's process metrics never carry an endpoint, so they stay a fixed part of the base.
+      expect(process.filter((l) => l.includes('endpoint='))).toEqual([]);
+      expect(process.length).toBeLessThan(150);
+      counts[n] = { ours: ours.length, bytes };
+      for (const name of names) metrics.forgetEndpoint(name);
+      names.length = 0; // the provider lists none now, as after every endpoint was deleted
+      expect((await scrape(metrics)).ours, `${n} endpoints forgotten`).toHaveLength(base);
+    }
+    const perEndpoint = (counts[50]!.bytes - counts[0]!.bytes) / 50;
+    expect(perEndpoint).toBeLessThan(histograms ? 3500 : 1100); // README: about 2.7 kB and 0.8 kB with names like team-3/hook-13
+    const histogramLines = (await scrape(busy(histograms, 3).metrics)).ours.filter((l) => l.startsWith('registry_notifier_delivery_duration_seconds_bucket'));
+    expect(histogramLines).toHaveLength(histograms ? 3 * (DELIVERY_BUCKETS.length + 1) : DELIVERY_BUCKETS.length + 1);
+    expect(histogramLines.every((l) => l.includes('endpoint=') === histograms)).toBe(true);
+  });
+
+  it('the README states these numbers and buckets', () => {
+    const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
+    expect(readme).toContain(`| \`--endpoint-histograms=true\` (default) | ${PER_ENDPOINT + HISTOGRAM_SERIES}, + 1 per status code`);
+    expect(readme).toContain(`| \`--endpoint-histograms=false\` | ${PER_ENDPOINT}, + 1 per status code`);
+    expect(readme).toContain(`| the same + ${HISTOGRAM_SERIES} |`);
+    expect(readme).toContain(`\`delivery_duration_seconds\` ${DELIVERY_BUCKETS.join(', ')} (`);
+    expect(readme).toContain(`\`event_latency_seconds\` ${LATENCY_BUCKETS.join(', ')}\n(`);
+  });
+
+  it('without per-endpoint histograms every endpoint feeds the one histogram of each name', async () => {
+    const { metrics } = busy(false, 3);
+    const out = await lines(metrics);
+    expect(out).toContain('registry_notifier_delivery_duration_seconds_count 12'); // 4 attempts × 3 endpoints
+    expect(out).toContain('registry_notifier_event_latency_seconds_count 9'); // 3 events delivered × 3
+    expect(out).toContain('registry_notifier_event_latency_seconds_bucket{le="0.1"} 6');
+    expect(out).toContain('registry_notifier_event_latency_seconds_bucket{le="10"} 9');
+    expect(out).toContain('registry_notifications_status_total{code="202 Accepted",endpoint="team-1/hook-1"} 2');
   });
 });

@@ -152,7 +152,7 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       command: 'serve', kubernetes: true, namespaces: [], endpoints: [], ingestToken: 'from-secret', queueDir: undefined,
       listen: { host: undefined, port: 8080 }, metricsListen: { host: undefined, port: 9090 },
       statusIntervalMs: 10_000, shutdownGraceMs: 25_000, maxBodySize: 1024 * 1024, maxPendingPerEndpoint: 100_000, maxPending: 200_000, logLevel: 'info',
-      statusWritesPerSecond: 20, databaseUrl: undefined, tenancy: 'none',
+      statusWritesPerSecond: 20, databaseUrl: undefined, tenancy: 'none', endpointHistograms: true,
     });
     // The kubelet must outlast the drain.
     expect((only(defaults.objects, 'Deployment').spec as { template: { spec: { terminationGracePeriodSeconds: number } } }).template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(config.shutdownGraceMs);
@@ -355,6 +355,14 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
     expect(own.some((o) => o.kind.endsWith('Role') || o.kind.endsWith('RoleBinding'))).toBe(false);
   });
 
+  it('endpointHistograms: false reaches --endpoint-histograms=false (one histogram of each for the pod); true is the default', async () => {
+    expect(container(defaults.objects).args).toContain('--endpoint-histograms=true');
+    const { objects } = await render({ namespace: NS, set: { endpointHistograms: false } });
+    expect(container(objects).args).toContain('--endpoint-histograms=false');
+    expect(container(objects).args.filter((a) => a.startsWith('--endpoint-histograms'))).toHaveLength(1);
+    expect(serveConfig(objects)).toMatchObject({ endpointHistograms: false });
+  });
+
   it('topologySpreadConstraints: the default prefers one pod per node of this release; a list of your own replaces it; [] turns it off', async () => {
     const spread = (objects: Manifest[]): unknown => (podSpec(objects) as PodSpec & { topologySpreadConstraints?: unknown }).topologySpreadConstraints;
     expect(spread(defaults.objects)).toEqual([{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: SELECTOR } }]);
@@ -465,6 +473,8 @@ describe.skipIf(noRenderer)('chart: rendering', () => {
       [{ extraArgs: '[--leader-election-lease=a/b]' }, 'extraArgs must not contain --leader-election-lease, which the chart manages'],
       [{ extraArgs: '[--lease-duration=1m]' }, 'extraArgs must not contain --lease-duration, which the chart manages: set database.leaseDuration instead'],
       [{ extraArgs: '[--status-rate=5]' }, 'extraArgs must not contain --status-rate, which the chart manages: set statusRate instead'],
+      [{ extraArgs: '[--endpoint-histograms=false]' }, 'extraArgs must not contain --endpoint-histograms, which the chart manages: set endpointHistograms instead'],
+      [{ extraEnv: '[{name: REGISTRY_NOTIFIER_ENDPOINT_HISTOGRAMS, value: "false"}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_ENDPOINT_HISTOGRAMS, which the chart manages: set endpointHistograms instead'],
       // The RBAC tenancy needs follows the value, so the flag must too.
       [{ extraArgs: '[--tenancy=namespace]' }, 'extraArgs must not contain --tenancy, which the chart manages: set tenancy (the RBAC it needs follows it) instead'],
       [{ extraEnv: '[{name: REGISTRY_NOTIFIER_TENANCY, value: namespace}]' }, 'extraEnv must not set REGISTRY_NOTIFIER_TENANCY, which the chart manages: set tenancy'],
@@ -592,6 +602,7 @@ describe('chart: values.schema.json', () => {
       [{ serviceMonitor: { interval: 30 } }, '$.serviceMonitor.interval: expected string, got integer'],
       [{ extraArgs: ['serve'] }, '$.extraArgs[0]: "serve" does not match'],
       [{ statusRate: 0 }, '$.statusRate: 0 is below the minimum 1'],
+      [{ endpointHistograms: 'false' }, '$.endpointHistograms: expected boolean, got string'],
       [{ tenancy: 'namespaces' }, '$.tenancy: "namespaces" is not one of'],
       [{ database: { urll: 'postgres://a:b@db/x' } }, '$.database.urll: unknown key "urll"'],
       [{ database: { existingSecret: { nam: 'pg' } } }, '$.database.existingSecret.nam: unknown key "nam"'],
