@@ -2,8 +2,9 @@
 // `serve --kubernetes` process, its heap sized as the chart sizes it in its container, against the envtest
 // apiserver 1.20 + etcd (hack/envtest-assets.sh; watch cache on, as in a cluster). For each size (default 1,000 and
 // 10,000 endpoints; `--sizes 500,2000`, `--quick` = 200) it prints:
-//   1. Ready: the endpoints are created through the API, 32 at a time (what `kubectl apply` of a big file does,
-//      in parallel); how long until every one shows Ready=True (a watch), after the last create and per object;
+//   1. Ready: the endpoints are created with `kubectl apply -f` of one file (or through the API, `--parallel 32` at a
+//      time: a harsher load than kubectl's one at a time); how long until every one shows Ready=True (a watch), after
+//      apply returned and per object (first seen by the watch to Ready);
 //   2. memory with every endpoint Ready and idle, then after 20 events fanned out to every endpoint (all delivered):
 //      live heap after two full collections (bench/memory-probe.ts in the child) and RSS; per endpoint beyond the
 //      same process with no endpoint;
@@ -12,16 +13,17 @@
 //   5. a restart with every endpoint present: how long until /readyz and every endpoint running again.
 // BENCH_PROFILE=1 writes the operator's CPU profiles to /tmp/registry-notifier-prof (`npm run bench:profile-summary`).
 // Only loopback addresses; it stops by itself.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { Agent, fetch } from 'undici';
+import { stringify } from 'yaml';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../src/api/notification-endpoint.ts';
 import { envtestAssets, installCRDs, TestCluster } from '../test/support/envtest.ts';
 import { makeEvents } from '../test/support/events.ts';
+import type { FromReceiver, ToReceiver } from './receiver.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const sizesArg = process.argv.indexOf('--sizes');
@@ -29,7 +31,9 @@ const SIZES = sizesArg > 0 ? process.argv[sizesArg + 1]!.split(',').map(Number) 
 const NS = 'registry';
 const MAIN = join(import.meta.dirname, '../src/main.ts');
 const PROBE = join(import.meta.dirname, 'memory-probe.ts');
-const CONCURRENCY = 32;
+/** `--parallel 32`: create through the API, 32 at a time, instead of `kubectl apply -f` of one file (one at a time). */
+const parallelArg = process.argv.indexOf('--parallel');
+const PARALLEL = parallelArg > 0 ? Number(process.argv[parallelArg + 1]) : 0;
 const EVENTS = 20;
 
 /** The container memory limit the README's sizing rule gives for `endpoints`, in MiB. */
@@ -37,9 +41,9 @@ function containerLimitMiB(endpoints: number): number {
   return Math.max(512, Math.ceil((256 + endpoints * 0.064) / 128) * 128);
 }
 
-/** The heap the chart gives Node in that container: NODE_OPTIONS=--max-old-space-size-percentage=75. */
+/** The heap Node 24 gives itself in that container: about half the memory limit (259 MiB of 512 MiB, read in a memory cgroup). */
 function heapMiB(endpoints: number): number {
-  return Math.floor(containerLimitMiB(endpoints) * 0.75);
+  return Math.floor(containerLimitMiB(endpoints) / 2);
 }
 
 interface Memory { heapUsed: number; heapTotal: number; rss: number; external: number; arrayBuffers: number; cpu: { user: number; system: number } }
@@ -91,19 +95,32 @@ class Operator {
   }
 }
 
-async function receiver(): Promise<{ server: Server; url: string; count: () => number }> {
-  let events = 0;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      events += (JSON.parse(Buffer.concat(chunks).toString()) as { events: unknown[] }).events.length;
-      res.end();
-    });
+/** bench/receiver.ts in its own process (its CPU is not the bench's): counts events, answers 200. */
+async function receiver(): Promise<{ child: ChildProcess; url: string; expect: (total: number) => Promise<FromReceiver & { type: 'done' }> }> {
+  const child = fork(join(import.meta.dirname, 'receiver.ts'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const messages: FromReceiver[] = [];
+  const waiters: Array<() => void> = [];
+  child.on('message', (m) => {
+    messages.push(m as FromReceiver);
+    waiters.splice(0).forEach((wake) => wake());
   });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, count: () => events };
+  const next = async <T extends FromReceiver['type']>(type: T): Promise<FromReceiver & { type: T }> => {
+    for (;;) {
+      const index = messages.findIndex((m) => m.type === type);
+      if (index >= 0) return messages.splice(index, 1)[0] as FromReceiver & { type: T };
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
+  };
+  const ready = await next('ready');
+  return {
+    child,
+    url: `http://127.0.0.1:${ready.port}`,
+    expect: async (total) => {
+      child.send({ type: 'expect', total } satisfies ToReceiver);
+      await next('armed');
+      return next('done');
+    },
+  };
 }
 
 async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -114,11 +131,12 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number,
   }
 }
 
-/** Watches the namespace's endpoints and records when each first showed Ready=True. */
-async function watchReady(kc: KubeConfig, readyAt: Map<string, number>): Promise<AbortController> {
+/** Watches the namespace's endpoints and records when each was first seen (created) and first showed Ready=True. */
+async function watchReady(kc: KubeConfig, readyAt: Map<string, number>, createdAt: Map<string, number>): Promise<AbortController> {
   const path = `/apis/${R.group}/${R.version}/namespaces/${NS}/${R.plural}`;
   const list = (await kc.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural })) as { metadata: { resourceVersion: string } };
   return new Watch(kc).watch(path, { resourceVersion: list.metadata.resourceVersion }, (_type, object: { metadata: { name: string }; status?: { conditions?: Array<{ type: string; status: string }> } }) => {
+    if (!createdAt.has(object.metadata.name)) createdAt.set(object.metadata.name, performance.now());
     const ready = object.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
     if (ready && !readyAt.has(object.metadata.name)) readyAt.set(object.metadata.name, performance.now());
   }, (err) => {
@@ -156,6 +174,13 @@ async function statusPatches(cluster: TestCluster, dispatcher: Agent): Promise<n
   return total;
 }
 
+/** Events in attempts that failed or got no answer, summed over the endpoints (`registry_notifications_events_total`). */
+async function failedAttempts(admin: string): Promise<number> {
+  const text = await (await fetch(`${admin}/metrics`)).text();
+  return text.split('\n').filter((l) => l.startsWith('registry_notifications_events_total{') && /type="(Failures|Errors)"/.test(l))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
 async function endpointsRunning(admin: string): Promise<number> {
   const body = (await (await fetch(`${admin}/endpoints`)).json()) as { endpoints?: Array<{ ready?: boolean }> } | Array<{ ready?: boolean }>;
   const list = Array.isArray(body) ? body : body.endpoints ?? [];
@@ -185,29 +210,39 @@ async function run(n: number): Promise<void> {
 
     const readyAt = new Map<string, number>();
     const createdAt = new Map<string, number>();
-    watch = await watchReady(kc, readyAt);
-    const custom = kc.makeApiClient(CustomObjectsApi);
+    watch = await watchReady(kc, readyAt, createdAt);
     const names = Array.from({ length: n }, (_, i) => `hook-${String(i).padStart(5, '0')}`);
+    const spec = (name: string): Record<string, unknown> => ({ url: `${sink.url}/${name}`, timeout: '10s' });
     const patchesBefore = await statusPatches(cluster, dispatcher);
     const requestsBefore = await apiRequests(cluster, dispatcher);
     const cpuBefore = (await operator.measure()).cpu;
     const t0 = performance.now();
-    let next = 0;
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < names.length) {
-        const name = names[next++]!;
-        await custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, body: {
-          apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace: NS }, spec: { url: `${sink.url}/${name}` },
-        } });
-        createdAt.set(name, performance.now());
-      }
-    }));
+    if (PARALLEL > 0) {
+      const custom = kc.makeApiClient(CustomObjectsApi);
+      let next = 0;
+      await Promise.all(Array.from({ length: PARALLEL }, async () => {
+        while (next < names.length) {
+          const name = names[next++]!;
+          await custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, body: {
+            apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace: NS }, spec: spec(name),
+          } });
+        }
+      }));
+    } else {
+      const file = join(cluster.dir, 'endpoints.yaml');
+      await writeFile(file, names.map((name) => stringify({ apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace: NS }, spec: spec(name) })).join('---\n'));
+      await new Promise<void>((resolve, reject) => {
+        const kubectl = spawn(process.env.KUBECTL ?? 'kubectl', ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+        kubectl.once('error', reject);
+        kubectl.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kubectl apply exited with ${code}`))));
+      });
+    }
     const applied = performance.now();
     await until(() => readyAt.size === n, 600_000, `every endpoint Ready (${readyAt.size}/${n})`);
     const lags = names.map((name) => readyAt.get(name)! - createdAt.get(name)!).sort((a, b) => a - b);
     const allReady = Math.max(...readyAt.values());
-    console.log(`  created in ${((applied - t0) / 1000).toFixed(1)} s (${Math.round(n / ((applied - t0) / 1000))}/s); ` +
-      `every one Ready ${((allReady - applied) / 1000).toFixed(1)} s after the last create ` +
+    console.log(`  ${PARALLEL > 0 ? `created through the API, ${PARALLEL} at a time,` : 'kubectl apply -f (one file)'} in ${((applied - t0) / 1000).toFixed(1)} s (${Math.round(n / ((applied - t0) / 1000))}/s); ` +
+      `every one Ready ${((allReady - applied) / 1000).toFixed(1)} s after it returned ` +
       `(${((allReady - t0) / 1000).toFixed(1)} s after the first); created to Ready per object: p50 ${(pct(lags, 0.5) / 1000).toFixed(2)} s, ` +
       `p99 ${(pct(lags, 0.99) / 1000).toFixed(2)} s, max ${(lags.at(-1)! / 1000).toFixed(2)} s`);
     const patchesReady = await statusPatches(cluster, dispatcher);
@@ -225,12 +260,15 @@ async function run(n: number): Promise<void> {
 
     const patchesBeforeEvents = await statusPatches(cluster, dispatcher);
     const t1 = performance.now();
+    const done = sink.expect(EVENTS * n);
     const response = await fetch(`${operator.ingest}`, {
       method: 'POST', headers: { 'content-type': 'application/vnd.docker.distribution.events.v1+json' }, body: JSON.stringify({ events: makeEvents(EVENTS, 'scale') }),
     });
     if (response.status !== 202) throw new Error(`ingest answered ${response.status}: ${await response.text()}`);
-    await until(() => sink.count() >= EVENTS * n, 900_000, `${EVENTS * n} deliveries (${sink.count()})`);
+    const received = await done;
     const delivered = performance.now() - t1;
+    const failed = await failedAttempts(operator.admin);
+    console.log(`  receiver: ${received.requests} requests, ${Object.keys(received.perPath).length} paths; attempts without success: ${failed}`);
     const busy = await operator.measure();
     console.log(`  ${EVENTS} events to each of ${n}: delivered in ${(delivered / 1000).toFixed(1)} s (${Math.round((EVENTS * n) / (delivered / 1000))} ev/s); ` +
       `heap ${mib(busy.heapUsed)} (${kib((busy.heapUsed - base.heapUsed) / n)} per endpoint), RSS ${mib(busy.rss)} (${kib((busy.rss - base.rss) / n)} per endpoint)`);
@@ -251,8 +289,7 @@ async function run(n: number): Promise<void> {
   } finally {
     watch?.abort();
     await operator?.stop().catch(() => undefined);
-    sink.server.closeAllConnections();
-    sink.server.close();
+    sink.child.send({ type: 'stop' } satisfies ToReceiver);
     await dispatcher.close();
     await cluster.stop();
   }

@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import { buildConnector, Pool } from 'undici';
+import { buildConnector, Client } from 'undici';
 import type { AddressGuard, Resolver } from './address-guard.ts';
 import { CloudEventsEncoder, type CloudEventsEncoding } from './cloud-events.ts';
 import { guardedConnector } from './guarded-connector.ts';
@@ -61,7 +61,7 @@ const KEEP_ALIVE_MS = 30_000;
  * credentials or a header value.
  */
 export class HttpSink implements Sink<QueuedEvent> {
-  #pool: Pool;
+  #client: Client;
   #path: string;
   #headers: Record<string, string | string[]>;
   #timeoutMs: number;
@@ -89,8 +89,9 @@ export class HttpSink implements Sink<QueuedEvent> {
       ...(tls.cert !== undefined && { cert: tls.cert }),
       ...(tls.key !== undefined && { key: tls.key }),
     });
-    this.#pool = new Pool(url.origin, {
-      connections: 1,
+    // One Client, not a Pool of one: a Pool keeps a 2,048-slot request queue (18 KiB of heap against 2 KiB), and
+    // 10,000 endpoints hold 10,000 of them. A Client reconnects by itself after a connection is lost.
+    this.#client = new Client(url.origin, {
       pipelining: 1,
       keepAliveTimeout: KEEP_ALIVE_MS,
       headersTimeout: options.timeoutMs,
@@ -117,7 +118,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new DOMException(`no answer within ${this.#timeoutMs}ms`, 'TimeoutError')), this.#timeoutMs);
     try {
-      const response = await this.#pool.request({
+      const response = await this.#client.request({
         method: 'POST',
         path: this.#path,
         headers,
@@ -147,11 +148,11 @@ export class HttpSink implements Sink<QueuedEvent> {
     if (error) throw error;
   }
 
-  /** Waits for the attempt in flight, then closes the pool; a second close rejects with `SinkClosedError`. */
+  /** Waits for the attempt in flight, then closes the connection; a second close rejects with `SinkClosedError`. */
   async close(): Promise<void> {
     if (this.#closed) throw new SinkClosedError('http sink');
     this.#closed = true;
-    await this.#pool.close();
+    await this.#client.close();
   }
 }
 

@@ -120,6 +120,22 @@ describe('Informer: list, then watch', () => {
     expect(h.delay.waits).toEqual([]);
   });
 
+  it('caches objects without metadata.managedFields (listed or watched); everything else is kept', async () => {
+    const h = harness();
+    const managed = (o: Obj): Obj => ({ ...o, metadata: { ...o.metadata, labels: { team: 'a' }, managedFields: [{ manager: 'kubectl', operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': {} } }] } });
+    h.server.list([managed(obj('a', '1'))], '10');
+    const first = h.server.watch('10');
+    h.informer.start();
+    const stream = await first;
+    stream.send('ADDED', managed(obj('b', '11')));
+    await until(() => h.events.length === 2, 'two events');
+    for (const key of ['ns/a', 'ns/b']) {
+      expect(h.informer.get(key)?.metadata).not.toHaveProperty('managedFields');
+      expect(h.informer.get(key)?.metadata?.labels).toEqual({ team: 'a' });
+    }
+    expect(h.objects.map((o) => o.metadata && 'managedFields' in o.metadata)).toEqual([false, false]);
+  });
+
   it('a BOOKMARK advances the resourceVersion of the next watch without calling onEvent', async () => {
     const h = harness();
     h.server.list([obj('a', '1')], '10');
