@@ -1,6 +1,7 @@
 // PooledKubeConfig against a real HTTPS server on 127.0.0.1 (test PKI): API calls and watches share one TLS
 // connection, carry client-node's authentication (bearer token, client certificate), and a new client
 // certificate gets a new connection.
+import { createSecureServer } from 'node:http2';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -70,6 +71,25 @@ describe('PooledKubeConfig', () => {
     const before = seen.connections;
     for (let i = 0; i < 5; i++) await core.listNamespace();
     expect(seen.connections).toBe(before);
+  });
+
+  it('speaks HTTP/1.1 to a server that offers HTTP/2 (a slow watch must not hold other calls behind one connection)', async () => {
+    const pki = testPki();
+    const versions: string[] = [];
+    const server = createSecureServer({ cert: pki.serverCert, key: pki.serverKey, allowHTTP1: true }, (req, res) => {
+      versions.push(req.httpVersion);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ apiVersion: 'v1', kind: 'NamespaceList', metadata: {}, items: [] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const core = kubeConfig(`https://127.0.0.1:${(server.address() as AddressInfo).port}`, { token: 't' }).makeApiClient(CoreV1Api);
+      await core.listNamespace();
+      await core.listNamespace();
+      expect(versions).toEqual(['1.1', '1.1']);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('presents the client certificate; a new certificate gets a new connection', async () => {
