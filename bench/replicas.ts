@@ -4,9 +4,11 @@
 //   2. failover: an endpoint's owner is SIGKILLed, how long until its next event is delivered (lease 15 s);
 //   3. 10,000 endpoints on one database: how long until every one is claimed, and the database's idle load;
 //   4. rows and bytes per pending event.
-// Only loopback addresses; it stops by itself. `--quick` runs smaller sizes.
+// Only loopback addresses; it stops by itself. `--quick` runs smaller sizes; `--replica-cpu 0.3` limits each
+// replica of part 1 to 0.3 CPU (cgroup v1, as root), `--only-throughput` runs part 1 alone.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,23 @@ import { startServe } from './serve-process.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+// `--replica-cpu 0.3`: each replica of the throughput part gets 0.3 of a core (a cgroup v1 CPU quota, what a pod's
+// CPU limit is), so one machine can show what more replicas add when each is bounded by its own CPU.
+const cpuArg = process.argv.indexOf('--replica-cpu');
+const REPLICA_CPU = cpuArg > 0 ? Number(process.argv[cpuArg + 1]) : undefined;
+const CPU_CGROUP = '/sys/fs/cgroup/cpu';
+
+/** Puts `pid` (every thread) in a CPU cgroup of its own limited to `cpus` cores; returns a remover. */
+async function limitCpu(pid: number, name: string, cpus: number): Promise<() => Promise<void>> {
+  const dir = join(CPU_CGROUP, name);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'cpu.cfs_period_us'), '100000');
+  await writeFile(join(dir, 'cpu.cfs_quota_us'), String(Math.round(cpus * 100_000)));
+  await writeFile(join(dir, 'cgroup.procs'), String(pid));
+  return async () => {
+    await rmdir(dir).catch(() => undefined); // empty once the process has exited
+  };
+}
 
 interface Replica {
   child: ChildProcess;
@@ -101,6 +120,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<{ r
   const events = QUICK ? 40 : 150;
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
   const running = await Promise.all(Array.from({ length: replicas }, (_, i) => serve(file, url, `bench-${i}`)));
+  const limits = REPLICA_CPU === undefined ? [] : await Promise.all(running.map((r, i) => limitCpu(r.child.pid!, `rn-bench-${i}`, REPLICA_CPU)));
   // Shares settle first (a replica that started alone claimed everything): then the work is loaded at once.
   const client = new pg.Client(url);
   await client.connect();
@@ -114,6 +134,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<{ r
   await until(() => hook.count() >= names.length * events, 600_000, 'every delivery');
   const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
   await stop(running);
+  for (const remove of limits) await remove();
   hook.server.close();
   await rm(dir, { recursive: true, force: true });
   const deliveries = names.length * events;
@@ -193,16 +214,19 @@ if (!postgresBinaries()) {
 } else {
   const server = await startPostgres({ fsync: true, settings: { max_connections: '200' } });
   try {
+    if (REPLICA_CPU !== undefined && !existsSync(join(CPU_CGROUP, 'cpu.cfs_quota_us'))) throw new Error(`--replica-cpu needs cgroup v1's ${CPU_CGROUP} (and root)`);
     const one = await throughput(server, 1);
     const three = await throughput(server, 3);
-    console.log('\n64 endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded');
+    console.log(`\n64 endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
     console.table([one, three].map((r) => ({ replicas: r.replicas, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'delivered ev/s': Math.round(r.perSec) })));
     console.log(`speed-up 3 vs 1 replica: ${(three.perSec / one.perSec).toFixed(2)}x`);
-    console.log(`\nfailover after SIGKILL of the owner (lease 15 s): next event delivered after ${(await failover(server)).toFixed(1)} s`);
-    const many = await manyEndpoints(server);
-    console.log(`\n${many.endpoints} endpoints, one replica: all claimed after ${many.claimSeconds.toFixed(1)} s; idle: ${many.idleCommitsPerSec.toFixed(1)} commits/s, ${Math.round(many.idleQueriesPerSec)} tuples read/s; replica RSS ${Math.round(many.rssMb)} MB`);
-    const fp = await footprint(server);
-    console.log(`\nfootprint: ${fp.pending} pending deliveries (4 endpoints): ${fp.rowsPerPending.toFixed(2)} rows and ${Math.round(fp.bytesPerPending)} bytes per pending delivery (events, deliveries, recent ids, with indexes)`);
+    if (!process.argv.includes('--only-throughput')) {
+      console.log(`\nfailover after SIGKILL of the owner (lease 15 s): next event delivered after ${(await failover(server)).toFixed(1)} s`);
+      const many = await manyEndpoints(server);
+      console.log(`\n${many.endpoints} endpoints, one replica: all claimed after ${many.claimSeconds.toFixed(1)} s; idle: ${many.idleCommitsPerSec.toFixed(1)} commits/s, ${Math.round(many.idleQueriesPerSec)} tuples read/s; replica RSS ${Math.round(many.rssMb)} MB`);
+      const fp = await footprint(server);
+      console.log(`\nfootprint: ${fp.pending} pending deliveries (4 endpoints): ${fp.rowsPerPending.toFixed(2)} rows and ${Math.round(fp.bytesPerPending)} bytes per pending delivery (events, deliveries, recent ids, with indexes)`);
+    }
   } finally {
     await server.stop();
   }

@@ -96,6 +96,7 @@ export class Controller implements EndpointSource {
       ...(options.tenancy && { tenancy: true }),
       ...(options.actions && { actions: options.actions }),
       ...(options.carryCounters === false && { carryCounters: false }),
+      read: (namespace, name) => this.#cached(`${namespace}/${name}`),
     }));
     this.#queue = new WorkQueue({
       handler: (key) => reconciler.reconcile(key),
@@ -110,6 +111,15 @@ export class Controller implements EndpointSource {
 
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** The informers' latest copy of the object; undefined once it is deleted. */
+  #cached(key: string): NotificationEndpointObject | undefined {
+    for (const informer of this.#endpointInformers) {
+      const object = informer.get(key);
+      if (object) return object;
+    }
+    return undefined;
   }
 
   states(): ReadonlyMap<string, ReadyState> {

@@ -2,10 +2,11 @@
 // events into the open watches), and the reconciler reads objects by key from it, as it would from the API server.
 // The test checks which keys get reconciled. KubeClusterApi's own list and watch requests are tested against a fake
 // API server in test/k8s.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../../src/api/notification-endpoint.ts';
 import type { NotificationEndpointObject } from '../../src/k8s/cluster-api.ts';
 import { Controller } from '../../src/controller/controller.ts';
+import { EndpointReconciler } from '../../src/controller/reconciler.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
 import { eventually } from '../support/wait.ts';
@@ -68,8 +69,11 @@ async function start(h: Harness): Promise<{ endpoints: FakeWatch; secrets: FakeW
   return { endpoints, secrets };
 }
 
-/** Reconciles since `from`, as sorted keys (each reconcile starts with a read by key). */
-const reconciledSince = (h: Harness, from: number): string[] => h.api.gets.slice(from).sort();
+// Every reconcile, by key (the real method runs; the controller reads objects from its informers, not the API).
+const reconcile = vi.spyOn(EndpointReconciler.prototype, 'reconcile');
+const reconciles = (): number => reconcile.mock.calls.length;
+/** Reconciles since `from`, as sorted keys. */
+const reconciledSince = (_h: Harness, from: number): string[] => reconcile.mock.calls.slice(from).map(([key]) => key).sort();
 
 describe('Controller', () => {
   it('cluster-wide: lists and watches all namespaces from the lists resourceVersion; the initial list is reconciled before start() resolves', async () => {
@@ -114,7 +118,7 @@ describe('Controller', () => {
     const h = harness();
     given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('a', 'other', { url: 'http://127.0.0.1:9/x' }));
     const { endpoints: stream } = await start(h);
-    const before = h.api.gets.length;
+    const before = reconciles();
     // Our own status write comes back as a MODIFIED with the same generation.
     stream.send('MODIFIED', { ...endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, '101'), status: { delivered: 5 } });
     // A spec change of another object: the API server bumps its generation.
@@ -133,7 +137,7 @@ describe('Controller', () => {
     const h = harness();
     given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('a', 'other', { url: 'http://127.0.0.1:9/x' }));
     const { endpoints: stream } = await start(h);
-    const before = h.api.gets.length;
+    const before = reconciles();
     const annotated = (annotations: Record<string, string>, resourceVersion: string): NotificationEndpointObject => {
       const object = endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, resourceVersion);
       return { ...object, metadata: { ...object.metadata, annotations } };
@@ -162,7 +166,7 @@ describe('Controller', () => {
     given(h, withRequest('asks', 'v1'), withRequest('done', 'v1', 'v1'), endpoint('a', 'none', { url: 'http://127.0.0.1:9/none' }));
     await start(h);
     expect(h.api.events.filter((e) => e.reason === 'ReplayRequested')).toEqual([]); // not the leader: left alone
-    const before = h.api.gets.length;
+    const before = reconciles();
     leading = true;
     h.controller.handleRequestsLeft();
     await eventually(() => expect(h.api.events.filter((e) => e.reason === 'ReplayRequested').map((e) => e.key)).toEqual(['a/asks']), 5000);
@@ -170,15 +174,16 @@ describe('Controller', () => {
     expect(h.api.objects.get('a/asks')?.status?.lastHandledReplayAt).toBe('v1');
   });
 
-  it('resync reconciles every known endpoint, catching a change no watch event announced', async () => {
+  it('resync reconciles every known endpoint from the cache (no API read), putting back what the engine lost', async () => {
     const h = harness();
     given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }), endpoint('b', 'two', { url: 'http://127.0.0.1:9/two' }));
     await start(h);
-    const before = h.api.gets.length;
-    h.api.put(endpoint('b', 'two', { url: 'http://127.0.0.1:9/two-b' }, 2, '101')); // the watch never tells
+    const before = reconciles();
+    await h.endpoints.remove('b/two'); // drift the watch cannot tell
     h.controller.resync();
-    await eventually(() => expect(h.endpoints.get('b/two')?.config.url).toBe('http://127.0.0.1:9/two-b'), 5000);
+    await eventually(() => expect(h.endpoints.get('b/two')?.config.url).toBe('http://127.0.0.1:9/two'), 5000);
     await eventually(() => expect(reconciledSince(h, before)).toEqual(['a/one', 'b/two']), 5000);
+    expect(h.api.gets, 'objects are read from the informers').toEqual([]);
   });
 
   it('a DELETED event removes the endpoint from the engine', async () => {
@@ -217,12 +222,12 @@ describe('Controller', () => {
     );
     const { secrets } = await start(h);
     expect(h.controller.states().get('a/header')).toMatchObject({ reason: 'SecretNotFound' });
-    const before = h.api.gets.length;
+    const before = reconciles();
     h.api.putSecret('a', 'hook-token', { token: 'Bearer t' }, '101');
     secrets.send('ADDED', secret('a', 'hook-token', '101'));
     // Events on one stream are handled in order: once the barrier's reconcile started, the first event's had too.
     secrets.send('ADDED', secret('b', 'barrier-token', '102'));
-    await eventually(() => expect(h.api.gets.slice(before)).toContain('b/barrier'), 5000);
+    await eventually(() => expect(reconciledSince(h, before)).toContain('b/barrier'), 5000);
     expect(reconciledSince(h, before)).toEqual(['a/header', 'a/signing', 'a/tls', 'b/barrier']);
     await eventually(() => expect(h.controller.states().get('a/header')).toEqual({ ready: true, reason: 'Configured' }), 5000);
     expect(h.endpoints.get('a/header')?.config.headers).toEqual([['Authorization', 'Bearer t']]);
@@ -250,7 +255,7 @@ describe('Controller', () => {
     await h.controller.close();
     expect(h.controller.ready).toBe(false);
     expect(h.api.watches.map((w) => w.open)).toEqual([false, false]);
-    const gets = h.api.gets.length;
+    const gets = reconciles();
     h.api.put(endpoint('a', 'one', { url: 'http://127.0.0.1:9/changed' }, 2, '101'));
     stream.send('MODIFIED', endpoint('a', 'one', { url: 'http://127.0.0.1:9/changed' }, 2, '101'));
     await h.endpoints.write(makeEvents(2, 'late')); // disabled: they stay queued
@@ -259,7 +264,7 @@ describe('Controller', () => {
     expect(h.api.patches).toHaveLength(patches + 1);
     expect(h.api.patches.at(-1)?.status.pending).toBe(2);
     // finish() wrote the last status after the late event: a reconcile it started would have read the object by then.
-    expect(h.api.gets).toHaveLength(gets);
+    expect(reconciles()).toBe(gets);
     await h.controller.close(); // idempotent
   });
 });
@@ -301,7 +306,7 @@ describe('Controller with tenancy', () => {
     await start(h);
     const namespaces = await watch;
     expect(h.controller.states().get('a/one')).toMatchObject({ reason: 'NoRepositoryGrant' });
-    const before = h.api.gets.length;
+    const before = reconciles();
     // A label or status change of b: same grant, nothing to do. Then a's grant appears.
     namespaces.send('MODIFIED', ns('b', '101', 'b/*'));
     h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/**' }, '102');
@@ -322,22 +327,24 @@ describe('Controller with tenancy', () => {
     h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/*' });
     given(h, endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }));
     const watch = h.api.nextWatch('namespaces', undefined, 0);
-    await start(h);
+    const { endpoints: stream } = await start(h);
     const namespaces = await watch;
     expect(h.endpoints.get('a/one')).toBeDefined();
-    // The namespace controller deletes the objects in it, then the Namespace; here the Namespace's event comes first.
+    // The namespace controller deletes the objects in it, then the Namespace; here the Namespace's event comes first:
+    // the grant is gone, so the endpoint leaves the engine at once, before its own DELETED arrives.
     h.api.objects.delete('a/one');
     h.api.namespaceObjects.delete('a');
     namespaces.send('DELETED', ns('a', '104', 'a/*'));
     await eventually(() => expect(h.endpoints.get('a/one')).toBeUndefined(), 5000);
-    expect(h.controller.states().has('a/one')).toBe(false);
+    stream.send('DELETED', endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, '104'));
+    await eventually(() => expect(h.controller.states().has('a/one')).toBe(false), 5000);
     // Created again with the same name and grant: the grant is news again, and its endpoints are reconciled.
     h.api.putNamespace('a', { [REPOSITORIES_ANNOTATION]: 'a/*' }, '105');
-    h.api.put(endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, '106'));
-    const before = h.api.gets.length;
+    const before = reconciles();
+    stream.send('ADDED', endpoint('a', 'one', { url: 'http://127.0.0.1:9/one' }, 1, '106'));
     namespaces.send('ADDED', ns('a', '105', 'a/*'));
-    // (the endpoints' watch never said a/one was deleted, so it is still listed there)
-    await eventually(() => expect(h.api.gets.slice(before)).toEqual(['a/one']), 5000);
+    await eventually(() => expect(h.endpoints.get('a/one')).toBeDefined(), 5000);
+    expect(reconciledSince(h, before)).toContain('a/one');
   });
 
   it('mayForget: an endpoint without a grant keeps nothing in the journal', async () => {
