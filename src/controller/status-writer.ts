@@ -25,6 +25,8 @@ export interface StatusWriterOptions {
   view?: (endpoint: Endpoint) => EndpointView;
   /** Whether this process writes status now (the elected leader among replicas); default always. */
   writes?: () => boolean;
+  /** How long the final write on shutdown may take; default 5 s. */
+  finalWriteBudgetMs?: number;
   now?: () => Date;
 }
 
@@ -32,6 +34,8 @@ export interface StatusWriterOptions {
 // writes a second. Writes beyond this rate wait for a later tick and then carry the freshest counters and
 // conditions; Ready's transitions are written at once, so `kubectl wait` is never held up by counters.
 const MAX_WRITES_PER_SECOND = 20;
+// How long the final write on shutdown may take (transitions first, then the stalest counters).
+const FINAL_WRITE_BUDGET_MS = 5_000;
 
 interface Tracked {
   object: NotificationEndpointObject;
@@ -144,7 +148,10 @@ export class StatusWriter {
     this.#timer.unref();
   }
 
-  /** Stops the periodic checks and writes every changed status once more (the final write on shutdown). */
+  /**
+   * Stops the periodic checks and writes changed statuses once more (the final write on shutdown): transitions
+   * first, then counters stalest first, for at most 5 s.
+   */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
@@ -152,8 +159,8 @@ export class StatusWriter {
   }
 
   /**
-   * Writes statuses whose conditions changed, then counters that changed and are due, as the rate allows (all of
-   * them, unlimited, if `force`: the last write on shutdown).
+   * Writes statuses whose conditions changed, then counters that changed and are due, as the rate allows (with
+   * `force`, the last write on shutdown: every change, due or not, for at most 5 s).
    */
   tick(force = false): Promise<void> {
     this.#writing = this.#writing.then(async () => {
@@ -166,9 +173,15 @@ export class StatusWriter {
       // stalest first, so every endpoint gets its turn.
       const transitions = new Set(keys.filter((key) => this.#transition(key)));
       const counters = keys.filter((key) => !transitions.has(key)).sort((a, b) => (this.#tracked.get(a)?.lastCountersWrite ?? 0) - (this.#tracked.get(b)?.lastCountersWrite ?? 0));
-      for (const key of transitions) await this.#serial(key, () => this.#write(key, force));
+      // The final write on shutdown is not held to the rate, but to a time budget: 10,000 endpoints would otherwise
+      // mean 10,000 writes between SIGTERM and the exit (minutes), for counters that are best effort anyway.
+      const deadline = performance.now() + (this.#options.finalWriteBudgetMs ?? FINAL_WRITE_BUDGET_MS);
+      for (const key of transitions) {
+        if (force && performance.now() > deadline) break;
+        await this.#serial(key, () => this.#write(key, force));
+      }
       for (const key of counters) {
-        if (!force && this.#tokens < 1) break;
+        if (force ? performance.now() > deadline : this.#tokens < 1) break;
         await this.#serial(key, () => this.#write(key, force));
       }
     });

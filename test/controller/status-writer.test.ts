@@ -533,6 +533,35 @@ describe('StatusWriter: a total write rate, and only the elected writer writes',
     expect(api.patches.length).toBeLessThanOrEqual(10 + 10 * 10);
   });
 
+  it('the final write on shutdown keeps to its time budget: transitions first, then the stalest counters', async () => {
+    const api = new FakeClusterApi();
+    const clock = { ms: 0 };
+    const writer = new StatusWriter({ api, logger: captureLogs().logger, intervalMs: INTERVAL, maxWritesPerSecond: 1000, finalWriteBudgetMs: 300, now: () => new Date(T0 + clock.ms) });
+    const stubs: StubEndpoint[] = [];
+    for (let i = 0; i < 200; i++) {
+      const object = api.put({ apiVersion: 'registry-notifier.io/v1alpha1', kind: 'NotificationEndpoint', metadata: { name: `hook-${i}`, namespace: 'ns', generation: 1, uid: `u${i}` }, spec: { url: 'http://127.0.0.1:9/' } });
+      const stub = new StubEndpoint();
+      stub.succeed(1, 0);
+      stubs.push(stub);
+      await writer.observe(`ns/hook-${i}`, object, READY, stub.endpoint);
+    }
+    stubs.forEach((stub) => stub.succeed(1, 1));
+    stubs[150]!.fail(5, 1); // a transition: written first
+    const patch = api.patchStatus.bind(api);
+    api.patchStatus = async (...args) => {
+      await new Promise((resolve) => setTimeout(resolve, 10)); // an API server that takes 10 ms a write
+      return patch(...args);
+    };
+    api.patches.length = 0;
+    const started = performance.now();
+    await writer.stop();
+    const took = performance.now() - started;
+    expect(took).toBeLessThan(300 + 200);
+    expect(api.patches[0]?.key).toBe('ns/hook-150');
+    expect(api.patches.length).toBeGreaterThan(5);
+    expect(api.patches.length, 'not all 200 at 10 ms each').toBeLessThan(60);
+  });
+
   it('writes nothing (status or Events) while another replica is the elected writer; takes over when elected', async () => {
     let leading = false;
     const { writer, api, clock, stubs } = await many({ maxWritesPerSecond: 1000, writes: () => leading });
