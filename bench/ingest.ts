@@ -15,6 +15,9 @@ import { postgresBinaries, startPostgres, type TestPostgres } from '../test/supp
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const EVENTS = QUICK ? 2_000 : 10_000;
+/** `--only postgres` (or memory, journal): one backend's rows. */
+const onlyArg = process.argv.indexOf('--only');
+const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
 const CONCURRENCY = [1, 8];
 
 /** One measured case. */
@@ -48,9 +51,12 @@ const template = {
 async function main(): Promise<void> {
   const results: Result[] = [];
   for (const mode of ['memory', 'journal'] as const) {
+    if (ONLY && ONLY !== mode) continue;
     for (const posters of CONCURRENCY) results.push(await runCase(mode, posters));
   }
-  if (postgresBinaries()) {
+  if (ONLY && ONLY !== 'postgres') {
+    // skipped
+  } else if (postgresBinaries()) {
     const pg = await startPostgres({ fsync: true });
     try {
       for (const posters of CONCURRENCY) results.push(await runCase('postgres', posters, pg));
