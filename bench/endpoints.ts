@@ -132,17 +132,31 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number,
   }
 }
 
-/** Watches the namespace's endpoints and records when each was first seen (created) and first showed Ready=True. */
+/**
+ * Watches the namespace's endpoints and records when each was first seen (created) and first showed Ready=True;
+ * a watch the server ends is opened again from the last resourceVersion seen, until `stop` is aborted.
+ */
 async function watchReady(kc: KubeConfig, readyAt: Map<string, number>, createdAt: Map<string, number>): Promise<AbortController> {
   const path = `/apis/${R.group}/${R.version}/namespaces/${NS}/${R.plural}`;
   const list = (await kc.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural })) as { metadata: { resourceVersion: string } };
-  return new Watch(kc).watch(path, { resourceVersion: list.metadata.resourceVersion }, (_type, object: { metadata: { name: string }; status?: { conditions?: Array<{ type: string; status: string }> } }) => {
-    if (!createdAt.has(object.metadata.name)) createdAt.set(object.metadata.name, performance.now());
-    const ready = object.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-    if (ready && !readyAt.has(object.metadata.name)) readyAt.set(object.metadata.name, performance.now());
-  }, (err) => {
-    if (err) console.error(`  watch ended: ${String(err)}`);
+  let resourceVersion = list.metadata.resourceVersion;
+  const stop = new AbortController();
+  const once = (): Promise<void> => new Promise((resolve) => {
+    void new Watch(kc).watch(path, { resourceVersion, allowWatchBookmarks: true }, (_type, object: { metadata: { name: string; resourceVersion: string }; status?: { conditions?: Array<{ type: string; status: string }> } }) => {
+      resourceVersion = object.metadata.resourceVersion;
+      if (!object.metadata.name) return; // a bookmark
+      if (!createdAt.has(object.metadata.name)) createdAt.set(object.metadata.name, performance.now());
+      const ready = object.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+      if (ready && !readyAt.has(object.metadata.name)) readyAt.set(object.metadata.name, performance.now());
+    }, () => resolve()).then((request) => stop.signal.addEventListener('abort', () => request.abort(), { once: true }), () => resolve());
   });
+  void (async () => {
+    while (!stop.signal.aborted) {
+      await once();
+      await new Promise((resolve) => setTimeout(resolve, 100)); // never a hot loop against a server that refuses
+    }
+  })();
+  return stop;
 }
 
 async function metricsOf(url: string): Promise<{ bytes: number; series: number }> {

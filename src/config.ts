@@ -116,7 +116,7 @@ export const SERVE_FLAGS: Readonly<Record<string, FlagSpec>> = {
   namespaces: { type: 'string', placeholder: 'A,B', help: 'namespaces to watch in cluster mode (default: all)' },
   tenancy: { type: 'string', default: 'none', placeholder: 'MODE', help: 'none: every endpoint may receive every event; namespace: an endpoint receives only the repositories its Namespace\'s registry-notifier.io/repositories annotation grants (needs --kubernetes)' },
   'status-interval': { type: 'string', default: '10s', placeholder: 'DUR', help: 'how often changed counters are written to status' },
-  'status-rate': { type: 'string', default: '20', placeholder: 'N', help: 'counter updates written to status per second at most, over all endpoints (condition changes are written at once)' },
+  'status-rate': { type: 'string', default: '20', placeholder: 'N', help: 'status writes per second at most, over all endpoints, for counters and Delivering changes (Ready changes are written at once)' },
   'secrets-dir': { type: 'string', placeholder: 'DIR', help: 'standalone secretKeyRef root: <DIR>/<name>/<key>' },
   'ingest-token-file': { type: 'string', placeholder: 'FILE', help: 'bearer token the registry must send (env REGISTRY_NOTIFIER_INGEST_TOKEN holds the value)' },
   'max-body-size': { type: 'string', default: '1MiB', placeholder: 'SIZE', help: 'ingest request body limit' },
