@@ -5,7 +5,7 @@
 //   1. Ready: the endpoints are created with `kubectl apply -f` of one file (or through the API, `--parallel 32` at a
 //      time: a harsher load than kubectl's one at a time); how long until every one shows Ready=True (a watch), after
 //      apply returned and per object (first seen by the watch to Ready);
-//   2. memory with every endpoint Ready and idle, then after 20 events fanned out to every endpoint (all delivered):
+//   2. memory with every endpoint Ready and idle (3 s and 30 s after), then after 20 events fanned out to every endpoint (all delivered):
 //      live heap after two full collections (bench/memory-probe.ts in the child) and RSS; per endpoint beyond the
 //      same process with no endpoint;
 //   3. `/metrics`: bytes and series;
@@ -271,6 +271,11 @@ async function run(n: number): Promise<void> {
     const idle = await operator.measure();
     console.log(`  idle, every one Ready: heap ${mib(idle.heapUsed)} (${kib((idle.heapUsed - base.heapUsed) / n)} per endpoint), ` +
       `RSS ${mib(idle.rss)} (${kib((idle.rss - base.rss) / n)} per endpoint); heap total ${mib(idle.heapTotal)}, external ${mib(idle.external)}`);
+    // V8 gives memory back only after a while of little allocation (its memory reducer): the same, 30 s later.
+    await new Promise((resolve) => setTimeout(resolve, 30_000));
+    const settled = await operator.measure();
+    console.log(`  idle 30 s later: heap ${mib(settled.heapUsed)} (${kib((settled.heapUsed - base.heapUsed) / n)} per endpoint), ` +
+      `RSS ${mib(settled.rss)} (${kib((settled.rss - base.rss) / n)} per endpoint); heap total ${mib(settled.heapTotal)}`);
     const idleMetrics = await metricsOf(operator.admin);
     console.log(`  /metrics idle: ${mib(idleMetrics.bytes)}, ${idleMetrics.series} series`);
 
