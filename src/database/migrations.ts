@@ -261,4 +261,78 @@ CREATE FUNCTION rn_sweep(p_keep_ids_ms bigint) RETURNS void LANGUAGE sql AS $fn$
 $fn$;
 `,
   },
+  {
+    version: 2,
+    name: 'outcomes of many endpoints in one transaction',
+    sql: `
+-- Outcomes of many endpoints in one transaction, in order: the k-th is endpoint p_endpoints[k] under epoch
+-- p_epochs[k], of the next p_counts[k] positions of p_positions; delivered when p_reasons[k] is null, else moved to
+-- the dead letters with that reason at p_at[k]. Each is fenced like rn_ack (false: not written, the lease is
+-- another's). The endpoints' rows are locked in name order first, as rn_leases locks them: no deadlock.
+CREATE FUNCTION rn_record(p_owner text, p_endpoints text[], p_epochs bigint[], p_counts int[], p_positions bigint[], p_reasons text[], p_at bigint[])
+RETURNS boolean[] LANGUAGE plpgsql AS $fn$
+DECLARE
+  ok   boolean[] := '{}';
+  gone bigint[] := '{}';
+  seqs bigint[];
+  o    int := 0;
+  k    int;
+BEGIN
+  PERFORM 1 FROM endpoints WHERE name = ANY (p_endpoints) ORDER BY name FOR NO KEY UPDATE;
+  FOR k IN 1 .. coalesce(array_length(p_endpoints, 1), 0) LOOP
+    ok[k] := EXISTS (SELECT 1 FROM endpoints WHERE name = p_endpoints[k] AND owner = p_owner AND epoch = p_epochs[k]);
+    IF ok[k] THEN
+      IF p_reasons[k] IS NULL THEN
+        WITH d AS (DELETE FROM deliveries WHERE endpoint = p_endpoints[k] AND pos = ANY (p_positions[o + 1 : o + p_counts[k]]) RETURNING seq)
+        SELECT coalesce(array_agg(seq), '{}') INTO seqs FROM d;
+        gone := gone || seqs;
+      ELSE
+        WITH d AS (DELETE FROM deliveries WHERE endpoint = p_endpoints[k] AND pos = ANY (p_positions[o + 1 : o + p_counts[k]]) RETURNING seq),
+             x AS (INSERT INTO dead_letters (endpoint, seq, reason, at) SELECT p_endpoints[k], seq, p_reasons[k], p_at[k] FROM d ON CONFLICT DO NOTHING RETURNING 1)
+        SELECT coalesce(array_agg(seq), '{}') INTO seqs FROM d;
+      END IF;
+      UPDATE endpoints SET done = done + coalesce(array_length(seqs, 1), 0) WHERE name = p_endpoints[k];
+    END IF;
+    o := o + p_counts[k];
+  END LOOP;
+  IF coalesce(array_length(gone, 1), 0) > 0 THEN PERFORM rn_collect(gone); END IF;
+  RETURN ok;
+END
+$fn$;
+
+-- rn_leases as in migration 1, but first locking the rows this replica owns in name order, the order rn_record
+-- locks them in (renewing them in whatever order the scan gives could deadlock with an rn_record of many endpoints).
+CREATE OR REPLACE FUNCTION rn_leases(p_replica text, p_names text[], p_lease_ms bigint)
+RETURNS TABLE (endpoint text, epoch bigint) LANGUAGE plpgsql AS $fn$
+DECLARE
+  lease interval := make_interval(secs => p_lease_ms / 1000.0);
+  live  bigint;
+  share bigint;
+  held  bigint;
+BEGIN
+  INSERT INTO replicas (id, seen_until) VALUES (p_replica, now() + lease)
+    ON CONFLICT (id) DO UPDATE SET seen_until = EXCLUDED.seen_until;
+  INSERT INTO endpoints (name) SELECT DISTINCT x FROM unnest(p_names) AS t(x) ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM endpoints WHERE owner = p_replica ORDER BY name FOR NO KEY UPDATE;
+  UPDATE endpoints SET lease_until = now() + lease WHERE owner = p_replica AND name = ANY (p_names);
+  UPDATE endpoints SET owner = NULL, lease_until = NULL WHERE owner = p_replica AND NOT (name = ANY (p_names));
+  SELECT count(*) INTO live FROM replicas WHERE seen_until > now();
+  share := ceil(coalesce(array_length(p_names, 1), 0)::numeric / greatest(live, 1));
+  SELECT count(*) INTO held FROM endpoints WHERE owner = p_replica;
+  IF held > share THEN
+    UPDATE endpoints SET owner = NULL, lease_until = NULL
+      WHERE name IN (SELECT name FROM endpoints WHERE owner = p_replica ORDER BY md5(name || p_replica) DESC LIMIT held - share);
+  ELSIF held < share THEN
+    UPDATE endpoints SET owner = p_replica, epoch = endpoints.epoch + 1, lease_until = now() + lease
+      WHERE name IN (
+        SELECT name FROM endpoints
+        WHERE name = ANY (p_names) AND (owner IS NULL OR lease_until IS NULL OR lease_until < now())
+        ORDER BY md5(name || p_replica) LIMIT share - held FOR UPDATE SKIP LOCKED
+      );
+  END IF;
+  RETURN QUERY SELECT e.name, e.epoch FROM endpoints e WHERE e.owner = p_replica;
+END
+$fn$;
+`,
+  },
 ];

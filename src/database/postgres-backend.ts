@@ -5,6 +5,7 @@ import type { QueuedEvent } from '../notifications/sink.ts';
 import { classifyDatabaseError, describeDatabaseError } from './errors.ts';
 import { LeaseKeeper, longestAttemptMs, type LeaseHolder } from './lease-keeper.ts';
 import { migrate } from './migrate.ts';
+import { OutcomeWriter } from './outcome-writer.ts';
 import { openPool } from './pool.ts';
 import { PostgresEndpointStore } from './postgres-endpoint-store.ts';
 import { WorkListener } from './work-listener.ts';
@@ -31,13 +32,15 @@ const SWEEP_MS = 5 * 60_000;
  * call of `rn_accept`: one transaction that drops ids already seen on any replica, stores each event once and
  * gives it a position in every endpoint's queue under that endpoint's row lock (so positions follow commit
  * order), then notifies the owners; nothing is queued in this process. Delivery is by lease: each endpoint's
- * store pages its queue in while this replica holds the endpoint (see `PostgresEndpointStore`).
+ * store pages its queue in while this replica holds the endpoint (see `PostgresEndpointStore`), and one writer
+ * records the outcomes of all of them, many to a transaction (see `OutcomeWriter`).
  */
 export class PostgresBackend implements QueueBackend {
   #pool: pg.Pool;
   #options: PostgresBackendOptions;
   #keeper: LeaseKeeper;
   #listener: WorkListener;
+  #writer: OutcomeWriter;
   #stores = new Map<string, PostgresEndpointStore>();
   #pending = new Map<string, number>();
   #sweeper: NodeJS.Timeout | undefined;
@@ -53,6 +56,7 @@ export class PostgresBackend implements QueueBackend {
       logger: options.logger,
       onPending: (pending) => (this.#pending = new Map(pending)),
     });
+    this.#writer = new OutcomeWriter({ pool, replicaId: options.replicaId, logger: options.logger });
     this.#listener = new WorkListener({
       url: options.url,
       applicationName,
@@ -135,6 +139,7 @@ export class PostgresBackend implements QueueBackend {
       logger: this.#options.logger.child({ endpoint }),
       longestAttemptMs: longestAttemptMs(this.#options.leaseDurationMs),
       pending: (name) => this.#pending.get(name),
+      record: (outcome) => this.#writer.add(outcome),
       register: (holder) => this.#register(holder as PostgresEndpointStore),
       unregister: (holder) => this.#unregister(holder as PostgresEndpointStore),
     });
@@ -148,6 +153,7 @@ export class PostgresBackend implements QueueBackend {
   /** Stops the rounds, releases this replica's leases (others take over at once), closes the connections. */
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
+    await this.#writer.drained(); // outcomes reached are written while the leases they were reached under are still held
     await this.#keeper.stop();
     await this.#listener.stop();
     await this.#pool.end().catch(() => {});

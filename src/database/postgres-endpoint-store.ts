@@ -4,6 +4,7 @@ import type { EndpointStore, QueueWindow } from '../notifications/queue-store.ts
 import type { QueuedEvent } from '../notifications/sink.ts';
 import { describeDatabaseError } from './errors.ts';
 import type { Lease, LeaseHolder } from './lease-keeper.ts';
+import type { Outcome } from './outcome-writer.ts';
 
 /** What a store needs of its backend: the pool, who this replica is, and the lease keeper it registers with. */
 export interface StoreContext {
@@ -14,6 +15,8 @@ export interface StoreContext {
   readonly longestAttemptMs: number;
   /** Pending events per endpoint, as the lease keeper last read them. */
   pending(endpoint: string): number | undefined;
+  /** Queues an outcome with the replica's writer (see `OutcomeWriter`). */
+  record(outcome: Outcome): void;
   register(holder: LeaseHolder): void;
   unregister(holder: LeaseHolder): void;
 }
@@ -22,20 +25,9 @@ export interface StoreContext {
 const PAGE = 100;
 // An attempt must end this long before the lease does (a response still on its way, clocks).
 const ATTEMPT_MARGIN_MS = 200;
-// A recording that failed (the database is down) is tried again after this long, for as long as the lease lasts.
-const RECORD_RETRY_MS = 1_000;
 // Delivered events not yet recorded, at most: attempts wait beyond it. Whatever is unrecorded when the lease
 // moves (a failover, a rebalance) is sent again by the next owner, so the lag is kept to a few batches.
 const MAX_UNRECORDED = 16;
-
-/** Outcomes reached under one lease, waiting to be written in one call. */
-interface Outcome {
-  readonly fn: 'rn_ack' | 'rn_dead_letter';
-  readonly lease: Lease;
-  readonly positions: number[];
-  readonly reason?: string;
-  readonly at?: number;
-}
 
 /**
  * One endpoint's queue in the shared database, as this replica sees it. While the replica holds the endpoint's
@@ -53,9 +45,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   #fetching = false;
   #again = false;
   #feeding = true;
-  #outcomes: Outcome[] = [];
   #unrecorded = 0;
-  #recorder: Promise<void> | undefined;
   #waiters = new Set<() => void>();
   #warnedLong = false;
 
@@ -76,7 +66,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
 
   async closed(): Promise<void> {
     // The outcomes reached are written before the lease is given up, or the next owner would send them again.
-    await this.#recorder;
+    await this.#recorded();
     this.#context.unregister(this);
   }
 
@@ -146,11 +136,11 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   }
 
   ack(events: readonly QueuedEvent[]): void {
-    this.#record('rn_ack', events);
+    this.#record(events);
   }
 
   deadLetter(events: readonly QueuedEvent[], reason: string): void {
-    this.#record('rn_dead_letter', events, reason.slice(0, 1024));
+    this.#record(events, { reason: reason.slice(0, 1024), at: Date.now() });
   }
 
   takeDeadLetters(): QueuedEvent[] {
@@ -170,40 +160,39 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   }
 
   /**
-   * Queues an outcome to be written under the lease it was reached under. Outcomes are written in order, one
-   * call at a time; those that queued up meanwhile (of the same kind, lease and reason) go in one call.
+   * Hands an outcome to the replica's writer, to be written under the lease it was reached under (the writer keeps
+   * each endpoint's outcomes in order). Fenced off means the lease is another replica's: this one lets it go.
    */
-  #record(fn: Outcome['fn'], events: readonly QueuedEvent[], reason?: string): void {
+  #record(events: readonly QueuedEvent[], deadLetter?: { reason: string; at: number }): void {
     const lease = this.#lease;
     if (!lease || events.length === 0) return; // reached after the lease was lost: the new owner sends these again
     const positions = events.map((event) => event.seq!);
     this.#unrecorded += positions.length;
-    const last = this.#outcomes.at(-1);
-    if (last && last.fn === fn && last.lease === lease && last.reason === reason) last.positions.push(...positions);
-    else this.#outcomes.push({ fn, lease, positions, ...(reason !== undefined && { reason, at: Date.now() }) });
-    this.#recorder ??= this.#writeOutcomes().finally(() => (this.#recorder = undefined));
+    this.#context.record({
+      endpoint: this.name,
+      lease,
+      positions,
+      ...(deadLetter && { deadLetter }),
+      // Retried while this lease is still ours and lasts; after that the next owner sends these again.
+      current: () => this.#lease?.epoch === lease.epoch && performance.now() < lease.validUntil,
+      settle: (written) => {
+        if (written === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
+        this.#unrecorded -= positions.length;
+        for (const waiter of this.#waiters) waiter();
+      },
+    });
   }
 
-  /** Writes the queued outcomes until none is left; each is retried while its lease lasts. */
-  async #writeOutcomes(): Promise<void> {
-    for (let outcome = this.#outcomes.shift(); outcome; outcome = this.#outcomes.shift()) {
-      const { fn, lease, positions } = outcome;
-      const params: unknown[] = [this.name, this.#context.replicaId, lease.epoch, positions];
-      if (fn === 'rn_dead_letter') params.push(outcome.reason, outcome.at);
-      const sql = `SELECT ${fn}(${params.map((_, i) => `$${i + 1}`).join(', ')}) AS ok`;
-      for (;;) {
-        try {
-          const { rows } = await this.#context.pool.query<{ ok: boolean }>(sql, params);
-          if (rows[0]?.ok === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
-          break;
-        } catch (error) {
-          if (this.#lease?.epoch !== lease.epoch || performance.now() > lease.validUntil) break;
-          this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: recording an outcome failed; retrying');
-          await new Promise((resolve) => setTimeout(resolve, RECORD_RETRY_MS));
-        }
-      }
-      this.#unrecorded -= positions.length;
-      for (const waiter of this.#waiters) waiter();
+  /** Resolves once every outcome handed to the writer is written or given up. */
+  async #recorded(): Promise<void> {
+    while (this.#unrecorded > 0) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.#waiters.delete(done);
+          resolve();
+        };
+        this.#waiters.add(done);
+      });
     }
   }
 

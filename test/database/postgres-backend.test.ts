@@ -199,7 +199,7 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     cleanups.push(() => locker.end());
     await locker.query('BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE');
     const before = ids(r).length;
-    await eventually(async () => expect(await queryOnce(url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%rn_ack%'")).toEqual([{ n: 1 }]));
+    await eventually(async () => expect(await queryOnce(url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%rn_record%'")).toEqual([{ n: 1 }]));
     await new Promise((resolve) => setTimeout(resolve, 1_000)); // the window in which delivery could run ahead
     const ahead = ids(r).length - before;
     console.log(`[measure] delivered while recording stalled for 1 s: ${ahead}`);
