@@ -51,7 +51,7 @@ export class OutcomeWriter {
   /** Queues `outcome` to be written with whatever else is waiting. */
   add(outcome: Outcome): void {
     this.#queue.push(outcome);
-    this.#running ??= this.#run().finally(() => (this.#running = undefined));
+    this.#running ??= this.#run();
   }
 
   /** Resolves once every outcome added so far is written or given up. */
@@ -59,10 +59,16 @@ export class OutcomeWriter {
     while (this.#running) await this.#running;
   }
 
+  // Cleared in the same turn that finds the queue empty (not in a callback chained on the run, which would leave
+  // an outcome added by a continuation of the last call waiting with no run to write it).
   async #run(): Promise<void> {
     // Let the outcomes reached in this turn of the event loop (many endpoints answered at once) join the first call.
     await new Promise((resolve) => setImmediate(resolve));
-    while (this.#queue.length > 0) {
+    for (;;) {
+      if (this.#queue.length === 0) {
+        this.#running = undefined;
+        return;
+      }
       const batch = this.#queue.splice(0, MAX_PER_CALL);
       let written: boolean[] | undefined;
       try {

@@ -7,6 +7,7 @@ import { LeaseKeeper, longestAttemptMs, type LeaseHolder } from './lease-keeper.
 import { migrate } from './migrate.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { openPool } from './pool.ts';
+import { PageReader } from './page-reader.ts';
 import { PostgresEndpointStore } from './postgres-endpoint-store.ts';
 import { WorkListener } from './work-listener.ts';
 
@@ -24,6 +25,8 @@ export interface PostgresBackendOptions {
 // Ids are remembered in the database this long for duplicate suppression across replicas (a registry resends
 // within seconds to minutes); the housekeeping round forgets older ones.
 const RECENT_IDS_MS = 60 * 60_000;
+// Events an endpoint's window is fed at a time: enough to keep batches full, little memory per endpoint.
+const PAGE = 100;
 // Housekeeping (recent ids, orphaned events, replicas long gone) runs this often on each replica.
 const SWEEP_MS = 5 * 60_000;
 
@@ -32,8 +35,8 @@ const SWEEP_MS = 5 * 60_000;
  * call of `rn_accept`: one transaction that drops ids already seen on any replica, stores each event once and
  * gives it a position in every endpoint's queue under that endpoint's row lock (so positions follow commit
  * order), then notifies the owners; nothing is queued in this process. Delivery is by lease: each endpoint's
- * store pages its queue in while this replica holds the endpoint (see `PostgresEndpointStore`), and one writer
- * records the outcomes of all of them, many to a transaction (see `OutcomeWriter`).
+ * store pages its queue in while this replica holds the endpoint (see `PostgresEndpointStore`); one reader pages
+ * for many endpoints in one query and one writer records their outcomes, many to a transaction.
  */
 export class PostgresBackend implements QueueBackend {
   #pool: pg.Pool;
@@ -41,6 +44,7 @@ export class PostgresBackend implements QueueBackend {
   #keeper: LeaseKeeper;
   #listener: WorkListener;
   #writer: OutcomeWriter;
+  #reader: PageReader;
   #stores = new Map<string, PostgresEndpointStore>();
   #pending = new Map<string, number>();
   #sweeper: NodeJS.Timeout | undefined;
@@ -57,6 +61,7 @@ export class PostgresBackend implements QueueBackend {
       onPending: (pending) => (this.#pending = new Map(pending)),
     });
     this.#writer = new OutcomeWriter({ pool, replicaId: options.replicaId, logger: options.logger });
+    this.#reader = new PageReader({ pool, pageSize: PAGE });
     this.#listener = new WorkListener({
       url: options.url,
       applicationName,
@@ -139,6 +144,7 @@ export class PostgresBackend implements QueueBackend {
       logger: this.#options.logger.child({ endpoint }),
       longestAttemptMs: longestAttemptMs(this.#options.leaseDurationMs),
       pending: (name) => this.#pending.get(name),
+      read: (name, after) => this.#reader.read(name, after),
       record: (outcome) => this.#writer.add(outcome),
       register: (holder) => this.#register(holder as PostgresEndpointStore),
       unregister: (holder) => this.#unregister(holder as PostgresEndpointStore),

@@ -5,6 +5,7 @@ import type { QueuedEvent } from '../notifications/sink.ts';
 import { describeDatabaseError } from './errors.ts';
 import type { Lease, LeaseHolder } from './lease-keeper.ts';
 import type { Outcome } from './outcome-writer.ts';
+import type { Page } from './page-reader.ts';
 
 /** What a store needs of its backend: the pool, who this replica is, and the lease keeper it registers with. */
 export interface StoreContext {
@@ -15,14 +16,14 @@ export interface StoreContext {
   readonly longestAttemptMs: number;
   /** Pending events per endpoint, as the lease keeper last read them. */
   pending(endpoint: string): number | undefined;
+  /** The events the endpoint owes after a position, a page at most (see `PageReader`). */
+  read(endpoint: string, after: number): Promise<Page>;
   /** Queues an outcome with the replica's writer (see `OutcomeWriter`). */
   record(outcome: Outcome): void;
   register(holder: LeaseHolder): void;
   unregister(holder: LeaseHolder): void;
 }
 
-// Events fetched into memory at a time: enough to keep batches full, little memory per endpoint.
-const PAGE = 100;
 // An attempt must end this long before the lease does (a response still on its way, clocks).
 const ATTEMPT_MARGIN_MS = 200;
 // Delivered events not yet recorded, at most: attempts wait beyond it. Whatever is unrecorded when the lease
@@ -43,7 +44,9 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   #lease: Lease | undefined;
   #after = 0; // the last position pushed into the window
   #fetching = false;
-  #again = false;
+  // Whether the database may hold more than the window was fed: set by every wake-up and by a full page, cleared
+  // when a page is asked for. A drained window asks for the next page only then, not after every batch.
+  #stale = false;
   #feeding = true;
   #unrecorded = 0;
   #waiters = new Set<() => void>();
@@ -57,7 +60,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   attach(window: QueueWindow): void {
     this.#window = window;
     this.#context.register(this);
-    window.onDrain(() => this.wake());
+    window.onDrain(() => this.#feed());
   }
 
   detach(): void {
@@ -90,8 +93,10 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
         this.#window?.reset();
         this.#after = 0;
       }
-      // Only where something is owed: ten thousand idle endpoints claimed at once cost no query each.
+      // Only where something is owed, or was notified since the round read the counts: ten thousand idle
+      // endpoints claimed at once cost no query each.
       if (lease && (this.#context.pending(this.name) ?? 1) > 0) this.wake();
+      else this.#feed();
     } else if ((this.#context.pending(this.name) ?? 0) > (this.#window?.pending ?? 0)) {
       // The polling fallback: the database says more is owed than the window holds (a missed notification).
       this.wake();
@@ -99,13 +104,14 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     for (const waiter of this.#waiters) waiter();
   }
 
-  /** New work may be waiting (a notification, a drained window): fetch the next page if the window is empty. */
+  /** New work may be waiting (a notification, a lease round): fetch the next page once the window is empty. */
   wake(): void {
-    if (!this.#lease || !this.#feeding || !this.#window || this.#window.pending > 0) return;
-    if (this.#fetching) {
-      this.#again = true;
-      return;
-    }
+    this.#stale = true;
+    this.#feed();
+  }
+
+  #feed(): void {
+    if (!this.#stale || this.#fetching || !this.#lease || !this.#feeding || !this.#window || this.#window.pending > 0) return;
     void this.#fetch();
   }
 
@@ -199,25 +205,23 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   async #fetch(): Promise<void> {
     this.#fetching = true;
     try {
-      do {
-        this.#again = false;
+      while (this.#stale && this.#lease && this.#feeding && this.#window?.pending === 0) {
+        this.#stale = false;
         const lease = this.#lease;
-        if (!lease || !this.#feeding || !this.#window) return;
-        let rows: { pos: string; id: string; json: string; accepted_at: string }[];
+        let page: Page;
         try {
-          rows = (await this.#context.pool.query<{ pos: string; id: string; json: string; accepted_at: string }>(
-            'SELECT d.pos, e.id, e.json, e.accepted_at FROM deliveries d JOIN events e ON e.seq = d.seq WHERE d.endpoint = $1 AND d.pos > $2 ORDER BY d.pos LIMIT $3',
-            [this.name, this.#after, PAGE],
-          )).rows;
+          page = await this.#context.read(this.name, this.#after);
         } catch (error) {
+          this.#stale = true;
           this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: fetching the next page failed; the next round tries again');
           return;
         }
         // The lease moved on, or the endpoint began closing (its queue takes nothing more) while the page was read.
-        if (this.#lease?.epoch !== lease.epoch || !this.#feeding || rows.length === 0) continue;
-        this.#after = Number(rows.at(-1)!.pos);
-        this.#window.push(rows.map((row) => ({ id: row.id, json: row.json, acceptedAt: Number(row.accepted_at), seq: Number(row.pos) })));
-      } while (this.#again && this.#window?.pending === 0);
+        if (this.#lease?.epoch !== lease.epoch || !this.#feeding || page.events.length === 0) continue;
+        if (page.more) this.#stale = true;
+        this.#after = page.events.at(-1)!.seq!;
+        this.#window.push(page.events);
+      }
     } finally {
       this.#fetching = false;
     }

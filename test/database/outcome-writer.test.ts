@@ -60,6 +60,25 @@ describe.skipIf(!bin)('OutcomeWriter (a real PostgreSQL)', { timeout: 60_000 }, 
     }
   });
 
+  it('an outcome added in the continuation of the last call\'s settlement is written too', async () => {
+    const { url, pool } = await seeded(['a'], 2);
+    try {
+      const writer = new OutcomeWriter({ pool, replicaId: 'r1', logger });
+      const settled = new Map<string, (boolean | undefined)[]>();
+      const second = new Promise<boolean | undefined>((resolve) => {
+        writer.add(outcome('a', [1], settled, {
+          // The next attempt's outcome comes from a promise continuation, before anything chained on the writer's run.
+          settle: () => void Promise.resolve().then(() => writer.add(outcome('a', [2], settled, { settle: resolve }))),
+        }));
+      });
+      const written = await Promise.race([second, new Promise<'stranded'>((resolve) => setTimeout(() => resolve('stranded'), 5_000).unref())]);
+      expect(written).toBe(true);
+      expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('fences each outcome by its own lease, and moves dead letters with their reason', async () => {
     const { url, pool } = await seeded(['a', 'b', 'c'], 2);
     try {

@@ -3,7 +3,7 @@
 // fence that keeps a replica which lost its lease from committing an outcome, and a clean handover on close.
 import postgres from 'pg';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PostgresBackend } from '../../src/database/postgres-backend.ts';
 import { endpointConfig } from '../../src/notifications/endpoint.ts';
 import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
@@ -78,6 +78,31 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     await one.set.write(makeEvents(1, 'marker'));
     await r.waitFor(() => ids(r).includes('marker-0'));
     expect(ids(r)).toEqual(['twice-0', 'marker-0']);
+  });
+
+  it('one request routed to many endpoints is paged in by one query and its outcomes recorded by few transactions', async () => {
+    const url = await pg.createDatabase();
+    const { backend, set } = await replica(url, 'r1');
+    const r = await receiver();
+    const names = Array.from({ length: 30 }, (_, i) => `many-${i}`);
+    for (const name of names) set.apply(name, fast(r.url));
+    await eventually(async () => expect(await queryOnce(url, `SELECT count(*)::int AS n FROM endpoints WHERE owner = 'r1'`)).toEqual([{ n: 30 }]));
+    const queries = vi.spyOn(backend.pool, 'query');
+    const named = (name: string): number => queries.mock.calls.filter(([q]) => typeof q === 'object' && (q as { name?: string }).name === name).length;
+    // The first outcome's transaction is held up (it locks the endpoints' rows, this one among them) until every
+    // endpoint has its event: the outcomes reached meanwhile must share the next transaction, not take one each.
+    const locker = new postgres.Client({ connectionString: url });
+    await locker.connect();
+    cleanups.push(() => locker.end());
+    await locker.query(`BEGIN; SELECT 1 FROM endpoints WHERE name = 'many-0' FOR NO KEY UPDATE`);
+    await set.write(makeEvents(1, 'fan'));
+    await r.waitFor(() => r.events({ acceptedOnly: true }).length >= 30, 10_000);
+    await eventually(async () => expect(await queryOnce(url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%rn_record%'")).toEqual([{ n: 1 }]));
+    await locker.query('COMMIT');
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]));
+    expect(named('rn-pages')).toBe(1);
+    expect(named('rn-record')).toBeLessThanOrEqual(3);
+    console.log(`[measure] one event to 30 endpoints: ${named('rn-pages')} page query, ${named('rn-record')} outcome transactions`);
   });
 
   it('two replicas share the endpoints (fair shares), each delivers its own in order', async () => {
