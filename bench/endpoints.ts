@@ -24,6 +24,7 @@ import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../src/api/notification-end
 import { envtestAssets, installCRDs, TestCluster } from '../test/support/envtest.ts';
 import { makeEvents } from '../test/support/events.ts';
 import type { FromReceiver, ToReceiver } from './receiver.ts';
+import { until } from './until.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const sizesArg = process.argv.indexOf('--sizes');
@@ -124,14 +125,6 @@ async function receiver(): Promise<{ child: ChildProcess; url: string; expect: (
   };
 }
 
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 /**
  * Watches the namespace's endpoints and records when each was first seen (created) and first showed Ready=True;
  * a watch the server ends is opened again from the last resourceVersion seen, until `stop` is aborted.
@@ -220,7 +213,7 @@ async function run(n: number): Promise<void> {
     await installCRDs(kc, join(import.meta.dirname, '../crds'));
     await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
     operator = await Operator.start(cluster.kubeconfigPath, heap, histograms);
-    await until(async () => (await fetch(`${operator!.admin}/readyz`)).ok, 60_000, '/readyz');
+    await until(async () => (await fetch(`${operator!.admin}/readyz`)).ok, 60_000, '/readyz', 100);
     const base = await operator.measure();
     console.log(`  no endpoint: heap ${mib(base.heapUsed)} (of ${mib(base.heapTotal)}), external ${mib(base.external)}, RSS ${mib(base.rss)}`);
 
@@ -254,7 +247,7 @@ async function run(n: number): Promise<void> {
       });
     }
     const applied = performance.now();
-    await until(() => readyAt.size === n, 600_000, `every endpoint Ready (${readyAt.size}/${n})`);
+    await until(() => readyAt.size === n, 600_000, `every endpoint Ready (${readyAt.size}/${n})`, 100);
     const lags = names.map((name) => readyAt.get(name)! - createdAt.get(name)!).sort((a, b) => a - b);
     const allReady = Math.max(...readyAt.values());
     console.log(`  ${PARALLEL > 0 ? `created through the API, ${PARALLEL} at a time,` : 'kubectl apply -f (one file)'} in ${((applied - t0) / 1000).toFixed(1)} s (${Math.round(n / ((applied - t0) / 1000))}/s); ` +
@@ -303,9 +296,9 @@ async function run(n: number): Promise<void> {
     await operator.stop();
     operator = await Operator.start(cluster.kubeconfigPath, heap, histograms);
     const restarted = operator.started;
-    await until(async () => (await fetch(`${operator!.admin}/readyz`)).ok, 120_000, '/readyz after restart');
+    await until(async () => (await fetch(`${operator!.admin}/readyz`)).ok, 120_000, '/readyz after restart', 100);
     const readyz = performance.now() - restarted;
-    await until(async () => (await endpointsRunning(operator!.admin)) === n, 120_000, 'every endpoint running after restart');
+    await until(async () => (await endpointsRunning(operator!.admin)) === n, 120_000, 'every endpoint running after restart', 100);
     console.log(`  restart with ${n} present: /readyz after ${(readyz / 1000).toFixed(1)} s, every endpoint running after ${((performance.now() - restarted) / 1000).toFixed(1)} s`);
   } finally {
     watch?.abort();

@@ -17,6 +17,7 @@ import pg from 'pg';
 import { migrate } from '../src/database/migrate.ts';
 import { openPool } from '../src/database/pool.ts';
 import { startServe } from './serve-process.ts';
+import { until } from './until.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -93,14 +94,6 @@ async function load(url: string, names: readonly string[], events: number, prefi
     }
   } finally {
     await client.end();
-  }
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20)); // polling a measurement, not a synchronisation
   }
 }
 

@@ -14,6 +14,21 @@ export function loadKubeConfig(): KubeConfig {
 }
 
 /**
+ * Whether two `connect` options name the same TLS identity: the same keys, each value the same primitive, a buffer
+ * with the same bytes (client-node decodes the CA, certificate and key into new buffers on every call), or else
+ * the same JSON. Comparing the bytes costs a memcmp; JSON.stringify of a buffer built an array of every byte.
+ */
+export function sameConnectOptions(a: object, b: object): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => {
+    const [x, y] = [(a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]];
+    if (x === y) return true;
+    if (Buffer.isBuffer(x) && Buffer.isBuffer(y)) return x.equals(y);
+    return typeof x === 'object' && typeof y === 'object' && JSON.stringify(x) === JSON.stringify(y);
+  });
+}
+
+/**
  * A KubeConfig whose API calls and watches share one keep-alive connection pool per TLS identity. client-node
  * 2.0 builds a new undici Agent for every request, so every call paid a TCP and TLS handshake (about 4 ms of CPU
  * here, 20 ms per reconciled endpoint) and left an idle socket behind; 10,000 endpoints made that minutes of CPU
@@ -23,7 +38,7 @@ export function loadKubeConfig(): KubeConfig {
  * only, a connection per concurrent call or watch. Proxied clusters keep client-node's own dispatcher.
  */
 export class PooledKubeConfig extends KubeConfig {
-  #pool: { key: string; agent: Agent } | undefined;
+  #pool: { connect: object; agent: Agent } | undefined;
 
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     const cluster = this.getCurrentCluster();
@@ -37,14 +52,14 @@ export class PooledKubeConfig extends KubeConfig {
     if (options.servername !== undefined) tls.servername = options.servername;
     const dispatcher = this.createDispatcherOptions(cluster, tls);
     if (dispatcher.type !== 'agent') return;
-    const key = JSON.stringify(dispatcher.connect);
-    if (this.#pool?.key !== key) {
-      const previous = this.#pool?.agent;
+    let pool = this.#pool;
+    if (!pool || !sameConnectOptions(pool.connect, dispatcher.connect)) {
+      const previous = pool?.agent;
       // HTTP/1.1: over one HTTP/2 connection a watch whose stream is read slowly holds the connection's flow-control
       // window, and every other call waits behind it (seen: reconciles stalled at 1,000 of 3,000 endpoints).
-      this.#pool = { key, agent: new Agent({ connect: dispatcher.connect, allowH2: false }) };
+      pool = this.#pool = { connect: dispatcher.connect, agent: new Agent({ connect: dispatcher.connect, allowH2: false }) };
       void previous?.close().catch(() => undefined);
     }
-    context.setDispatcher(this.#pool.agent);
+    context.setDispatcher(pool.agent);
   }
 }

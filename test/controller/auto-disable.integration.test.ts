@@ -2,8 +2,7 @@
 // CRD defaults and validates the new fields, and `serve --kubernetes` writes Ready=False/AutoDisabled with a Warning
 // Event for an endpoint whose receiver keeps failing, then Ready=True and the queue in order after a spec change, or
 // after `kubectl annotate nep X registry-notifier.io/resume-requested-at=…` (once per value, across a restart).
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
-import { join } from 'node:path';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { fetch } from 'undici';
@@ -12,7 +11,7 @@ import { NOTIFICATION_ENDPOINT_RESOURCE as R, RESUME_REQUESTED_ANNOTATION as RES
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, REPO_CRDS, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
@@ -21,21 +20,13 @@ const assets = envtestAssets();
 const NS = 'team-r';
 
 describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
-  let cluster: TestCluster;
-  let kc: KubeConfig;
-  let custom: CustomObjectsApi;
-  let core: CoreV1Api;
+  let env: StartedCluster;
   let server: Running;
   let receiver: TestReceiver;
   let down = true;
 
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    kc = cluster.kubeConfig();
-    custom = kc.makeApiClient(CustomObjectsApi);
-    core = kc.makeApiClient(CoreV1Api);
-    await installCRDs(kc, join(import.meta.dirname, '../../crds'));
-    await core.createNamespace({ body: { metadata: { name: NS } } });
+    env = await startCluster({ crds: REPO_CRDS, namespaces: [NS] });
     receiver = await TestReceiver.start();
     receiver.respond(() => (down ? 503 : 202));
     server = await serve();
@@ -44,19 +35,15 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
   /** `serve --kubernetes` on the test cluster (a restart is a new one). */
   async function serve(): Promise<Running> {
     const config = parseCommand(['serve', '--kubernetes', '--allow-endpoint-cidrs', '127.0.0.0/8', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '1s'], {}) as ServeConfig;
-    return startServer(config, pino({ level: 'warn' }, new Writable({ write: (_c, _e, done) => done() })), { kubeConfig: kc });
+    return startServer(config, pino({ level: 'warn' }, new Writable({ write: (_c, _e, done) => done() })), { kubeConfig: env.kc });
   }
 
-  afterAll(async () => {
-    await server?.shutdown();
-    await receiver?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => server?.shutdown(), () => receiver?.close()));
 
   const create = (name: string, spec: Record<string, unknown>): Promise<unknown> =>
-    custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace: NS }, spec } });
+    env.custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace: NS }, spec } });
   const get = async (name: string): Promise<{ metadata: { generation: number }; spec: Record<string, unknown>; status?: NotificationEndpointStatus }> =>
-    custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
+    env.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
   const ready = (status: NotificationEndpointStatus | undefined) => status?.conditions?.find((c) => c.type === 'Ready');
 
   it('defaults clientErrors to Retry and disableAfter to 0s, and refuses values outside the schema', async () => {
@@ -86,7 +73,7 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
     expect(ready(stopped)?.message).toContain('503 Service Unavailable');
     await eventually(async () => expect((await get('flaky')).status?.pending).toBe(3), 5000);
     const warning = await eventually(async () => {
-      const list = await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=flaky,reason=AutoDisabled' });
+      const list = await env.core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=flaky,reason=AutoDisabled' });
       expect(list.items).toHaveLength(1);
       return list.items[0];
     });
@@ -98,7 +85,7 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
     // Read-modify-write, retried on 409: the controller's status writes move the resourceVersion under us.
     const current = await eventually(async () => {
       const object = await get('flaky');
-      await custom.replaceNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'flaky', body: { ...object, spec: { ...object.spec, timeout: '2s' } } });
+      await env.custom.replaceNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'flaky', body: { ...object, spec: { ...object.spec, timeout: '2s' } } });
       return object;
     }, 10_000);
     await eventually(async () => {
@@ -124,7 +111,7 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
     down = false;
     // What `kubectl annotate nep resumed registry-notifier.io/resume-requested-at=… --overwrite` sends: a merge patch.
     const annotate = (value: string): Promise<unknown> =>
-      custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'resumed', body: { metadata: { annotations: { [RESUME]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      env.custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'resumed', body: { metadata: { annotations: { [RESUME]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
     const started = performance.now();
     await annotate('1764633600');
     await eventually(async () => {
@@ -135,7 +122,7 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
     console.log(`[measure] kubectl annotate resume-requested-at -> Ready=True and the kept events delivered, in status: ${(performance.now() - started).toFixed(0)} ms`);
     expect(receiver.events({ acceptedOnly: true }).filter((e) => e.id.startsWith('resumed')).map((e) => e.id)).toEqual(events.map((e) => e.id));
     const resumeEvents = async (): Promise<string[]> =>
-      (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=resumed,reason=ResumeRequested' })).items.map((e) => e.message ?? '');
+      (await env.core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=resumed,reason=ResumeRequested' })).items.map((e) => e.message ?? '');
     await eventually(async () => expect(await resumeEvents()).toEqual([`the AutoDisabled endpoint sends again (${RESUME}: 1764633600)`]));
 
     // The same value applied again, then a restart of the controller: the value is handled already, nothing more.
@@ -150,7 +137,7 @@ describe.skipIf(!assets)('retry settings against a real kube-apiserver', () => {
     expect((await get('resumed')).status?.lastHandledResumeAt).toBe('1764633600');
 
     async function patchMarker(): Promise<void> {
-      await custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'marker', body: { metadata: { annotations: { [RESUME]: 'm1' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      await env.custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'marker', body: { metadata: { annotations: { [RESUME]: 'm1' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
       await eventually(async () => expect((await get('marker')).status?.lastHandledResumeAt).toBe('m1'), 15_000);
     }
   });

@@ -1,8 +1,6 @@
 // The controller against a real kube-apiserver and etcd (envtest style; KUBEBUILDER_ASSETS). Covers the CRD's
 // validation, create/update/delete of endpoints, Secret-sourced headers and rotation, status and Events, and
 // survival of an apiserver restart and an etcd compaction (which forces 410 Gone on watches).
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Agent, fetch } from 'undici';
@@ -11,7 +9,7 @@ import { NOTIFICATION_ENDPOINT_RESOURCE as R, type NotificationEndpointStatus } 
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, REPO_CRDS, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { ed25519KeyPair, verifiedV1a as verified } from '../support/ed25519.ts';
 import { TestReceiver } from '../support/receiver.ts';
@@ -21,10 +19,7 @@ const assets = envtestAssets();
 const NS = 'team-a';
 
 describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
-  let cluster: TestCluster;
-  let kc: KubeConfig;
-  let custom: CustomObjectsApi;
-  let core: CoreV1Api;
+  let env: StartedCluster;
   let server: Running;
   let receiver: TestReceiver;
   let other: TestReceiver;
@@ -32,45 +27,35 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
   const logs: string[] = [];
 
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    kc = cluster.kubeConfig();
-    custom = kc.makeApiClient(CustomObjectsApi);
-    core = kc.makeApiClient(CoreV1Api);
-    await installCRDs(kc, join(import.meta.dirname, '../../crds'));
-    await core.createNamespace({ body: { metadata: { name: NS } } });
+    env = await startCluster({ crds: REPO_CRDS, namespaces: [NS] });
     receiver = await TestReceiver.start();
     other = await TestReceiver.start();
     const config = parseCommand(['serve', '--kubernetes', '--allow-endpoint-cidrs', '127.0.0.0/8', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '1s'], {}) as ServeConfig;
     const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) });
-    server = await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: kc });
+    server = await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: env.kc });
   }, 120_000);
 
-  afterAll(async () => {
-    await server?.shutdown();
-    await receiver?.close();
-    await other?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => server?.shutdown(), () => receiver?.close(), () => other?.close()));
 
   const endpoint = (name: string, spec: Record<string, unknown>): object => ({
     apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace: NS }, spec,
   });
   const create = (name: string, spec: Record<string, unknown>): Promise<unknown> =>
-    custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, body: endpoint(name, spec) });
+    env.custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, body: endpoint(name, spec) });
   const get = async (name: string): Promise<{ metadata: { generation: number }; status?: NotificationEndpointStatus }> =>
-    custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
+    env.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
   // Read-modify-write, retried on 409: the controller's status writes move the resourceVersion under us.
   const replaceSpec = (name: string, spec: Record<string, unknown>): Promise<unknown> =>
     eventually(async () => {
       const current = await get(name);
-      return custom.replaceNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name, body: { ...current, spec } });
+      return env.custom.replaceNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name, body: { ...current, spec } });
     }, 10_000);
   const condition = (status: NotificationEndpointStatus | undefined, type: string) => status?.conditions?.find((c) => c.type === type);
   /** The namespace's endpoints as `kubectl get nep` shows them (the server renders the printer columns): row by name, cell by column. */
   const getTable = async (): Promise<Map<string, Record<string, unknown>>> => {
-    const res = await fetch(`${cluster.server}/apis/${R.group}/${R.version}/namespaces/${NS}/${R.plural}`, {
-      headers: { authorization: `Bearer ${cluster.adminToken}`, accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' },
-      dispatcher: new Agent({ connect: { ca: cluster.caPem } }),
+    const res = await fetch(`${env.cluster.server}/apis/${R.group}/${R.version}/namespaces/${NS}/${R.plural}`, {
+      headers: { authorization: `Bearer ${env.cluster.adminToken}`, accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' },
+      dispatcher: new Agent({ connect: { ca: env.cluster.caPem } }),
     });
     expect(res.status).toBe(200);
     const table = (await res.json()) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
@@ -150,12 +135,12 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       expect(ready).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
       expect(ready?.message).toContain('hook-token');
     });
-    await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'hook-token' }, stringData: { token: 'Bearer one\n' } } });
+    await env.core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'hook-token' }, stringData: { token: 'Bearer one\n' } } });
     await eventually(async () => expect(condition((await get('secret-hook')).status, 'Ready')?.status).toBe('True'), 10_000);
     receiver.clear();
     await post('s1');
     await receiver.waitFor((r) => r.some((q) => q.headers.authorization === 'Bearer one'));
-    await core.replaceNamespacedSecret({ namespace: NS, name: 'hook-token', body: { metadata: { name: 'hook-token' }, stringData: { token: 'Bearer two' } } });
+    await env.core.replaceNamespacedSecret({ namespace: NS, name: 'hook-token', body: { metadata: { name: 'hook-token' }, stringData: { token: 'Bearer two' } } });
     await eventually(async () => {
       await post();
       await receiver.waitFor((r) => r.some((q) => q.headers.authorization === 'Bearer two'), 300);
@@ -167,7 +152,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
     const [first, second] = [ed25519KeyPair(), ed25519KeyPair()];
     const mine = await TestReceiver.start();
     try {
-      await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'ed-key' }, stringData: { key: `${first.whsk64}\n` } } });
+      await env.core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'ed-key' }, stringData: { key: `${first.whsk64}\n` } } });
       await create('ed-hook', { url: mine.url, signing: { algorithm: 'Ed25519', secretKeyRef: { name: 'ed-key', key: 'key' } } });
       const publicKey = async (): Promise<string | undefined> => (await get('ed-hook')).status?.signingPublicKey;
       await eventually(async () => expect(await publicKey()).toBe(first.whpk), 10_000);
@@ -175,7 +160,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       await mine.waitFor((r) => r.length >= 1);
       expect(verified((await publicKey())!, mine.requests[0]!)).toBe(true);
 
-      await core.replaceNamespacedSecret({ namespace: NS, name: 'ed-key', body: { metadata: { name: 'ed-key' }, stringData: { key: second.whsk64 } } });
+      await env.core.replaceNamespacedSecret({ namespace: NS, name: 'ed-key', body: { metadata: { name: 'ed-key' }, stringData: { key: second.whsk64 } } });
       await eventually(async () => expect(await publicKey()).toBe(second.whpk), 10_000);
       mine.clear();
       await post('ed2');
@@ -183,7 +168,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       expect(verified(second.whpk, mine.requests[0]!)).toBe(true);
       expect(verified(first.whpk, mine.requests[0]!)).toBe(false);
     } finally {
-      await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'ed-hook' }).catch(() => {});
+      await env.custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'ed-hook' }).catch(() => {});
       await mine.close();
     }
   });
@@ -198,7 +183,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
     expect(ready?.status).toBe('False');
     expect(ready?.message).toMatch(/Content-Type/i);
     const events = await eventually(async () => {
-      const list = await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=reserved' });
+      const list = await env.core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=reserved' });
       expect(list.items.length).toBeGreaterThan(0);
       return list.items;
     });
@@ -239,7 +224,7 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
       expect(request?.json).toMatchObject({ id });
     } finally {
       for (const name of ['ce-batch', 'ce-source', 'ce-binary']) {
-        await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
+        await env.custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name });
       }
       await eventually(() => expect(server.endpoints.get(`${NS}/ce-binary`)).toBeUndefined());
       await own.close();
@@ -337,21 +322,21 @@ describe.skipIf(!assets)('controller against a real kube-apiserver', () => {
 
   it('delete -> the endpoint is gone from the engine', async () => {
     expect(server.endpoints.get(`${NS}/failing`)).toBeDefined();
-    await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'failing' });
+    await env.custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'failing' });
     await eventually(() => expect(server.endpoints.get(`${NS}/failing`)).toBeUndefined());
   });
 
   it('survives an apiserver restart and an etcd compaction (410 Gone), then sees new objects', { timeout: 90_000 }, async () => {
     const t0 = performance.now();
-    await cluster.restartApiServer();
+    await env.cluster.restartApiServer();
     console.log(`[measure] apiserver restarted in ${(performance.now() - t0).toFixed(0)} ms`);
     await create('after-restart', { url: receiver.url });
     await eventually(() => expect(server.endpoints.get(`${NS}/after-restart`)).toBeDefined(), 40_000);
     console.log(`[measure] after restart: new object live at ${(performance.now() - t0).toFixed(0)} ms`);
     // Make history, compact it away, then restart so the watches resume from a compacted resourceVersion.
     for (let i = 0; i < 3; i++) await replaceSpec('after-restart', { url: receiver.url, headers: [{ name: 'X-Rev', value: String(i) }] });
-    await cluster.compactEtcd();
-    await cluster.restartApiServer();
+    await env.cluster.compactEtcd();
+    await env.cluster.restartApiServer();
     await create('after-compaction', { url: other.url });
     await eventually(() => expect(server.endpoints.get(`${NS}/after-compaction`)).toBeDefined(), 40_000);
     console.log(`[measure] after compaction + restart: new object live at ${(performance.now() - t0).toFixed(0)} ms`);

@@ -3,7 +3,7 @@
 // registry-notifier.io/replay-requested-at=<value> --overwrite` (the merge patch of metadata.annotations kubectl
 // sends) replays them to the now healthy receiver; the same value again, a resync and controller restarts (a new
 // `serve` on the same journal and apiserver) never replay twice; a value set while nothing ran is handled once.
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +20,7 @@ import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import type { Controller } from '../../src/controller/controller.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, REPO_CRDS, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
@@ -31,10 +31,7 @@ const NAME = 'replayed';
 const KEY = `${NS}/${NAME}`;
 
 describe.skipIf(!assets)('replay by annotation against a real kube-apiserver', () => {
-  let cluster: TestCluster;
-  let kc: KubeConfig;
-  let custom: CustomObjectsApi;
-  let core: CoreV1Api;
+  let env: StartedCluster;
   let receiver: TestReceiver;
   let queueDir: string;
   let server: Running | undefined;
@@ -43,7 +40,7 @@ describe.skipIf(!assets)('replay by annotation against a real kube-apiserver', (
   const start = async (): Promise<Running> => {
     const config = parseCommand(['serve', '--kubernetes', '--allow-endpoint-cidrs', '127.0.0.0/8', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '2s', '--queue-dir', queueDir], {}) as ServeConfig;
     const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) });
-    return (server = await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: kc }));
+    return (server = await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: env.kc }));
   };
   const stop = async (): Promise<void> => {
     await server?.shutdown();
@@ -51,32 +48,25 @@ describe.skipIf(!assets)('replay by annotation against a real kube-apiserver', (
   };
 
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    kc = cluster.kubeConfig();
-    custom = kc.makeApiClient(CustomObjectsApi);
-    core = kc.makeApiClient(CoreV1Api);
-    await installCRDs(kc, join(import.meta.dirname, '../../crds'));
-    await core.createNamespace({ body: { metadata: { name: NS } } });
+    env = await startCluster({ crds: REPO_CRDS, namespaces: [NS] });
     receiver = await TestReceiver.start();
     queueDir = await mkdtemp(join(tmpdir(), 'rn-replay-'));
     await start();
   }, 120_000);
 
   afterAll(async () => {
-    await stop();
-    await receiver?.close();
-    await cluster?.stop();
+    await env?.stop(stop, () => receiver?.close());
     if (queueDir) await rm(queueDir, { recursive: true, force: true });
   });
 
   const get = async (): Promise<{ metadata: { annotations?: Record<string, string> }; status?: NotificationEndpointStatus }> =>
-    custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME });
+    env.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME });
   /** What `kubectl annotate nep replayed K=V --overwrite` sends for a custom resource: a JSON merge patch. */
   const annotate = (annotations: Record<string, string>): Promise<unknown> =>
-    custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    env.custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
   /** The ReplayRequested Events of the endpoint, by the request's value (Event times have whole seconds; the values here grow). */
   const replayEvents = async (): Promise<string[]> => {
-    const list = await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${NAME}` });
+    const list = await env.core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${NAME}` });
     const value = (message: string): string => message.slice(message.lastIndexOf(': '));
     return list.items
       .filter((e) => e.reason === 'ReplayRequested')
@@ -117,7 +107,7 @@ describe.skipIf(!assets)('replay by annotation against a real kube-apiserver', (
   const ids: string[] = [];
 
   it('dead letters, then an annotation: delivered once to the healthy receiver, status.lastHandledReplayAt = the value, a Normal Event with the count', async () => {
-    await custom.createNamespacedCustomObject({
+    await env.custom.createNamespacedCustomObject({
       group: R.group, version: R.version, namespace: NS, plural: R.plural,
       body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name: NAME }, spec: { url: receiver.url, retry: { maxAttempts: 1 } } },
     });

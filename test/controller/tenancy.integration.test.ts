@@ -3,8 +3,7 @@
 // and received by real loopback receivers, each endpoint getting exactly what its namespace's grant and its own
 // filter let through; a grant added later goes live within seconds; a narrowed grant discards what was queued
 // under the wider one; a withdrawn one stops the endpoints; a deleted namespace leaves nothing behind.
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
-import { join } from 'node:path';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import { statusCode } from '../../src/k8s/errors.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, REPO_CRDS, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
@@ -21,20 +20,17 @@ import { eventually } from '../support/wait.ts';
 const assets = envtestAssets();
 
 describe.skipIf(!assets)('tenancy by namespace against a real kube-apiserver', () => {
-  let cluster: TestCluster;
-  let kc: KubeConfig;
-  let custom: CustomObjectsApi;
-  let core: CoreV1Api;
+  let env: StartedCluster;
   let server: Running;
   const receivers: Record<string, TestReceiver> = {};
   const logs: string[] = [];
 
   const grant = (namespace: string, value: string | null): Promise<unknown> =>
-    core.patchNamespace({ name: namespace, body: { metadata: { annotations: { [REPOSITORIES_ANNOTATION]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    env.core.patchNamespace({ name: namespace, body: { metadata: { annotations: { [REPOSITORIES_ANNOTATION]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
   const create = (namespace: string, name: string, spec: Record<string, unknown>): Promise<unknown> =>
-    custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural, body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec } });
+    env.custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural, body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec } });
   const ready = async (namespace: string, name: string): Promise<Condition | undefined> => {
-    const object = await custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural, name }) as { status?: NotificationEndpointStatus };
+    const object = await env.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural, name }) as { status?: NotificationEndpointStatus };
     return object.status?.conditions?.find((c) => c.type === 'Ready');
   };
   /** Posts one event per repository through the server's ingest; returns the event id of each repository. */
@@ -61,14 +57,10 @@ describe.skipIf(!assets)('tenancy by namespace against a real kube-apiserver', (
   };
 
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    kc = cluster.kubeConfig();
-    custom = kc.makeApiClient(CustomObjectsApi);
-    core = kc.makeApiClient(CoreV1Api);
-    await installCRDs(kc, join(import.meta.dirname, '../../crds'));
+    env = await startCluster({ crds: REPO_CRDS });
     const namespaces: [string, string | undefined][] = [['team-a', 'team-a/*'], ['team-b', ' team-b/** , shared/* '], ['team-c', undefined]];
     for (const [name, repositories] of namespaces) {
-      await core.createNamespace({ body: { metadata: { name, ...(repositories !== undefined && { annotations: { [REPOSITORIES_ANNOTATION]: repositories } }) } } });
+      await env.core.createNamespace({ body: { metadata: { name, ...(repositories !== undefined && { annotations: { [REPOSITORIES_ANNOTATION]: repositories } }) } } });
     }
     for (const name of ['a', 'aWeb', 'b', 'bHeld', 'c']) receivers[name] = await TestReceiver.start();
     await create('team-a', 'hook', { url: receivers.a!.url });
@@ -79,14 +71,10 @@ describe.skipIf(!assets)('tenancy by namespace against a real kube-apiserver', (
     const config = parseCommand(['serve', '--kubernetes', '--tenancy', 'namespace', '--allow-endpoint-cidrs', '127.0.0.0/8', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--status-interval', '300ms', '--shutdown-grace', '1s'], {}) as ServeConfig;
     expect(config.tenancy).toBe('namespace');
     const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) });
-    server = await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: kc });
+    server = await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: env.kc });
   }, 120_000);
 
-  afterAll(async () => {
-    await server?.shutdown();
-    for (const receiver of Object.values(receivers)) await receiver.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => server?.shutdown(), ...Object.values(receivers).map((receiver) => () => receiver.close())));
 
   it('granted namespaces run their endpoints with the grant; one without the annotation is Ready=False/NoRepositoryGrant and runs nothing', async () => {
     for (const [namespace, name] of [['team-a', 'hook'], ['team-a', 'web-only'], ['team-b', 'hook']] as const) {
@@ -172,13 +160,13 @@ describe.skipIf(!assets)('tenancy by namespace against a real kube-apiserver', (
     expect(server.endpoints.get('team-c/hook')).toBeDefined();
     const metrics = async (): Promise<string> => (await fetch(`${server.adminUrl}/metrics`)).text();
     expect(await metrics()).toContain('endpoint="team-c/hook"');
-    await core.deleteNamespace({ name: 'team-c' });
+    await env.core.deleteNamespace({ name: 'team-c' });
     // envtest runs no namespace controller: do what it does, delete what the namespace holds, then finalize it.
-    await custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: 'team-c', plural: R.plural, name: 'hook' });
-    const terminating = await core.readNamespace({ name: 'team-c' });
-    await core.replaceNamespaceFinalize({ name: 'team-c', body: { ...terminating, spec: { finalizers: [] } } });
+    await env.custom.deleteNamespacedCustomObject({ group: R.group, version: R.version, namespace: 'team-c', plural: R.plural, name: 'hook' });
+    const terminating = await env.core.readNamespace({ name: 'team-c' });
+    await env.core.replaceNamespaceFinalize({ name: 'team-c', body: { ...terminating, spec: { finalizers: [] } } });
     await eventually(async () => {
-      const answer = await core.readNamespace({ name: 'team-c' }).then(() => 200, (error: unknown) => statusCode(error));
+      const answer = await env.core.readNamespace({ name: 'team-c' }).then(() => 200, (error: unknown) => statusCode(error));
       expect(answer).toBe(404);
     }, 10_000);
     await eventually(() => expect(server.endpoints.get('team-c/hook')).toBeUndefined(), 10_000);

@@ -2,8 +2,6 @@
 // this process) against a real kube-apiserver and a real PostgreSQL counts, stops, and starts again. The database
 // keeps the counters, so the restarted replica must not start its own from the stored status: they would be
 // reported to the database as new work and the sums (status, /endpoints) would count them twice.
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +11,7 @@ import type { Event } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
 import type { EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { post } from '../journal/support.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, REPO_CRDS, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { postgresBinaries, queryOnce, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { TestReceiver } from '../support/receiver.ts';
@@ -30,43 +28,32 @@ function pulls(n: number, prefix: string): Event[] {
 }
 
 describe.skipIf(!ready)('counters over a replica restart on PostgreSQL', { timeout: 180_000 }, () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let pg: TestPostgres;
   let receiver: TestReceiver;
-  let kc: KubeConfig;
-  let custom: CustomObjectsApi;
   let url: string;
   let server: Running | undefined;
 
   const start = async (): Promise<Running> => {
     const config = parseCommand(['serve', '--kubernetes', '--namespaces', NS, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--allow-endpoint-cidrs', '127.0.0.0/8',
       '--database-url', url, '--replica-id', 'replica-a', '--leader-election-lease', `${NS}/registry-notifier`, '--status-interval', '300ms', '--shutdown-grace', '2s'], {}) as ServeConfig;
-    server = await startServer(config, pino({ level: 'warn' }, new Writable({ write: (_chunk, _encoding, done) => done() })), { kubeConfig: kc });
+    server = await startServer(config, pino({ level: 'warn' }, new Writable({ write: (_chunk, _encoding, done) => done() })), { kubeConfig: env.kc });
     return server;
   };
 
   beforeAll(async () => {
-    [cluster, pg, receiver] = await Promise.all([TestCluster.start(), startPostgres({ fsync: false }), TestReceiver.start()]);
-    kc = cluster.kubeConfig();
-    custom = kc.makeApiClient(CustomObjectsApi);
-    await installCRDs(kc, join(import.meta.dirname, '../../crds'));
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
-    await custom.createNamespacedCustomObject({
+    [env, pg, receiver] = await Promise.all([startCluster({ crds: REPO_CRDS, namespaces: [NS] }), startPostgres({ fsync: false }), TestReceiver.start()]);
+    await env.custom.createNamespacedCustomObject({
       group: R.group, version: R.version, namespace: NS, plural: R.plural,
       body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name: NAME, namespace: NS }, spec: { url: receiver.url, coalesce: { actions: ['pull'], window: '1h' } } },
     });
     url = await pg.createDatabase();
   }, 120_000);
 
-  afterAll(async () => {
-    await server?.shutdown();
-    await receiver?.close();
-    await pg?.stop();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => server?.shutdown(), () => receiver?.close(), () => pg?.stop()));
 
   const status = async (): Promise<NotificationEndpointStatus | undefined> =>
-    ((await custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME })) as { status?: NotificationEndpointStatus }).status;
+    ((await env.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME })) as { status?: NotificationEndpointStatus }).status;
   const sums = async (): Promise<{ delivered: number; coalesced: number }[]> =>
     queryOnce(url, `SELECT delivered::int, coalesced::int FROM endpoint_stats WHERE endpoint = $1`, [KEY]);
   const running = async (s: Running): Promise<void> => {

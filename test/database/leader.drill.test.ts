@@ -2,13 +2,12 @@
 // real kube-apiserver and a real PostgreSQL. One is elected on the Lease and writes status with the cluster-wide
 // counters; it is SIGKILLed, and the other takes the Lease over within client-go's bound (lease duration plus a
 // jittered retry period) and keeps status current.
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { join } from 'node:path';
+import { CoordinationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R, type NotificationEndpointStatus } from '../../src/api/notification-endpoint.ts';
 import { NotifierProcess } from '../e2e/notifier-process.ts';
 import { post } from '../journal/support.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, REPO_CRDS, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { TestReceiver } from '../support/receiver.ts';
@@ -18,33 +17,25 @@ const NS = 'registry';
 const ready = Boolean(envtestAssets()) && Boolean(postgresBinaries());
 
 describe.skipIf(!ready)('the elected status writer among replicas', { timeout: 180_000 }, () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let pg: TestPostgres;
   let receiver: TestReceiver;
   const replicas: NotifierProcess[] = [];
 
   beforeAll(async () => {
-    [cluster, pg, receiver] = await Promise.all([TestCluster.start(), startPostgres({ fsync: false }), TestReceiver.start()]);
-    const kc = cluster.kubeConfig();
-    await installCRDs(kc, join(import.meta.dirname, '../../crds'));
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
-    await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    [env, pg, receiver] = await Promise.all([startCluster({ crds: REPO_CRDS, namespaces: [NS] }), startPostgres({ fsync: false }), TestReceiver.start()]);
+    await env.custom.createNamespacedCustomObject({
       group: R.group, version: R.version, namespace: NS, plural: R.plural,
       body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name: 'hook', namespace: NS }, spec: { url: receiver.url } },
     });
   }, 120_000);
 
-  afterAll(async () => {
-    await Promise.all(replicas.map((r) => r.kill()));
-    await receiver?.close();
-    await pg?.stop();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => Promise.all(replicas.map((r) => r.kill())), () => receiver?.close(), () => pg?.stop()));
 
   it('one replica writes status; when it is killed, the other takes the Lease over within the bound client-go gives and writes on', async () => {
     const url = await pg.createDatabase();
     const previous = process.env.KUBECONFIG;
-    process.env.KUBECONFIG = cluster.kubeconfigPath; // the children find the test cluster as a pod would find its own
+    process.env.KUBECONFIG = env.cluster.kubeconfigPath; // the children find the test cluster as a pod would find its own
     try {
       for (const id of ['replica-a', 'replica-b']) {
         replicas.push(await NotifierProcess.start([
@@ -56,12 +47,10 @@ describe.skipIf(!ready)('the elected status writer among replicas', { timeout: 1
       if (previous === undefined) delete process.env.KUBECONFIG;
       else process.env.KUBECONFIG = previous;
     }
-    const kc = cluster.kubeConfig();
-    const leases = kc.makeApiClient(CoordinationV1Api);
-    const custom = kc.makeApiClient(CustomObjectsApi);
+    const leases = env.kc.makeApiClient(CoordinationV1Api);
     const holder = async (): Promise<string | undefined> => (await leases.readNamespacedLease({ namespace: NS, name: 'registry-notifier' })).spec?.holderIdentity;
     const status = async (): Promise<NotificationEndpointStatus | undefined> =>
-      ((await custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'hook' })) as { status?: NotificationEndpointStatus }).status;
+      ((await env.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: 'hook' })) as { status?: NotificationEndpointStatus }).status;
 
     const leader = await eventually(async () => {
       const id = await holder();

@@ -45,6 +45,18 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     return r;
   }
 
+  /** A receiver that answers 200, but holds its answer to the first request until `release()` is called. */
+  async function heldReceiver(): Promise<{ r: TestReceiver; release: () => void }> {
+    const r = await receiver();
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    r.respond(async (req) => {
+      if (req.seq === 0) await held;
+      return 200;
+    });
+    return { r, release };
+  }
+
   const fast = (url: string, extra = {}): ReturnType<typeof endpointConfig> => endpointConfig({ url, threshold: 3, backoffMs: 20, timeoutMs: 500, ...extra });
   const ids = (r: TestReceiver): string[] => r.events({ acceptedOnly: true }).map((e) => e.id);
 
@@ -125,13 +137,7 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
 
   it('outcomes reached under a lease that was taken over are fenced off: nothing of them is committed', async () => {
     const url = await pg.createDatabase();
-    const r = await receiver();
-    let release: (() => void) | undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    r.respond(async (req) => {
-      if (req.seq === 0) await held;
-      return 200;
-    });
+    const { r, release } = await heldReceiver();
     const one = await replica(url, 'r1');
     one.set.apply('a', fast(r.url, { timeoutMs: 1_000 }));
     await eventually(async () => expect(await queryOnce(url, 'SELECT owner FROM endpoints')).toEqual([{ owner: 'r1' }]));
@@ -139,7 +145,7 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     await r.waitFor((requests) => requests.length === 1); // r1 is sending fo-0 and waits for the answer
     // The lease moves on under r1 (a new epoch, another owner), as a takeover after r1 was cut off would.
     await queryOnce(url, "UPDATE endpoints SET owner = 'r2', epoch = epoch + 1, lease_until = now() + interval '1 hour'");
-    release!(); // r1's answer arrives now; whatever r1 records from here on carries the old epoch
+    release(); // r1's answer arrives now; whatever r1 records from here on carries the old epoch
     const two = await replica(url, 'r2');
     two.set.apply('a', fast(r.url));
     // r2 owns the endpoint and starts from what the database holds: every event, since none of r1's outcomes
@@ -153,13 +159,7 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
 
   it('an outcome reached after the lease ran out in the database, but before anyone claimed it, is recorded: nothing is sent twice', async () => {
     const url = await pg.createDatabase();
-    const r = await receiver();
-    let release: (() => void) | undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    r.respond(async (req) => {
-      if (req.seq === 0) await held;
-      return 200;
-    });
+    const { r, release } = await heldReceiver();
     const one = await replica(url, 'r1', { lease: 60_000 });
     one.set.apply('a', fast(r.url, { timeoutMs: 5_000 }));
     await eventually(async () => expect(await queryOnce(url, 'SELECT owner FROM endpoints')).toEqual([{ owner: 'r1' }]));
@@ -167,7 +167,7 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     await r.waitFor((requests) => requests.length === 1);
     // r1's renewal is late (a busy process): its lease ran out in the database, nobody claimed the endpoint.
     await queryOnce(url, "UPDATE endpoints SET lease_until = now() - interval '1 second'");
-    release!();
+    release();
     await r.waitFor(() => ids(r).length >= 3, 10_000);
     await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]));
     expect(ids(r)).toEqual(['late-0', 'late-1', 'late-2']);

@@ -2,8 +2,7 @@
 // process) against a real kube-apiserver and a real PostgreSQL. Both watch the endpoint and reconcile the annotation,
 // but only the elected status writer replays (the dead letters live in the shared database, so a second replay
 // would show as a second Event); a request made while no replica ran is handled by the next one once it is elected.
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
-import { join } from 'node:path';
+import { CoordinationV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +11,7 @@ import { parseCommand, type ServeConfig } from '../../src/config.ts';
 import type { Controller } from '../../src/controller/controller.ts';
 import { startServer, type Running } from '../../src/serve.ts';
 import { post } from '../journal/support.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, REPO_CRDS, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { TestReceiver } from '../support/receiver.ts';
@@ -24,12 +23,9 @@ const KEY = `${NS}/${NAME}`;
 const ready = Boolean(envtestAssets()) && Boolean(postgresBinaries());
 
 describe.skipIf(!ready)('replay by annotation among replicas on PostgreSQL', { timeout: 180_000 }, () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let pg: TestPostgres;
   let receiver: TestReceiver;
-  let kc: KubeConfig;
-  let custom: CustomObjectsApi;
-  let core: CoreV1Api;
   let url: string;
   const replicas = new Map<string, { server: Running; logs: string[] }>();
 
@@ -38,7 +34,7 @@ describe.skipIf(!ready)('replay by annotation among replicas on PostgreSQL', { t
       '--database-url', url, '--replica-id', id, '--leader-election-lease', `${NS}/registry-notifier`, '--status-interval', '300ms', '--shutdown-grace', '2s'], {}) as ServeConfig;
     const logs: string[] = [];
     const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) });
-    replicas.set(id, { server: await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: kc }), logs });
+    replicas.set(id, { server: await startServer(config, pino({ level: 'info' }, sink), { kubeConfig: env.kc }), logs });
   };
   const stop = async (id: string): Promise<void> => {
     await replicas.get(id)?.server.shutdown();
@@ -46,32 +42,22 @@ describe.skipIf(!ready)('replay by annotation among replicas on PostgreSQL', { t
   };
 
   beforeAll(async () => {
-    [cluster, pg, receiver] = await Promise.all([TestCluster.start(), startPostgres({ fsync: false }), TestReceiver.start()]);
-    kc = cluster.kubeConfig();
-    custom = kc.makeApiClient(CustomObjectsApi);
-    core = kc.makeApiClient(CoreV1Api);
-    await installCRDs(kc, join(import.meta.dirname, '../../crds'));
-    await core.createNamespace({ body: { metadata: { name: NS } } });
-    await custom.createNamespacedCustomObject({
+    [env, pg, receiver] = await Promise.all([startCluster({ crds: REPO_CRDS, namespaces: [NS] }), startPostgres({ fsync: false }), TestReceiver.start()]);
+    await env.custom.createNamespacedCustomObject({
       group: R.group, version: R.version, namespace: NS, plural: R.plural,
       body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name: NAME, namespace: NS }, spec: { url: receiver.url, retry: { maxAttempts: 1 } } },
     });
     url = await pg.createDatabase();
   }, 120_000);
 
-  afterAll(async () => {
-    for (const id of [...replicas.keys()]) await stop(id);
-    await receiver?.close();
-    await pg?.stop();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(...[...replicas.keys()].map((id) => () => stop(id)), () => receiver?.close(), () => pg?.stop()));
 
   const status = async (): Promise<NotificationEndpointStatus | undefined> =>
-    ((await custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME })) as { status?: NotificationEndpointStatus }).status;
+    ((await env.custom.getNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME })) as { status?: NotificationEndpointStatus }).status;
   const annotate = (value: string): Promise<unknown> =>
-    custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME, body: { metadata: { annotations: { [REPLAY]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    env.custom.patchNamespacedCustomObject({ group: R.group, version: R.version, namespace: NS, plural: R.plural, name: NAME, body: { metadata: { annotations: { [REPLAY]: value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
   const replayEvents = async (): Promise<string[]> =>
-    (await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${NAME}` })).items
+    (await env.core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${NAME}` })).items
       .filter((e) => e.reason === 'ReplayRequested').map((e) => e.message ?? '').sort();
   const accepted = (id: string): number => receiver.events({ acceptedOnly: true }).filter((e) => e.id === id).length;
   const reconciles = (id: string): number =>
@@ -97,7 +83,7 @@ describe.skipIf(!ready)('replay by annotation among replicas on PostgreSQL', { t
 
   it('both replicas reconcile the annotation, only the elected one replays; a request made while none ran is handled once by the next one elected', async () => {
     await Promise.all(['replica-a', 'replica-b'].map(start));
-    const leases = kc.makeApiClient(CoordinationV1Api);
+    const leases = env.kc.makeApiClient(CoordinationV1Api);
     await eventually(async () => expect((await leases.readNamespacedLease({ namespace: NS, name: 'registry-notifier' })).spec?.holderIdentity).toMatch(/^replica-[ab]$/), 30_000);
     const first = await deadLetter('replica-a', 'first', 2);
     await annotate('1764633600');

@@ -9,7 +9,7 @@ import { MAIN_TS } from '../e2e/notifier-process.ts';
 import { DryRunClient, droppedFields } from '../packaging/dry-run.ts';
 import { KUBECTL } from '../packaging/kustomize.ts';
 import type { Manifest } from '../packaging/render.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, startCluster, type StartedCluster, type TestCluster } from '../support/envtest.ts';
 import { need, skipWithout } from '../support/tools.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -69,20 +69,16 @@ const decoded = (data: Record<string, string> | undefined): Record<string, strin
   Object.fromEntries(Object.entries(data ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64').toString('utf8')]));
 
 describe.skipIf(!assets)('import-config output on a real kube-apiserver 1.20 with crds/ installed', { timeout: 120_000 }, () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let client: DryRunClient;
 
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    await installCRDs(cluster.kubeConfig(), join(ROOT, 'crds'));
-    client = new DryRunClient(cluster);
+    env = await startCluster({ crds: join(ROOT, 'crds') });
+    client = new DryRunClient(env.cluster);
     await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => client?.close()));
 
   it.each([...CONFIGS.map((path) => [path.slice(ROOT.length + 1), path, '']), ['a config with YAML 1.1 traps and user-info', '-', TRICKY]])(
     '%s: every object passes a server-side dry run, nothing dropped, Secret values exact',
@@ -111,7 +107,7 @@ describe.skipIf(!assets)('import-config output on a real kube-apiserver 1.20 wit
 
   it.skipIf(skipKubectl)('`kubectl apply --dry-run=server -f -` takes the stream as printed; values arrive exactly', async () => {
     const stream = await importConfig(['-', '--namespace', NAMESPACE], TRICKY);
-    const applied = await runKubectl(cluster, ['apply', '--dry-run=server', '-o', 'json', '-f', '-'], stream);
+    const applied = await runKubectl(env.cluster, ['apply', '--dry-run=server', '-o', 'json', '-f', '-'], stream);
     expect(applied.code, applied.stderr).toBe(0);
     const list = JSON.parse(applied.stdout) as { items: (Manifest & { data?: Record<string, string>; spec?: Record<string, unknown> })[] };
     expect(list.items.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`)).toEqual(['Secret registry/tricky-values-headers', 'NotificationEndpoint registry/tricky-values']);
@@ -123,7 +119,7 @@ describe.skipIf(!assets)('import-config output on a real kube-apiserver 1.20 wit
 
     // Every fixture in one go too, as a user pipes it.
     for (const path of CONFIGS) {
-      const result = await runKubectl(cluster, ['apply', '--dry-run=server', '-f', '-'], await importConfig([path, '--namespace', NAMESPACE]));
+      const result = await runKubectl(env.cluster, ['apply', '--dry-run=server', '-f', '-'], await importConfig([path, '--namespace', NAMESPACE]));
       expect(result.code, `${path}: ${result.stderr}`).toBe(0);
       expect(result.stdout, path).toMatch(/notificationendpoint\.registry-notifier\.io\/\S+ created \(server dry run\)/);
     }

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { CoreV1Api, Watch } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PooledKubeConfig } from '../../src/k8s/kube-config.ts';
+import { PooledKubeConfig, sameConnectOptions } from '../../src/k8s/kube-config.ts';
 import { testPki } from '../support/tls.ts';
 import { eventually } from '../support/wait.ts';
 
@@ -110,5 +110,26 @@ describe('PooledKubeConfig', () => {
     await core.listNamespace();
     expect(seen.connections).toBe(warm + 1);
     expect(seen.clientCerts.at(-1)).not.toBe(seen.clientCerts[0]);
+  });
+});
+
+describe('sameConnectOptions (when a PooledKubeConfig keeps its pool)', () => {
+  const pem = (text: string): Buffer => Buffer.from(`-----BEGIN CERTIFICATE-----\n${text}\n-----END CERTIFICATE-----\n`);
+
+  it('the same identity decoded again (new buffers, equal bytes) is the same; other bytes, strings or keys are not', () => {
+    const connect = { ca: pem('ca'), cert: pem('one'), key: pem('k1'), keepAlive: true, keepAliveInitialDelay: 30_000 };
+    expect(sameConnectOptions(connect, { ...connect, ca: pem('ca'), cert: pem('one'), key: pem('k1') })).toBe(true);
+    expect(sameConnectOptions(connect, { ...connect, cert: pem('two') })).toBe(false); // a rotated certificate
+    expect(sameConnectOptions(connect, { ...connect, cert: pem('one').toString() })).toBe(false); // a string is not a buffer
+    // An exec plugin's credentials are strings: compared as they are.
+    expect(sameConnectOptions({ cert: 'one', key: 'k1' }, { cert: 'one', key: 'k1' })).toBe(true);
+    expect(sameConnectOptions({ cert: 'one', key: 'k1' }, { cert: 'two', key: 'k1' })).toBe(false);
+    expect(sameConnectOptions(connect, { ...connect, servername: 'localhost' })).toBe(false);
+    expect(sameConnectOptions({ ...connect, rejectUnauthorized: false }, connect)).toBe(false);
+  });
+
+  it('other values (a list of CAs) compare by their JSON', () => {
+    expect(sameConnectOptions({ ca: [pem('a'), pem('b')] }, { ca: [pem('a'), pem('b')] })).toBe(true);
+    expect(sameConnectOptions({ ca: [pem('a'), pem('b')] }, { ca: [pem('a')] })).toBe(false);
   });
 });

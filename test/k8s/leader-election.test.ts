@@ -1,11 +1,10 @@
 // client-go's leader election, against an in-memory Lease with the API server's optimistic concurrency (an
 // update must name the current resourceVersion) and a clock the test moves; then against a real kube-apiserver.
-import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Delay } from '../../src/k8s/backoff.ts';
 import { KubeLeaseLock } from '../../src/k8s/kube-lease-lock.ts';
 import { LeaderElector, type LeaseLock, type LeaseRecord, type ObservedLease } from '../../src/k8s/leader-election.ts';
-import { envtestAssets, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { eventually } from '../support/wait.ts';
 
 /** A Lease in memory: creates fail when it exists, updates when the resourceVersion moved; `down` fails every call. */
@@ -219,15 +218,14 @@ describe('LeaderElector (client-go algorithm)', () => {
 const assets = envtestAssets();
 
 describe.skipIf(!assets)('LeaderElector on a real kube-apiserver Lease', () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    await cluster.kubeConfig().makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'rn' } } });
+    env = await startCluster({ namespaces: ['rn'] });
   }, 120_000);
-  afterAll(() => cluster?.stop());
+  afterAll(() => env?.stop());
 
   it('two replicas: exactly one leads; when it stops, the other leads within a few seconds', { timeout: 60_000 }, async () => {
-    const kc = cluster.kubeConfig();
+    const kc = env.cluster.kubeConfig();
     const make = (id: string): LeaderElector => new LeaderElector({ lock: new KubeLeaseLock(kc, 'rn', 'registry-notifier'), identity: id, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 500 });
     const [a, b] = [make('pod-a'), make('pod-b')];
     a.start();

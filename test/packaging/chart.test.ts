@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
-import { applyManifests, envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { applyManifests, envtestAssets, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { fileFromEnv, need, skipWithout } from '../support/tools.ts';
 import { DryRunClient, droppedFields } from './dry-run.ts';
 import { kustomize } from './kustomize.ts';
@@ -622,27 +622,22 @@ describe('chart: values.schema.json', () => {
 });
 
 describe.skipIf(!assets || noRenderer)('chart: every rendered object passes a server-side dry run (kube-apiserver 1.20)', () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let client: DryRunClient;
   let serverVersion: string;
 
   beforeAll(async () => {
     await renderBoth();
     const started = performance.now();
-    cluster = await TestCluster.start();
-    const kc = cluster.kubeConfig();
-    await installCRDs(kc, join(CHART, 'crds')); // created for real: the chart's crds/ folder is accepted as is
-    if (SERVICE_MONITOR_CRD.path !== undefined) await applyManifests(kc, readFileSync(SERVICE_MONITOR_CRD.path, 'utf8'));
-    client = new DryRunClient(cluster);
+    env = await startCluster({ crds: join(CHART, 'crds') }); // created for real: the chart's crds/ folder is accepted as is
+    if (SERVICE_MONITOR_CRD.path !== undefined) await applyManifests(env.kc, readFileSync(SERVICE_MONITOR_CRD.path, 'utf8'));
+    client = new DryRunClient(env.cluster);
     for (const name of [NS, 'team-a', 'team-b', 'monitoring']) await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
     serverVersion = String((await client.request('GET', '/version')).body.gitVersion);
     console.log(`[measure] chart dry-run cluster (${serverVersion}) up with CRDs in ${(performance.now() - started).toFixed(0)} ms`);
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => client?.close()));
 
   /** Dry-runs every object except the CRDs (installed above); each must be accepted and kept whole. */
   const dryRunAll = async (objects: Manifest[]): Promise<string[]> => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, installCRDs, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { DryRunClient, droppedFields } from './dry-run.ts';
 import { need, skipWithout } from '../support/tools.ts';
 import { only, parseManifests, REPO, type Manifest } from './render.ts';
@@ -66,18 +66,15 @@ describe('deploy/: the kustomization', () => {
 });
 
 describe.skipIf(!assets)('deploy/: every object passes a server-side dry run (kube-apiserver 1.20)', () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let client: DryRunClient;
 
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    client = new DryRunClient(cluster);
+    env = await startCluster();
+    client = new DryRunClient(env.cluster);
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => client?.close()));
 
   it('in order: Namespace and CRD first (then created for real), then everything else; nothing dropped', async () => {
     const rank = (o: Manifest): number => (o.kind === 'Namespace' ? 0 : o.kind === 'CustomResourceDefinition' ? 1 : 2);
@@ -88,7 +85,7 @@ describe.skipIf(!assets)('deploy/: every object passes a server-side dry run (ku
       else problems.push(...droppedFields(object, result.stored).map((path) => `${result.object}: the server dropped or changed ${path}`));
       if (object.kind === 'Namespace') await client.create(object);
       if (object.kind === 'CustomResourceDefinition') {
-        await installCRDs(cluster.kubeConfig(), join(DEPLOY, 'crds'));
+        await installCRDs(env.kc, join(DEPLOY, 'crds'));
         client.refreshDiscovery();
       }
     }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { envtestAssets, installCRDs, TestCluster } from '../support/envtest.ts';
+import { envtestAssets, startCluster, type StartedCluster } from '../support/envtest.ts';
 import { skipWithout } from '../support/tools.ts';
 import { DryRunClient, droppedFields } from './dry-run.ts';
 import { validate } from './json-schema.ts';
@@ -186,20 +186,16 @@ describe('chart: values.schema.json for prometheusRule and grafanaDashboard', ()
 });
 
 describe.skipIf(!assets || noRenderer)('chart: the PrometheusRule and the dashboard ConfigMap pass a server-side dry run (kube-apiserver 1.20)', () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let client: DryRunClient;
 
   beforeAll(async () => {
-    cluster = await TestCluster.start();
-    await installCRDs(cluster.kubeConfig(), join(REPO, 'test/fixtures/crds')); // prometheus-operator v0.71.0's PrometheusRule
-    client = new DryRunClient(cluster);
+    env = await startCluster({ crds: join(REPO, 'test/fixtures/crds') }); // prometheus-operator v0.71.0's PrometheusRule
+    client = new DryRunClient(env.cluster);
     for (const name of [NS, 'monitoring']) await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(() => client?.close()));
 
   const dryRun = async (objects: Manifest[]): Promise<string[]> => {
     const problems: string[] = [];

@@ -28,7 +28,7 @@ import { KubeLeaseLock } from '../../src/k8s/kube-lease-lock.ts';
 import { LeaderElector } from '../../src/k8s/leader-election.ts';
 import { EVENTS_MEDIA_TYPE } from '../../src/notifications/event.ts';
 import { startServer, type Running } from '../../src/serve.ts';
-import { applyManifests, envtestAssets, TestCluster, type TokenEntry } from '../support/envtest.ts';
+import { applyManifests, envtestAssets, startCluster, type StartedCluster, type TokenEntry } from '../support/envtest.ts';
 import { makeEvents } from '../support/events.ts';
 import { TestReceiver } from '../support/receiver.ts';
 import { eventually } from '../support/wait.ts';
@@ -98,7 +98,7 @@ async function status(call: () => Promise<unknown>): Promise<number> {
 }
 
 describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-apiserver 1.20, a ServiceAccount identity)', () => {
-  let cluster: TestCluster;
+  let env: StartedCluster;
   let admin: KubeConfig;
   let custom: CustomObjectsApi;
   let core: CoreV1Api;
@@ -110,10 +110,8 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
 
   beforeAll(async () => {
     const started = performance.now();
-    cluster = await TestCluster.start({ tokens: [DEPLOYED, NO_STATUS, NAMESPACED, ELECTED, NO_LEASE_CREATE, NO_LEASE_GET_UPDATE, TENANT_WIDE, TENANT_SCOPED] });
-    admin = cluster.kubeConfig();
-    custom = admin.makeApiClient(CustomObjectsApi);
-    core = admin.makeApiClient(CoreV1Api);
+    env = await startCluster({ tokens: [DEPLOYED, NO_STATUS, NAMESPACED, ELECTED, NO_LEASE_CREATE, NO_LEASE_GET_UPDATE, TENANT_WIDE, TENANT_SCOPED] });
+    ({ kc: admin, custom, core } = env);
     // deploy/ as `kubectl apply -k` would create it (the Deployment and Service need no pods here).
     const deployed = await kustomize(join(REPO, 'deploy'));
     const clusterRole = only(deployed, 'ClusterRole');
@@ -176,12 +174,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
     console.log(`[measure] RBAC cluster up, deploy/ applied in ${(performance.now() - started).toFixed(0)} ms`);
   });
 
-  afterAll(async () => {
-    for (const elector of electors) await elector.stop();
-    for (const server of servers) await server.running.shutdown();
-    await receiver?.close();
-    await cluster?.stop();
-  });
+  afterAll(() => env?.stop(...electors.map((elector) => () => elector.stop()), ...servers.map((server) => () => server.running.shutdown()), () => receiver?.close()));
 
   const endpoint = (namespace: string, name: string, spec: Record<string, unknown>): Promise<unknown> =>
     custom.createNamespacedCustomObject({ group: R.group, version: R.version, namespace, plural: R.plural, body: { apiVersion: R.apiVersion, kind: R.kind, metadata: { name, namespace }, spec } });
@@ -199,12 +192,12 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
   const sorted = (rules: unknown[]): string[] => rules.map((r) => JSON.stringify(r, Object.keys(r as object).sort())).sort();
 
   it('least: the ServiceAccount\'s effective permissions are exactly the four rules', async () => {
-    const kc = cluster.kubeConfigFor(DEPLOYED.token);
+    const kc = env.cluster.kubeConfigFor(DEPLOYED.token);
     expect(sorted(await rulesOf(kc, 'apps'))).toEqual(sorted(EXPECTED_RULES));
   });
 
   it('enough: create → Ready=True and live; a Secret-sourced header reaches the receiver; an Event; delete → gone', { timeout: 60_000 }, async () => {
-    const server = await serve(cluster.kubeConfigFor(DEPLOYED.token));
+    const server = await serve(env.cluster.kubeConfigFor(DEPLOYED.token));
     servers.push(server);
     const { running } = server;
     await core.createNamespacedSecret({ namespace: 'apps', body: { metadata: { name: 'hook-token' }, stringData: { token: 'Bearer from-a-secret' } } });
@@ -235,7 +228,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
   });
 
   it('least: everything outside the granted verbs is refused with 403', async () => {
-    const kc = cluster.kubeConfigFor(DEPLOYED.token);
+    const kc = env.cluster.kubeConfigFor(DEPLOYED.token);
     const sa = { core: kc.makeApiClient(CoreV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
     await endpoint('apps', 'spec-owner', { url: receiver.url });
     const current = await get('apps', 'spec-owner');
@@ -261,7 +254,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
 
   it('each rule matters: without the notificationendpoints/status rule the status never appears', { timeout: 60_000 }, async () => {
     for (const server of servers.splice(0)) await server.running.shutdown(); // the fully bound controller would write it
-    const server = await serve(cluster.kubeConfigFor(NO_STATUS.token));
+    const server = await serve(env.cluster.kubeConfigFor(NO_STATUS.token));
     servers.push(server);
     await endpoint('lab', 'mute', { url: receiver.url });
     // The endpoint goes live (reading works) ...
@@ -275,7 +268,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
 
   it.skipIf(noRenderer)('the chart\'s namespaced Roles suffice with --namespaces and grant nothing elsewhere', { timeout: 60_000 }, async () => {
     for (const server of servers.splice(0)) await server.running.shutdown();
-    const kc = cluster.kubeConfigFor(NAMESPACED.token);
+    const kc = env.cluster.kubeConfigFor(NAMESPACED.token);
     expect(sorted(await rulesOf(kc, 'team-a'))).toEqual(sorted(EXPECTED_RULES));
     expect(await rulesOf(kc, 'team-c')).toEqual([]);
     // Without a database nothing elects: no Lease rules in the release namespace either.
@@ -299,7 +292,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
     const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs.push(chunk.toString()), done()) });
     // client-go's ratios, shortened so renewals come every 300 ms.
     const candidate = new LeaderElector({
-      lock: new KubeLeaseLock(cluster.kubeConfigFor(token), lease.namespace, lease.name), identity,
+      lock: new KubeLeaseLock(env.cluster.kubeConfigFor(token), lease.namespace, lease.name), identity,
       leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 300, logger: pino({ level: 'info' }, sink),
     });
     electors.push(candidate);
@@ -309,11 +302,11 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
   const lease = (namespace: string, name: string) => leases().readNamespacedLease({ namespace, name });
 
   it.skipIf(noRenderer)('with a database: exactly the controller\'s rules plus the Lease rules, and those only in the release namespace', async () => {
-    const kc = cluster.kubeConfigFor(ELECTED.token);
+    const kc = env.cluster.kubeConfigFor(ELECTED.token);
     expect(sorted(await rulesOf(kc, RELEASE.namespace))).toEqual(sorted([...EXPECTED_RULES, ...leaderElectionRules(RELEASE.fullname)]));
     expect(sorted(await rulesOf(kc, 'apps'))).toEqual(sorted(EXPECTED_RULES));
     // deploy/ (no database) has none either.
-    expect(sorted(await rulesOf(cluster.kubeConfigFor(DEPLOYED.token), 'registry-notifier'))).toEqual(sorted(EXPECTED_RULES));
+    expect(sorted(await rulesOf(env.cluster.kubeConfigFor(DEPLOYED.token), 'registry-notifier'))).toEqual(sorted(EXPECTED_RULES));
   });
 
   it.skipIf(noRenderer)('with a database, enough: the elector takes, renews and releases the chart\'s Lease as the ServiceAccount; a second replica takes over', { timeout: 30_000 }, async () => {
@@ -345,7 +338,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
   });
 
   it.skipIf(noRenderer)('with a database, least: every other Lease call, or this one elsewhere, is refused with 403', async () => {
-    const sa = cluster.kubeConfigFor(ELECTED.token).makeApiClient(CoordinationV1Api);
+    const sa = env.cluster.kubeConfigFor(ELECTED.token).makeApiClient(CoordinationV1Api);
     const body = (namespace: string, name: string) => ({ metadata: { name, namespace }, spec: { holderIdentity: 'x', leaseDurationSeconds: 15 } });
     await leases().createNamespacedLease({ namespace: RELEASE.namespace, body: body(RELEASE.namespace, 'someone-else') }).catch((error: unknown) => {
       if (statusCode(error) !== 409) throw error;
@@ -381,7 +374,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
     const pg = await startPostgres({ fsync: false });
     const replicas: Server[] = [];
     try {
-      const kc = cluster.kubeConfigFor(ELECTED.token);
+      const kc = env.cluster.kubeConfigFor(ELECTED.token);
       // The database variables as the chart's Deployment sets them; the replica id is each pod's name.
       for (const pod of ['db-registry-notifier-5d8f7c9b4-ccccc', 'db-registry-notifier-5d8f7c9b4-ddddd']) {
         replicas.push(await serve(kc, ['--database-url', pg.url, '--replica-id', pod, '--leader-election-lease', leaseOfChart!]));
@@ -427,13 +420,13 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
 
   it.skipIf(noRenderer)('with tenancy, least: exactly the controller\'s rules plus Namespaces get/list/watch; no Namespace is ever written', async () => {
     for (const server of servers.splice(0)) await server.running.shutdown(); // no other controller writes status meanwhile
-    const kc = cluster.kubeConfigFor(TENANT_WIDE.token);
+    const kc = env.cluster.kubeConfigFor(TENANT_WIDE.token);
     expect(sorted(await rulesOf(kc, 'tenant-x'))).toEqual(sorted([...EXPECTED_RULES, ...tenancyRules()]));
     expect(await namespaceCalls(kc, 'tenant-y')).toEqual({ get: 200, 'list by name': 200, 'list all': 200, patch: 403, delete: 403, create: 403 });
   });
 
   it.skipIf(noRenderer)('with tenancy, enough: grants are read and followed live as the ServiceAccount; without a grant NoRepositoryGrant; no API error', { timeout: 60_000 }, async () => {
-    const server = await serve(cluster.kubeConfigFor(TENANT_WIDE.token), ['--tenancy', 'namespace']);
+    const server = await serve(env.cluster.kubeConfigFor(TENANT_WIDE.token), ['--tenancy', 'namespace']);
     servers.push(server);
     await endpoint('tenant-x', 'hook', { url: receiver.url });
     await endpoint('tenant-y', 'hook', { url: receiver.url });
@@ -451,7 +444,7 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
 
   it.skipIf(noRenderer)('with tenancy and watchNamespaces: Namespace rights on the watched ones only, by name; enough with --namespaces; the rest stays unreadable', { timeout: 60_000 }, async () => {
     for (const server of servers.splice(0)) await server.running.shutdown();
-    const kc = cluster.kubeConfigFor(TENANT_SCOPED.token);
+    const kc = env.cluster.kubeConfigFor(TENANT_SCOPED.token);
     const namespaceRule = tenancyRules(['team-a', 'team-b']);
     expect(sorted(await rulesOf(kc, 'team-a'))).toEqual(sorted([...EXPECTED_RULES, ...namespaceRule]));
     expect(await rulesOf(kc, 'team-c')).toEqual(namespaceRule); // cluster-scoped, so listed everywhere, but by name
@@ -477,12 +470,12 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
       const api = new KubeClusterApi(kc);
       return [await status(() => api.namespaces(namespace).list()), await status(() => api.getNamespace(namespace ?? 'apps'))];
     };
-    expect(await calls(cluster.kubeConfigFor(DEPLOYED.token), undefined)).toEqual([403, 403]);
-    expect(await calls(cluster.kubeConfigFor(DEPLOYED.token), 'apps')).toEqual([403, 403]);
+    expect(await calls(env.cluster.kubeConfigFor(DEPLOYED.token), undefined)).toEqual([403, 403]);
+    expect(await calls(env.cluster.kubeConfigFor(DEPLOYED.token), 'apps')).toEqual([403, 403]);
     if (noRenderer) return;
     // ... and the scoped rule covers the watched Namespaces, not one more.
-    expect(await calls(cluster.kubeConfigFor(TENANT_SCOPED.token), 'team-b')).toEqual([200, 200]);
-    expect(await calls(cluster.kubeConfigFor(TENANT_SCOPED.token), 'team-c')).toEqual([403, 403]);
-    expect(await calls(cluster.kubeConfigFor(TENANT_SCOPED.token), undefined)).toEqual([403, 403]); // getNamespace('apps')
+    expect(await calls(env.cluster.kubeConfigFor(TENANT_SCOPED.token), 'team-b')).toEqual([200, 200]);
+    expect(await calls(env.cluster.kubeConfigFor(TENANT_SCOPED.token), 'team-c')).toEqual([403, 403]);
+    expect(await calls(env.cluster.kubeConfigFor(TENANT_SCOPED.token), undefined)).toEqual([403, 403]); // getNamespace('apps')
   });
 });

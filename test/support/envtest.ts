@@ -6,7 +6,7 @@ import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ApiextensionsV1Api, KubeConfig, KubernetesObjectApi, loadAllYaml, type KubernetesObject } from '@kubernetes/client-node';
+import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, KubernetesObjectApi, loadAllYaml, type KubernetesObject } from '@kubernetes/client-node';
 import { Agent, fetch } from 'undici';
 import { GiveUp, until } from './wait.ts';
 import { freePort } from './free-port.ts';
@@ -347,4 +347,54 @@ async function waitEstablished(kc: KubeConfig, name: string, timeoutMs: number):
   }, `CRD ${name} to be Established`, timeoutMs).catch((err: Error) => {
     throw new EnvtestError(err instanceof GiveUp ? 'ERR_ENVTEST_START' : 'ERR_ENVTEST_TIMEOUT', err.message);
   });
+}
+
+/** The repository's crds/ folder: the NotificationEndpoint CRD the operator serves. */
+export const REPO_CRDS = join(import.meta.dirname, '../../crds');
+
+/** Options of startCluster: TestCluster.start's, plus a CRD folder to install and namespaces to create. */
+export interface StartClusterOptions extends TestClusterOptions {
+  /** A folder of CRD manifests, installed with installCRDs; none when omitted. */
+  crds?: string;
+  /** Namespaces created once the CRDs are Established, in order. */
+  namespaces?: string[];
+}
+
+/** A cluster from startCluster: the TestCluster, its admin KubeConfig and the clients made from it. */
+export interface StartedCluster {
+  /** The running etcd and kube-apiserver. */
+  readonly cluster: TestCluster;
+  /** The admin KubeConfig (cluster.kubeConfig()). */
+  readonly kc: KubeConfig;
+  /** Custom objects as the admin. */
+  readonly custom: CustomObjectsApi;
+  /** The core API group as the admin. */
+  readonly core: CoreV1Api;
+  /** Awaits each of `first` in order (servers, receivers, databases: each may find its thing never started), then stops the cluster. */
+  stop(...first: (() => unknown)[]): Promise<void>;
+}
+
+/**
+ * A suite's real apiserver: starts a TestCluster, installs `crds` and creates `namespaces`; if that fails, the
+ * cluster is stopped again. Call it in beforeAll, under describe.skipIf(!envtestAssets()), and its stop() in afterAll.
+ */
+export async function startCluster(opts: StartClusterOptions = {}): Promise<StartedCluster> {
+  const { crds, namespaces = [], ...clusterOptions } = opts;
+  const cluster = await TestCluster.start(clusterOptions);
+  try {
+    const kc = cluster.kubeConfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    if (crds !== undefined) await installCRDs(kc, crds);
+    for (const name of namespaces) await core.createNamespace({ body: { metadata: { name } } });
+    return {
+      cluster, kc, core, custom: kc.makeApiClient(CustomObjectsApi),
+      async stop(...first: (() => unknown)[]): Promise<void> {
+        for (const step of first) await step();
+        await cluster.stop();
+      },
+    };
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
 }
