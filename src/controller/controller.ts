@@ -100,7 +100,7 @@ export class Controller implements EndpointSource {
     }));
     this.#queue = new WorkQueue({
       handler: (key) => reconciler.reconcile(key),
-      // Reconciles wait on the API server (a status write, an Event), not on this process: 10,000 endpoints
+      // Reconciles wait on the API server (a status write; Events go out behind it), not on this process: 10,000 endpoints
       // applied at once are Ready in seconds with 16 side by side, where 4 took minutes.
       concurrency: RECONCILE_CONCURRENCY,
       logger: logger.child({ component: 'work-queue' }),

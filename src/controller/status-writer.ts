@@ -5,6 +5,7 @@ import type { Endpoint } from '../notifications/endpoint.ts';
 import { rfc3339 } from '../notifications/endpoint-stats.ts';
 import type { ReadyState } from '../sources/source.ts';
 import { describeApiError } from '../k8s/errors.ts';
+import { EventRecorder } from '../k8s/event-recorder.ts';
 import type { ClusterApi, NotificationEndpointObject, StatusPatch } from '../k8s/cluster-api.ts';
 import type { HandledField, HandledFields } from './requested-actions.ts';
 
@@ -25,8 +26,13 @@ export interface StatusWriterOptions {
   view?: (endpoint: Endpoint) => EndpointView;
   /** Whether this process writes status now (the elected leader among replicas); default always. */
   writes?: () => boolean;
-  /** How long the final write on shutdown may take; default 5 s. */
+  /**
+   * How long the final write on shutdown may take; default 5 s. The Events still queued are then sent for what is
+   * left of it, and for at least 1 s.
+   */
   finalWriteBudgetMs?: number;
+  /** Sends the Events, off the status path; default a recorder of its own over `api` (stopped by `stop`). */
+  events?: EventRecorder;
   now?: () => Date;
 }
 
@@ -36,6 +42,8 @@ export interface StatusWriterOptions {
 const MAX_WRITES_PER_SECOND = 20;
 // How long the final write on shutdown may take (transitions first, then the stalest counters).
 const FINAL_WRITE_BUDGET_MS = 5_000;
+// The Events of the final write (and any still queued) are sent for what is left of its budget, and at least this.
+const EVENT_FLUSH_MIN_MS = 1_000;
 
 interface Tracked {
   object: NotificationEndpointObject;
@@ -55,8 +63,9 @@ interface Tracked {
  * Writes each NotificationEndpoint's status through the `/status` subresource (api.md §2): conditions at once
  * on a transition, counters at most every interval and only when they changed, the values of handled requests
  * (`lastHandledReplayAt`, `lastHandledResumeAt`) at once, and a Kubernetes Event for every transition and every
- * handled request so `kubectl describe` tells the story. Write failures are logged and retried on the next
- * tick; they never block reconciling or delivery.
+ * handled request so `kubectl describe` tells the story. Events are queued to an `EventRecorder` once the write
+ * succeeded: a write never waits for them. Write failures are logged and retried on the next tick; they never
+ * block reconciling or delivery.
  */
 export class StatusWriter {
   #options: StatusWriterOptions;
@@ -67,9 +76,11 @@ export class StatusWriter {
   #chains = new Map<string, Promise<void>>();
   #tokens: number;
   #refilled: number;
+  #recorder: EventRecorder;
 
   constructor(options: StatusWriterOptions) {
     this.#options = options;
+    this.#recorder = options.events ?? new EventRecorder({ api: options.api, logger: options.logger });
     this.#tokens = this.#rate;
     this.#refilled = this.#clock();
   }
@@ -98,18 +109,15 @@ export class StatusWriter {
 
   /**
    * Records a handled request: its value goes into status at once (a failed write is retried on the next tick, and
-   * `handled` says it was handled meanwhile), then a Normal Event says what was done. An untracked key is ignored.
+   * `handled` says it was handled meanwhile), then a Normal Event saying what was done is queued (not waited for).
+   * An untracked key is ignored.
    */
   async recordHandled(key: string, fields: HandledFields, reason: string, message: string): Promise<void> {
     const tracked = this.#tracked.get(key);
     if (!tracked) return;
     tracked.handled = { ...tracked.handled, ...fields };
     await this.#serial(key, () => this.#write(key, false));
-    try {
-      await this.#options.api.recordEvent(tracked.object, 'Normal', reason, message);
-    } catch (error) {
-      this.#options.logger.warn({ endpoint: key, error: describeApiError(error) }, 'could not record event');
-    }
+    this.#recorder.record(tracked.object, 'Normal', reason, message);
   }
 
   /** Readiness of every tracked endpoint, by `namespace/name`. */
@@ -150,12 +158,16 @@ export class StatusWriter {
 
   /**
    * Stops the periodic checks and writes changed statuses once more (the final write on shutdown): transitions
-   * first, then counters stalest first, for at most 5 s.
+   * first, then counters stalest first, for at most the final-write budget (5 s); then sends the Events still
+   * queued for what is left of it (at least 1 s) and drops the rest.
    */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    const started = performance.now();
     await this.tick(true);
+    const left = (this.#options.finalWriteBudgetMs ?? FINAL_WRITE_BUDGET_MS) - (performance.now() - started);
+    await this.#recorder.stop(Math.max(left, EVENT_FLUSH_MIN_MS));
   }
 
   /**
@@ -252,7 +264,7 @@ export class StatusWriter {
     // Written: from now on the stored status says it (a later patch never carries an old value over a newer one).
     if (tracked.handled === handled) tracked.handled = {};
     tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions, ...handled } };
-    await this.#events(key, tracked.object, before, conditions);
+    this.#events(tracked.object, before, conditions);
   }
 
   #conditions(tracked: Tracked, now: Date, generation: number | undefined): Condition[] {
@@ -283,26 +295,21 @@ export class StatusWriter {
     return endpoint && (this.#options.view ? this.#options.view(endpoint) : endpoint);
   }
 
-  async #events(key: string, object: NotificationEndpointObject, before: Condition[], after: Condition[]): Promise<void> {
+  // Queued, not awaited: the write (and the reconcile or tick behind it) goes on while the recorder sends them.
+  #events(object: NotificationEndpointObject, before: Condition[], after: Condition[]): void {
     const find = (list: Condition[], type: string): Condition | undefined => list.find((c) => c.type === type);
-    const record = async (type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> => {
-      try {
-        await this.#options.api.recordEvent(object, type, reason, message);
-      } catch (error) {
-        this.#options.logger.warn({ endpoint: key, error: describeApiError(error) }, 'could not record event');
-      }
-    };
+    const record = (type: 'Normal' | 'Warning', reason: string, message: string): void => this.#recorder.record(object, type, reason, message);
     const [oldReady, newReady] = [find(before, 'Ready'), find(after, 'Ready')];
     if (newReady && (oldReady?.status !== newReady.status || oldReady.reason !== newReady.reason)) {
-      if (newReady.status === 'True') await record('Normal', newReady.reason, 'endpoint is live in the delivery engine');
-      else await record('Warning', newReady.reason, newReady.message ?? newReady.reason);
+      if (newReady.status === 'True') record('Normal', newReady.reason, 'endpoint is live in the delivery engine');
+      else record('Warning', newReady.reason, newReady.message ?? newReady.reason);
     }
     // Into or out of Unknown (NotRunning) is told by the Ready Event; only the receiver's own transitions are told here.
     const [oldDelivering, newDelivering] = [find(before, 'Delivering'), find(after, 'Delivering')];
     if (newDelivering?.status === 'False' && oldDelivering?.status !== 'False') {
-      await record('Warning', 'Failing', newDelivering.message ?? 'delivery is failing');
+      record('Warning', 'Failing', newDelivering.message ?? 'delivery is failing');
     } else if (newDelivering?.status === 'True' && oldDelivering?.status === 'False') {
-      await record('Normal', 'Recovered', 'the receiver accepts events again');
+      record('Normal', 'Recovered', 'the receiver accepts events again');
     }
   }
 }

@@ -276,7 +276,7 @@ describe('StatusWriter: Events', () => {
     };
     await h.writer.observe(KEY, h.object, READY, undefined);
     expect(h.api.patches).toHaveLength(1);
-    expect(h.logs.filter((l) => l.msg === 'could not record event').map((l) => [l.level, l.endpoint])).toEqual([['warn', KEY]]);
+    await eventually(() => expect(h.logs.filter((l) => l.msg === 'could not record event').map((l) => [l.level, l.endpoint])).toEqual([['warn', KEY]]));
   });
 });
 
@@ -575,5 +575,75 @@ describe('StatusWriter: a total write rate, and only the elected writer writes',
     await writer.tick();
     expect(api.patches.map((p) => p.key)).toContain('ns/hook-0');
     expect(api.events.length).toBeGreaterThan(0);
+  });
+});
+
+describe('StatusWriter: Events are sent off the status path', () => {
+  /** Holds every Event send of `api` open until the returned function is called (or the test ends). */
+  function holdEvents(api: FakeClusterApi): () => void {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    gates.push(open);
+    const record = api.recordEvent.bind(api);
+    api.recordEvent = async (...args) => {
+      await gate;
+      return record(...args);
+    };
+    return open;
+  }
+
+  it('a status write (and the next ones) does not wait for a slow Event send; the Events follow in order', async () => {
+    const h = harness();
+    const release = holdEvents(h.api);
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    stub.fail(1, 100);
+    h.clock.ms = 200;
+    await h.writer.tick();
+    await h.writer.observe(KEY, h.object, INVALID, stub.endpoint);
+    await h.writer.recordHandled(KEY, { lastHandledReplayAt: at(300) }, 'Replayed', 'replayed 0 events');
+    expect(h.api.patches).toHaveLength(4);
+    expect(h.api.events).toEqual([]);
+    release();
+    await eventually(() => expect(h.api.events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Normal Configured', 'Warning Failing', 'Warning InvalidSpec', 'Normal Replayed']));
+  });
+
+  it('stop() sends the Events still queued, those of the final write too', async () => {
+    const h = harness();
+    const record = h.api.recordEvent.bind(h.api);
+    h.api.recordEvent = async (...args) => {
+      await new Promise((resolve) => setTimeout(resolve, 20)); // an API server that takes 20 ms an Event
+      return record(...args);
+    };
+    const stubs = Array.from({ length: 5 }, () => new StubEndpoint());
+    for (const [i, stub] of stubs.entries()) {
+      const object = h.api.put({ ...h.object, metadata: { ...h.object.metadata, name: `hook-${i}`, uid: `u${i}` } });
+      await h.writer.observe(`ns/hook-${i}`, object, READY, stub.endpoint);
+    }
+    for (const stub of stubs) stub.fail(1, 100);
+    h.clock.ms = 200;
+    await h.writer.stop();
+    expect(h.api.events.map((e) => e.reason).sort()).toEqual([...Array(5).fill('Configured'), ...Array(5).fill('Failing')]);
+  });
+
+  it('stop() keeps to its budget when the Events never go out: the final write, then at most what is left of it (at least 1 s)', async () => {
+    const api = new FakeClusterApi();
+    const { logger, lines } = captureLogs();
+    const writer = new StatusWriter({ api, logger, intervalMs: INTERVAL, finalWriteBudgetMs: 300 });
+    writers.push(writer);
+    holdEvents(api);
+    for (let i = 0; i < 5; i++) {
+      const object = api.put({ apiVersion: 'registry-notifier.io/v1alpha1', kind: 'NotificationEndpoint', metadata: { name: `hook-${i}`, namespace: 'ns', generation: 1, uid: `u${i}` }, spec: { url: 'http://127.0.0.1:9/' } });
+      await writer.observe(`ns/hook-${i}`, object, INVALID, undefined);
+    }
+    expect(api.patches).toHaveLength(5);
+    const started = performance.now();
+    await writer.stop();
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(1000 + 1000);
+    expect(api.events).toEqual([]);
+    // two in flight when the budget ran out (never answered), three dropped
+    expect(lines.filter((l) => l.msg === 'Kubernetes Events dropped').map((l) => [l.level, l.dropped, l.why])).toEqual([['warn', 3, 'shutdown budget spent']]);
   });
 });
