@@ -558,8 +558,9 @@ describe('StatusWriter: a total write rate, and only the elected writer writes',
     const took = performance.now() - started;
     expect(took).toBeLessThan(300 + 200);
     expect(api.patches[0]?.key).toBe('ns/hook-150');
-    expect(api.patches.length).toBeGreaterThan(5);
-    expect(api.patches.length, 'not all 200 at 10 ms each').toBeLessThan(60);
+    // Four side by side: more than one at a time could write in 300 ms, and not all 200.
+    expect(api.patches.length, 'four writes side by side').toBeGreaterThan(300 / 10 + 5);
+    expect(api.patches.length, 'not all 200 at 10 ms each').toBeLessThan(200);
   });
 
   it('writes nothing (status or Events) while another replica is the elected writer; takes over when elected', async () => {
