@@ -1,11 +1,39 @@
 // Loaded into a benchmarked `serve` child with `--import` (never by the product): on the message 'measure' from its
 // parent it runs two full garbage collections (the child runs with --expose-gc) and answers with
-// process.memoryUsage(), so the parent reads live heap, not garbage the collector has not reached yet.
+// process.memoryUsage(), so the parent reads live heap, not garbage the collector has not reached yet. The answer
+// also says what the resident memory is made of: V8's heap spaces (committed and used) and the process's mappings
+// (/proc/self/smaps: malloc's main heap, other anonymous memory, files).
+import { readFileSync } from 'node:fs';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+
+/** Resident KiB of the process's mappings by kind, from /proc/self/smaps (Linux only; empty elsewhere). */
+function mappings(): Record<string, number> {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/smaps', 'utf8');
+  } catch {
+    return {};
+  }
+  const kinds: Record<string, number> = { brkHeap: 0, anon: 0, file: 0, other: 0 };
+  let kind = 'other';
+  for (const line of text.split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header) {
+      const name = header[1]!;
+      kind = name === '' ? 'anon' : name === '[heap]' ? 'brkHeap' : name.startsWith('/') ? 'file' : 'other';
+      continue;
+    }
+    if (line.startsWith('Rss:')) kinds[kind]! += Number(/\d+/.exec(line)![0]);
+  }
+  return kinds;
+}
+
 process.channel?.unref(); // the channel must not keep the child alive once `serve` has stopped
 process.on('message', (message) => {
   if (message !== 'measure') return;
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   gc?.();
-  process.send?.({ ...process.memoryUsage(), cpu: process.cpuUsage(), collected: gc !== undefined });
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, { size: s.space_size, used: s.space_used_size, physical: s.physical_space_size }]));
+  process.send?.({ ...process.memoryUsage(), cpu: process.cpuUsage(), collected: gc !== undefined, heapLimit: getHeapStatistics().heap_size_limit, spaces, mappings: mappings() });
 });
