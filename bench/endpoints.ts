@@ -1,5 +1,7 @@
 // Many NotificationEndpoints on a real kube-apiserver (`npm run bench:endpoints`, issue 11): one real
-// `serve --kubernetes` process, its heap sized as the chart sizes it in its container, against the envtest
+// `serve --kubernetes` process, started with the Node flags of the image's ENTRYPOINT (Dockerfile) and the old
+// generation Node gives itself in the container the README's sizing rule asks for (BENCH_CHILD_FLAGS='...' replaces
+// the Dockerfile's flags, to compare others), against the envtest
 // apiserver 1.20 + etcd (hack/envtest-assets.sh; watch cache on, as in a cluster). For each size (default 1,000 and
 // 10,000 endpoints; `--sizes 500,2000`, `--quick` = 200) it prints:
 //   1. Ready: the endpoints are created with `kubectl apply -f` of one file (or through the API, `--parallel 32` at a
@@ -7,7 +9,7 @@
 //      apply returned and per object (first seen by the watch to Ready);
 //   2. memory with every endpoint Ready and idle (3 s and 30 s after), then after 20 events fanned out to every endpoint (all delivered):
 //      live heap after two full collections (bench/memory-probe.ts in the child) and RSS; per endpoint beyond the
-//      same process with no endpoint;
+//      same process with no endpoint; what the RSS beyond it is made of (V8's spaces, malloc's heap, other mappings);
 //   3. `/metrics`: bytes and series;
 //   4. status writes: PATCHes of notificationendpoints/status the apiserver counted;
 //   5. a restart with every endpoint present: how long until /readyz and every endpoint running again.
