@@ -16,14 +16,24 @@ function mappings(): Record<string, number> {
   }
   const kinds: Record<string, number> = { brkHeap: 0, anon: 0, file: 0, other: 0 };
   let kind = 'other';
+  let size = 0;
   for (const line of text.split('\n')) {
-    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (header) {
-      const name = header[1]!;
+      const name = header[3]!;
+      size = (parseInt(header[2]!, 16) - parseInt(header[1]!, 16)) / 1024;
       kind = name === '' ? 'anon' : name === '[heap]' ? 'brkHeap' : name.startsWith('/') ? 'file' : 'other';
       continue;
     }
-    if (line.startsWith('Rss:')) kinds[kind]! += Number(/\d+/.exec(line)![0]);
+    if (line.startsWith('Rss:')) {
+      const rss = Number(/\d+/.exec(line)![0]);
+      kinds[kind]! += rss;
+      // Anonymous resident memory by the size of its mapping (V8 pages, malloc arenas and mmapped chunks differ).
+      if (kind === 'anon') {
+        const bucket = size <= 256 ? 'anon<=256K' : size <= 1024 ? 'anon<=1M' : size <= 8192 ? 'anon<=8M' : size <= 65536 ? 'anon<=64M' : 'anon>64M';
+        kinds[bucket] = (kinds[bucket] ?? 0) + rss;
+      }
+    }
   }
   return kinds;
 }
