@@ -13,6 +13,7 @@
 //   3. `/metrics`: bytes and series;
 //   4. status writes: PATCHes of notificationendpoints/status the apiserver counted;
 //   5. a restart with every endpoint present: how long until /readyz and every endpoint running again.
+// BENCH_LAST_RESORT=1 has the child run a memory-reducing collection before each measurement (what V8 would give back).
 // BENCH_PROFILE=1 writes the operator's CPU profiles to /tmp/registry-notifier-prof (`npm run bench:profile-summary`).
 // Only loopback addresses; it stops by itself.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
