@@ -1,5 +1,7 @@
 // Many NotificationEndpoints on a real kube-apiserver (`npm run bench:endpoints`, issue 11): one real
-// `serve --kubernetes` process, its heap sized as the chart sizes it in its container, against the envtest
+// `serve --kubernetes` process, started with the Node flags of the image's ENTRYPOINT (Dockerfile) and the old
+// generation Node gives itself in the container the README's sizing rule asks for (BENCH_CHILD_FLAGS='...' replaces
+// the Dockerfile's flags, to compare others), against the envtest
 // apiserver 1.20 + etcd (hack/envtest-assets.sh; watch cache on, as in a cluster). For each size (default 1,000 and
 // 10,000 endpoints; `--sizes 500,2000`, `--quick` = 200) it prints:
 //   1. Ready: the endpoints are created with `kubectl apply -f` of one file (or through the API, `--parallel 32` at a
@@ -7,13 +9,15 @@
 //      apply returned and per object (first seen by the watch to Ready);
 //   2. memory with every endpoint Ready and idle (3 s and 30 s after), then after 20 events fanned out to every endpoint (all delivered):
 //      live heap after two full collections (bench/memory-probe.ts in the child) and RSS; per endpoint beyond the
-//      same process with no endpoint;
+//      same process with no endpoint; what the RSS beyond it is made of (V8's spaces, malloc's heap, other mappings);
 //   3. `/metrics`: bytes and series;
 //   4. status writes: PATCHes of notificationendpoints/status the apiserver counted;
 //   5. a restart with every endpoint present: how long until /readyz and every endpoint running again.
+// BENCH_LAST_RESORT=1 has the child run a memory-reducing collection before each measurement (what V8 would give back).
 // BENCH_PROFILE=1 writes the operator's CPU profiles to /tmp/registry-notifier-prof (`npm run bench:profile-summary`).
 // Only loopback addresses; it stops by itself.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -42,12 +46,44 @@ function containerLimitMiB(endpoints: number): number {
   return Math.max(512, Math.ceil((256 + endpoints * 0.064) / 128) * 128);
 }
 
-/** The heap Node 24 gives itself in that container: about half the memory limit (259 MiB of 512 MiB, read in a memory cgroup). */
+/**
+ * The old generation Node 24 gives itself in that container: half the memory limit (read in a memory cgroup: 256 MiB
+ * of 512, 448 of 896). Its young generation is the image's `--max-semi-space-size` (shippedNodeFlags): without it,
+ * Node would pick 1 MiB semi-spaces in 512 MiB but 64 MiB outside a container, so the bench would not measure what ships.
+ */
 function heapMiB(endpoints: number): number {
   return Math.floor(containerLimitMiB(endpoints) / 2);
 }
 
-interface Memory { heapUsed: number; heapTotal: number; rss: number; external: number; arrayBuffers: number; cpu: { user: number; system: number } }
+/** The Node flags of the image's ENTRYPOINT (Dockerfile), given to the benchmarked process too. */
+function shippedNodeFlags(): string[] {
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(import.meta.dirname, '../Dockerfile'), 'utf8'));
+  if (!entrypoint) throw new Error('Dockerfile: no ENTRYPOINT in exec form');
+  const argv = JSON.parse(entrypoint[1]!) as string[];
+  return argv.slice(1, argv.findIndex((arg) => arg.endsWith('main.js'))).filter((arg) => arg.startsWith('--'));
+}
+const NODE_FLAGS = process.env.BENCH_CHILD_FLAGS !== undefined ? process.env.BENCH_CHILD_FLAGS.split(' ').filter(Boolean) : shippedNodeFlags();
+
+interface Memory {
+  heapUsed: number; heapTotal: number; rss: number; external: number; arrayBuffers: number; cpu: { user: number; system: number };
+  /** V8's heap spaces by name: committed bytes (`size`), live bytes (`used`), resident bytes (`physical`). */
+  spaces: Record<string, { size: number; used: number; physical: number }>;
+  /** Resident KiB by kind of mapping (/proc/self/smaps): brkHeap (malloc's main heap), anon, file, other. */
+  mappings: Record<string, number>;
+  /** V8's heap limit (old generation and young generation together). */
+  heapLimit: number;
+}
+
+/** Where resident memory went since `base`: V8's spaces (resident, live), malloc's main heap, other anonymous memory. */
+function breakdown(m: Memory, base: Memory): string {
+  const spaces = Object.entries(m.spaces).map(([name, s]) => {
+    const b = base.spaces[name] ?? { physical: 0, used: 0 };
+    return [name.replace(/_space$/, ''), s.physical - b.physical, s.used - b.used] as const;
+  }).filter(([, physical]) => Math.abs(physical) >= 2 ** 20).map(([name, physical, used]) => `${name} ${mib(physical)} (live ${mib(used)})`);
+  const maps = Object.entries(m.mappings).map(([kind, k]) => `${kind} ${mib((k - (base.mappings[kind] ?? 0)) * 1024)}`);
+  return `    beyond no endpoint: V8 resident by space: ${spaces.join(', ') || 'none over 1 MiB'}; mappings: ${maps.join(', ')}; ` +
+    `external ${mib(m.external - base.external)}, arrayBuffers ${mib(m.arrayBuffers - base.arrayBuffers)}`;
+}
 
 class Operator {
   readonly child: ChildProcess;
@@ -64,7 +100,7 @@ class Operator {
   static start(kubeconfig: string, heap: number, histograms: boolean): Promise<Operator> {
     const env = { ...process.env, KUBECONFIG: kubeconfig, NO_PROXY: '127.0.0.1', no_proxy: '127.0.0.1' };
     const child = spawn(process.execPath, [
-      '--expose-gc', `--max-old-space-size=${heap}`, '--import', PROBE,
+      ...NODE_FLAGS, '--expose-gc', `--max-old-space-size=${heap}`, '--import', PROBE,
       ...(process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/registry-notifier-prof'] : []), MAIN, 'serve', '--kubernetes', '--namespaces', NS,
       '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--allow-endpoint-cidrs', '127.0.0.0/8', '--log-level', 'info',
       `--endpoint-histograms=${histograms}`,
@@ -202,7 +238,7 @@ const pct = (sorted: readonly number[], p: number): number => sorted[Math.min(so
 async function run(n: number): Promise<void> {
   const heap = heapMiB(n);
   const histograms = n <= 1_000; // the README's advice: --endpoint-histograms=false beyond about 1,000 endpoints
-  console.log(`\n== ${n} endpoints (container limit ${containerLimitMiB(n)} MiB, --max-old-space-size=${heap}, --endpoint-histograms=${histograms}) ==`);
+  console.log(`\n== ${n} endpoints (container limit ${containerLimitMiB(n)} MiB, ${[...NODE_FLAGS, `--max-old-space-size=${heap}`].join(' ')}, --endpoint-histograms=${histograms}) ==`);
   const cluster = await TestCluster.start({ watchCache: true });
   const dispatcher = new Agent({ connect: { ca: cluster.caPem } });
   const sink = await receiver();
@@ -216,6 +252,7 @@ async function run(n: number): Promise<void> {
     await until(async () => (await fetch(`${operator!.admin}/readyz`)).ok, 60_000, '/readyz', 100);
     const base = await operator.measure();
     console.log(`  no endpoint: heap ${mib(base.heapUsed)} (of ${mib(base.heapTotal)}), external ${mib(base.external)}, RSS ${mib(base.rss)}`);
+    console.log(`    heap limit ${mib(base.heapLimit)}; spaces resident: ${Object.entries(base.spaces).map(([name, sp]) => `${name.replace(/_space$/, '')} ${mib(sp.physical)}`).join(', ')}; mappings: ${Object.entries(base.mappings).map(([k, v]) => `${k} ${mib(v * 1024)}`).join(', ')}`);
 
     const readyAt = new Map<string, number>();
     const createdAt = new Map<string, number>();
@@ -264,11 +301,13 @@ async function run(n: number): Promise<void> {
     const idle = await operator.measure();
     console.log(`  idle, every one Ready: heap ${mib(idle.heapUsed)} (${kib((idle.heapUsed - base.heapUsed) / n)} per endpoint), ` +
       `RSS ${mib(idle.rss)} (${kib((idle.rss - base.rss) / n)} per endpoint); heap total ${mib(idle.heapTotal)}, external ${mib(idle.external)}`);
+    console.log(breakdown(idle, base));
     // V8 gives memory back only after a while of little allocation (its memory reducer): the same, 30 s later.
     await new Promise((resolve) => setTimeout(resolve, 30_000));
     const settled = await operator.measure();
     console.log(`  idle 30 s later: heap ${mib(settled.heapUsed)} (${kib((settled.heapUsed - base.heapUsed) / n)} per endpoint), ` +
       `RSS ${mib(settled.rss)} (${kib((settled.rss - base.rss) / n)} per endpoint); heap total ${mib(settled.heapTotal)}`);
+    console.log(breakdown(settled, base));
     const idleMetrics = await metricsOf(operator.admin);
     console.log(`  /metrics idle: ${mib(idleMetrics.bytes)}, ${idleMetrics.series} series`);
 
@@ -285,13 +324,18 @@ async function run(n: number): Promise<void> {
     console.log(`  receiver: ${received.requests} requests, ${Object.keys(received.perPath).length} paths; attempts without success: ${failed}`);
     const busy = await operator.measure();
     console.log(`  ${EVENTS} events to each of ${n}: delivered in ${(delivered / 1000).toFixed(1)} s (${Math.round((EVENTS * n) / (delivered / 1000))} ev/s); ` +
-      `heap ${mib(busy.heapUsed)} (${kib((busy.heapUsed - base.heapUsed) / n)} per endpoint), RSS ${mib(busy.rss)} (${kib((busy.rss - base.rss) / n)} per endpoint)`);
+      `heap ${mib(busy.heapUsed)} (${kib((busy.heapUsed - base.heapUsed) / n)} per endpoint), RSS ${mib(busy.rss)} (${kib((busy.rss - base.rss) / n)} per endpoint); heap total ${mib(busy.heapTotal)}`);
+    console.log(breakdown(busy, base));
     const busyMetrics = await metricsOf(operator.admin);
     console.log(`  /metrics after delivery: ${mib(busyMetrics.bytes)}, ${busyMetrics.series} series (${((busyMetrics.series - idleMetrics.series) / n + idleMetrics.series / n).toFixed(1)} per endpoint in all)`);
     await new Promise((resolve) => setTimeout(resolve, 12_000)); // one --status-interval (10 s) and a little
     const patchesAfter = await statusPatches(cluster, dispatcher);
     const window = (performance.now() - t1) / 1000;
     console.log(`  status writes from the events on: ${patchesAfter - patchesBeforeEvents} in ${window.toFixed(0)} s (${((patchesAfter - patchesBeforeEvents) / window).toFixed(1)}/s; --status-rate 20)`);
+    const delivered12 = await operator.measure();
+    console.log(`  delivered, 12 s later: heap ${mib(delivered12.heapUsed)} (${kib((delivered12.heapUsed - base.heapUsed) / n)} per endpoint), ` +
+      `RSS ${mib(delivered12.rss)} (${kib((delivered12.rss - base.rss) / n)} per endpoint); heap total ${mib(delivered12.heapTotal)}`);
+    console.log(breakdown(delivered12, base));
 
     await operator.stop();
     operator = await Operator.start(cluster.kubeconfigPath, heap, histograms);

@@ -59,7 +59,7 @@ describe('Dockerfile (read as data: no Docker engine here)', () => {
       [undefined, 'gcr.io/distroless/nodejs24-debian12:nonroot'],
     ]);
     expect(runtime.lines).toContain('USER 65532:65532');
-    expect(runtime.lines).toContain('ENTRYPOINT ["/nodejs/bin/node", "--enable-source-maps", "/app/dist/main.js"]');
+    expect(runtime.lines).toContain('ENTRYPOINT ["/nodejs/bin/node", "--enable-source-maps", "--max-semi-space-size=1", "/app/dist/main.js"]');
     expect(runtime.lines).toContain('CMD ["serve"]');
     expect(runtime.lines).toContain('EXPOSE 8080 9090');
     expect(runtime.lines.some((l) => l.startsWith('RUN'))).toBe(false); // distroless: no shell at run time
