@@ -7,7 +7,7 @@
 // Only loopback addresses; it stops by itself. `--quick` runs smaller sizes; `--replica-cpu 0.3` limits each
 // replica of part 1 to 0.3 CPU (cgroup v1, as root), `--only-throughput` runs part 1 alone.
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -105,7 +105,38 @@ async function freshDatabase(pgServer: TestPostgres): Promise<string> {
   return url;
 }
 
-async function throughput(pgServer: TestPostgres, replicas: number): Promise<{ replicas: number; deliveries: number; seconds: number; perSec: number }> {
+/** CPU seconds a process has used (user + system), from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** The machine's busy and total CPU time so far, in seconds (every core), from /proc/stat. */
+function machineCpu(): { busy: number; total: number } {
+  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+  const n = ticks.map(Number);
+  const total = n.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: (total - n[3]! - n[4]!) / 100, total: total / 100 };
+}
+
+/** How often a replica's CFS quota throttled it (cgroup v1 cpu.stat), or undefined without a limit. */
+function throttled(name: string): number | undefined {
+  const stat = join(CPU_CGROUP, name, 'cpu.stat');
+  return existsSync(stat) ? Number(/nr_throttled (\d+)/.exec(readFileSync(stat, 'utf8'))?.[1] ?? 0) : undefined;
+}
+
+interface Throughput {
+  replicas: number;
+  deliveries: number;
+  seconds: number;
+  perSec: number;
+  /** CPU the replicas used while delivering, in cores (summed), and the machine's busy share. */
+  replicaCores: number;
+  machineBusy: number;
+  throttledPeriods: number | undefined;
+}
+
+async function throughput(pgServer: TestPostgres, replicas: number): Promise<Throughput> {
   const url = await freshDatabase(pgServer);
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-replicas-'));
   const hook = await receiver(20);
@@ -123,15 +154,24 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<{ r
     return rows.length === replicas && rows.every((row) => row.n <= fair) && rows.reduce((a, row) => a + row.n, 0) === names.length;
   }, 120_000, 'fair shares');
   await client.end();
+  const cpu0 = running.map((r) => cpuSeconds(r.child.pid!));
+  const machine0 = machineCpu();
+  const throttled0 = running.map((_, i) => throttled(`rn-bench-${i}`));
+  const started = performance.now();
   await load(url, names, events, `tp${replicas}`);
   await until(() => hook.count() >= names.length * events, 600_000, 'every delivery');
   const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
+  const wall = (performance.now() - started) / 1000;
+  const replicaCores = running.reduce((sum, r, i) => sum + cpuSeconds(r.child.pid!) - cpu0[i]!, 0) / wall;
+  const machine1 = machineCpu();
+  const machineBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
+  const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
   await stop(running);
   for (const remove of limits) await remove();
   hook.server.close();
   await rm(dir, { recursive: true, force: true });
   const deliveries = names.length * events;
-  return { replicas, deliveries, seconds, perSec: deliveries / seconds };
+  return { replicas, deliveries, seconds, perSec: deliveries / seconds, replicaCores, machineBusy, throttledPeriods };
 }
 
 async function failover(pgServer: TestPostgres): Promise<number> {
@@ -211,7 +251,11 @@ if (!postgresBinaries()) {
     const one = await throughput(server, 1);
     const three = await throughput(server, 3);
     console.log(`\n64 endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
-    console.table([one, three].map((r) => ({ replicas: r.replicas, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'delivered ev/s': Math.round(r.perSec) })));
+    console.table([one, three].map((r) => ({
+      replicas: r.replicas, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
+      'replica CPU (cores)': r.replicaCores.toFixed(2), 'machine busy': `${Math.round(r.machineBusy * 100)}%`,
+      ...(r.throttledPeriods !== undefined && { 'throttled periods': r.throttledPeriods }),
+    })));
     console.log(`speed-up 3 vs 1 replica: ${(three.perSec / one.perSec).toFixed(2)}x`);
     if (!process.argv.includes('--only-throughput')) {
       console.log(`\nfailover after SIGKILL of the owner (lease 15 s): next event delivered after ${(await failover(server)).toFixed(1)} s`);
