@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { Pool } from 'undici';
 import { startServe } from './serve-process.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
+import pg from 'pg';
+
+const { Client: PgClient } = pg;
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const EVENTS = QUICK ? 2_000 : 10_000;
@@ -50,6 +53,7 @@ const template = {
 
 async function main(): Promise<void> {
   const results: Result[] = [];
+  let ceiling: number | undefined;
   for (const mode of ['memory', 'journal'] as const) {
     if (ONLY && ONLY !== mode) continue;
     for (const posters of CONCURRENCY) results.push(await runCase(mode, posters));
@@ -59,7 +63,9 @@ async function main(): Promise<void> {
   } else if (postgresBinaries()) {
     const pg = await startPostgres({ fsync: true });
     try {
+      ceiling = await serialCommits(pg);
       for (const posters of CONCURRENCY) results.push(await runCase('postgres', posters, pg));
+      ceiling = (ceiling + await serialCommits(pg)) / 2; // before and after: the disk's rate drifts
     } finally {
       await pg.stop();
     }
@@ -76,6 +82,25 @@ async function main(): Promise<void> {
     'max ms': r.max.toFixed(1),
     'delivered ev/s': Math.round(r.deliveredPerSec),
   })));
+  if (ceiling !== undefined) {
+    console.log(`PostgreSQL's own ceiling for one poster: ${Math.round(ceiling)} commits/s, one connection committing a one-row INSERT at a time ` +
+      '(each waits for its WAL flush: no request that must be durable before its answer can be accepted faster one at a time)');
+  }
+}
+
+/** Commits a second on this server by one connection, each a one-row INSERT waiting for its WAL flush. */
+async function serialCommits(pg: TestPostgres): Promise<number> {
+  const client = new PgClient({ connectionString: await pg.createDatabase() });
+  await client.connect();
+  try {
+    await client.query('CREATE TABLE bench_commits (n int)');
+    const n = QUICK ? 300 : 2_000;
+    const started = performance.now();
+    for (let i = 0; i < n; i++) await client.query('INSERT INTO bench_commits VALUES ($1)', [i]);
+    return n / ((performance.now() - started) / 1000);
+  } finally {
+    await client.end();
+  }
 }
 
 async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number, pg?: TestPostgres): Promise<Result> {
