@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { describeDatabaseError } from './errors.ts';
 import type { Lease } from './lease-keeper.ts';
+import { SerialBatches } from './serial-batches.ts';
 
 /** One endpoint's outcome reached under one lease: positions delivered, or dead-lettered with a reason. */
 export interface Outcome {
@@ -41,8 +42,7 @@ const RETRY_MS = 1_000;
  */
 export class OutcomeWriter {
   #options: OutcomeWriterOptions;
-  #queue: Outcome[] = [];
-  #running: Promise<void> | undefined;
+  #batches = new SerialBatches<Outcome>(MAX_PER_CALL, (batch) => this.#record(batch));
 
   constructor(options: OutcomeWriterOptions) {
     this.#options = options;
@@ -50,43 +50,33 @@ export class OutcomeWriter {
 
   /** Queues `outcome` to be written with whatever else is waiting. */
   add(outcome: Outcome): void {
-    this.#queue.push(outcome);
-    this.#running ??= this.#run();
+    this.#batches.add(outcome);
   }
 
   /** Resolves once every outcome added so far is written or given up. */
-  async drained(): Promise<void> {
-    while (this.#running) await this.#running;
+  drained(): Promise<void> {
+    return this.#batches.drained();
   }
 
-  // Cleared in the same turn that finds the queue empty (not in a callback chained on the run, which would leave
-  // an outcome added by a continuation of the last call waiting with no run to write it).
-  async #run(): Promise<void> {
-    // Let the outcomes reached in this turn of the event loop (many endpoints answered at once) join the first call.
-    await new Promise((resolve) => setImmediate(resolve));
-    for (;;) {
-      if (this.#queue.length === 0) {
-        this.#running = undefined;
-        return;
+  // One call: settles each outcome, or after a failure waits and hands back those still current to be tried again.
+  async #record(batch: Outcome[]): Promise<readonly Outcome[]> {
+    let written: boolean[];
+    try {
+      written = await this.#write(batch);
+    } catch (error) {
+      const kept: Outcome[] = [];
+      for (const outcome of batch) {
+        if (outcome.current()) kept.push(outcome);
+        else outcome.settle(undefined);
       }
-      const batch = this.#queue.splice(0, MAX_PER_CALL);
-      let written: boolean[] | undefined;
-      try {
-        written = await this.#write(batch);
-      } catch (error) {
-        const kept: Outcome[] = [];
-        for (const outcome of batch) {
-          if (outcome.current()) kept.push(outcome);
-          else outcome.settle(undefined);
-        }
-        this.#queue.unshift(...kept);
-        if (kept.length === 0) continue;
+      if (kept.length > 0) {
         this.#options.logger.debug({ outcomes: kept.length, error: describeDatabaseError(error) }, 'database: recording outcomes failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, this.#options.retryMs ?? RETRY_MS));
-        continue;
       }
-      batch.forEach((outcome, k) => outcome.settle(written[k] ?? false));
+      return kept;
     }
+    batch.forEach((outcome, k) => outcome.settle(written[k] ?? false));
+    return [];
   }
 
   async #write(batch: readonly Outcome[]): Promise<boolean[]> {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { QueuedEvent } from '../notifications/sink.ts';
+import { SerialBatches } from './serial-batches.ts';
 
 /** Settings of a `PageReader`. */
 export interface PageReaderOptions {
@@ -32,8 +33,7 @@ const MAX_PER_CALL = 64;
  */
 export class PageReader {
   #options: PageReaderOptions;
-  #queue: Request[] = [];
-  #running: Promise<void> | undefined;
+  #batches = new SerialBatches<Request>(MAX_PER_CALL, (batch) => this.#read(batch));
 
   constructor(options: PageReaderOptions) {
     this.#options = options;
@@ -41,38 +41,27 @@ export class PageReader {
 
   /** The events `endpoint` owes after position `after`, in order, a page at most; rejects when the database could not be read. */
   read(endpoint: string, after: number): Promise<Page> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ endpoint, after, resolve, reject });
-      if (!this.#running) this.#running = this.#run();
-    });
+    return new Promise((resolve, reject) => this.#batches.add({ endpoint, after, resolve, reject }));
   }
 
-  // Cleared in the same turn that finds the queue empty: a read made by a caller resumed by the last page (its
-  // continuation runs before any callback chained on this promise) starts a new run instead of waiting forever.
-  async #run(): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve));
-    for (;;) {
-      if (this.#queue.length === 0) {
-        this.#running = undefined;
-        return;
-      }
-      const batch = this.#queue.splice(0, MAX_PER_CALL);
-      try {
-        const { rows } = await this.#options.pool.query<{ k: number; pos: string; id: string; json: string; accepted_at: string }>({
-          name: 'rn-pages',
-          text: `SELECT w.k, d.pos, e.id, e.json, e.accepted_at
-            FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w(endpoint, after, k)
-            CROSS JOIN LATERAL (SELECT pos, seq FROM deliveries WHERE endpoint = w.endpoint AND pos > w.after ORDER BY pos LIMIT $3) d
-            JOIN events e ON e.seq = d.seq
-            ORDER BY w.k, d.pos`,
-          values: [batch.map((r) => r.endpoint), batch.map((r) => r.after), this.#options.pageSize],
-        });
-        const pages = batch.map((): QueuedEvent[] => []);
-        for (const row of rows) pages[Number(row.k) - 1]?.push({ id: row.id, json: row.json, acceptedAt: Number(row.accepted_at), seq: Number(row.pos) });
-        batch.forEach((request, i) => request.resolve({ events: pages[i]!, more: pages[i]!.length >= this.#options.pageSize }));
-      } catch (error) {
-        for (const request of batch) request.reject(error);
-      }
+  // One query: each request gets its page, or every one the error.
+  async #read(batch: Request[]): Promise<readonly Request[]> {
+    try {
+      const { rows } = await this.#options.pool.query<{ k: number; pos: string; id: string; json: string; accepted_at: string }>({
+        name: 'rn-pages',
+        text: `SELECT w.k, d.pos, e.id, e.json, e.accepted_at
+          FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w(endpoint, after, k)
+          CROSS JOIN LATERAL (SELECT pos, seq FROM deliveries WHERE endpoint = w.endpoint AND pos > w.after ORDER BY pos LIMIT $3) d
+          JOIN events e ON e.seq = d.seq
+          ORDER BY w.k, d.pos`,
+        values: [batch.map((r) => r.endpoint), batch.map((r) => r.after), this.#options.pageSize],
+      });
+      const pages = batch.map((): QueuedEvent[] => []);
+      for (const row of rows) pages[Number(row.k) - 1]?.push({ id: row.id, json: row.json, acceptedAt: Number(row.accepted_at), seq: Number(row.pos) });
+      batch.forEach((request, i) => request.resolve({ events: pages[i]!, more: pages[i]!.length >= this.#options.pageSize }));
+    } catch (error) {
+      for (const request of batch) request.reject(error);
     }
+    return [];
   }
 }

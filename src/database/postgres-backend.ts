@@ -140,7 +140,6 @@ export class PostgresBackend implements QueueBackend {
   storeFor(endpoint: string): EndpointStore {
     return new PostgresEndpointStore(endpoint, {
       pool: this.#pool,
-      replicaId: this.#options.replicaId,
       logger: this.#options.logger.child({ endpoint }),
       longestAttemptMs: longestAttemptMs(this.#options.leaseDurationMs),
       pending: (name) => this.#pending.get(name),

@@ -7,10 +7,9 @@ import type { Lease, LeaseHolder } from './lease-keeper.ts';
 import type { Outcome } from './outcome-writer.ts';
 import type { Page } from './page-reader.ts';
 
-/** What a store needs of its backend: the pool, who this replica is, and the lease keeper it registers with. */
+/** What a store needs of its backend: the pool, the replica's reader and writer, and the lease keeper it registers with. */
 export interface StoreContext {
   readonly pool: pg.Pool;
-  readonly replicaId: string;
   readonly logger: Logger;
   /** The longest attempt a freshly renewed lease leaves room for. */
   readonly longestAttemptMs: number;
@@ -101,7 +100,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
       // The polling fallback: the database says more is owed than the window holds (a missed notification).
       this.wake();
     }
-    for (const waiter of this.#waiters) waiter();
+    this.#changed();
   }
 
   /** New work may be waiting (a notification, a lease round): fetch the next page once the window is empty. */
@@ -129,15 +128,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
       if (lease && performance.now() + needed < lease.validUntil && this.#unrecorded < MAX_UNRECORDED) return;
       // Wait for the next round (a renewal, or the word that the lease is gone: then the window resets and the
       // write in flight is aborted), for the recordings to catch up, or for the abort.
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.#waiters.delete(done);
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        this.#waiters.add(done);
-        signal.addEventListener('abort', done, { once: true });
-      });
+      await this.#change(signal);
     }
   }
 
@@ -184,22 +175,31 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
       settle: (written) => {
         if (written === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
         this.#unrecorded -= positions.length;
-        for (const waiter of this.#waiters) waiter();
+        this.#changed();
       },
     });
   }
 
   /** Resolves once every outcome handed to the writer is written or given up. */
   async #recorded(): Promise<void> {
-    while (this.#unrecorded > 0) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.#waiters.delete(done);
-          resolve();
-        };
-        this.#waiters.add(done);
-      });
-    }
+    while (this.#unrecorded > 0) await this.#change();
+  }
+
+  /** Resolves at the next change `#changed` announces (a lease round, an outcome settled), or when `signal` aborts. */
+  #change(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.#waiters.delete(done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#waiters.add(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  #changed(): void {
+    for (const waiter of this.#waiters) waiter();
   }
 
   async #fetch(): Promise<void> {
