@@ -59,6 +59,11 @@ interface Tracked {
   lastCountersWrite: number;
   /** Requests handled in this process (annotation values) whose status write has not succeeded yet. */
   handled: HandledFields;
+  /**
+   * Requests this process wrote into status, until an observed object shows them: reconciles read a cache that can
+   * predate the write, and must not take the request for one not handled yet (and act on it twice).
+   */
+  written: HandledFields;
 }
 
 /**
@@ -79,6 +84,8 @@ export class StatusWriter {
   #tokens: number;
   #refilled: number;
   #recorder: EventRecorder;
+  /** Whether any tracked endpoint holds `written` values (so losing the election clears them once). */
+  #remembersWrites = false;
 
   constructor(options: StatusWriterOptions) {
     this.#options = options;
@@ -105,8 +112,17 @@ export class StatusWriter {
    * as the stored status says; undefined for an endpoint not tracked.
    */
   handled(key: string, field: HandledField): string | undefined {
+    this.#forgetWrittenUnlessWriting();
     const tracked = this.#tracked.get(key);
-    return tracked && (tracked.handled[field] ?? tracked.object.status?.[field]);
+    return tracked && (tracked.handled[field] ?? tracked.written[field] ?? tracked.object.status?.[field]);
+  }
+
+  // What this process wrote stands only while it writes status: once another replica was elected, that one may have
+  // handled a newer request, and the stored status (not what this one remembers) says what was handled last.
+  #forgetWrittenUnlessWriting(): void {
+    if (!this.#remembersWrites || this.writing) return;
+    for (const tracked of this.#tracked.values()) tracked.written = {};
+    this.#remembersWrites = false;
   }
 
   /**
@@ -134,11 +150,14 @@ export class StatusWriter {
       // Updated in place: a write in flight records what it wrote into this same record, so the write queued
       // behind it compares against what is stored, not against a copy taken before.
       Object.assign(previous, { object, ready, endpoint });
+      for (const field of Object.keys(previous.written) as HandledField[]) {
+        if (object.status?.[field] === previous.written[field]) delete previous.written[field];
+      }
     } else {
       // Seeded from the stored status so transition times survive a restart.
       this.#tracked.set(key, {
         object, ready, endpoint, conditions: object.status?.conditions ?? [], counters: undefined, lastCountersWrite: 0,
-        publicKey: object.status?.signingPublicKey, handled: {},
+        publicKey: object.status?.signingPublicKey, handled: {}, written: {},
       });
     }
     // A first observation (a new endpoint, or every endpoint after a restart) is written at once only when Ready,
@@ -178,7 +197,10 @@ export class StatusWriter {
    */
   tick(force = false): Promise<void> {
     this.#writing = this.#writing.then(async () => {
-      if (this.#options.writes && !this.#options.writes()) return;
+      if (this.#options.writes && !this.#options.writes()) {
+        this.#forgetWrittenUnlessWriting();
+        return;
+      }
       const now = this.#clock();
       this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#refilled) / 1000) * this.#rate);
       this.#refilled = now;
@@ -272,6 +294,10 @@ export class StatusWriter {
     if ('signingPublicKey' in counters) tracked.publicKey = counters.signingPublicKey ?? undefined;
     // Written: from now on the stored status says it (a later patch never carries an old value over a newer one).
     if (tracked.handled === handled) tracked.handled = {};
+    if (Object.keys(handled).length > 0) {
+      tracked.written = { ...tracked.written, ...handled };
+      this.#remembersWrites = true;
+    }
     tracked.object = { ...tracked.object, status: { ...tracked.object.status, ...(generation !== undefined && { observedGeneration: generation }), conditions, ...handled } };
     this.#events(tracked.object, before, conditions);
   }

@@ -648,3 +648,41 @@ describe('StatusWriter: Events are sent off the status path', () => {
     expect(lines.filter((l) => l.msg === 'Kubernetes Events dropped').map((l) => [l.level, l.dropped, l.why])).toEqual([['warn', 3, 'shutdown budget spent']]);
   });
 });
+
+describe('StatusWriter: handled requests against a cache older than the write', () => {
+  const REPLAYED = 'lastHandledReplayAt' as const;
+
+  it('a request it handled stays handled when a reconcile brings an object read before that write', async () => {
+    const h = harness();
+    const stub = new StubEndpoint();
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    await h.writer.recordHandled(KEY, { [REPLAYED]: 'v1' }, 'Replayed', 'replayed 2 dead letters');
+    expect(h.api.objects.get(KEY)?.status?.[REPLAYED]).toBe('v1');
+    // The informer's copy from before the status write: its status does not show v1 yet.
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    expect(h.writer.handled(KEY, REPLAYED), 'the stale object must not undo the handled value').toBe('v1');
+    // The cache catches up, then a newer request is handled: the newest value is the one reported.
+    await h.writer.observe(KEY, h.api.objects.get(KEY)!, READY, stub.endpoint);
+    expect(h.writer.handled(KEY, REPLAYED)).toBe('v1');
+    await h.writer.recordHandled(KEY, { [REPLAYED]: 'v2' }, 'Replayed', 'replayed 0 dead letters');
+    await h.writer.observe(KEY, h.object, READY, stub.endpoint);
+    expect(h.writer.handled(KEY, REPLAYED)).toBe('v2');
+  });
+
+  it('once another replica is elected, the stored status (not what it remembers writing) says what was handled', async () => {
+    let leading = true;
+    const api = new FakeClusterApi();
+    const { logger } = captureLogs();
+    const writer = new StatusWriter({ api, logger, intervalMs: INTERVAL, writes: () => leading });
+    writers.push(writer);
+    const object = api.put({ apiVersion: 'registry-notifier.io/v1alpha1', kind: 'NotificationEndpoint', metadata: { name: 'hook', namespace: 'ns', generation: 1, uid: 'u1' }, spec: { url: 'http://127.0.0.1:9/' } });
+    await writer.observe(KEY, object, READY, undefined);
+    await writer.recordHandled(KEY, { [REPLAYED]: 'v1' }, 'Replayed', 'replayed 1 dead letter');
+    leading = false;
+    await writer.tick();
+    // The other replica handled v2 meanwhile; this one is elected again and sees an object that says so.
+    leading = true;
+    await writer.observe(KEY, { ...object, status: { ...object.status, [REPLAYED]: 'v2' } }, READY, undefined);
+    expect(writer.handled(KEY, REPLAYED)).toBe('v2');
+  });
+});
