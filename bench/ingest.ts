@@ -21,7 +21,7 @@ const EVENTS = QUICK ? 2_000 : 10_000;
 /** `--only postgres` (or memory, journal): one backend's rows. */
 const onlyArg = process.argv.indexOf('--only');
 const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
-const CONCURRENCY = [1, 8];
+const CONCURRENCY = process.env.BENCH_POSTERS ? [Number(process.env.BENCH_POSTERS)] : [1, 8];
 
 /** One measured case. */
 interface Result {
@@ -32,6 +32,8 @@ interface Result {
   p99: number;
   max: number;
   deliveredPerSec: number;
+  /** Events per request the receiver got (the endpoint batches up to 100). */
+  perDelivery: number;
 }
 
 const template = {
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
     'p99 ms': r.p99.toFixed(2),
     'max ms': r.max.toFixed(1),
     'delivered ev/s': Math.round(r.deliveredPerSec),
+    'events per delivery': r.perDelivery.toFixed(1),
   })));
   if (ceiling !== undefined) {
     console.log(`PostgreSQL's own ceiling for one poster: ${Math.round(ceiling)} commits/s, one connection committing a one-row INSERT at a time ` +
@@ -106,6 +109,7 @@ async function serialCommits(pg: TestPostgres): Promise<number> {
 async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number, pg?: TestPostgres): Promise<Result> {
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-ingest-'));
   let received = 0;
+  let requests = 0;
   let lastAt = 0;
   let onAll: () => void = () => {};
   const all = new Promise<void>((resolve) => (onAll = resolve));
@@ -114,6 +118,7 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number,
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       received += (JSON.parse(Buffer.concat(chunks).toString()) as { events: unknown[] }).events.length;
+      requests++;
       lastAt = performance.now();
       res.end();
       if (received >= EVENTS) onAll();
@@ -144,7 +149,8 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number,
     }
   }));
   const acceptedAt = performance.now();
-  await Promise.race([all, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received}/${EVENTS} delivered`)), 120_000))]);
+  // Unref'd: the run ends when the last event arrives, not when this would have fired.
+  await Promise.race([all, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received}/${EVENTS} delivered`)), 120_000).unref())]);
   latencies.sort((a, b) => a - b);
   const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!;
   await pool.close();
@@ -160,6 +166,7 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number,
     p99: pct(0.99),
     max: latencies.at(-1)!,
     deliveredPerSec: EVENTS / ((lastAt - started) / 1000),
+    perDelivery: EVENTS / requests,
   };
 }
 

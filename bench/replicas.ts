@@ -129,9 +129,13 @@ interface Throughput {
   replicas: number;
   deliveries: number;
   seconds: number;
+  /** How long loading every event took (the registry's side), from the start. */
+  loaded: number;
   perSec: number;
   /** CPU the replicas used while delivering, in cores (summed), and the machine's busy share. */
   replicaCores: number;
+  /** Replica CPU per delivery (all replicas), in milliseconds: what scale-out costs beyond one process. */
+  cpuPerDelivery: number;
   machineBusy: number;
   throttledPeriods: number | undefined;
 }
@@ -141,7 +145,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-replicas-'));
   const hook = await receiver(20);
   const names = Array.from({ length: 64 }, (_, i) => `ep-${i}`);
-  const events = QUICK ? 40 : 150;
+  const events = QUICK ? 40 : Number(process.env.BENCH_EVENTS ?? 150);
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
   const running = await Promise.all(Array.from({ length: replicas }, (_, i) => serve(file, url, `bench-${i}`)));
   const limits = REPLICA_CPU === undefined ? [] : await Promise.all(running.map((r, i) => limitCpu(r.child.pid!, `rn-bench-${i}`, REPLICA_CPU)));
@@ -159,10 +163,12 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   const throttled0 = running.map((_, i) => throttled(`rn-bench-${i}`));
   const started = performance.now();
   await load(url, names, events, `tp${replicas}`);
+  const loaded = (performance.now() - started) / 1000;
   await until(() => hook.count() >= names.length * events, 600_000, 'every delivery');
   const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
   const wall = (performance.now() - started) / 1000;
-  const replicaCores = running.reduce((sum, r, i) => sum + cpuSeconds(r.child.pid!) - cpu0[i]!, 0) / wall;
+  const replicaSeconds = running.reduce((sum, r, i) => sum + cpuSeconds(r.child.pid!) - cpu0[i]!, 0);
+  const replicaCores = replicaSeconds / wall;
   const machine1 = machineCpu();
   const machineBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
   const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
@@ -171,7 +177,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   hook.server.close();
   await rm(dir, { recursive: true, force: true });
   const deliveries = names.length * events;
-  return { replicas, deliveries, seconds, perSec: deliveries / seconds, replicaCores, machineBusy, throttledPeriods };
+  return { replicas, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries, machineBusy, throttledPeriods };
 }
 
 async function failover(pgServer: TestPostgres): Promise<number> {
@@ -252,8 +258,8 @@ if (!postgresBinaries()) {
     const three = await throughput(server, 3);
     console.log(`\n64 endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
     console.table([one, three].map((r) => ({
-      replicas: r.replicas, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
-      'replica CPU (cores)': r.replicaCores.toFixed(2), 'machine busy': `${Math.round(r.machineBusy * 100)}%`,
+      replicas: r.replicas, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'loaded in s': r.loaded.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
+      'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3), 'machine busy': `${Math.round(r.machineBusy * 100)}%`,
       ...(r.throttledPeriods !== undefined && { 'throttled periods': r.throttledPeriods }),
     })));
     console.log(`speed-up 3 vs 1 replica: ${(three.perSec / one.perSec).toFixed(2)}x`);

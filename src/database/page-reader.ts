@@ -24,6 +24,9 @@ interface Request {
 
 // Endpoints read by one query at most: a page each, so a call stays a bounded amount of memory.
 const MAX_PER_CALL = 64;
+// Queries start at least this far apart: under a steady trickle each takes what arrived meanwhile, so a page (and
+// the delivery and outcome behind it) carries several events instead of one. Delivery waits this much at most more.
+const SPACING_MS = 5;
 
 /**
  * Reads the next page of what endpoints owe, many endpoints in one query: one ingest request wakes every endpoint
@@ -33,7 +36,7 @@ const MAX_PER_CALL = 64;
  */
 export class PageReader {
   #options: PageReaderOptions;
-  #batches = new SerialBatches<Request>(MAX_PER_CALL, (batch) => this.#read(batch));
+  #batches = new SerialBatches<Request>(MAX_PER_CALL, (batch) => this.#read(batch), SPACING_MS);
 
   constructor(options: PageReaderOptions) {
     this.#options = options;

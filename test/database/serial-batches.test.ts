@@ -58,4 +58,39 @@ describe('SerialBatches', () => {
       expect(seen).toEqual(['first', 'second']);
     }
   });
+
+  it('with a spacing, a call after a quiet spell starts at once; under a trickle each call takes what came meanwhile', async () => {
+    const starts: number[] = [];
+    const calls: number[][] = [];
+    const batches = new SerialBatches<number>(100, async (batch) => {
+      starts.push(performance.now());
+      calls.push(batch);
+      return [];
+    }, 50);
+    const t0 = performance.now();
+    batches.add(0);
+    await batches.drained();
+    expect(starts[0]! - t0, 'the first call waits for nothing').toBeLessThan(25);
+    // One item every 5 ms for 200 ms: about four calls, not forty.
+    for (let n = 1; n <= 40; n++) {
+      batches.add(n);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await batches.drained();
+    expect(calls.flat()).toEqual(Array.from({ length: 41 }, (_, n) => n));
+    expect(calls.length).toBeLessThanOrEqual(8);
+    for (let k = 1; k < starts.length; k++) expect(starts[k]! - starts[k - 1]!, `call ${k}`).toBeGreaterThanOrEqual(45); // timers round to the millisecond
+  });
+
+  it('with a spacing, a full batch does not wait for it', async () => {
+    const starts: number[] = [];
+    const batches = new SerialBatches<number>(10, async () => {
+      starts.push(performance.now());
+      return [];
+    }, 1_000);
+    for (let n = 0; n < 30; n++) batches.add(n);
+    await batches.drained();
+    expect(starts).toHaveLength(3);
+    expect(starts[2]! - starts[0]!).toBeLessThan(500);
+  });
 });
