@@ -136,6 +136,27 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     expect(named('rn-record')).toBeLessThan(80);
   });
 
+  it('requests arriving together are committed together (group commit); an id two of them carry is queued once, a duplicate for the later one', async () => {
+    const url = await pg.createDatabase();
+    const { backend, set } = await replica(url, 'r1');
+    const r = await receiver();
+    set.apply('group', fast(r.url, { maxBatchEvents: 100 }));
+    const queries = vi.spyOn(backend.pool, 'query');
+    const accepts = (): number => queries.mock.calls.filter(([q]) => typeof q === 'object' && (q as { name?: string }).name === 'rn-accept').length;
+    const events = makeEvents(8, 'together');
+    const results = await Promise.all(events.map((event) => set.write([event])));
+    expect(results).toEqual(events.map(() => ({ routed: 1, duplicates: [] })));
+    expect(accepts(), 'eight requests in one transaction').toBe(1);
+    // The same id in two requests of one transaction: the first queues it, the second hears it was a duplicate.
+    const [shared] = makeEvents(1, 'shared');
+    const both = await Promise.all([set.write([shared!]), set.write([shared!])]);
+    expect(accepts()).toBe(2);
+    expect(both).toEqual([{ routed: 1, duplicates: [] }, { routed: 0, duplicates: ['shared-0'] }]);
+    await r.waitFor(() => ids(r).length >= 9, 10_000);
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]));
+    expect(ids(r)).toEqual([...events.map((e) => e.id), 'shared-0']);
+  });
+
   it('two replicas share the endpoints (fair shares), each delivers its own in order', async () => {
     const url = await pg.createDatabase();
     const one = await replica(url, 'r1');
