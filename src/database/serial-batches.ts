@@ -14,8 +14,8 @@ export class SerialBatches<T> {
 
   /**
    * `spacingMs`: calls start at least this far apart (default 0). A call that comes after a quiet spell starts at
-   * once, and so does a full one; under a steady trickle (one event at a time from one registry) each call takes what arrived meanwhile,
-   * and the database does one round trip (and one commit) per spacing instead of one per item.
+   * once, and so does a full one; under a steady trickle (one event at a time from one registry) each call takes
+   * what arrived meanwhile, and the database does one round trip (and one commit) per spacing instead of one per item.
    */
   constructor(max: number, call: (batch: T[]) => Promise<readonly T[]>, spacingMs = 0) {
     this.#max = max;
