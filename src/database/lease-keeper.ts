@@ -63,6 +63,8 @@ export class LeaseKeeper {
   #round: Promise<void> | undefined;
   #failing = false;
   #stopped = false;
+  // A poke that came while a round ran: that round read the endpoints before it, so another follows at once.
+  #again = false;
   #nextExpiryMs: number | undefined;
 
   constructor(options: LeaseKeeperOptions) {
@@ -117,7 +119,12 @@ export class LeaseKeeper {
   }
 
   async #run(): Promise<void> {
-    if (this.#stopped || this.#round) return;
+    if (this.#stopped) return;
+    if (this.#round) {
+      this.#again = true;
+      return;
+    }
+    this.#again = false;
     this.#round = this.#once();
     try {
       await this.#round;
@@ -128,7 +135,7 @@ export class LeaseKeeper {
       const period = this.#options.leaseDurationMs / ROUNDS_PER_LEASE;
       // A lease that ran out a while ago and is still not ours (our share is full) is no reason to hurry.
       const expiry = this.#nextExpiryMs;
-      const soon = expiry === undefined || expiry < -period ? period : Math.min(period, Math.max(TAKEOVER_DELAY_MS, expiry + TAKEOVER_DELAY_MS));
+      const soon = this.#again ? 0 : expiry === undefined || expiry < -period ? period : Math.min(period, Math.max(TAKEOVER_DELAY_MS, expiry + TAKEOVER_DELAY_MS));
       if (!this.#stopped) this.#timer = setTimeout(() => void this.#run(), soon);
     }
   }

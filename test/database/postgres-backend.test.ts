@@ -235,6 +235,26 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     expect(performance.now() - started).toBeLessThan(LEASE_MS + 5_000);
   });
 
+  it('an endpoint added while a lease round runs is claimed by a round right after it, not a period later', async () => {
+    const url = await pg.createDatabase();
+    await (await PostgresBackend.open({ url, replicaId: 'schema', leaseDurationMs: 60_000, logger })).close();
+    const r = await receiver();
+    // The replica's first round waits on this lock (it marks the replica alive first), so the endpoint is added
+    // while that round runs: the round read no endpoint, and the next regular one is 20 s away.
+    const lock = new postgres.Client({ connectionString: url });
+    await lock.connect();
+    cleanups.push(() => lock.end());
+    await lock.query('BEGIN; LOCK TABLE replicas IN EXCLUSIVE MODE');
+    const { set } = await replica(url, 'r1', { lease: 60_000 });
+    await eventually(async () => expect(await queryOnce(url, "SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = 'replicas'::regclass")).toEqual([{ n: 1 }]));
+    set.apply('a', fast(r.url));
+    await lock.query('COMMIT');
+    const started = performance.now();
+    await set.write(makeEvents(1, 'added'));
+    await r.waitFor(() => ids(r).includes('added-0'), 5_000);
+    expect(performance.now() - started).toBeLessThan(3_000);
+  });
+
   it('close releases the leases: another replica takes over at once', async () => {
     const url = await pg.createDatabase();
     const r = await receiver();
