@@ -7,7 +7,8 @@
 //   1. Ready: the endpoints are created with `kubectl apply -f` of one file (or through the API, `--parallel 32` at a
 //      time: a harsher load than kubectl's one at a time); how long until every one shows Ready=True (a watch), after
 //      apply returned and per object (first seen by the watch to Ready);
-//   2. memory with every endpoint Ready and idle (3 s and 30 s after), then after 20 events fanned out to every endpoint (all delivered):
+//   2. memory with every endpoint Ready and idle (3 s and 30 s after), then after 20 events fanned out to every endpoint (all delivered;
+//      at once, 12 s and 60 s later: by then the process has given back what the burst left behind):
 //      live heap after two full collections (bench/memory-probe.ts in the child) and RSS; per endpoint beyond the
 //      same process with no endpoint; what the RSS beyond it is made of (V8's spaces, malloc's heap, other mappings);
 //   3. `/metrics`: bytes and series;
@@ -336,6 +337,12 @@ async function run(n: number): Promise<void> {
     console.log(`  delivered, 12 s later: heap ${mib(delivered12.heapUsed)} (${kib((delivered12.heapUsed - base.heapUsed) / n)} per endpoint), ` +
       `RSS ${mib(delivered12.rss)} (${kib((delivered12.rss - base.rss) / n)} per endpoint); heap total ${mib(delivered12.heapTotal)}`);
     console.log(breakdown(delivered12, base));
+    // Once the loop is quiet (status written), the process gives back what the burst left behind (src/memory-release.ts).
+    await new Promise((resolve) => setTimeout(resolve, 48_000));
+    const delivered60 = await operator.measure();
+    console.log(`  delivered, 60 s later: heap ${mib(delivered60.heapUsed)} (${kib((delivered60.heapUsed - base.heapUsed) / n)} per endpoint), ` +
+      `RSS ${mib(delivered60.rss)} (${kib((delivered60.rss - base.rss) / n)} per endpoint); heap total ${mib(delivered60.heapTotal)}`);
+    console.log(breakdown(delivered60, base));
 
     await operator.stop();
     operator = await Operator.start(cluster.kubeconfigPath, heap, histograms);

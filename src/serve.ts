@@ -10,6 +10,7 @@ import { KubeLeaseLock } from './k8s/kube-lease-lock.ts';
 import { LeaderElector } from './k8s/leader-election.ts';
 import type { Endpoint } from './notifications/endpoint.ts';
 import { Journal } from './journal/journal.ts';
+import { MemoryRelease } from './memory-release.ts';
 import { AddressGuard } from './notifications/address-guard.ts';
 import { EndpointSet } from './notifications/endpoint-set.ts';
 import { fanOutListener } from './notifications/listener.ts';
@@ -164,6 +165,8 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
   }
   const adminServer: AdminServer = admin;
   logger.info({ ingest: ingest.url, admin: adminServer.url, endpoints: endpoints.list().length, auth: config.ingestToken !== undefined }, 'serving');
+  const memory = new MemoryRelease({ logger: logger.child({ component: 'memory' }) });
+  memory.start();
 
   let shutdown: Promise<Map<string, number>> | undefined;
   const grace = new AbortController();
@@ -177,6 +180,7 @@ export async function startServer(config: ServeConfig, logger: Logger, overrides
     shutdown: () =>
       (shutdown ??= (async () => {
         draining = true;
+        memory.stop();
         ingest.drain();
         await source.close();
         logger.info({ pending: endpoints.pending, graceMs: config.shutdownGraceMs }, 'shutting down: draining queues');
