@@ -85,8 +85,7 @@ async function stop(replicas: readonly Replica[]): Promise<void> {
 
 /** Commits `events` events owed by every endpoint of `names`, straight through rn_accept (as the ingest does). */
 async function load(url: string, names: readonly string[], events: number, prefix: string): Promise<void> {
-  const client = new pg.Client(url);
-  await client.connect();
+  const client = await connect(url);
   try {
     for (let i = 0; i < events; i++) {
       const json = JSON.stringify({ id: `${prefix}-${i}`, action: 'push', target: { repository: 'bench/app', tag: 'v1', digest: `sha256:${String(i).padStart(64, '0')}` } });
@@ -95,6 +94,17 @@ async function load(url: string, names: readonly string[], events: number, prefi
   } finally {
     await client.end();
   }
+}
+
+/**
+ * A client of the bench's own; an error on it is printed, not thrown as an unhandled 'error' event: the server
+ * stops after a failure, and a client still open would end the bench before the failure itself is printed.
+ */
+async function connect(url: string): Promise<pg.Client> {
+  const client = new pg.Client(url);
+  client.on('error', (error) => console.error(`bench client: ${error.message}`));
+  await client.connect();
+  return client;
 }
 
 async function freshDatabase(pgServer: TestPostgres): Promise<string> {
@@ -150,8 +160,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   const running = await Promise.all(Array.from({ length: replicas }, (_, i) => serve(file, url, `bench-${i}`)));
   const limits = REPLICA_CPU === undefined ? [] : await Promise.all(running.map((r, i) => limitCpu(r.child.pid!, `rn-bench-${i}`, REPLICA_CPU)));
   // Shares settle first (a replica that started alone claimed everything): then the work is loaded at once.
-  const client = new pg.Client(url);
-  await client.connect();
+  const client = await connect(url);
   const fair = Math.ceil(names.length / replicas);
   await until(async () => {
     const { rows } = await client.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM endpoints WHERE owner IS NOT NULL GROUP BY owner');
@@ -187,8 +196,7 @@ async function failover(pgServer: TestPostgres): Promise<number> {
   const names = Array.from({ length: 6 }, (_, i) => `fo-${i}`);
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
   const running = await Promise.all([0, 1, 2].map((i) => serve(file, url, `fo-replica-${i}`)));
-  const client = new pg.Client(url);
-  await client.connect();
+  const client = await connect(url);
   await until(async () => (await client.query("SELECT count(*)::int AS n FROM endpoints WHERE owner IS NOT NULL")).rows[0].n === names.length, 60_000, 'every endpoint owned');
   const { rows } = await client.query<{ name: string; owner: string }>("SELECT name, owner FROM endpoints WHERE owner = 'fo-replica-0' LIMIT 1");
   const victim = rows[0]!;
@@ -211,8 +219,7 @@ async function manyEndpoints(pgServer: TestPostgres): Promise<{ endpoints: numbe
   const count = QUICK ? 1_000 : 10_000;
   const names = Array.from({ length: count }, (_, i) => `many-${i}`);
   const file = await endpointsFile(dir, names, () => 'http://127.0.0.1:9/hook', '  disabled: true\n');
-  const client = new pg.Client(url);
-  await client.connect();
+  const client = await connect(url);
   const started = performance.now();
   const replica = await serve(file, url, 'many');
   await until(async () => (await client.query("SELECT count(*)::int AS n FROM endpoints WHERE owner = 'many'")).rows[0].n === count, 600_000, 'every endpoint claimed');
@@ -237,8 +244,7 @@ async function footprint(pgServer: TestPostgres): Promise<{ pending: number; row
   const names = ['a', 'b', 'c', 'd'];
   const events = QUICK ? 500 : 5_000;
   await load(url, names, events, 'fp');
-  const client = new pg.Client(url);
-  await client.connect();
+  const client = await connect(url);
   await client.query('VACUUM ANALYZE');
   const { rows } = await client.query<{ rows: string; bytes: string }>(`
     SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM recent_ids) AS rows,

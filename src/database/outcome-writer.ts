@@ -35,7 +35,7 @@ const RETRY_MS = 1_000;
 // Calls start at least this far apart: one registry posting one event at a time would otherwise cost a commit per
 // delivered event beside the one per accepted event (its ingest then waits behind these). Acknowledgements lag
 // by this much at most more; the per-endpoint bound on unrecorded events is unchanged.
-const SPACING_MS = 5;
+const SPACING_MS = 20;
 
 /**
  * Writes the outcomes of every endpoint this replica delivers for, many in one transaction (`rn_record`): with
