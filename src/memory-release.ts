@@ -32,10 +32,13 @@ const QUIET_UTILIZATION = 0.2;
 const MIN_GAP_MS = 60_000;
 
 /**
- * V8's last-resort collection, reached without exposing `gc` to the rest of the process (the flag is set for the
- * one context that hands the function over, then cleared); undefined where the runtime refuses.
+ * V8's last-resort collection: through `gc` when the process was started with `--expose-gc`, else reached without
+ * exposing it to the rest of the process (the flag is set for the one context that hands the function over, then
+ * cleared); undefined where the runtime refuses.
  */
 export function lastResortCollector(): Collect | undefined {
+  const exposed = (globalThis as { gc?: (options: object) => void }).gc;
+  if (typeof exposed === 'function') return () => exposed({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   try {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as ((options: object) => void) | undefined;

@@ -92,6 +92,18 @@ describe('MemoryRelease', () => {
     release.stop();
   });
 
+  it('a process started with --expose-gc keeps it: the collector uses that gc and leaves the flag as it was', () => {
+    const script = `
+      import { lastResortCollector } from ${JSON.stringify(join(import.meta.dirname, '../src/memory-release.ts'))};
+      import { runInNewContext } from 'node:vm';
+      const collect = lastResortCollector();
+      collect();
+      console.log(JSON.stringify({ collector: typeof collect, laterContexts: runInNewContext('typeof gc') }));`;
+    const child = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(child.stderr).toBe('');
+    expect(JSON.parse(child.stdout)).toEqual({ collector: 'function', laterContexts: 'function' });
+  });
+
   it('the real collector gives back what a regular full collection keeps, without exposing gc to the process', () => {
     // Objects that lived long enough to reach the old generation, then dropped: a regular full collection frees
     // them but V8 keeps their pages; the release's collector returns them.
