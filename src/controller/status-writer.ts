@@ -26,6 +26,8 @@ export interface StatusWriterOptions {
   view?: (endpoint: Endpoint) => EndpointView;
   /** Whether this process writes status now (the elected leader among replicas); default always. */
   writes?: () => boolean;
+  /** Endpoints a periodic check looks at, at most (the next ones each time, round the ring); default 500. */
+  lookedAtPerTick?: number;
   /**
    * How long the final write on shutdown may take; default 5 s. The Events still queued are then sent for what is
    * left of it, and for at least 1 s.
@@ -40,6 +42,8 @@ export interface StatusWriterOptions {
 // writes a second. Writes beyond this rate wait for a later tick and then carry the freshest counters and
 // conditions; Ready's transitions are written at once, so `kubectl wait` is never held up by counters.
 const MAX_WRITES_PER_SECOND = 20;
+// Endpoints looked at per tick at most (see #slice): about 15-30 ms of a tick's work.
+const LOOKED_AT_PER_TICK = 500;
 // Status writes of one tick in flight at once (never two of one endpoint).
 const PARALLEL_WRITES = 4;
 // How long the final write on shutdown may take (transitions first, then the stalest counters).
@@ -86,6 +90,8 @@ export class StatusWriter {
   #recorder: EventRecorder;
   /** Whether any tracked endpoint holds `written` values (so losing the election clears them once). */
   #remembersWrites = false;
+  /** Where the next tick's slice starts, when there are more endpoints than a tick looks at. */
+  #cursor = 0;
 
   constructor(options: StatusWriterOptions) {
     this.#options = options;
@@ -204,7 +210,7 @@ export class StatusWriter {
       const now = this.#clock();
       this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#refilled) / 1000) * this.#rate);
       this.#refilled = now;
-      const keys = [...this.#tracked.keys()];
+      const keys = this.#slice(force);
       // Transitions first (Ready's at once, Delivering's as the rate allows); then counters as the rate allows,
       // stalest first, so every endpoint gets its turn.
       const transitions = new Set(keys.filter((key) => this.#transition(key)));
@@ -216,6 +222,22 @@ export class StatusWriter {
       await this.#each(counters, force, () => (force ? performance.now() > deadline : this.#tokens < 1));
     });
     return this.#writing;
+  }
+
+  /**
+   * The endpoints this tick looks at: every one up to `LOOKED_AT_PER_TICK` (and all on shutdown), else the next ones
+   * round the ring from where the last tick stopped. Looking at one costs tens of microseconds (its conditions and
+   * counters): at 10,000 endpoints, looking at every one every second took a third of a core while nothing changed.
+   * Beyond that many, each is looked at every endpoints / 500 ticks (10,000: every 20 s); writes stay bounded by the rate.
+   */
+  #slice(force: boolean): string[] {
+    const all = [...this.#tracked.keys()];
+    const count = this.#options.lookedAtPerTick ?? LOOKED_AT_PER_TICK;
+    if (force || all.length <= count) return all;
+    const start = this.#cursor % all.length;
+    this.#cursor = (start + count) % all.length;
+    const slice = all.slice(start, start + count);
+    return slice.length < count ? slice.concat(all.slice(0, count - slice.length)) : slice;
   }
 
   // A few writes side by side: one at a time, an API server answering in 200 ms (10,000 endpoints being created)

@@ -436,7 +436,7 @@ describe('StatusWriter: writes of one endpoint never overlap', () => {
 
 describe('StatusWriter: a total write rate, and only the elected writer writes', () => {
   /** 100 endpoints observed (one write each, at once), then counters changed on all of them. */
-  async function many(options: { maxWritesPerSecond: number; writes?: () => boolean }): Promise<{ writer: StatusWriter; api: FakeClusterApi; clock: { ms: number }; stubs: StubEndpoint[] }> {
+  async function many(options: { maxWritesPerSecond: number; writes?: () => boolean; lookedAtPerTick?: number }): Promise<{ writer: StatusWriter; api: FakeClusterApi; clock: { ms: number }; stubs: StubEndpoint[] }> {
     const api = new FakeClusterApi();
     const clock = { ms: 0 };
     const { logger } = captureLogs();
@@ -473,6 +473,31 @@ describe('StatusWriter: a total write rate, and only the elected writer writes',
     expect(seconds).toBeGreaterThanOrEqual(9);
     const late = api.patches.at(-1)!;
     expect(late.status.delivered, 'the freshest counters, not the ones of the first tick').toBe(3);
+  });
+
+  it('beyond lookedAtPerTick endpoints a tick looks at the next ones round the ring: idle ticks cost little, every endpoint still gets its turn', async () => {
+    const { writer, api, clock, stubs } = await many({ maxWritesPerSecond: 1000, lookedAtPerTick: 30 });
+    let looks = 0;
+    for (const stub of stubs) {
+      const stats = stub.stats.bind(stub);
+      stub.stats = () => (looks++, stats());
+    }
+    clock.ms += INTERVAL;
+    await writer.tick(); // nothing changed: a look at 30 endpoints, no write
+    expect(api.patches.length - 100).toBe(0);
+    expect(looks, 'stats read for 30 endpoints, not 100').toBeLessThanOrEqual(30 * 3);
+    expect(looks).toBeGreaterThan(0);
+    stubs.forEach((stub) => stub.succeed(1, 1));
+    const written: number[] = [];
+    for (let tick = 0; tick < 4; tick++) {
+      clock.ms += 1000;
+      const before = api.patches.length;
+      await writer.tick();
+      written.push(api.patches.length - before);
+    }
+    // 100 endpoints, 30 a tick: 30, 30, 30, then the last 10 (the ring's start was looked at by the idle tick).
+    expect(written).toEqual([30, 30, 30, 10]);
+    expect(new Set(api.patches.slice(100).map((p) => p.key)).size, 'every endpoint got its turn').toBe(100);
   });
 
   it('a Delivering transition goes before counter updates when the rate is short', async () => {
