@@ -12,13 +12,15 @@ const logger = pino({ level: 'silent' });
 
 /** A release over readings the test sets: resident MiB, loop busy share, the clock; counts collections. */
 function rig(options: { growthMiB?: number; minGapMs?: number } = {}) {
-  const state = { rss: 100 * MiB, busy: 0, now: 0, collected: 0, after: undefined as number | undefined };
+  const state = { rss: 100 * MiB, heap: 50 * MiB, busy: 0, now: 0, collected: 0, after: undefined as number | undefined };
   const release = new MemoryRelease({
     logger,
     growthBytes: (options.growthMiB ?? 16) * MiB,
     minGapMs: options.minGapMs ?? 60_000,
     quietUtilization: 0.05,
     rss: () => state.rss,
+    heapUsed: () => state.heap,
+    maxHeapBytes: 128 * MiB,
     utilization: () => state.busy,
     now: () => state.now,
     collect: () => {
@@ -60,6 +62,18 @@ describe('MemoryRelease', () => {
     expect(release.check()).toBe(true);
   });
 
+  it('leaves a large live heap alone (the pause would be long), and collects once it is small enough again', () => {
+    const { state, release } = rig();
+    release.check();
+    state.rss = 400 * MiB;
+    state.heap = 250 * MiB; // 10,000 endpoints: the collection would pause the loop for more than a second
+    state.now = 100_000;
+    expect(release.check()).toBe(false);
+    state.heap = 100 * MiB;
+    expect(release.check()).toBe(true);
+    expect(state.collected).toBe(1);
+  });
+
   it('memory that stays (live, not left behind) is not collected for again: the mark moves up with it', () => {
     const { state, release } = rig();
     release.check();
@@ -86,7 +100,7 @@ describe('MemoryRelease', () => {
   });
 
   it('without a collector (the runtime refused) it never collects and start() sets no timer', () => {
-    const release = new MemoryRelease({ logger, collect: undefined, rss: () => 0, utilization: () => 0 });
+    const release = new MemoryRelease({ logger, collect: undefined, rss: () => 0, heapUsed: () => 0, utilization: () => 0 });
     release.start();
     expect(release.check()).toBe(false);
     release.stop();
