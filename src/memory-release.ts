@@ -45,12 +45,12 @@ const MAX_HEAP_BYTES = 128 * 2 ** 20;
  * cleared); undefined where the runtime refuses.
  */
 export function lastResortCollector(): Collect | undefined {
-  const exposed = (globalThis as { gc?: (options: object) => void }).gc;
-  if (typeof exposed === 'function') return () => exposed({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  const lastResort = (gc: unknown): Collect | undefined => (typeof gc === 'function' ? () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }) : undefined);
+  const exposed = (globalThis as { gc?: unknown }).gc;
+  if (typeof exposed === 'function') return lastResort(exposed);
   try {
     setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as ((options: object) => void) | undefined;
-    return typeof gc === 'function' ? () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }) : undefined;
+    return lastResort(runInNewContext('gc'));
   } catch {
     return undefined;
   } finally {
