@@ -22,6 +22,12 @@ const EVENTS = QUICK ? 2_000 : 10_000;
 const onlyArg = process.argv.indexOf('--only');
 const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
 const CONCURRENCY = process.env.BENCH_POSTERS ? [Number(process.env.BENCH_POSTERS)] : [1, 8];
+/**
+ * `--fsync-off-too`: the postgres rows again on a server with fsync off (a commit still waits for its write to
+ * reach the operating system, not the disk): not durable, never for production; it shows what the product itself
+ * reaches where the disk flushes fast, apart from this machine's flush time.
+ */
+const FSYNC_OFF_TOO = process.argv.includes('--fsync-off-too');
 
 /** One measured case. */
 interface Result {
@@ -56,6 +62,7 @@ const template = {
 async function main(): Promise<void> {
   const results: Result[] = [];
   let ceiling: number | undefined;
+  let ceilingNoFsync: number | undefined;
   for (const mode of ['memory', 'journal'] as const) {
     if (ONLY && ONLY !== mode) continue;
     for (const posters of CONCURRENCY) results.push(await runCase(mode, posters));
@@ -63,13 +70,17 @@ async function main(): Promise<void> {
   if (ONLY && ONLY !== 'postgres') {
     // skipped
   } else if (postgresBinaries()) {
-    const pg = await startPostgres({ fsync: true });
-    try {
-      ceiling = await serialCommits(pg);
-      for (const posters of CONCURRENCY) results.push(await runCase('postgres', posters, pg));
-      ceiling = (ceiling + await serialCommits(pg)) / 2; // before and after: the disk's rate drifts
-    } finally {
-      await pg.stop();
+    for (const fsync of FSYNC_OFF_TOO ? [true, false] : [true]) {
+      const pg = await startPostgres({ fsync });
+      try {
+        let commits = await serialCommits(pg);
+        for (const posters of CONCURRENCY) results.push(await runCase(fsync ? 'postgres' : 'postgres, fsync off', posters, pg));
+        commits = (commits + await serialCommits(pg)) / 2; // before and after: the disk's rate drifts
+        if (fsync) ceiling = commits;
+        else ceilingNoFsync = commits;
+      } finally {
+        await pg.stop();
+      }
     }
   } else {
     console.log('(no PostgreSQL binaries: the postgres rows are skipped; hack/install-postgres.sh installs them)');
@@ -89,6 +100,7 @@ async function main(): Promise<void> {
     console.log(`PostgreSQL's own ceiling for one poster: ${Math.round(ceiling)} commits/s, one connection committing a one-row INSERT at a time ` +
       '(each waits for its WAL flush: no request that must be durable before its answer can be accepted faster one at a time)');
   }
+  if (ceilingNoFsync !== undefined) console.log(`with fsync off (not durable: the product's own ceiling apart from the disk): ${Math.round(ceilingNoFsync)} commits/s`);
 }
 
 /** Commits a second on this server by one connection, each a one-row INSERT waiting for its WAL flush. */
@@ -106,7 +118,7 @@ async function serialCommits(pg: TestPostgres): Promise<number> {
   }
 }
 
-async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number, pg?: TestPostgres): Promise<Result> {
+async function runCase(mode: 'memory' | 'journal' | 'postgres' | 'postgres, fsync off', posters: number, pg?: TestPostgres): Promise<Result> {
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-ingest-'));
   let received = 0;
   let requests = 0;
@@ -130,7 +142,7 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres', posters: number,
   const args = ['--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', join(dir, 'endpoints.yaml'),
     '--allow-endpoint-cidrs', '127.0.0.0/8', '--log-level', 'info',
     ...(mode === 'journal' ? ['--queue-dir', join(dir, 'journal')] : []),
-    ...(mode === 'postgres' && pg ? ['--database-url', await pg.createDatabase(), '--replica-id', 'bench'] : [])];
+    ...(mode.startsWith('postgres') && pg ? ['--database-url', await pg.createDatabase(), '--replica-id', 'bench'] : [])];
   const { child, ingest } = await startServe(args, 30_000);
   const pool = new Pool(new URL(ingest).origin, { connections: posters, pipelining: 1 });
   const path = new URL(ingest).pathname;
