@@ -40,7 +40,7 @@ export class AcceptWriter {
 
   // One transaction for the whole batch: every request gets its duplicates, or every one the error.
   async #accept(batch: Request[]): Promise<readonly Request[]> {
-    const index = new Map<QueuedEvent, number>();
+    const index = new Map<string, number>(); // each id once in the call (rn_accept takes distinct ids)
     const events: QueuedEvent[] = [];
     const endpoints: string[] = [];
     const refs: number[] = [];
@@ -57,10 +57,10 @@ export class AcceptWriter {
             continue;
           }
           owner.set(event.id, request);
-          let k = index.get(event);
+          let k = index.get(event.id);
           if (k === undefined) {
             events.push(event);
-            index.set(event, (k = events.length));
+            index.set(event.id, (k = events.length));
           }
           endpoints.push(endpoint);
           refs.push(k);
