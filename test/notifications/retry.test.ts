@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { SinkClosedError, WriteAbortedError } from '../../src/notifications/errors.ts';
 import { BreakerStrategy, ExponentialStrategy, type RetryStrategy } from '../../src/notifications/retry.ts';
@@ -148,5 +149,35 @@ describe('RetryingSink permit', () => {
     release!();
     await expect(waiting).rejects.toBeInstanceOf(WriteAbortedError);
     expect(dst.attempts).toBe(2);
+  });
+
+  it('the signal a permit waits on aborts with the write\'s signal or with close; once the permit is given nothing stays registered on the write\'s signal', async () => {
+    const seen: AbortSignal[] = [];
+    const sink = new RetryingSink(new RecordingSink<QueuedEvent>(), new BreakerStrategy(10, 0), {
+      permit: (signal) => {
+        seen.push(signal);
+        return seen.length === 1 ? Promise.resolve() : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    });
+    const batch = [{ id: 'e1', json: '{}', acceptedAt: 0 }];
+    const first = new AbortController();
+    await sink.write(batch, { signal: first.signal });
+    expect(getEventListeners(first.signal, 'abort')).toHaveLength(0); // nothing left behind by a delivered write
+    expect(seen[0]!.aborted).toBe(false);
+
+    const second = new AbortController();
+    const waiting = sink.write(batch, { signal: second.signal });
+    await until(() => seen.length === 2, 'the second permit asked', 2000);
+    second.abort(new Error('moved on'));
+    await expect(waiting).rejects.toBeInstanceOf(WriteAbortedError);
+    expect(seen[1]!.aborted).toBe(true);
+    expect(getEventListeners(second.signal, 'abort')).toHaveLength(0);
+
+    const third = sink.write(batch, { signal: new AbortController().signal });
+    await until(() => seen.length === 3, 'the third permit asked', 2000);
+    const closing = sink.close();
+    await expect(third).rejects.toBeInstanceOf(SinkClosedError);
+    expect(seen[2]!.aborted).toBe(true);
+    await closing;
   });
 });
