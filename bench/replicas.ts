@@ -1,6 +1,7 @@
 // Several replicas on one PostgreSQL (`npm run bench:replicas`, issue 11): real `serve` processes on a real
 // PostgreSQL (fsync on) started here, receivers on 127.0.0.1. Prints:
-//   1. delivered events/s for 64 endpoints whose receivers take 20 ms, with 1 and with 3 replicas;
+//   1. delivered events/s for 64 endpoints whose receivers take 20 ms, with 1 and with 3 replicas, on freshly
+//      started processes (cold) and the same load again right after (warm);
 //   2. failover: an endpoint's owner is SIGKILLed, how long until its next event is delivered (lease 15 s);
 //   3. 10,000 endpoints on one database: how long until every one is claimed, and the database's idle load;
 //   4. rows and bytes per pending event.
@@ -25,6 +26,8 @@ const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1
 // CPU limit is), so one machine can show what more replicas add when each is bounded by its own CPU.
 const cpuArg = process.argv.indexOf('--replica-cpu');
 const REPLICA_CPU = cpuArg > 0 ? Number(process.argv[cpuArg + 1]) : undefined;
+/** `BENCH_ENDPOINTS`: endpoints of the throughput part (default 64, as the issue sets it). */
+const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 64);
 const CPU_CGROUP = '/sys/fs/cgroup/cpu';
 
 /** Puts `pid` (every thread) in a CPU cgroup of its own limited to `cpus` cores; returns a remover. */
@@ -45,7 +48,7 @@ interface Replica {
 }
 
 /** A receiver answering 200 after `delayMs`, counting events per path. */
-async function receiver(delayMs: number): Promise<{ server: Server; url: string; count: () => number; first: () => number }> {
+async function receiver(delayMs: number): Promise<{ server: Server; url: string; count: () => number; first: () => number; reset: () => void }> {
   let events = 0;
   let first = 0;
   const server = createServer((req, res) => {
@@ -60,7 +63,16 @@ async function receiver(delayMs: number): Promise<{ server: Server; url: string;
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, count: () => events, first: () => first };
+  return {
+    server,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    count: () => events,
+    first: () => first,
+    reset: () => {
+      events = 0;
+      first = 0;
+    },
+  };
 }
 
 async function endpointsFile(dir: string, names: readonly string[], url: (name: string) => string, extra = ''): Promise<string> {
@@ -137,6 +149,8 @@ function throttled(name: string): number | undefined {
 
 interface Throughput {
   replicas: number;
+  /** 'cold': the replicas' first deliveries since they started; 'warm': the same load again right after. */
+  phase: 'cold' | 'warm';
   deliveries: number;
   seconds: number;
   /** How long loading every event took (the registry's side), from the start. */
@@ -150,11 +164,11 @@ interface Throughput {
   throttledPeriods: number | undefined;
 }
 
-async function throughput(pgServer: TestPostgres, replicas: number): Promise<Throughput> {
+async function throughput(pgServer: TestPostgres, replicas: number): Promise<Throughput[]> {
   const url = await freshDatabase(pgServer);
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-replicas-'));
   const hook = await receiver(20);
-  const names = Array.from({ length: 64 }, (_, i) => `ep-${i}`);
+  const names = Array.from({ length: ENDPOINTS }, (_, i) => `ep-${i}`);
   const events = QUICK ? 40 : Number(process.env.BENCH_EVENTS ?? 150);
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
   const running = await Promise.all(Array.from({ length: replicas }, (_, i) => serve(file, url, `bench-${i}`)));
@@ -167,26 +181,34 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
     return rows.length === replicas && rows.every((row) => row.n <= fair) && rows.reduce((a, row) => a + row.n, 0) === names.length;
   }, 120_000, 'fair shares');
   await client.end();
-  const cpu0 = running.map((r) => cpuSeconds(r.child.pid!));
-  const machine0 = machineCpu();
-  const throttled0 = running.map((_, i) => throttled(`rn-bench-${i}`));
-  const started = performance.now();
-  await load(url, names, events, `tp${replicas}`);
-  const loaded = (performance.now() - started) / 1000;
-  await until(() => hook.count() >= names.length * events, 600_000, 'every delivery');
-  const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
-  const wall = (performance.now() - started) / 1000;
-  const replicaSeconds = running.reduce((sum, r, i) => sum + cpuSeconds(r.child.pid!) - cpu0[i]!, 0);
-  const replicaCores = replicaSeconds / wall;
-  const machine1 = machineCpu();
-  const machineBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
-  const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
+  // Twice the same load: first on fresh processes, which compile their delivery path as they go (about a CPU
+  // second each, so it weighs three times as much with three replicas), then again on the warmed-up ones, as
+  // replicas that have been running for a while deliver.
+  const results: Throughput[] = [];
+  for (const phase of ['cold', 'warm'] as const) {
+    hook.reset();
+    const cpu0 = running.map((r) => cpuSeconds(r.child.pid!));
+    const machine0 = machineCpu();
+    const throttled0 = running.map((_, i) => throttled(`rn-bench-${i}`));
+    const started = performance.now();
+    await load(url, names, events, `tp${replicas}-${phase}`);
+    const loaded = (performance.now() - started) / 1000;
+    await until(() => hook.count() >= names.length * events, 600_000, 'every delivery');
+    const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
+    const wall = (performance.now() - started) / 1000;
+    const replicaSeconds = running.reduce((sum, r, i) => sum + cpuSeconds(r.child.pid!) - cpu0[i]!, 0);
+    const replicaCores = replicaSeconds / wall;
+    const machine1 = machineCpu();
+    const machineBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
+    const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
+    const deliveries = names.length * events;
+    results.push({ replicas, phase, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries, machineBusy, throttledPeriods });
+  }
   await stop(running);
   for (const remove of limits) await remove();
   hook.server.close();
   await rm(dir, { recursive: true, force: true });
-  const deliveries = names.length * events;
-  return { replicas, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries, machineBusy, throttledPeriods };
+  return results;
 }
 
 async function failover(pgServer: TestPostgres): Promise<number> {
@@ -262,13 +284,14 @@ if (!postgresBinaries()) {
     if (REPLICA_CPU !== undefined && !existsSync(join(CPU_CGROUP, 'cpu.cfs_quota_us'))) throw new Error(`--replica-cpu needs cgroup v1's ${CPU_CGROUP} (and root)`);
     const one = await throughput(server, 1);
     const three = await throughput(server, 3);
-    console.log(`\n64 endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
-    console.table([one, three].map((r) => ({
-      replicas: r.replicas, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'loaded in s': r.loaded.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
+    const rate = (rows: Throughput[], phase: Throughput['phase']): number => rows.find((r) => r.phase === phase)!.perSec;
+    console.log(`\n${ENDPOINTS} endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
+    console.table([...one, ...three].map((r) => ({
+      replicas: r.replicas, phase: r.phase, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'loaded in s': r.loaded.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
       'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3), 'machine busy': `${Math.round(r.machineBusy * 100)}%`,
       ...(r.throttledPeriods !== undefined && { 'throttled periods': r.throttledPeriods }),
     })));
-    console.log(`speed-up 3 vs 1 replica: ${(three.perSec / one.perSec).toFixed(2)}x`);
+    console.log(`speed-up 3 vs 1 replica: ${(rate(three, 'warm') / rate(one, 'warm')).toFixed(2)}x warm, ${(rate(three, 'cold') / rate(one, 'cold')).toFixed(2)}x cold (the first deliveries of fresh processes)`);
     if (!process.argv.includes('--only-throughput')) {
       console.log(`\nfailover after SIGKILL of the owner (lease 15 s): next event delivered after ${(await failover(server)).toFixed(1)} s`);
       const many = await manyEndpoints(server);
