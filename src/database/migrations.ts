@@ -405,7 +405,9 @@ BEGIN
   WITH owed AS (
     SELECT x, count(*) AS n FROM unnest(p_endpoints, p_events) AS t(x, ev) WHERE seqs[ev] IS NOT NULL GROUP BY x
   ), taken AS (
-    UPDATE queues q SET next_pos = q.next_pos + owed.n FROM owed WHERE q.name = owed.x RETURNING q.name, q.next_pos - owed.n AS first
+    -- name = ANY (names) lets the planner find the rows by key, never by reading every endpoint's queue row.
+    UPDATE queues q SET next_pos = q.next_pos + owed.n FROM owed WHERE q.name = owed.x AND q.name = ANY (names)
+    RETURNING q.name, q.next_pos - owed.n AS first
   )
   INSERT INTO deliveries (endpoint, pos, seq)
   SELECT t.x, taken.first + row_number() OVER (PARTITION BY t.x ORDER BY t.o) - 1, seqs[t.ev]
