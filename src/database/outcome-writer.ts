@@ -94,7 +94,7 @@ export class OutcomeWriter {
       endpoints.push(outcome.endpoint);
       epochs.push(outcome.lease.epoch);
       counts.push(outcome.positions.length);
-      positions.push(...outcome.positions);
+      positions.push(...outcome.positions.toSorted((a, b) => a - b)); // ascending: rn_record bounds each outcome's range
       reasons.push(outcome.deadLetter?.reason ?? null);
       at.push(outcome.deadLetter?.at ?? null);
     }

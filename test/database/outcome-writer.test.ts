@@ -60,6 +60,26 @@ describe.skipIf(!bin)('OutcomeWriter (a real PostgreSQL)', { timeout: 60_000 }, 
     }
   });
 
+  it('an outcome\'s positions, in any order and not contiguous, are each recorded and nothing between them; a long queue is read by key', async () => {
+    const { url, pool } = await seeded(['long', 'short'], 400);
+    try {
+      const writer = new OutcomeWriter({ pool, replicaId: 'r1', logger });
+      const settled = new Map<string, (boolean | undefined)[]>();
+      writer.add(outcome('long', [300, 5, 120], settled));
+      writer.add(outcome('short', [2], settled, { deadLetter: { reason: 'gone', at: 7 } }));
+      await writer.drained();
+      expect([...settled.values()].flat()).toEqual([true, true]);
+      const left = await queryOnce<{ endpoint: string; n: number; missing: number[] }>(url, `SELECT endpoint, count(*)::int AS n,
+        array(SELECT p FROM generate_series(1, 400) AS p EXCEPT SELECT pos FROM deliveries x WHERE x.endpoint = d.endpoint ORDER BY 1)::int[] AS missing
+        FROM deliveries d GROUP BY endpoint ORDER BY endpoint`);
+      expect(left).toEqual([{ endpoint: 'long', n: 397, missing: [5, 120, 300] }, { endpoint: 'short', n: 399, missing: [2] }]);
+      expect(await queryOnce(url, 'SELECT name, done::int FROM endpoints ORDER BY name')).toEqual([{ name: 'long', done: 3 }, { name: 'short', done: 1 }]);
+      expect(await queryOnce(url, 'SELECT endpoint, seq::int, reason FROM dead_letters')).toEqual([{ endpoint: 'short', seq: 2, reason: 'gone' }]);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('an outcome added in the continuation of the last call\'s settlement is written too', async () => {
     const { url, pool } = await seeded(['a'], 2);
     try {
