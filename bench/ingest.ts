@@ -2,14 +2,15 @@
 // process, posted the way Distribution posts (one event per request, each poster waiting for its answer), into
 // one endpoint whose loopback receiver parses every envelope. Prints accepted events/s, ingest latency
 // percentiles and delivered events/s: in memory, with the journal, and on PostgreSQL (a real server started
-// here with fsync and synchronous commit on, as in production; skipped when its binaries are absent). Only
-// 127.0.0.1; it stops by itself.
+// here with fsync and synchronous commit on, as in production; skipped when its binaries are absent), and the
+// share of the machine's CPU time a hypervisor stole meanwhile. Only 127.0.0.1; it stops by itself.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
+import { machineCpu, machineShares } from './machine-cpu.ts';
 import { startServe } from './serve-process.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import pg from 'pg';
@@ -40,6 +41,8 @@ interface Result {
   deliveredPerSec: number;
   /** Events per request the receiver got (the endpoint batches up to 100). */
   perDelivery: number;
+  /** The machine's CPU time stolen by the hypervisor while the events were posted, as a share. */
+  steal: number;
 }
 
 const template = {
@@ -95,7 +98,10 @@ async function main(): Promise<void> {
     'max ms': r.max.toFixed(1),
     'delivered ev/s': Math.round(r.deliveredPerSec),
     'events per delivery': r.perDelivery.toFixed(1),
+    stolen: `${Math.round(r.steal * 100)}%`,
   })));
+  console.log('stolen: the share of the machine\'s CPU time its hypervisor gave to other guests while the events were posted; ' +
+    'on a virtual machine whose host is busy everything runs slower too, so compare the rows of runs with little stolen');
   if (ceiling !== undefined) {
     console.log(`PostgreSQL's own ceiling for one poster: ${Math.round(ceiling)} commits/s, one connection committing a one-row INSERT at a time ` +
       '(each waits for its WAL flush: no request that must be durable before its answer can be accepted faster one at a time)');
@@ -148,6 +154,7 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres' | 'postgres, fsyn
   const path = new URL(ingest).pathname;
   const latencies: number[] = [];
   let next = 0;
+  const machine0 = machineCpu();
   const started = performance.now();
   await Promise.all(Array.from({ length: posters }, async (_, poster) => {
     while (next < EVENTS) {
@@ -161,6 +168,7 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres' | 'postgres, fsyn
     }
   }));
   const acceptedAt = performance.now();
+  const { steal } = machineShares(machine0, machineCpu());
   // Unref'd: the run ends when the last event arrives, not when this would have fired.
   await Promise.race([all, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received}/${EVENTS} delivered`)), 120_000).unref())]);
   latencies.sort((a, b) => a - b);
@@ -179,6 +187,7 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres' | 'postgres, fsyn
     max: latencies.at(-1)!,
     deliveredPerSec: EVENTS / ((lastAt - started) / 1000),
     perDelivery: EVENTS / requests,
+    steal,
   };
 }
 

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { migrate } from '../src/database/migrate.ts';
 import { openPool } from '../src/database/pool.ts';
+import { machineCpu, machineShares } from './machine-cpu.ts';
 import { startServe } from './serve-process.ts';
 import { until } from './until.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
@@ -133,14 +134,6 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
-/** The machine's busy and total CPU time so far, in seconds (every core), from /proc/stat. */
-function machineCpu(): { busy: number; total: number } {
-  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
-  const n = ticks.map(Number);
-  const total = n.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { busy: (total - n[3]! - n[4]!) / 100, total: total / 100 };
-}
-
 /** How often a replica's CFS quota throttled it (cgroup v1 cpu.stat), or undefined without a limit. */
 function throttled(name: string): number | undefined {
   const stat = join(CPU_CGROUP, name, 'cpu.stat');
@@ -161,6 +154,8 @@ interface Throughput {
   /** Replica CPU per delivery (all replicas), in milliseconds: what scale-out costs beyond one process. */
   cpuPerDelivery: number;
   machineBusy: number;
+  /** The machine's CPU time the hypervisor gave to other guests meanwhile (steal), as a share. */
+  machineSteal: number;
   throttledPeriods: number | undefined;
 }
 
@@ -199,10 +194,10 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
     const replicaSeconds = running.reduce((sum, r, i) => sum + cpuSeconds(r.child.pid!) - cpu0[i]!, 0);
     const replicaCores = replicaSeconds / wall;
     const machine1 = machineCpu();
-    const machineBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
+    const { busy: machineBusy, steal: machineSteal } = machineShares(machine0, machine1);
     const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
     const deliveries = names.length * events;
-    results.push({ replicas, phase, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries, machineBusy, throttledPeriods });
+    results.push({ replicas, phase, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries, machineBusy, machineSteal, throttledPeriods });
   }
   await stop(running);
   for (const remove of limits) await remove();
@@ -288,7 +283,7 @@ if (!postgresBinaries()) {
     console.log(`\n${ENDPOINTS} endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
     console.table([...one, ...three].map((r) => ({
       replicas: r.replicas, phase: r.phase, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'loaded in s': r.loaded.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
-      'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3), 'machine busy': `${Math.round(r.machineBusy * 100)}%`,
+      'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3), 'machine busy': `${Math.round(r.machineBusy * 100)}%`, stolen: `${Math.round(r.machineSteal * 100)}%`,
       ...(r.throttledPeriods !== undefined && { 'throttled periods': r.throttledPeriods }),
     })));
     console.log(`speed-up 3 vs 1 replica: ${(rate(three, 'warm') / rate(one, 'warm')).toFixed(2)}x warm, ${(rate(three, 'cold') / rate(one, 'cold')).toFixed(2)}x cold (the first deliveries of fresh processes)`);
