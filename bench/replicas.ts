@@ -249,7 +249,7 @@ async function manyEndpoints(pgServer: TestPostgres): Promise<{ endpoints: numbe
   const window = QUICK ? 10 : 30;
   await new Promise((resolve) => setTimeout(resolve, window * 1000)); // measuring an idle window, not a synchronisation
   const b = await stat();
-  const rss = Number((await import('node:fs')).readFileSync(`/proc/${replica.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024;
+  const rss = Number(readFileSync(`/proc/${replica.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024;
   await client.end();
   await stop([replica]);
   await rm(dir, { recursive: true, force: true });
