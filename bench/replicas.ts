@@ -113,6 +113,15 @@ async function load(url: string, names: readonly string[], events: number, prefi
  * A client of the bench's own; an error on it is printed, not thrown as an unhandled 'error' event: the server
  * stops after a failure, and a client still open would end the bench before the failure itself is printed.
  */
+/** Waits until each of `replicas` live replicas holds at most its fair share of the `endpoints` and every one is held. */
+async function fairShares(client: pg.Client, endpoints: number, replicas: number): Promise<void> {
+  const fair = Math.ceil(endpoints / replicas);
+  await until(async () => {
+    const { rows } = await client.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM endpoints WHERE owner IS NOT NULL GROUP BY owner');
+    return rows.length === replicas && rows.every((row) => row.n <= fair) && rows.reduce((a, row) => a + row.n, 0) === endpoints;
+  }, 120_000, 'fair shares');
+}
+
 async function connect(url: string): Promise<pg.Client> {
   const client = new pg.Client(url);
   client.on('error', (error) => console.error(`bench client: ${error.message}`));
@@ -170,11 +179,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   const limits = REPLICA_CPU === undefined ? [] : await Promise.all(running.map((r, i) => limitCpu(r.child.pid!, `rn-bench-${i}`, REPLICA_CPU)));
   // Shares settle first (a replica that started alone claimed everything): then the work is loaded at once.
   const client = await connect(url);
-  const fair = Math.ceil(names.length / replicas);
-  await until(async () => {
-    const { rows } = await client.query<{ owner: string; n: number }>('SELECT owner, count(*)::int AS n FROM endpoints WHERE owner IS NOT NULL GROUP BY owner');
-    return rows.length === replicas && rows.every((row) => row.n <= fair) && rows.reduce((a, row) => a + row.n, 0) === names.length;
-  }, 120_000, 'fair shares');
+  await fairShares(client, names.length, replicas);
   await client.end();
   // Twice the same load: first on fresh processes, which compile their delivery path as they go (about a CPU
   // second each, so it weighs three times as much with three replicas), then again on the warmed-up ones, as
@@ -214,7 +219,8 @@ async function failover(pgServer: TestPostgres): Promise<number> {
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
   const running = await Promise.all([0, 1, 2].map((i) => serve(file, url, `fo-replica-${i}`)));
   const client = await connect(url);
-  await until(async () => (await client.query("SELECT count(*)::int AS n FROM endpoints WHERE owner IS NOT NULL")).rows[0].n === names.length, 60_000, 'every endpoint owned');
+  // Every replica holding its share, not only every endpoint owned: a replica that started first may hold them all.
+  await fairShares(client, names.length, running.length);
   const { rows } = await client.query<{ name: string; owner: string }>("SELECT name, owner FROM endpoints WHERE owner = 'fo-replica-0' LIMIT 1");
   const victim = rows[0]!;
   running[0]!.child.kill('SIGKILL');
