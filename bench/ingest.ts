@@ -1,6 +1,6 @@
 // Ingest burst benchmark (`npm run bench:ingest`): a 10k-event burst through the real `registry-notifier serve`
 // process, posted the way Distribution posts (one event per request, each poster waiting for its answer), into
-// one endpoint whose loopback receiver parses every envelope. Prints accepted events/s, ingest latency
+// one endpoint whose loopback receiver parses every envelope, after 5,000 requests of warm-up on the same process. Prints accepted events/s, ingest latency
 // percentiles and delivered events/s: in memory, with the journal, and on PostgreSQL (a real server started
 // here with fsync and synchronous commit on, as in production; skipped when its binaries are absent), and the
 // share of the machine's CPU time a hypervisor stole meanwhile. Only 127.0.0.1; it stops by itself.
@@ -19,6 +19,8 @@ const { Client: PgClient } = pg;
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const EVENTS = QUICK ? 2_000 : 10_000;
+/** `BENCH_WARMUP`: requests each case's process serves before the measured burst (0: measure a fresh process). */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? (QUICK ? 500 : 5_000));
 /** `--only postgres` (or memory, journal): one backend's rows. */
 const onlyArg = process.argv.indexOf('--only');
 const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
@@ -29,6 +31,13 @@ const CONCURRENCY = process.env.BENCH_POSTERS ? [Number(process.env.BENCH_POSTER
  * reaches where the disk flushes fast, apart from this machine's flush time.
  */
 const FSYNC_OFF_TOO = process.argv.includes('--fsync-off-too');
+/**
+ * `--wal-sync-method fdatasync,open_datasync`: the postgres rows once per method, fsync on (durable either way).
+ * Which is fastest depends on the disk: PostgreSQL's `pg_test_fsync` tells, and its result is a setting of the
+ * database's server, not of registry-notifier. Without it the server's default (fdatasync on Linux).
+ */
+const walArg = process.argv.indexOf('--wal-sync-method');
+const WAL_SYNC_METHODS: (string | undefined)[] = walArg > 0 ? (process.argv[walArg + 1] ?? '').split(',').filter(Boolean) : [undefined];
 
 /** One measured case. */
 interface Result {
@@ -64,7 +73,7 @@ const template = {
 
 async function main(): Promise<void> {
   const results: Result[] = [];
-  let ceiling: number | undefined;
+  const ceilings: { mode: string; commits: number }[] = [];
   let ceilingNoFsync: number | undefined;
   for (const mode of ['memory', 'journal'] as const) {
     if (ONLY && ONLY !== mode) continue;
@@ -73,13 +82,18 @@ async function main(): Promise<void> {
   if (ONLY && ONLY !== 'postgres') {
     // skipped
   } else if (postgresBinaries()) {
-    for (const fsync of FSYNC_OFF_TOO ? [true, false] : [true]) {
-      const pg = await startPostgres({ fsync });
+    const servers = [
+      ...WAL_SYNC_METHODS.map((method) => ({ fsync: true, method })),
+      ...(FSYNC_OFF_TOO ? [{ fsync: false, method: undefined }] : []),
+    ];
+    for (const { fsync, method } of servers) {
+      const pg = await startPostgres({ fsync, ...(method && { settings: { wal_sync_method: method } }) });
+      const mode = !fsync ? 'postgres, fsync off' : method ? `postgres, ${method}` : 'postgres';
       try {
         let commits = await serialCommits(pg);
-        for (const posters of CONCURRENCY) results.push(await runCase(fsync ? 'postgres' : 'postgres, fsync off', posters, pg));
+        for (const posters of CONCURRENCY) results.push(await runCase(mode, posters, pg));
         commits = (commits + await serialCommits(pg)) / 2; // before and after: the disk's rate drifts
-        if (fsync) ceiling = commits;
+        if (fsync) ceilings.push({ mode, commits });
         else ceilingNoFsync = commits;
       } finally {
         await pg.stop();
@@ -88,7 +102,7 @@ async function main(): Promise<void> {
   } else {
     console.log('(no PostgreSQL binaries: the postgres rows are skipped; hack/install-postgres.sh installs them)');
   }
-  console.log(`\ningest burst: ${EVENTS} events, one per request (as Distribution sends them), one endpoint (batch 100)`);
+  console.log(`\ningest burst: ${EVENTS} events, one per request (as Distribution sends them), one endpoint (batch 100), after ${WARMUP} requests of warm-up`);
   console.table(results.map((r) => ({
     mode: r.mode,
     posters: r.posters,
@@ -102,8 +116,8 @@ async function main(): Promise<void> {
   })));
   console.log('stolen: the share of the machine\'s CPU time its hypervisor gave to other guests while the events were posted; ' +
     'on a virtual machine whose host is busy everything runs slower too, so compare the rows of runs with little stolen');
-  if (ceiling !== undefined) {
-    console.log(`PostgreSQL's own ceiling for one poster: ${Math.round(ceiling)} commits/s, one connection committing a one-row INSERT at a time ` +
+  for (const { mode, commits } of ceilings) {
+    console.log(`PostgreSQL's own ceiling for one poster (${mode}): ${Math.round(commits)} commits/s, one connection committing a one-row INSERT at a time ` +
       '(each waits for its WAL flush: no request that must be durable before its answer can be accepted faster one at a time)');
   }
   if (ceilingNoFsync !== undefined) console.log(`with fsync off (not durable: the product's own ceiling apart from the disk): ${Math.round(ceilingNoFsync)} commits/s`);
@@ -124,13 +138,13 @@ async function serialCommits(pg: TestPostgres): Promise<number> {
   }
 }
 
-async function runCase(mode: 'memory' | 'journal' | 'postgres' | 'postgres, fsync off', posters: number, pg?: TestPostgres): Promise<Result> {
+async function runCase(mode: string, posters: number, pg?: TestPostgres): Promise<Result> {
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-ingest-'));
   let received = 0;
   let requests = 0;
   let lastAt = 0;
+  let expected = Infinity;
   let onAll: () => void = () => {};
-  const all = new Promise<void>((resolve) => (onAll = resolve));
   const receiver = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -139,7 +153,7 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres' | 'postgres, fsyn
       requests++;
       lastAt = performance.now();
       res.end();
-      if (received >= EVENTS) onAll();
+      if (received >= expected) onAll();
     });
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
@@ -152,25 +166,38 @@ async function runCase(mode: 'memory' | 'journal' | 'postgres' | 'postgres, fsyn
   const { child, ingest } = await startServe(args, 30_000);
   const pool = new Pool(new URL(ingest).origin, { connections: posters, pipelining: 1 });
   const path = new URL(ingest).pathname;
-  const latencies: number[] = [];
-  let next = 0;
+  // `count` events posted by `posters` registries, one per request, each waiting for its answer; resolves once
+  // every one is delivered, with when the last was accepted and each request's latency.
+  const burst = async (label: string, count: number): Promise<{ started: number; acceptedAt: number; latencies: number[] }> => {
+    received = 0;
+    requests = 0;
+    expected = count;
+    const all = new Promise<void>((resolve) => (onAll = resolve));
+    const latencies: number[] = [];
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(Array.from({ length: posters }, async (_, poster) => {
+      while (next < count) {
+        const i = next++;
+        const body = JSON.stringify({ events: [{ id: `${label}-${poster}-${i}`, ...template }] });
+        const t0 = performance.now();
+        const response = await pool.request({ method: 'POST', path, headers: { 'content-type': 'application/vnd.docker.distribution.events.v1+json' }, body });
+        await response.body.dump();
+        latencies.push(performance.now() - t0);
+        if (response.statusCode !== 202) throw new Error(`ingest answered ${response.statusCode}`);
+      }
+    }));
+    const acceptedAt = performance.now();
+    // Unref'd: the run ends when the last event arrives, not when this would have fired.
+    await Promise.race([all, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received}/${count} delivered`)), 120_000).unref())]);
+    return { started, acceptedAt, latencies };
+  };
+  // A registry posts for as long as the replica runs: the burst is measured on a process that has served WARMUP
+  // requests already (V8 has optimized its request path by then), not on one that is still compiling it.
+  if (WARMUP > 0) await burst('warmup', WARMUP);
   const machine0 = machineCpu();
-  const started = performance.now();
-  await Promise.all(Array.from({ length: posters }, async (_, poster) => {
-    while (next < EVENTS) {
-      const i = next++;
-      const body = JSON.stringify({ events: [{ id: `bench-${poster}-${i}`, ...template }] });
-      const t0 = performance.now();
-      const response = await pool.request({ method: 'POST', path, headers: { 'content-type': 'application/vnd.docker.distribution.events.v1+json' }, body });
-      await response.body.dump();
-      latencies.push(performance.now() - t0);
-      if (response.statusCode !== 202) throw new Error(`ingest answered ${response.statusCode}`);
-    }
-  }));
-  const acceptedAt = performance.now();
+  const { started, acceptedAt, latencies } = await burst('bench', EVENTS);
   const { steal } = machineShares(machine0, machineCpu());
-  // Unref'd: the run ends when the last event arrives, not when this would have fired.
-  await Promise.race([all, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received}/${EVENTS} delivered`)), 120_000).unref())]);
   latencies.sort((a, b) => a - b);
   const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!;
   await pool.close();
