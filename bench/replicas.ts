@@ -323,9 +323,11 @@ if (!postgresBinaries()) {
     })));
     for (const run of [one, three]) {
       const replicas = run.rows[0]!.replicas;
-      console.log(`warm-up, ${replicas} ${replicas === 1 ? 'replica' : 'replicas'}: ${run.warmup.length} loads between cold and steady (each replica ${WARMUP} deliveries at least), CPU ms/delivery ${run.warmup.map((ms) => ms.toFixed(3)).join(' ') || '-'}`);
+      console.log(WARMUP === 0
+        ? `no warm-up (BENCH_WARMUP=0): the ${replicas === 1 ? 'replica' : 'replicas'} delivered only the cold load before the "steady" one`
+        : `warm-up, ${replicas} ${replicas === 1 ? 'replica' : 'replicas'}: ${run.warmup.length} loads between cold and steady (each replica ${WARMUP} deliveries at least), CPU ms/delivery ${run.warmup.map((ms) => ms.toFixed(3)).join(' ')}`);
     }
-    console.log(`speed-up 3 vs 1 replica: ${(rate(three, 'steady') / rate(one, 'steady')).toFixed(2)}x steady (medians of ${STEADY_LOADS} loads), ${(rate(three, 'cold') / rate(one, 'cold')).toFixed(2)}x cold (the first deliveries of fresh processes)`);
+    console.log(`speed-up 3 vs 1 replica: ${(rate(three, 'steady') / rate(one, 'steady')).toFixed(2)}x steady (${STEADY_LOADS === 1 ? 'one load' : `medians of ${STEADY_LOADS} loads`}), ${(rate(three, 'cold') / rate(one, 'cold')).toFixed(2)}x cold (the first deliveries of fresh processes)`);
     if (!process.argv.includes('--only-throughput')) {
       console.log(`\nfailover after SIGKILL of the owner (lease 15 s): next event delivered after ${(await failover(server)).toFixed(1)} s`);
       const many = await manyEndpoints(server);
