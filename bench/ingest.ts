@@ -1,9 +1,10 @@
 // Ingest burst benchmark (`npm run bench:ingest`): a 10k-event burst through the real `registry-notifier serve`
 // process, posted the way Distribution posts (one event per request, each poster waiting for its answer), into
-// one endpoint whose loopback receiver parses every envelope, after 5,000 requests of warm-up on the same process. Prints accepted events/s, ingest latency
-// percentiles and delivered events/s: in memory, with the journal, and on PostgreSQL (a real server started
-// here with fsync and synchronous commit on, as in production; skipped when its binaries are absent), and the
-// share of the machine's CPU time a hypervisor stole meanwhile. Only 127.0.0.1; it stops by itself.
+// one endpoint whose loopback receiver parses every envelope, after 5,000 requests of warm-up on the same process.
+// Prints accepted events/s, ingest latency percentiles and delivered events/s: in memory, with the journal, and
+// on PostgreSQL (a real server started here with fsync and synchronous commit on, as in production; skipped when
+// its binaries are absent), and the share of the machine's CPU time a hypervisor stole meanwhile. Only 127.0.0.1;
+// it stops by itself.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';

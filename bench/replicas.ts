@@ -29,11 +29,11 @@ const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1
 const cpuArg = process.argv.indexOf('--replica-cpu');
 const REPLICA_CPU = cpuArg > 0 ? Number(process.argv[cpuArg + 1]) : undefined;
 /** `BENCH_ENDPOINTS`: endpoints of the throughput part (default 64, as the issue sets it). */
+const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 64);
 /** `BENCH_WARMUP`: deliveries each replica makes before the steady loads (see `throughput`). */
 const WARMUP = Number(process.env.BENCH_WARMUP ?? (QUICK ? 0 : 40_000));
 /** Loads measured once the replicas are warm; the speed-up is from their medians. */
 const STEADY_LOADS = QUICK ? 1 : 3;
-const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 64);
 const CPU_CGROUP = '/sys/fs/cgroup/cpu';
 
 /** Puts `pid` (every thread) in a CPU cgroup of its own limited to `cpus` cores; returns a remover. */
@@ -114,10 +114,6 @@ async function load(url: string, names: readonly string[], events: number, prefi
   }
 }
 
-/**
- * A client of the bench's own; an error on it is printed, not thrown as an unhandled 'error' event: the server
- * stops after a failure, and a client still open would end the bench before the failure itself is printed.
- */
 /** Waits until each of `replicas` live replicas holds at most its fair share of the `endpoints` and every one is held. */
 async function fairShares(client: pg.Client, endpoints: number, replicas: number): Promise<void> {
   const fair = Math.ceil(endpoints / replicas);
@@ -127,6 +123,10 @@ async function fairShares(client: pg.Client, endpoints: number, replicas: number
   }, 120_000, 'fair shares');
 }
 
+/**
+ * A client of the bench's own; an error on it is printed, not thrown as an unhandled 'error' event: the server
+ * stops after a failure, and a client still open would end the bench before the failure itself is printed.
+ */
 async function connect(url: string): Promise<pg.Client> {
   const client = new pg.Client(url);
   client.on('error', (error) => console.error(`bench client: ${error.message}`));
@@ -157,10 +157,10 @@ function throttled(name: string): number | undefined {
 interface Throughput {
   replicas: number;
   /**
-   * 'cold': the replicas' first deliveries since they started; 'steady': a load after each replica delivered
-   * `WARMUP` events, as replicas that have been running for a while deliver.
+   * 'cold': the replicas' first deliveries since they started; 'warm-up': a load between, not printed; 'steady': a
+   * load after each replica delivered `WARMUP` events, as replicas that have been running for a while deliver.
    */
-  phase: 'cold' | 'steady';
+  phase: 'cold' | 'warm-up' | 'steady';
   deliveries: number;
   seconds: number;
   /** How long loading every event took (the registry's side), from the start. */
@@ -224,7 +224,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   // measured ones (steady), as replicas that have been running for a while deliver.
   const rows: Throughput[] = [await measure('cold')];
   const warmup: number[] = [];
-  while ((loads * deliveries) / replicas < WARMUP) warmup.push((await measure('steady')).cpuPerDelivery);
+  while ((loads * deliveries) / replicas < WARMUP) warmup.push((await measure('warm-up')).cpuPerDelivery);
   for (let i = 0; i < STEADY_LOADS; i++) rows.push(await measure('steady'));
   await stop(running);
   for (const remove of limits) await remove();
