@@ -17,7 +17,7 @@
 // BENCH_LAST_RESORT=1 has the child run a memory-reducing collection before each measurement (what V8 would give back).
 // BENCH_PROFILE=1 writes the operator's CPU profiles to /tmp/registry-notifier-prof (`npm run bench:profile-summary`).
 // Only loopback addresses; it stops by itself.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,7 +28,7 @@ import { stringify } from 'yaml';
 import { NOTIFICATION_ENDPOINT_RESOURCE as R } from '../src/api/notification-endpoint.ts';
 import { envtestAssets, installCRDs, TestCluster } from '../test/support/envtest.ts';
 import { makeEvents } from '../test/support/events.ts';
-import type { FromReceiver, ToReceiver } from './receiver.ts';
+import { startReceiver } from './receiver-process.ts';
 import { until } from './until.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -134,34 +134,6 @@ class Operator {
   }
 }
 
-/** bench/receiver.ts in its own process (its CPU is not the bench's): counts events, answers 200. */
-async function receiver(): Promise<{ child: ChildProcess; url: string; expect: (total: number) => Promise<FromReceiver & { type: 'done' }> }> {
-  const child = fork(join(import.meta.dirname, 'receiver.ts'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const messages: FromReceiver[] = [];
-  const waiters: Array<() => void> = [];
-  child.on('message', (m) => {
-    messages.push(m as FromReceiver);
-    waiters.splice(0).forEach((wake) => wake());
-  });
-  const next = async <T extends FromReceiver['type']>(type: T): Promise<FromReceiver & { type: T }> => {
-    for (;;) {
-      const index = messages.findIndex((m) => m.type === type);
-      if (index >= 0) return messages.splice(index, 1)[0] as FromReceiver & { type: T };
-      await new Promise<void>((resolve) => waiters.push(resolve));
-    }
-  };
-  const ready = await next('ready');
-  return {
-    child,
-    url: `http://127.0.0.1:${ready.port}`,
-    expect: async (total) => {
-      child.send({ type: 'expect', total } satisfies ToReceiver);
-      await next('armed');
-      return next('done');
-    },
-  };
-}
-
 /**
  * Watches the namespace's endpoints and records when each was first seen (created) and first showed Ready=True;
  * a watch the server ends is opened again from the last resourceVersion seen, until `stop` is aborted.
@@ -242,7 +214,7 @@ async function run(n: number): Promise<void> {
   console.log(`\n== ${n} endpoints (container limit ${containerLimitMiB(n)} MiB, ${[...NODE_FLAGS, `--max-old-space-size=${heap}`].join(' ')}, --endpoint-histograms=${histograms}) ==`);
   const cluster = await TestCluster.start({ watchCache: true });
   const dispatcher = new Agent({ connect: { ca: cluster.caPem } });
-  const sink = await receiver();
+  const sink = await startReceiver();
   let operator: Operator | undefined;
   let watch: AbortController | undefined;
   try {
@@ -313,8 +285,8 @@ async function run(n: number): Promise<void> {
     console.log(`  /metrics idle: ${mib(idleMetrics.bytes)}, ${idleMetrics.series} series`);
 
     const patchesBeforeEvents = await statusPatches(cluster, dispatcher);
+    const { done } = await sink.expect(EVENTS * n);
     const t1 = performance.now();
-    const done = sink.expect(EVENTS * n);
     const response = await fetch(`${operator.ingest}`, {
       method: 'POST', headers: { 'content-type': 'application/vnd.docker.distribution.events.v1+json' }, body: JSON.stringify({ events: makeEvents(EVENTS, 'scale') }),
     });
@@ -354,7 +326,7 @@ async function run(n: number): Promise<void> {
   } finally {
     watch?.abort();
     await operator?.stop().catch(() => undefined);
-    sink.child.send({ type: 'stop' } satisfies ToReceiver);
+    sink.stop();
     await dispatcher.close();
     await cluster.stop();
   }

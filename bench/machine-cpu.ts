@@ -1,6 +1,6 @@
 // The whole machine's CPU time from /proc/stat, for the benchmarks to print beside their figures: how busy the
 // machine was, and how much time the hypervisor gave to other guests (steal) while a case ran.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** CPU seconds so far, summed over every core: busy (not idle nor waiting for I/O), stolen, and in all. */
 export interface MachineCpu {
@@ -26,4 +26,48 @@ export function machineCpu(): MachineCpu {
 export function machineShares(from: MachineCpu, to: MachineCpu): { busy: number; steal: number } {
   const total = to.total - from.total;
   return total > 0 ? { busy: (to.busy - from.busy) / total, steal: (to.steal - from.steal) / total } : { busy: 0, steal: 0 };
+}
+
+// utime, stime, cutime, cstime: fields 14-17 of /proc/<pid>/stat, counted after the command's closing parenthesis.
+function statTicks(pid: number): number[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ').slice(11, 15).map(Number);
+  } catch {
+    return undefined; // gone
+  }
+}
+
+/** CPU seconds process `pid` has used so far, user and system (Linux `/proc`); 0 once it has exited. */
+export function processCpu(pid: number): number {
+  const [utime = 0, stime = 0] = statTicks(pid) ?? [];
+  return (utime + stime) / 100;
+}
+
+/**
+ * CPU seconds used so far by process `pid` and every descendant, those that exited and were waited for included
+ * (a PostgreSQL server: its postmaster, backends, WAL writer and the autovacuum workers that came and went).
+ */
+export function processTreeCpu(pid: number): number {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const inTree = (p: number): boolean => {
+    for (let at: number | undefined = p; at !== undefined && at > 1; at = parent.get(at)) if (at === pid) return true;
+    return false;
+  };
+  let ticks = 0;
+  for (const p of parent.keys()) {
+    if (!inTree(p)) continue;
+    const [utime = 0, stime = 0, cutime = 0, cstime = 0] = statTicks(p) ?? [];
+    ticks += utime + stime + cutime + cstime;
+  }
+  return ticks / 100;
 }
