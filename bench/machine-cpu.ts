@@ -1,5 +1,5 @@
-// The whole machine's CPU time from /proc/stat, for the benchmarks to print beside their figures: how busy the
-// machine was, and how much time the hypervisor gave to other guests (steal) while a case ran.
+// CPU time from /proc, for the benchmarks to print beside their figures: the whole machine's (how busy it was, and
+// how much time the hypervisor gave to other guests, steal, while a case ran) and single processes'.
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** CPU seconds so far, summed over every core: busy (not idle nor waiting for I/O), stolen, and in all. */

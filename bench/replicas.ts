@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { migrate } from '../src/database/migrate.ts';
 import { openPool } from '../src/database/pool.ts';
-import { machineCpu, machineShares } from './machine-cpu.ts';
+import { machineCpu, machineShares, processCpu } from './machine-cpu.ts';
 import { startServe } from './serve-process.ts';
 import { until } from './until.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
@@ -142,12 +142,6 @@ async function freshDatabase(pgServer: TestPostgres): Promise<string> {
   return url;
 }
 
-/** CPU seconds a process has used (user + system), from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-}
-
 /** How often a replica's CFS quota throttled it (cgroup v1 cpu.stat), or undefined without a limit. */
 function throttled(name: string): number | undefined {
   const stat = join(CPU_CGROUP, name, 'cpu.stat');
@@ -201,7 +195,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   // One load: every endpoint owes `events` events, committed at once; measured until the last is delivered.
   const measure = async (phase: Throughput['phase']): Promise<Throughput> => {
     hook.reset();
-    const cpu0 = running.map((r) => cpuSeconds(r.child.pid!));
+    const cpu0 = running.map((r) => processCpu(r.child.pid!));
     const machine0 = machineCpu();
     const throttled0 = running.map((_, i) => throttled(`rn-bench-${i}`));
     const started = performance.now();
@@ -210,7 +204,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
     await until(() => hook.count() >= deliveries, 600_000, 'every delivery');
     const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
     const wall = (performance.now() - started) / 1000;
-    const replicaSeconds = running.reduce((sum, r, i) => sum + cpuSeconds(r.child.pid!) - cpu0[i]!, 0);
+    const replicaSeconds = running.reduce((sum, r, i) => sum + processCpu(r.child.pid!) - cpu0[i]!, 0);
     const replicaCores = replicaSeconds / wall;
     const { busy: machineBusy, steal: machineSteal } = machineShares(machine0, machineCpu());
     const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
