@@ -28,11 +28,22 @@ export function machineShares(from: MachineCpu, to: MachineCpu): { busy: number;
   return total > 0 ? { busy: (to.busy - from.busy) / total, steal: (to.steal - from.steal) / total } : { busy: 0, steal: 0 };
 }
 
-// utime, stime, cutime, cstime: fields 14-17 of /proc/<pid>/stat, counted after the command's closing parenthesis.
-function statTicks(pid: number): number[] | undefined {
+/** What the benches read of a process's `/proc/<pid>/stat`: its parent, and its CPU clock ticks (USER_HZ 100). */
+interface ProcessStat {
+  ppid: number;
+  /** utime + stime: the process's own. */
+  own: number;
+  /** cutime + cstime: its children's that exited and were waited for. */
+  reaped: number;
+}
+
+// Fields 4 and 14-17 of /proc/<pid>/stat (ppid; utime, stime, cutime, cstime), counted after the command's closing
+// parenthesis (the command itself may hold spaces).
+function processStat(pid: number | string): ProcessStat | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ').slice(11, 15).map(Number);
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    return { ppid: fields[1]!, own: fields[11]! + fields[12]!, reaped: fields[13]! + fields[14]! };
   } catch {
     return undefined; // gone
   }
@@ -40,8 +51,7 @@ function statTicks(pid: number): number[] | undefined {
 
 /** CPU seconds process `pid` has used so far, user and system (Linux `/proc`); 0 once it has exited. */
 export function processCpu(pid: number): number {
-  const [utime = 0, stime = 0] = statTicks(pid) ?? [];
-  return (utime + stime) / 100;
+  return (processStat(pid)?.own ?? 0) / 100;
 }
 
 /**
@@ -49,25 +59,16 @@ export function processCpu(pid: number): number {
  * (a PostgreSQL server: its postmaster, backends, WAL writer and the autovacuum workers that came and went).
  */
 export function processTreeCpu(pid: number): number {
-  const parent = new Map<number, number>();
+  const stats = new Map<number, ProcessStat>();
   for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // exited meanwhile
-    }
+    const stat = /^\d+$/.test(entry) ? processStat(entry) : undefined;
+    if (stat) stats.set(Number(entry), stat);
   }
   const inTree = (p: number): boolean => {
-    for (let at: number | undefined = p; at !== undefined && at > 1; at = parent.get(at)) if (at === pid) return true;
+    for (let at: number | undefined = p; at !== undefined && at > 1; at = stats.get(at)?.ppid) if (at === pid) return true;
     return false;
   };
   let ticks = 0;
-  for (const p of parent.keys()) {
-    if (!inTree(p)) continue;
-    const [utime = 0, stime = 0, cutime = 0, cstime = 0] = statTicks(p) ?? [];
-    ticks += utime + stime + cutime + cstime;
-  }
+  for (const [p, { own, reaped }] of stats) if (inTree(p)) ticks += own + reaped;
   return ticks / 100;
 }
