@@ -4,7 +4,10 @@ import { describeDatabaseError } from './errors.ts';
 import { RELEASED_CHANNEL } from './lease-keeper.ts';
 import { clientConfig } from './pool.ts';
 
-/** The channel `rn_accept` and `rn_replay` notify, with the endpoint's name as payload. */
+/**
+ * The channel `rn_accept` and `rn_replay` notify, with the names of the endpoints that have new work as payload,
+ * separated by spaces (an endpoint's name has none).
+ */
 export const WORK_CHANNEL = 'registry_notifier_work';
 
 // Reconnecting after the connection failed: from 500 ms, doubling, at most every 10 s.
@@ -64,7 +67,7 @@ export class WorkListener {
     // No statement timeout on this connection: LISTEN waits for as long as the process lives.
     const client = new pg.Client(clientConfig(this.#url, { applicationName: this.#applicationName, statementTimeoutMs: 0 }));
     client.on('notification', (message) => {
-      if (message.channel === WORK_CHANNEL && message.payload) this.#onWork(message.payload);
+      if (message.channel === WORK_CHANNEL && message.payload) for (const endpoint of message.payload.split(' ')) this.#onWork(endpoint);
       else if (message.channel === RELEASED_CHANNEL && message.payload) this.#onReleased(message.payload);
     });
     client.on('error', (error) => this.#lost(client, error));

@@ -1,7 +1,8 @@
 // The ingest's commit (AcceptWriter over rn_accept) against a real PostgreSQL: one event to one endpoint, one
 // event to many, several requests committed together; endpoints whose rows do not exist yet; duplicates, from
-// before and within a transaction; positions that follow commit order; the owners woken once per endpoint; two
-// replicas committing to the same endpoints at once without a deadlock, a gap or an event queued twice.
+// before and within a transaction; positions that follow commit order; the owners woken by one notification per
+// transaction (more when its endpoints' names need them); two replicas committing to the same endpoints at once
+// without a deadlock, a gap or an event queued twice.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AcceptWriter } from '../../src/database/accept-writer.ts';
@@ -62,7 +63,7 @@ describe.skipIf(!bin)('AcceptWriter (rn_accept on a real PostgreSQL)', { timeout
     }
   });
 
-  it('one event to many endpoints, some new: stored once, a position in each queue, each owner woken once', async () => {
+  it('one event to many endpoints, some new: stored once, a position in each queue, the owners woken by one notification', async () => {
     const { url, pool, writer } = await fresh();
     const listener = new pg.Client(url);
     await listener.connect();
@@ -80,9 +81,36 @@ describe.skipIf(!bin)('AcceptWriter (rn_accept on a real PostgreSQL)', { timeout
         z: { ids: ['b2'], next: 2 },
       });
       expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM events')).toEqual([{ n: 3 }]);
-      await eventually(() => expect(woken.toSorted()).toEqual(['a', 'a', 'k', 'k', 'm', 'm', 'z']));
+      // One notification per transaction, its endpoints' names separated by spaces (every replica reads each one).
+      await eventually(() => expect(woken).toHaveLength(3));
+      expect(woken.map((payload) => payload.split(' ').toSorted())).toEqual([['k', 'm'], ['a', 'k', 'm', 'z'], ['a']]);
       expect(await writer.accept(routes([event('b2')], 'k', 'z'))).toEqual(['b2']);
       expect((await queues(url)).z).toEqual({ ids: ['b2'], next: 2 });
+    } finally {
+      await listener.end();
+      await pool.end();
+    }
+  });
+
+  it('endpoints whose names together pass a notification\'s 8,000 bytes: as few notifications as fit, each name once', async () => {
+    const { url, pool, writer } = await fresh();
+    const listener = new pg.Client(url);
+    await listener.connect();
+    const woken: string[] = [];
+    listener.on('notification', (n) => woken.push(n.payload!));
+    await listener.query(`LISTEN ${WORK_CHANNEL}`);
+    // 60 names of 250 bytes: 15,059 with the spaces between them.
+    const names = Array.from({ length: 60 }, (_, i) => `${String(i).padStart(3, '0')}-${'n'.repeat(246)}`);
+    try {
+      await writer.accept(routes([event('d1')], ...names)); // one event: rn_accept's single-event path
+      await eventually(() => expect(woken.flatMap((payload) => payload.split(' ')).toSorted()).toEqual(names));
+      expect(woken.map((payload) => Buffer.byteLength(payload))).toEqual([27 * 251 - 1, 28 * 251 - 1, 5 * 251 - 1]);
+      woken.length = 0;
+      // Two requests in one transaction: the general path.
+      await Promise.all([writer.accept(routes([event('d2')], ...names)), writer.accept(routes([event('d3')], ...names.slice(0, 10)))]);
+      await eventually(() => expect(woken.flatMap((payload) => payload.split(' ')).toSorted()).toEqual(names));
+      expect(woken).toHaveLength(3);
+      expect(Object.values(await queues(url)).map((queue) => queue.ids.length).toSorted((a, b) => a - b)).toEqual([...Array(50).fill(2), ...Array(10).fill(3)]);
     } finally {
       await listener.end();
       await pool.end();
