@@ -41,7 +41,9 @@ const INTERVAL_MS = 1_000;
  */
 export class ClusterStats {
   #options: ClusterStatsOptions;
-  #reported = new Map<string, StatsSnapshot>();
+  // What each endpoint had counted when it was last reported, by object: an endpoint deleted and applied again under
+  // the same name is a new object counting from zero (its rows were deleted with it), never a drop from the old one.
+  #reported = new WeakMap<LocalEndpoint, StatsSnapshot>();
   #view = new Map<string, ClusterEndpoint>();
   #gaugeReporter = false;
   #timer: NodeJS.Timeout | undefined;
@@ -86,7 +88,7 @@ export class ClusterStats {
     const reports = this.#reports();
     try {
       if (reports.length > 0) await pool.query('SELECT rn_add_stats($1::jsonb)', [JSON.stringify(reports.map((r) => r.report))]);
-      for (const { name, snapshot } of reports) this.#reported.set(name, snapshot);
+      for (const { endpoint, snapshot } of reports) this.#reported.set(endpoint, snapshot);
       const { rows } = await pool.query<Row>(`
         SELECT e.name, e.owner, (e.lease_until > now()) AS leased, coalesce(q.next_pos, 1) - 1 - e.done AS pending,
                s.delivered, s.failures, s.errors, s.dead_lettered, s.coalesced, s.responses, s.last_success, s.last_failure, s.last_error, s.consecutive_failures
@@ -103,11 +105,11 @@ export class ClusterStats {
   }
 
   /** What each local endpoint counted since it was last reported, skipping endpoints with nothing new. */
-  #reports(): { name: string; snapshot: StatsSnapshot; report: Record<string, unknown> }[] {
-    const out: { name: string; snapshot: StatsSnapshot; report: Record<string, unknown> }[] = [];
+  #reports(): { endpoint: LocalEndpoint; snapshot: StatsSnapshot; report: Record<string, unknown> }[] {
+    const out: { endpoint: LocalEndpoint; snapshot: StatsSnapshot; report: Record<string, unknown> }[] = [];
     for (const endpoint of this.#options.local()) {
       const now = endpoint.stats();
-      const before = this.#reported.get(endpoint.name);
+      const before = this.#reported.get(endpoint);
       const delta = {
         delivered: now.delivered - (before?.delivered ?? 0),
         failures: now.failures - (before?.failures ?? 0),
@@ -122,7 +124,7 @@ export class ClusterStats {
         (owner && now.consecutiveFailures !== (before?.consecutiveFailures ?? -1));
       if (!moved) continue;
       out.push({
-        name: endpoint.name,
+        endpoint,
         snapshot: now,
         report: {
           endpoint: endpoint.name,

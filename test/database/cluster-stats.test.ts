@@ -1,15 +1,19 @@
 // Cluster-wide counters on a real PostgreSQL (api.md §12): two `serve` replicas in this process share one database
 // and one endpoint file. Each coalesces what it accepted; `coalesced` in `/endpoints` of either replica is the sum
 // over both (each reports only what it counted since its last report), while `registry_notifier_coalesced_total`
-// stays each replica's own.
+// stays each replica's own. An endpoint deleted and made again under the same name is counted from zero.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand, type ServeConfig } from '../../src/config.ts';
+import { ClusterStats, type LocalEndpoint } from '../../src/database/cluster-stats.ts';
+import { migrate } from '../../src/database/migrate.ts';
+import { openPool } from '../../src/database/pool.ts';
 import { createLogger } from '../../src/log.ts';
 import type { Event } from '../../src/notifications/event.ts';
+import type { StatsSnapshot } from '../../src/notifications/endpoint-stats.ts';
 import { startServer, type Running } from '../../src/serve.ts';
 import type { EndpointStatus } from '../../src/status/endpoint-status.ts';
 import { endpointDoc, post } from '../journal/support.ts';
@@ -68,6 +72,30 @@ describe.skipIf(!bin)('cluster-wide counters (a real PostgreSQL)', { timeout: 60
     const [a, b] = await Promise.all([replica('replica-a'), replica('replica-b')]);
     return { url, a, b };
   }
+
+  it('an endpoint deleted and made again under the same name: the new one is counted from zero, not against the old one\'s last report', async () => {
+    const url = await db.createDatabase();
+    const pool = openPool(url, { applicationName: 'cluster-stats-test' });
+    cleanups.push(() => pool.end());
+    await migrate(pool);
+    await pool.query(`INSERT INTO endpoints (name) VALUES ('again')`);
+    const counted = (delivered: number): StatsSnapshot => ({ delivered, failures: 0, errors: 0, deadLettered: 0, discarded: 0, coalesced: 0, responses: [{ code: 200, count: delivered }], consecutiveFailures: 0 });
+    // Each object is one life of the endpoint, as EndpointSet makes a new Endpoint when a removed name comes back.
+    const life = (delivered: number): LocalEndpoint => ({ name: 'again', stats: () => counted(delivered) });
+    let local = [life(3)];
+    const stats = new ClusterStats({ pool, replicaId: 'replica-a', local: () => local, owns: () => true, logger: createLogger('warn', new Writable({ write: (_chunk, _encoding, done) => done() })) });
+    await stats.refresh();
+    expect(stats.get('again')?.stats).toMatchObject({ delivered: 3, responses: [{ code: 200, count: 3 }] });
+    // Deleted: its rows go (PostgresEndpointStore's drop), then it is applied again and delivers one event.
+    await pool.query(`DELETE FROM endpoints WHERE name = 'again'`);
+    local = [];
+    await stats.refresh();
+    expect(stats.get('again')).toBeUndefined();
+    await pool.query(`INSERT INTO endpoints (name) VALUES ('again')`);
+    local = [life(1)];
+    await stats.refresh();
+    expect(stats.get('again')?.stats).toMatchObject({ delivered: 1, responses: [{ code: 200, count: 1 }] });
+  });
 
   it('coalesced is summed over replicas in /endpoints of either one; the metric stays per replica; later counts are added once', async () => {
     const receiver = await TestReceiver.start();
