@@ -34,6 +34,16 @@ describe.skipIf(!bin)('AcceptWriter (rn_accept on a real PostgreSQL)', { timeout
     return { url, pool, writer: new AcceptWriter(pool) };
   }
 
+  /** A connection LISTENing on the work channel, and the payloads it has heard so far, in order. */
+  async function listen(url: string): Promise<{ woken: string[]; listener: pg.Client }> {
+    const listener = new pg.Client(url);
+    await listener.connect();
+    const woken: string[] = [];
+    listener.on('notification', (n) => woken.push(n.payload!));
+    await listener.query(`LISTEN ${WORK_CHANNEL}`);
+    return { woken, listener };
+  }
+
   /** Each endpoint's queue: the event ids by position, and the position its next event takes. */
   async function queues(url: string): Promise<Record<string, { ids: string[]; next: number }>> {
     const rows = await queryOnce<{ endpoint: string; pos: string; id: string }>(url,
@@ -65,11 +75,7 @@ describe.skipIf(!bin)('AcceptWriter (rn_accept on a real PostgreSQL)', { timeout
 
   it('one event to many endpoints, some new: stored once, a position in each queue, the owners woken by one notification', async () => {
     const { url, pool, writer } = await fresh();
-    const listener = new pg.Client(url);
-    await listener.connect();
-    const woken: string[] = [];
-    listener.on('notification', (n) => woken.push(n.payload!));
-    await listener.query(`LISTEN ${WORK_CHANNEL}`);
+    const { woken, listener } = await listen(url);
     try {
       await writer.accept(routes([event('b1')], 'm', 'k'));
       await writer.accept(routes([event('b2')], 'k', 'z', 'm', 'a'));
@@ -94,11 +100,7 @@ describe.skipIf(!bin)('AcceptWriter (rn_accept on a real PostgreSQL)', { timeout
 
   it('endpoints whose names together pass a notification\'s 8,000 bytes: as few notifications as fit, each name once', async () => {
     const { url, pool, writer } = await fresh();
-    const listener = new pg.Client(url);
-    await listener.connect();
-    const woken: string[] = [];
-    listener.on('notification', (n) => woken.push(n.payload!));
-    await listener.query(`LISTEN ${WORK_CHANNEL}`);
+    const { woken, listener } = await listen(url);
     // 60 names of 250 bytes: 15,059 with the spaces between them.
     const names = Array.from({ length: 60 }, (_, i) => `${String(i).padStart(3, '0')}-${'n'.repeat(246)}`);
     try {

@@ -28,6 +28,11 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!().catch(() => {});
 });
 
+/** A logger for the replicas and ClusterStats under test whose lines (warnings and errors only) go nowhere. */
+function quietLogger(): ReturnType<typeof createLogger> {
+  return createLogger('warn', new Writable({ write: (_chunk, _encoding, done) => done() }));
+}
+
 /** `n` pulls of one repository and tag (one coalescing key), ids `<prefix>-<i>`. */
 function pulls(n: number, prefix: string): Event[] {
   return makeEvents(n, prefix).map((event) => ({ ...event, action: 'pull' }));
@@ -65,7 +70,7 @@ describe.skipIf(!bin)('cluster-wide counters (a real PostgreSQL)', { timeout: 60
         'serve', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--endpoints', file, '--allow-endpoint-cidrs', '127.0.0.0/8',
         '--database-url', url, '--replica-id', id, '--shutdown-grace', '2s',
       ], {}) as ServeConfig;
-      const server = await startServer(config, createLogger('warn', new Writable({ write: (_chunk, _encoding, done) => done() })));
+      const server = await startServer(config, quietLogger());
       cleanups.push(() => server.shutdown());
       return server;
     };
@@ -83,7 +88,7 @@ describe.skipIf(!bin)('cluster-wide counters (a real PostgreSQL)', { timeout: 60
     // Each object is one life of the endpoint, as EndpointSet makes a new Endpoint when a removed name comes back.
     const life = (delivered: number): LocalEndpoint => ({ name: 'again', stats: () => counted(delivered) });
     let local = [life(3)];
-    const stats = new ClusterStats({ pool, replicaId: 'replica-a', local: () => local, owns: () => true, logger: createLogger('warn', new Writable({ write: (_chunk, _encoding, done) => done() })) });
+    const stats = new ClusterStats({ pool, replicaId: 'replica-a', local: () => local, owns: () => true, logger: quietLogger() });
     await stats.refresh();
     expect(stats.get('again')?.stats).toMatchObject({ delivered: 3, responses: [{ code: 200, count: 3 }] });
     // Deleted: its rows go (PostgresEndpointStore's drop), then it is applied again and delivers one event.
