@@ -2,11 +2,11 @@
 // process, posted the way Distribution posts (one event per request, each poster waiting for its answer, each
 // event's id a random UUID), into one endpoint whose loopback receiver (bench/receiver.ts, a process of its own)
 // parses every envelope. Each case first posts 30,000 requests of warm-up to the same process in loads of 5,000
-// (printing each load's rate and CPU), then three measured bursts; its row is the median burst. Prints accepted events/s, ingest latency
-// percentiles, delivered events/s and the CPU per request of the replica, the database and the poster: in
-// memory, with the journal, and on PostgreSQL (a real server started here with fsync and synchronous commit on,
-// as in production; skipped when its binaries are absent), and the share of the machine's CPU time a hypervisor
-// stole meanwhile. Only 127.0.0.1; it stops by itself.
+// (printing each load's rate and CPU), then three measured bursts; its row is the median burst. Prints accepted
+// events/s, ingest latency percentiles, delivered events/s and the CPU per request of the replica, the database
+// and the poster: in memory, with the journal, and on PostgreSQL (a real server started here with fsync and
+// synchronous commit on, as in production; skipped when its binaries are absent), and the share of the machine's
+// CPU time a hypervisor stole meanwhile. Only 127.0.0.1; it stops by itself.
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { type Dispatcher, Pool } from 'undici';
 import { machineCpu, machineShares, processCpu, processTreeCpu } from './machine-cpu.ts';
 import { startReceiver } from './receiver-process.ts';
 import { startServe } from './serve-process.ts';
+import { EVENTS_MEDIA_TYPE } from '../src/notifications/event.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import pg from 'pg';
 
@@ -260,7 +261,7 @@ function post(pool: Pool, path: string, body: string): Promise<number> {
       onResponseEnd: () => resolve(status),
       onResponseError: (_controller, error) => reject(error),
     };
-    pool.dispatch({ method: 'POST', path, headers: { 'content-type': 'application/vnd.docker.distribution.events.v1+json' }, body }, handler);
+    pool.dispatch({ method: 'POST', path, headers: { 'content-type': EVENTS_MEDIA_TYPE }, body }, handler);
   });
 }
 
