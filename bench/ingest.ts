@@ -15,6 +15,7 @@ import { type Dispatcher, Pool } from 'undici';
 import { machineCpu, machineShares, processCpu, processTreeCpu } from './machine-cpu.ts';
 import { startReceiver } from './receiver-process.ts';
 import { startServe } from './serve-process.ts';
+import { within } from './until.ts';
 import { EVENTS_MEDIA_TYPE } from '../src/notifications/event.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 import pg from 'pg';
@@ -206,7 +207,7 @@ async function runCase(mode: string, posters: number, pg?: TestPostgres): Promis
       const acceptedAt = performance.now();
       const { steal } = machineShares(machine0, machineCpu());
       // Unref'd: the run ends when the last event arrives, not when this would have fired.
-      const report = await Promise.race([done, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not every one of ${count} events was delivered within 120 s`)), 120_000).unref())]);
+      const report = await within(done, 120_000, `every one of ${count} events delivered`);
       const cpu1 = cpuNow();
       const perRequest = (from: number | undefined, to: number | undefined): number => ((to ?? 0) - (from ?? 0)) * 1e6 / count;
       return {

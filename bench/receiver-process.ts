@@ -18,9 +18,10 @@ export interface ReceiverProcess {
   stop(): void;
 }
 
-/** Forks bench/receiver.ts and resolves once it listens on 127.0.0.1. */
-export async function startReceiver(): Promise<ReceiverProcess> {
-  const child = fork(join(import.meta.dirname, 'receiver.ts'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** Forks bench/receiver.ts and resolves once it listens on 127.0.0.1; each answer comes `delayMs` after its request (default at once). */
+export async function startReceiver(options: { delayMs?: number } = {}): Promise<ReceiverProcess> {
+  const args = options.delayMs ? ['--delay-ms', String(options.delayMs)] : [];
+  const child = fork(join(import.meta.dirname, 'receiver.ts'), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const messages: FromReceiver[] = [];
   const waiters: Array<() => void> = [];
   child.on('message', (m) => {

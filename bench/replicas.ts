@@ -1,8 +1,9 @@
 // Several replicas on one PostgreSQL (`npm run bench:replicas`, issue 11): real `serve` processes on a real
-// PostgreSQL (fsync on) started here, receivers on 127.0.0.1. Prints:
+// PostgreSQL (fsync on) started here, a receiver process of its own (bench/receiver.ts) on 127.0.0.1. Prints:
 //   1. delivered events/s for 64 endpoints whose receivers take 20 ms, with 1 and with 3 replicas, on freshly
 //      started processes (cold) and on processes that have delivered 40,000 events each (steady: V8 has optimized
-//      their delivery path by then, as in replicas that have been running for a while);
+//      their delivery path by then, as in replicas that have been running for a while), and the CPU per delivery
+//      of the replicas, the receiver and PostgreSQL;
 //   2. failover: an endpoint's owner is SIGKILLed, how long until its next event is delivered (lease 15 s);
 //   3. 10,000 endpoints on one database: how long until every one is claimed, and the database's idle load;
 //   4. rows and bytes per pending event.
@@ -11,16 +12,15 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { migrate } from '../src/database/migrate.ts';
 import { openPool } from '../src/database/pool.ts';
-import { machineCpu, machineShares, processCpu } from './machine-cpu.ts';
+import { machineCpu, machineShares, processCpu, processTreeCpu } from './machine-cpu.ts';
+import { startReceiver } from './receiver-process.ts';
 import { startServe } from './serve-process.ts';
-import { until } from './until.ts';
+import { until, within } from './until.ts';
 import { postgresBinaries, startPostgres, type TestPostgres } from '../test/support/postgres.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -51,34 +51,6 @@ async function limitCpu(pid: number, name: string, cpus: number): Promise<() => 
 interface Replica {
   child: ChildProcess;
   ingest: string;
-}
-
-/** A receiver answering 200 after `delayMs`, counting events per path. */
-async function receiver(delayMs: number): Promise<{ server: Server; url: string; count: () => number; first: () => number; reset: () => void }> {
-  let events = 0;
-  let first = 0;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      first ||= performance.now();
-      setTimeout(() => {
-        events += (JSON.parse(Buffer.concat(chunks).toString()) as { events: unknown[] }).events.length;
-        res.end();
-      }, delayMs);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    server,
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    count: () => events,
-    first: () => first,
-    reset: () => {
-      events = 0;
-      first = 0;
-    },
-  };
 }
 
 async function endpointsFile(dir: string, names: readonly string[], url: (name: string) => string, extra = ''): Promise<string> {
@@ -164,6 +136,12 @@ interface Throughput {
   replicaCores: number;
   /** Replica CPU per delivery (all replicas), in milliseconds: what scale-out costs beyond one process. */
   cpuPerDelivery: number;
+  /**
+   * The receiver's and PostgreSQL's CPU per delivery (ms). The receiver's code is the same in every row: what its
+   * figure moves by is what fewer requests per wake-up cost a process on this machine, beside the product's own.
+   */
+  receiverPerDelivery: number;
+  postgresPerDelivery: number;
   machineBusy: number;
   /** The machine's CPU time the hypervisor gave to other guests meanwhile (steal), as a share. */
   machineSteal: number;
@@ -180,7 +158,7 @@ interface ThroughputRun {
 async function throughput(pgServer: TestPostgres, replicas: number): Promise<ThroughputRun> {
   const url = await freshDatabase(pgServer);
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-replicas-'));
-  const hook = await receiver(20);
+  const hook = await startReceiver({ delayMs: 20 });
   const names = Array.from({ length: ENDPOINTS }, (_, i) => `ep-${i}`);
   const events = QUICK ? 40 : Number(process.env.BENCH_EVENTS ?? 150);
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
@@ -194,21 +172,24 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   const deliveries = names.length * events;
   // One load: every endpoint owes `events` events, committed at once; measured until the last is delivered.
   const measure = async (phase: Throughput['phase']): Promise<Throughput> => {
-    hook.reset();
+    const { done } = await hook.expect(deliveries);
     const cpu0 = running.map((r) => processCpu(r.child.pid!));
+    const postgres0 = processTreeCpu(pgServer.pid!);
     const machine0 = machineCpu();
     const throttled0 = running.map((_, i) => throttled(`rn-bench-${i}`));
     const started = performance.now();
     await load(url, names, events, `tp${replicas}-${loads++}`);
     const loaded = (performance.now() - started) / 1000;
-    await until(() => hook.count() >= deliveries, 600_000, 'every delivery');
-    const seconds = (performance.now() - hook.first()) / 1000; // from the first request received: start-up excluded
+    const report = await within(done, 600_000, 'every delivery');
+    const seconds = (report.lastAt - report.firstAt) / 1000; // from the first request received: start-up excluded
     const wall = (performance.now() - started) / 1000;
+    const postgresSeconds = processTreeCpu(pgServer.pid!) - postgres0;
     const replicaSeconds = running.reduce((sum, r, i) => sum + processCpu(r.child.pid!) - cpu0[i]!, 0);
     const replicaCores = replicaSeconds / wall;
     const { busy: machineBusy, steal: machineSteal } = machineShares(machine0, machineCpu());
     const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
-    return { replicas, phase, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries, machineBusy, machineSteal, throttledPeriods };
+    return { replicas, phase, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries,
+      receiverPerDelivery: report.cpuUs / 1000 / deliveries, postgresPerDelivery: (postgresSeconds * 1000) / deliveries, machineBusy, machineSteal, throttledPeriods };
   };
   // A fresh process runs its delivery path through V8's baseline tiers first; only after tens of thousands of
   // deliveries is it fully optimized (measured: CPU per delivery fell from 0.26 to 0.12-0.15 ms over 40,000, and
@@ -222,7 +203,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   for (let i = 0; i < STEADY_LOADS; i++) rows.push(await measure('steady'));
   await stop(running);
   for (const remove of limits) await remove();
-  hook.server.close();
+  hook.stop();
   await rm(dir, { recursive: true, force: true });
   return { rows, warmup };
 }
@@ -237,7 +218,7 @@ function median(values: readonly number[]): number {
 async function failover(pgServer: TestPostgres): Promise<number> {
   const url = await freshDatabase(pgServer);
   const dir = await mkdtemp(join(tmpdir(), 'rn-bench-failover-'));
-  const hook = await receiver(0);
+  const hook = await startReceiver();
   const names = Array.from({ length: 6 }, (_, i) => `fo-${i}`);
   const file = await endpointsFile(dir, names, (name) => `${hook.url}/${name}`);
   const running = await Promise.all([0, 1, 2].map((i) => serve(file, url, `fo-replica-${i}`)));
@@ -246,15 +227,15 @@ async function failover(pgServer: TestPostgres): Promise<number> {
   await fairShares(client, names.length, running.length);
   const { rows } = await client.query<{ name: string; owner: string }>("SELECT name, owner FROM endpoints WHERE owner = 'fo-replica-0' LIMIT 1");
   const victim = rows[0]!;
+  const { done } = await hook.expect(1);
   running[0]!.child.kill('SIGKILL');
   const killed = performance.now();
-  const before = hook.count();
   await load(url, [victim.name], 1, 'after-kill');
-  await until(() => hook.count() > before, 120_000, 'the event after the kill');
+  await within(done, 120_000, 'the event after the kill');
   const took = (performance.now() - killed) / 1000;
   await client.end();
   await stop(running.slice(1));
-  hook.server.close();
+  hook.stop();
   await rm(dir, { recursive: true, force: true });
   return took;
 }
@@ -312,7 +293,8 @@ if (!postgresBinaries()) {
     console.log(`\n${ENDPOINTS} endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
     console.table([...one.rows, ...three.rows].map((r) => ({
       replicas: r.replicas, phase: r.phase, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'loaded in s': r.loaded.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
-      'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3), 'machine busy': `${Math.round(r.machineBusy * 100)}%`, stolen: `${Math.round(r.machineSteal * 100)}%`,
+      'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3),
+      'receiver ms/delivery': r.receiverPerDelivery.toFixed(3), 'PostgreSQL ms/delivery': r.postgresPerDelivery.toFixed(3), 'machine busy': `${Math.round(r.machineBusy * 100)}%`, stolen: `${Math.round(r.machineSteal * 100)}%`,
       ...(r.throttledPeriods !== undefined && { 'throttled periods': r.throttledPeriods }),
     })));
     for (const run of [one, three]) {
