@@ -381,8 +381,14 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
       }
       const diagnosis = async (): Promise<string> => {
         const holder = await lease(RELEASE.namespace, RELEASE.fullname).then((l) => l.spec?.holderIdentity, (error: unknown) => String(error));
-        const warnings = replicas.flatMap((r, i) => r.logs.filter((l) => /"level":(40|50)|leader|lease/i.test(l)).map((l) => `replica ${i}: ${l.trim()}`));
-        return `Lease held by ${holder}; status ${JSON.stringify((await get('apps', 'shared')).status)}\n${warnings.slice(-20).join('\n')}`;
+        // Warnings apart from the election's lines: many lease lines must not push an early warning out of sight.
+        const lines = (pattern: RegExp): string[] => replicas.flatMap((r, i) => r.logs.filter((l) => pattern.test(l)).map((l) => `replica ${i}: ${l.trim()}`));
+        const warnings = [...lines(/"level":(40|50)/).slice(0, 20), ...lines(/leader|lease/i).filter((l) => !/"level":(40|50)/.test(l)).slice(-10)];
+        // What each replica counted, and what the database holds: which side of the counters' path lost the delivery.
+        const local = replicas.map((r, i) => `replica ${i} counted ${JSON.stringify(r.running.endpoints.get('apps/shared')?.stats())}`);
+        const rows = await pg.admin('SELECT e.name, e.owner, e.epoch, e.done, s.delivered, s.responses FROM endpoints e LEFT JOIN endpoint_stats s ON s.endpoint = e.name')
+          .then((r) => JSON.stringify(r), (error: unknown) => String(error));
+        return `Lease held by ${holder}; status ${JSON.stringify((await get('apps', 'shared')).status)}\n${local.join('\n')}\ndatabase: ${rows}\n${warnings.join('\n')}`;
       };
       await endpoint('apps', 'shared', { url: receiver.url });
       await eventually(async () => expect(ready((await get('apps', 'shared')).status)?.status).toBe('True'), 20_000);
