@@ -386,16 +386,21 @@ describe.skipIf(!assets)('RBAC: the shipped rules are enough and least (kube-api
         const warnings = [...lines(/"level":(40|50)/).slice(0, 20), ...lines(/leader|lease/i).filter((l) => !/"level":(40|50)/.test(l)).slice(-10)];
         // What each replica counted, and what the database holds: which side of the counters' path lost the delivery.
         const local = replicas.map((r, i) => `replica ${i} counted ${JSON.stringify(r.running.endpoints.get('apps/shared')?.stats())}`);
-        const rows = await pg.admin('SELECT e.name, e.owner, e.epoch, e.done, s.delivered, s.responses FROM endpoints e LEFT JOIN endpoint_stats s ON s.endpoint = e.name')
+        const rows = await pg.admin('SELECT e.name, e.owner, e.epoch, e.done, q.next_pos, s.delivered, s.responses FROM endpoints e LEFT JOIN queues q ON q.name = e.name LEFT JOIN endpoint_stats s ON s.endpoint = e.name')
           .then((r) => JSON.stringify(r), (error: unknown) => String(error));
         return `Lease held by ${holder}; status ${JSON.stringify((await get('apps', 'shared')).status)}\n${local.join('\n')}\ndatabase: ${rows}\n${warnings.join('\n')}`;
       };
-      await endpoint('apps', 'shared', { url: receiver.url });
+      // A path of its own: the other endpoints still running in this file send every event to the receiver too.
+      const path = '/shared';
+      await endpoint('apps', 'shared', { url: new URL(path, receiver.url).href });
       await eventually(async () => expect(ready((await get('apps', 'shared')).status)?.status).toBe('True'), 20_000);
+      // Ready is written by the leader once it runs the endpoint; each replica routes an event to the endpoints it
+      // runs when the event arrives, so the event goes to a replica only once that one runs it too.
+      await eventually(async () => expect(replicas.map((r) => r.running.endpoints.get('apps/shared') !== undefined)).toEqual([true, true]), 20_000);
       const [event] = makeEvents(1, 'rbac-db');
       const response = await fetch(replicas[1]!.running.ingestUrl, { method: 'POST', headers: { 'content-type': EVENTS_MEDIA_TYPE, authorization: `Bearer ${INGEST_TOKEN}` }, body: JSON.stringify({ events: [event] }) });
       expect(response.status).toBe(202);
-      await receiver.waitForEvents((events) => events.some((e) => e.id === event!.id), 20_000);
+      await receiver.waitFor((requests) => requests.some((r) => r.url === path && JSON.stringify(r.json).includes(event!.id)), 20_000);
       // The counters reach status: only the leader writes it, so the Lease rules did their part. Allow more than a
       // Lease (15 s): on a loaded machine a renewal can miss its deadline, and the other replica takes over only once
       // the Lease has run out. A failure says who held it and what the replicas logged.
