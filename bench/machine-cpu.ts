@@ -72,3 +72,15 @@ export function processTreeCpu(pid: number): number {
   for (const [p, { own, reaped }] of stats) if (inTree(p)) ticks += own + reaped;
   return ticks / 100;
 }
+
+/**
+ * How often the main thread of process `pid` has blocked so far (its voluntary context switches, `/proc/<pid>/status`):
+ * for a Node.js process, about how many times its event loop went to sleep and was woken; 0 once it has exited.
+ */
+export function processWakeups(pid: number): number {
+  try {
+    return Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0; // gone
+  }
+}

@@ -2,8 +2,8 @@
 // PostgreSQL (fsync on) started here, a receiver process of its own (bench/receiver.ts) on 127.0.0.1. Prints:
 //   1. delivered events/s for 64 endpoints whose receivers take 20 ms, with 1 and with 3 replicas, on freshly
 //      started processes (cold) and on processes that have delivered 40,000 events each (steady: V8 has optimized
-//      their delivery path by then, as in replicas that have been running for a while), and the CPU per delivery
-//      of the replicas, the receiver and PostgreSQL;
+//      their delivery path by then, as in replicas that have been running for a while), the CPU per delivery of
+//      the replicas, the receiver and PostgreSQL, and how many deliveries a replica makes per wake-up;
 //   2. failover: an endpoint's owner is SIGKILLed, how long until its next event is delivered (lease 15 s);
 //   3. 10,000 endpoints on one database: how long until every one is claimed, and the database's idle load;
 //   4. rows and bytes per pending event.
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { migrate } from '../src/database/migrate.ts';
 import { openPool } from '../src/database/pool.ts';
-import { machineCpu, machineShares, processCpu, processTreeCpu } from './machine-cpu.ts';
+import { machineCpu, machineShares, processCpu, processTreeCpu, processWakeups } from './machine-cpu.ts';
 import { startReceiver } from './receiver-process.ts';
 import { startServe } from './serve-process.ts';
 import { until, within } from './until.ts';
@@ -142,6 +142,8 @@ interface Throughput {
    */
   receiverPerDelivery: number;
   postgresPerDelivery: number;
+  /** Deliveries per wake-up of a replica's event loop (its main thread blocking, summed over the replicas). */
+  deliveriesPerWakeup: number;
   machineBusy: number;
   /** The machine's CPU time the hypervisor gave to other guests meanwhile (steal), as a share. */
   machineSteal: number;
@@ -174,6 +176,7 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
   const measure = async (phase: Throughput['phase']): Promise<Throughput> => {
     const { done } = await hook.expect(deliveries);
     const cpu0 = running.map((r) => processCpu(r.child.pid!));
+    const wakeups0 = running.map((r) => processWakeups(r.child.pid!));
     const postgres0 = processTreeCpu(pgServer.pid!);
     const machine0 = machineCpu();
     const throttled0 = running.map((_, i) => throttled(`rn-bench-${i}`));
@@ -185,11 +188,12 @@ async function throughput(pgServer: TestPostgres, replicas: number): Promise<Thr
     const wall = (performance.now() - started) / 1000;
     const postgresSeconds = processTreeCpu(pgServer.pid!) - postgres0;
     const replicaSeconds = running.reduce((sum, r, i) => sum + processCpu(r.child.pid!) - cpu0[i]!, 0);
+    const wakeups = running.reduce((sum, r, i) => sum + processWakeups(r.child.pid!) - wakeups0[i]!, 0);
     const replicaCores = replicaSeconds / wall;
     const { busy: machineBusy, steal: machineSteal } = machineShares(machine0, machineCpu());
     const throttledPeriods = REPLICA_CPU === undefined ? undefined : running.reduce((sum, _, i) => sum + (throttled(`rn-bench-${i}`) ?? 0) - (throttled0[i] ?? 0), 0);
     return { replicas, phase, deliveries, seconds, loaded, perSec: deliveries / seconds, replicaCores, cpuPerDelivery: (replicaSeconds * 1000) / deliveries,
-      receiverPerDelivery: report.cpuUs / 1000 / deliveries, postgresPerDelivery: (postgresSeconds * 1000) / deliveries, machineBusy, machineSteal, throttledPeriods };
+      receiverPerDelivery: report.cpuUs / 1000 / deliveries, postgresPerDelivery: (postgresSeconds * 1000) / deliveries, deliveriesPerWakeup: deliveries / Math.max(wakeups, 1), machineBusy, machineSteal, throttledPeriods };
   };
   // A fresh process runs its delivery path through V8's baseline tiers first; only after tens of thousands of
   // deliveries is it fully optimized (measured: CPU per delivery fell from 0.26 to 0.12-0.15 ms over 40,000, and
@@ -293,7 +297,7 @@ if (!postgresBinaries()) {
     console.log(`\n${ENDPOINTS} endpoints, receivers answering after 20 ms, maxBatchEvents 1, events preloaded${REPLICA_CPU === undefined ? '' : `; each replica limited to ${REPLICA_CPU} CPU`}`);
     console.table([...one.rows, ...three.rows].map((r) => ({
       replicas: r.replicas, phase: r.phase, deliveries: r.deliveries, seconds: r.seconds.toFixed(1), 'loaded in s': r.loaded.toFixed(1), 'delivered ev/s': Math.round(r.perSec),
-      'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3),
+      'replica CPU (cores)': r.replicaCores.toFixed(2), 'CPU ms/delivery': r.cpuPerDelivery.toFixed(3), 'deliveries/wake-up': r.deliveriesPerWakeup.toFixed(1),
       'receiver ms/delivery': r.receiverPerDelivery.toFixed(3), 'PostgreSQL ms/delivery': r.postgresPerDelivery.toFixed(3), 'machine busy': `${Math.round(r.machineBusy * 100)}%`, stolen: `${Math.round(r.machineSteal * 100)}%`,
       ...(r.throttledPeriods !== undefined && { 'throttled periods': r.throttledPeriods }),
     })));
