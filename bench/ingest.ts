@@ -206,7 +206,6 @@ async function runCase(mode: string, posters: number, pg?: TestPostgres): Promis
       }));
       const acceptedAt = performance.now();
       const { steal } = machineShares(machine0, machineCpu());
-      // Unref'd: the run ends when the last event arrives, not when this would have fired.
       const report = await within(done, 120_000, `every one of ${count} events delivered`);
       const cpu1 = cpuNow();
       const perRequest = (from: number | undefined, to: number | undefined): number => ((to ?? 0) - (from ?? 0)) * 1e6 / count;
