@@ -47,6 +47,8 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   // when a page is asked for. A drained window asks for the next page only then, not after every batch.
   #stale = false;
   #feeding = true;
+  // The endpoint closed here: outcomes that cannot be written now are given up rather than retried.
+  #closing = false;
   #unrecorded = 0;
   #waiters = new Set<() => void>();
   #warnedLong = false;
@@ -67,7 +69,9 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   }
 
   async closed(): Promise<void> {
-    // The outcomes reached are written before the lease is given up, or the next owner would send them again.
+    // The outcomes reached are written before the lease is given up, or the next owner would send them again;
+    // one that fails from here on is given up (the database is down: the next owner sends those events again).
+    this.#closing = true;
     await this.#recorded();
     this.#context.unregister(this);
   }
@@ -170,8 +174,11 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
       lease,
       positions,
       ...(deadLetter && { deadLetter }),
-      // Retried while this lease is still ours and lasts; after that the next owner sends these again.
-      current: () => this.#lease?.epoch === lease.epoch && performance.now() < lease.validUntil,
+      // Retried for as long as this replica holds the lease's epoch, even once the lease ran out locally (the
+      // database was down): until another replica claims the endpoint (a new epoch) nobody else sends these, and
+      // a renewal at the same epoch goes on after them, so an outcome given up here would leave them owed
+      // behind newer ones. Given up once the lease is known lost (the next owner sends them again) or on close.
+      current: () => this.#lease?.epoch === lease.epoch && !this.#closing,
       settle: (written) => {
         if (written === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
         this.#unrecorded -= positions.length;

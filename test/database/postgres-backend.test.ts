@@ -214,6 +214,32 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     expect(await queryOnce(url, 'SELECT owner, epoch::int FROM endpoints')).toEqual([{ owner: 'r1', epoch: 1 }]);
   });
 
+  it('outcomes that could not be written while the database was down longer than the lease are written once it is back: nothing stays owed behind newer events', async () => {
+    const url = await pg.createDatabase();
+    const r = await receiver();
+    let killed: Promise<void> | undefined;
+    r.respond(async (req) => {
+      // The database goes down while the first event is being delivered: its outcome cannot be written.
+      if (req.seq === 0) await (killed = pg.kill('SIGKILL'));
+      return 200;
+    });
+    const one = await replica(url, 'r1');
+    one.set.apply('a', fast(r.url));
+    await eventually(async () => expect(await queryOnce(url, 'SELECT owner FROM endpoints')).toEqual([{ owner: 'r1' }]));
+    await one.set.write(makeEvents(1, 'down'));
+    await r.waitFor(() => ids(r).length === 1, 10_000);
+    await killed;
+    // Down for longer than the lease (3 s): the replica's own lease ran out here while the outcome waited.
+    await new Promise((resolve) => setTimeout(resolve, LEASE_MS + 1_000));
+    await pg.restart();
+    // Nobody else claimed the endpoint: r1 renews it at the same epoch and goes on with newer events.
+    await eventually(async () => expect(await one.set.write(makeEvents(1, 'up'))).toEqual({ routed: 1, duplicates: [] }), 10_000);
+    await r.waitFor(() => ids(r).includes('up-0'), 10_000);
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]), 10_000);
+    expect(ids(r)).toEqual(['down-0', 'up-0']);
+    expect(await queryOnce(url, 'SELECT owner, epoch::int FROM endpoints')).toEqual([{ owner: 'r1', epoch: 1 }]);
+  });
+
   it('a replica that dies holding leases: another takes them within the lease duration and sends what is owed', async () => {
     const url = await pg.createDatabase();
     const r = await receiver();
