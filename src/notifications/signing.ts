@@ -31,10 +31,23 @@ export function signingKey(secret: string | Buffer): Buffer {
   return trimmed.startsWith('whsec_') ? Buffer.from(trimmed.slice('whsec_'.length), 'base64') : Buffer.from(trimmed, 'utf8');
 }
 
-/** The `webhook-id` of a POST: the event id for one event, a stable hash of the ids for a batch. */
+// An event id that can be a header value as it is: visible ASCII, no white space, at most 255 characters (a
+// registry's ids are UUIDs). Any other string is accepted at the ingest (api.md section 4), so it must not reach
+// a header: undici refuses control characters and non-ASCII before sending, and the endpoint would retry forever.
+const HEADER_SAFE_ID = /^[\x21-\x7e]{1,255}$/;
+
+/**
+ * The `webhook-id` of a POST: the event id for one event (`event_` + a stable hash of it when it could not be a
+ * header value), a stable hash of the ids for a batch (`batch_` + …).
+ */
 export function webhookId(eventIds: readonly string[]): string {
-  if (eventIds.length === 1) return eventIds[0]!;
-  return `batch_${createHash('sha256').update(eventIds.join('\n')).digest('hex').slice(0, 32)}`;
+  const [only] = eventIds;
+  if (eventIds.length === 1 && only !== undefined) return HEADER_SAFE_ID.test(only) ? only : `event_${digest(only)}`;
+  return `batch_${digest(eventIds.join('\n'))}`;
+}
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
 }
 
 /** The `v1,<base64>` signature of one message. */

@@ -194,6 +194,25 @@ describe('HttpSink', () => {
     expect(() => receiverSide.verify(request.text.replace('push', 'pull'), headers)).toThrow(/No matching signature/);
   });
 
+  it('an event id that cannot be a header value (control characters, non-ASCII, too long) is signed under a stable stand-in, not sent in the header', async () => {
+    const r = await receiver();
+    const key = Buffer.from('0123456789abcdef0123456789abcdef');
+    const ids = ['line\nbreak', '事件-1', 'x'.repeat(256), 'nul\u0000'];
+    for (const id of ids) {
+      await sink(r.url, { signingKey: key }).write([{ id, json: JSON.stringify({ id, action: 'push', target: {} }), acceptedAt: 0 }]);
+    }
+    expect(r.requests).toHaveLength(ids.length);
+    const receiverSide = new Webhook(`whsec_${key.toString('base64')}`);
+    r.requests.forEach((request, i) => {
+      const headers = Object.fromEntries(['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((name) => [name, String(request.headers[name])]));
+      expect(headers['webhook-id']).toMatch(/^event_[0-9a-f]{32}$/);
+      expect(receiverSide.verify(request.body, headers)).toEqual({ events: [{ id: ids[i], action: 'push', target: {} }] });
+    });
+    // Stable: the same id is named alike on every attempt (receivers deduplicate by it).
+    await sink(r.url, { signingKey: key }).write([{ id: ids[0]!, json: '{}', acceptedAt: 0 }]);
+    expect(r.requests.at(-1)!.headers['webhook-id']).toBe(r.requests[0]!.headers['webhook-id']);
+  });
+
   it('signs each attempt afresh with Ed25519 (v1a), verified by node:crypto with the public key alone, a tampered body not', async () => {
     const r = await receiver();
     const { seed, whpk } = ed25519KeyPair();

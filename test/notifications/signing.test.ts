@@ -30,6 +30,10 @@ describe('Standard Webhooks signing', () => {
     expect(webhookId(['e1', 'e2'])).toBe(webhookId(['e1', 'e2']));
     expect(webhookId(['e1', 'e2'])).not.toBe(webhookId(['e2', 'e1']));
     expect(webhookId(['e1', 'e2'])).toMatch(/^batch_[0-9a-f]{32}$/);
+    expect(webhookId(['b2a5e8f2-8a49-4bd5-b0d4-1f4b4ce5e0d1'])).toBe('b2a5e8f2-8a49-4bd5-b0d4-1f4b4ce5e0d1');
+    expect(webhookId(['a b'])).toMatch(/^event_[0-9a-f]{32}$/);
+    expect(webhookId(['a b'])).toBe(webhookId(['a b']));
+    expect(webhookId(['a b'])).not.toBe(webhookId(['a  b']));
   });
 
   it('verifies a genuine request (any header case, several signatures) and returns its id', () => {
