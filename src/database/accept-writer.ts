@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Route } from '../notifications/queue-store.ts';
 import type { QueuedEvent } from '../notifications/sink.ts';
@@ -13,6 +14,19 @@ interface Request {
 // Ingest requests committed by one transaction at most: a call stays short, and whatever queued meanwhile goes in
 // the next one.
 const MAX_PER_CALL = 32;
+// The longest id stored as it is (UTF-8 bytes): a btree entry holds at most about 2,700 bytes, and recent_ids'
+// primary key indexes the id. A registry's ids are UUIDs.
+const MAX_STORED_ID_BYTES = 1_024;
+
+/**
+ * How the database keeps an event id: as it is, unless PostgreSQL could not (a NUL character, which `text`
+ * refuses) or its index could not (over `MAX_STORED_ID_BYTES`): then `sha256:` + the hex of its hash. The ingest
+ * takes any non-empty string (api.md section 4), and one id the database refuses would fail every request of the
+ * transaction it shares.
+ */
+export function storedId(id: string): string {
+  return id.includes('\u0000') || Buffer.byteLength(id) > MAX_STORED_ID_BYTES ? `sha256:${createHash('sha256').update(id).digest('hex')}` : id;
+}
 
 /**
  * Commits ingest requests with `rn_accept`, the requests that arrive while one transaction runs together in the
@@ -69,14 +83,16 @@ export class AcceptWriter {
     });
     try {
       // Named, so each connection parses and plans it once: a tenth of a one-event request's time.
+      const ids = events.map((e) => storedId(e.id));
+      const original = new Map(ids.map((id, k) => [id, events[k]!.id]));
       const { rows } = await this.#pool.query<{ dup: string[] }>({ name: 'rn-accept', text: 'SELECT rn_accept($1, $2, $3, $4, $5) AS dup', values: [
-        events.map((e) => e.id),
+        ids,
         events.map((e) => e.json),
         events.map((e) => e.acceptedAt),
         endpoints,
         refs,
       ] });
-      const committedBefore = new Set(rows[0]?.dup ?? []);
+      const committedBefore = new Set((rows[0]?.dup ?? []).map((id) => original.get(id) ?? id));
       batch.forEach((request, r) => {
         const duplicates = new Set([...carried[r]!].filter((id) => committedBefore.has(id)));
         for (const id of repeated[r]!) duplicates.add(id);

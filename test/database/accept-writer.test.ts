@@ -5,7 +5,7 @@
 // without a deadlock, a gap or an event queued twice.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AcceptWriter } from '../../src/database/accept-writer.ts';
+import { AcceptWriter, storedId } from '../../src/database/accept-writer.ts';
 import { migrate } from '../../src/database/migrate.ts';
 import { openPool } from '../../src/database/pool.ts';
 import { WORK_CHANNEL } from '../../src/database/work-listener.ts';
@@ -68,6 +68,24 @@ describe.skipIf(!bin)('AcceptWriter (rn_accept on a real PostgreSQL)', { timeout
       expect(await queues(url)).toEqual({ one: { ids: ['a1', 'a2'], next: 3 } });
       expect(await queryOnce(url, 'SELECT name FROM endpoints')).toEqual([{ name: 'one' }]);
       expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM events')).toEqual([{ n: 2 }]); // the resend stored nothing
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('an id the database could not keep as it is (a NUL character; longer than an index entry) is kept by its hash: the requests sharing its transaction are committed, a resend is a duplicate', async () => {
+    const { url, pool, writer } = await fresh();
+    try {
+      const nul = 'nul\u0000id';
+      const long = 'x'.repeat(3_000);
+      // At once, as requests that arrive together share a transaction (the last two here): before, an id PostgreSQL
+      // refused failed the requests beside it too.
+      const results = await Promise.all([writer.accept(routes([event(nul)], 'one')), writer.accept(routes([event('plain')], 'one')), writer.accept(routes([event(long)], 'one'))]);
+      expect(results).toEqual([[], [], []]);
+      expect(await writer.accept(routes([event(nul), event(long), event('plain')], 'one'))).toEqual([nul, long, 'plain']);
+      expect(await queues(url)).toEqual({ one: { ids: [storedId(nul), 'plain', storedId(long)], next: 4 } });
+      expect([storedId(nul), storedId(long)]).toEqual([expect.stringMatching(/^sha256:[0-9a-f]{64}$/), expect.stringMatching(/^sha256:[0-9a-f]{64}$/)]);
+      expect(storedId('x'.repeat(1_024))).toBe('x'.repeat(1_024));
     } finally {
       await pool.end();
     }
