@@ -64,6 +64,8 @@ export class IngestServer {
   #options: IngestOptions;
   #authenticate: (authorization: string | undefined) => boolean;
   #recent: RecentIds;
+  /** Ids whose commit is in flight, each with a promise that resolves once that commit succeeded or failed. */
+  #committing = new Map<string, Promise<void>>();
   // Per socket, the requests being handled (several when a client pipelines) and how to make each handler
   // refuse its request (a timeout, a broken body): the handler then answers, so nothing else writes to it.
   #inflight = new WeakMap<Duplex, Set<(refusal: IngestError) => void>>();
@@ -238,6 +240,12 @@ export class IngestServer {
    * them as one step: on any refusal nothing is queued anywhere.
    */
   async #enqueue(events: IncomingEvent[]): Promise<{ accepted: number; duplicates: number }> {
+    // An id another request is committing now is neither new nor a duplicate yet: wait for that commit (a resend
+    // after the registry's timeout, while the first request's commit is slow). Had it failed, the ids are
+    // forgotten again and this request commits them itself; a 202 for a resend never stands on a commit that failed.
+    for (let committing = this.#committingAny(events); committing.length > 0; committing = this.#committingAny(events)) {
+      await Promise.all(committing);
+    }
     const fresh: IncomingEvent[] = [];
     const ids = new Set<string>();
     for (const incoming of events) {
@@ -249,8 +257,10 @@ export class IngestServer {
     let duplicates = events.length - fresh.length;
     let accepted = fresh.length;
     if (fresh.length > 0) {
-      // Remembered before the commit is awaited, so a concurrent resend of the same envelope counts as a duplicate.
+      // Remembered before the commit is awaited, so a concurrent resend of the same envelope waits for this commit.
       for (const id of ids) this.#recent.add(id);
+      const settled = Promise.withResolvers<void>();
+      for (const id of ids) this.#committing.set(id, settled.promise);
       try {
         // The backend may know more (a resend that reached another replica first): those are duplicates too.
         const seenElsewhere = (await this.#options.endpoints.accept(fresh)).duplicates.length;
@@ -260,6 +270,9 @@ export class IngestServer {
         for (const id of ids) this.#recent.delete(id);
         if (error instanceof QueueFullError) throw unavailable('QueueFull', error.message);
         throw this.#backendFailed(error);
+      } finally {
+        for (const id of ids) if (this.#committing.get(id) === settled.promise) this.#committing.delete(id);
+        settled.resolve();
       }
       this.#backendWorks();
     }
@@ -267,6 +280,16 @@ export class IngestServer {
     if (accepted > 0) this.#options.listener?.events?.(accepted);
     if (duplicates > 0) this.#options.listener?.duplicates?.(duplicates);
     return { accepted, duplicates };
+  }
+
+  /** The commits in flight that carry an id of `events` (each once). */
+  #committingAny(events: readonly IncomingEvent[]): Promise<void>[] {
+    const found = new Set<Promise<void>>();
+    for (const { event } of events) {
+      const committing = this.#committing.get(event.id);
+      if (committing) found.add(committing);
+    }
+    return [...found];
   }
 
   /** The queues' backend refused (a journal on a full disk): 503, logged once per outage, not per request. */

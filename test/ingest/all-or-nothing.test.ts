@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.ts';
 import { MemoryStore, type QueueBackend, type Route } from '../../src/notifications/queue-store.ts';
 import { envelope, event, post, startIngest, type Harness } from './support.ts';
+import { until } from '../support/wait.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -87,6 +88,56 @@ describe('the ingest never half-applies a request', () => {
     for (const receiver of h.receivers) {
       await receiver.waitForEvents((events) => events.length === 2);
       expect(receiver.events().map((e) => e.id).sort()).toEqual(['a1', 'a2']);
+    }
+  });
+
+  it('a resend that arrives while the first request is still being committed waits for that commit: when it fails, the resend is committed, not answered as a duplicate', async () => {
+    const { backend: inner, journal, failNext } = journalFailingOnce();
+    let release: () => void = () => {};
+    let commits = 0;
+    // The first commit is held (a database slower than the registry's timeout), then fails.
+    const backend: QueueBackend = { ...inner, commit: async (routes) => {
+      if (commits++ === 0) await new Promise<void>((resolve) => (release = resolve));
+      return inner.commit(routes);
+    } };
+    const h = await start(backend);
+    failNext();
+    const first = post(h.ingest.url, envelope([event('held'), event('h2')]));
+    await until(() => commits === 1, 'the first commit');
+    // The registry timed out and resends the envelope (Distribution waits 1 s by default).
+    let resendAnswered = false;
+    const resend = post(h.ingest.url, envelope([event('held'), event('h2')])).finally(() => (resendAnswered = true));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // a window in which the resend must stay unanswered
+    expect(resendAnswered).toBe(false);
+    release();
+    expect((await first).status).toBe(503);
+    expect((await resend).text).toBe('{"accepted":2,"duplicates":0}');
+    expect(journal.counts().events).toBe(2);
+    for (const receiver of h.receivers) {
+      await receiver.waitForEvents((events) => events.length === 2);
+      expect(receiver.events().map((e) => e.id)).toEqual(['held', 'h2']);
+    }
+  });
+
+  it('a resend that arrives while the first request is still being committed is a duplicate once that commit succeeded', async () => {
+    const { backend: inner } = journalFailingOnce();
+    let release: () => void = () => {};
+    let commits = 0;
+    const backend: QueueBackend = { ...inner, commit: async (routes) => {
+      if (commits++ === 0) await new Promise<void>((resolve) => (release = resolve));
+      return inner.commit(routes);
+    } };
+    const h = await start(backend);
+    const first = post(h.ingest.url, envelope([event('slow')]));
+    await until(() => commits === 1, 'the first commit');
+    const resend = post(h.ingest.url, envelope([event('slow'), event('next')]));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the resend is waiting for the first commit meanwhile
+    release();
+    expect((await first).text).toBe('{"accepted":1,"duplicates":0}');
+    expect((await resend).text).toBe('{"accepted":1,"duplicates":1}');
+    for (const receiver of h.receivers) {
+      await receiver.waitForEvents((events) => events.length === 2);
+      expect(receiver.events().map((e) => e.id)).toEqual(['slow', 'next']);
     }
   });
 });
