@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { localBaseUrl } from '../config.ts';
 import type { EndpointSet } from '../notifications/endpoint-set.ts';
-import { QueueFullError } from '../notifications/errors.ts';
+import { QueueFullError, SinkClosedError } from '../notifications/errors.ts';
 import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, type IncomingEvent } from '../notifications/event.ts';
 import { createAuthenticator } from './auth.ts';
 import { parseEnvelope } from './envelope.ts';
@@ -43,6 +43,7 @@ const ACCEPTED_TYPES = new Set([EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2, 'applic
 const DEFAULT_RECENT_IDS = 100_000;
 // Seconds a 503 asks the client to wait; the registry uses its own backoff, other clients may honour this.
 const RETRY_AFTER_SECONDS = '5';
+const SHUTTING_DOWN = 'shutting down; retry against another replica or later';
 // Slow clients are cut: headers within 10 s, the whole request within 30 s (a registry sends ~1 KiB at once).
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -231,7 +232,7 @@ export class IngestServer {
         headers: { 'accept-encoding': 'identity' },
       });
     }
-    if (this.#draining) throw unavailable('ShuttingDown', 'shutting down; retry against another replica or later');
+    if (this.#draining) throw unavailable('ShuttingDown', SHUTTING_DOWN);
     return this.#enqueue(parseEnvelope(await readBody(req, this.#options.maxBodySize, broken)));
   }
 
@@ -269,6 +270,7 @@ export class IngestServer {
       } catch (error) {
         for (const id of ids) this.#recent.delete(id);
         if (error instanceof QueueFullError) throw unavailable('QueueFull', error.message);
+        if (error instanceof SinkClosedError) throw unavailable('ShuttingDown', SHUTTING_DOWN);
         throw this.#backendFailed(error);
       } finally {
         for (const id of ids) if (this.#committing.get(id) === settled.promise) this.#committing.delete(id);

@@ -1,7 +1,7 @@
 import { EndpointRefusedError } from './address-guard.ts';
 import type { CoalesceRound } from './coalescer.ts';
 import { Endpoint, type EndpointConfig, type EndpointOptions } from './endpoint.ts';
-import { QueueFullError } from './errors.ts';
+import { QueueFullError, SinkClosedError } from './errors.ts';
 import { incomingEvent, type Event, type IncomingEvent } from './event.ts';
 import { MemoryBackend, type Committed, type QueueBackend, type Route } from './queue-store.ts';
 import { systemClock } from './retrying-sink.ts';
@@ -46,6 +46,7 @@ export class EndpointSet {
   #limits: PendingLimits;
   #now: () => number;
   #lastAcceptedAt = 0;
+  #closing = false;
   // Requests hand their committed events to the queues in the order they called `accept`, even when a commit
   // is asynchronous and a later one finishes first.
   #turn: Promise<void> = Promise.resolve();
@@ -132,12 +133,15 @@ export class EndpointSet {
   /**
    * Hands a request's events to every endpoint whose filters take them, in three steps: route (each filter
    * asked once per event, then the endpoint's coalescing) and check the limits; commit every route in one step
-   * of the backend; only then queue. A refusal (`QueueFullError` over a limit, or the backend's error) leaves
+   * of the backend; only then queue. A refusal (`QueueFullError` over a limit, `SinkClosedError` once `close`
+   * began, or the backend's error) leaves
    * nothing queued or stored anywhere, opens no coalescing window and counts nothing as coalesced. An endpoint
    * removed while the commit ran gets nothing (its store forgets what was committed). Coalesced events are never
    * committed: they are counted (the listener's `coalesced`) once the request's commit succeeded.
    */
   async accept(events: readonly IncomingEvent[]): Promise<Acceptance> {
+    // Closing endpoints take nothing: routing past them would answer for events queued nowhere.
+    if (this.#closing) throw new SinkClosedError('endpoint set');
     const { routes, routed, rounds } = this.#route(events);
     if (routes.length === 0) {
       for (const round of rounds) round.commit(); // nothing opened a window: only counts to report
@@ -175,10 +179,11 @@ export class EndpointSet {
   }
 
   /**
-   * Stops taking events and lets every endpoint deliver until its queue is empty or `signal` aborts; returns
-   * what each endpoint still held and discarded.
+   * Stops taking events (`accept` rejects with `SinkClosedError` from now on) and lets every endpoint deliver
+   * until its queue is empty or `signal` aborts; returns what each endpoint still held and discarded.
    */
   async close(signal?: AbortSignal): Promise<Map<string, number>> {
+    this.#closing = true;
     const endpoints = this.list();
     const left = new Map<string, number>();
     // Endpoints stay listed (status, pending gauges) while they drain; they take no new events meanwhile.

@@ -1,3 +1,4 @@
+import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NO_FILTER } from '../../src/notifications/filter.ts';
@@ -5,9 +6,12 @@ import { EVENTS_MEDIA_TYPE, EVENTS_MEDIA_TYPE_V2 } from '../../src/notifications
 import { extraFixtures, fixtures } from '../support/events.ts';
 import type { TestReceiver } from '../support/receiver.ts';
 import { envelope, event, post, rawBody, rawExchange, startIngest, TOKEN, type Answer, type Harness, type HarnessOptions } from './support.ts';
+import { until } from '../support/wait.ts';
 
 const running: Harness[] = [];
+const cleanupSocket: Socket[] = [];
 afterEach(async () => {
+  for (const socket of cleanupSocket.splice(0)) socket.destroy();
   await Promise.all(running.splice(0).map((h) => h.close()));
 });
 
@@ -386,6 +390,29 @@ describe('IngestServer: 503 Service Unavailable', () => {
     expectUnavailable(await post(h.ingest.url, envelope([event('d-2')])), 'ShuttingDown');
     expect(h.endpoints.pending).toBe(1);
     expect(h.heard).toEqual({ requests: [202, 503], events: [1], duplicates: [] });
+  });
+});
+
+describe('IngestServer: shutting down while a body arrives', () => {
+  it('a request past the draining check whose body ends after the endpoints began closing gets 503 ShuttingDown, not a 202 for events queued nowhere', async () => {
+    const h = await start({ endpoints: [{}] });
+    const body = envelope([event('late-1')]);
+    const socket = connect({ host: '127.0.0.1', port: h.ingest.port });
+    cleanupSocket.push(socket);
+    let received = '';
+    socket.on('data', (data: Buffer) => (received += data.toString('latin1')));
+    socket.write(`POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: ${EVENTS_MEDIA_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`);
+    // 100 Continue: the server took the headers and is handling the request (past the draining check).
+    await until(() => received.startsWith('HTTP/1.1 100 Continue'), 'the server asks for the body');
+    h.ingest.drain();
+    const closing = h.endpoints.close(AbortSignal.timeout(5_000));
+    socket.end(body);
+    await until(() => received.includes('\r\n\r\n{'), 'the answer');
+    await closing;
+    const answer = received.slice(received.indexOf('\r\n\r\n') + 4);
+    expect(received.split('\r\n\r\n')[1]).toMatch(/^HTTP\/1\.1 503 /);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'ShuttingDown', message: expect.any(String) } });
+    expect(h.heard.events).toEqual([]);
   });
 });
 

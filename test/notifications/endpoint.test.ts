@@ -276,6 +276,17 @@ describe('EndpointSet', () => {
     expect(set.list().map((e) => e.pending)).toEqual([1, 1]);
   });
 
+  it('once close began, accept is refused (SinkClosedError) and nothing is committed: a request must not be answered for events queued nowhere', async () => {
+    const { backend, commits } = recordingBackend();
+    const set = new EndpointSet({ backend });
+    set.apply('a', fast('http://127.0.0.1:9/', { disabled: true }));
+    const closing = set.close(AbortSignal.abort());
+    await expect(set.write(makeEvents(1, 'late'))).rejects.toBeInstanceOf(SinkClosedError);
+    await closing;
+    await expect(set.write(makeEvents(1, 'later'))).rejects.toBeInstanceOf(SinkClosedError);
+    expect(commits).toEqual([]);
+  });
+
   it('requests reach the queues in the order they called accept, even when a later commit finishes first', async () => {
     const gates: (() => void)[] = [];
     const backend: QueueBackend = {
