@@ -164,7 +164,7 @@ export class Endpoint {
     if (this.#queue.closing) throw new SinkClosedError('endpoint');
     if (!this.#autoDisabled) return false;
     this.#autoDisabled = undefined;
-    this.#replaceDownstream(this.#config);
+    this.#replaceDownstream(this.#downstream(this.#config));
     if (!this.#config.disabled) this.#queue.resume();
     return true;
   }
@@ -241,13 +241,18 @@ export class Endpoint {
   update(config: EndpointConfig): void {
     checkConfig(config, this.#options.guard);
     const previous = this.#config;
-    this.#config = config;
-    this.#matches = compileFilter(config.filter);
-    if (JSON.stringify(previous.coalesce) !== JSON.stringify(config.coalesce)) this.#coalescer = coalescerFor(config);
-    this.#queue.setMaxBatchEvents(config.maxBatchEvents);
     const resumed = this.#autoDisabled !== undefined && configKey(previous) !== configKey(config);
+    // Everything that can throw is built before anything changes: a configuration refused here leaves the
+    // endpoint as it was, and the same configuration applied again is tried again in full.
+    const matches = compileFilter(config.filter);
+    const coalescer = JSON.stringify(previous.coalesce) !== JSON.stringify(config.coalesce) ? coalescerFor(config) : this.#coalescer;
+    const downstream = resumed || downstreamKey(previous) !== downstreamKey(config) ? this.#downstream(config) : undefined;
+    this.#config = config;
+    this.#matches = matches;
+    this.#coalescer = coalescer;
+    this.#queue.setMaxBatchEvents(config.maxBatchEvents);
     if (resumed) this.#autoDisabled = undefined;
-    if (resumed || downstreamKey(previous) !== downstreamKey(config)) this.#replaceDownstream(config);
+    if (downstream) this.#replaceDownstream(downstream);
     if (config.disabled || this.#autoDisabled) this.#queue.pause();
     else this.#queue.resume();
   }
@@ -265,8 +270,8 @@ export class Endpoint {
     }
   }
 
-  #replaceDownstream(config: EndpointConfig): void {
-    this.#retrying = this.#downstream(config);
+  #replaceDownstream(retrying: RetryingSink): void {
+    this.#retrying = retrying;
     const old = this.#queue.setDestination(this.#retrying);
     old.close().catch(() => {});
   }

@@ -156,7 +156,10 @@ export class HttpSink implements Sink<QueuedEvent> {
   }
 }
 
-/** Parses an endpoint URL: `http:` or `https:` only, else `EndpointConfigError` (without echoing credentials). */
+/**
+ * Parses an endpoint URL: `http:` or `https:` only, with user-info that decodes (it becomes Basic auth), else
+ * `EndpointConfigError` (without echoing credentials).
+ */
 export function parseEndpointUrl(raw: string): URL {
   let url: URL;
   try {
@@ -166,6 +169,12 @@ export function parseEndpointUrl(raw: string): URL {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new EndpointConfigError(`url scheme ${url.protocol} is not supported; use http: or https:`);
+  }
+  try {
+    decodeURIComponent(url.username); // sent as Basic auth, decoded (as Go's client does)
+    decodeURIComponent(url.password);
+  } catch {
+    throw new EndpointConfigError('url user-info is not valid percent-encoding (a % must start %XX; write a literal % as %25)');
   }
   return url;
 }

@@ -7,7 +7,7 @@ import { MemoryStore, type QueueBackend, type Route } from '../../src/notificati
 import { makeEvents } from '../support/events.ts';
 import { startReceiver, useCleanups } from '../support/cleanup.ts';
 import type { TestReceiver } from '../support/receiver.ts';
-import { SinkClosedError, QueueFullError } from '../../src/notifications/errors.ts';
+import { EndpointConfigError, SinkClosedError, QueueFullError } from '../../src/notifications/errors.ts';
 import { until } from '../support/wait.ts';
 import { permitRecordingBackend, queued, send } from './test-sinks.ts';
 
@@ -104,6 +104,22 @@ describe('Endpoint over real HTTP', () => {
     expect(broken.events({ acceptedOnly: true })).toHaveLength(0);
     // The switch is immediate: no waiting out the old endpoint's backoff (60 s) or any pause.
     expect(performance.now() - t0).toBeLessThan(500);
+  });
+
+  it('an update that is refused changes nothing, and is refused again when applied again (a password with a bare % in the URL)', async () => {
+    const r = await receiver();
+    const e = endpoint('refused-update', fast(r.url));
+    const bad = fast(r.url.replace('http://', 'http://user:50%@'), { headers: [['X-New', '1']], maxBatchEvents: 5 });
+    for (let i = 0; i < 2; i++) {
+      const error = (() => { try { e.update(bad); } catch (caught) { return caught; } })();
+      expect(error).toBeInstanceOf(EndpointConfigError);
+      expect((error as Error).message).not.toContain('50%');
+      expect(e.config.url).toBe(r.url);
+    }
+    send(e, makeEvents(1, 'still'));
+    await r.waitFor((reqs) => reqs.length === 1);
+    expect(r.requests[0]!.headers['x-new']).toBeUndefined();
+    expect(r.requests[0]!.headers.authorization).toBeUndefined();
   });
 
   it('update changes filters, headers and batch size in place for later events', async () => {

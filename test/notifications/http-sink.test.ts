@@ -276,6 +276,9 @@ describe('HttpSink', () => {
   it('refuses URLs that are not http or https', () => {
     expect(() => new HttpSink({ url: 'ftp://127.0.0.1/x', timeoutMs: 1000 })).toThrow(/scheme ftp: is not supported/);
     expect(() => new HttpSink({ url: 'not a url', timeoutMs: 1000 })).toThrow(/not a valid absolute URL/);
+    // User-info becomes Basic auth, decoded: a bare % cannot be (Go's url.Parse refuses it too); %25 can.
+    expect(() => new HttpSink({ url: 'http://user:50%@127.0.0.1/x', timeoutMs: 1000 })).toThrow(/^url user-info is not valid percent-encoding \(a % must start %XX; write a literal % as %25\)$/);
+    expect(() => new HttpSink({ url: 'http://user:50%25@127.0.0.1/x', timeoutMs: 1000 }).close()).not.toThrow();
   });
 
   it('follows the close contract', async () => {
