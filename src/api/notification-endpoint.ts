@@ -211,6 +211,13 @@ function coalesceWindow(text: string): number {
   return ms;
 }
 
+// An attempt with no time to run fails before it is sent (Distribution reads 0 as its default, 1s; say so instead).
+function attemptTimeout(text: string): number {
+  const ms = toMs(text, 'spec.timeout');
+  if (ms <= 0) fail('spec.timeout', 'must be longer than 0s (every attempt would fail before it is sent; the default is 1s)');
+  return ms;
+}
+
 type Defaulted = NotificationEndpointSpec & {
   timeout: string; threshold: number; backoff: string; maxBatchEvents: number; format: WireFormat; disabled: boolean;
   retry: { strategy: RetryStrategy; maxBackoff: string; maxAttempts: number; maxAge: string; clientErrors: ClientErrors; disableAfter: string };
@@ -222,7 +229,7 @@ function normaliseSpec(spec: Defaulted): NormalisedSpec {
   return {
     url: spec.url,
     headers: normaliseHeaders(spec.headers ?? []),
-    timeoutMs: toMs(spec.timeout, 'spec.timeout'),
+    timeoutMs: attemptTimeout(spec.timeout),
     threshold: spec.threshold,
     backoffMs: toMs(spec.backoff, 'spec.backoff'),
     retry: {

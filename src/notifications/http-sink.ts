@@ -8,6 +8,7 @@ import { EndpointConfigError, HttpRequestError, HttpStatusError, SinkClosedError
 import { EVENTS_MEDIA_TYPE, envelopeBody } from './event.ts';
 import type { DeliveryListener } from './listener.ts';
 import { signatureHeaders, signer, webhookId, type Signer, type SigningAlgorithm } from './signing.ts';
+import { timerDelay } from './timer-delay.ts';
 import type { QueuedEvent, Sink } from './sink.ts';
 
 /** TLS settings of an endpoint; PEM strings or buffers. */
@@ -82,7 +83,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     this.#headers = buildHeaders(url, options);
     const tls = options.tls ?? {};
     const dial = options.dial ?? buildConnector({
-      timeout: options.timeoutMs,
+      timeout: timerDelay(options.timeoutMs),
       minVersion: 'TLSv1.2',
       rejectUnauthorized: !tls.insecureSkipVerify,
       ...(tls.ca !== undefined && { ca: tls.ca }),
@@ -94,8 +95,8 @@ export class HttpSink implements Sink<QueuedEvent> {
     this.#client = new Client(url.origin, {
       pipelining: 1,
       keepAliveTimeout: KEEP_ALIVE_MS,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
+      headersTimeout: timerDelay(options.timeoutMs),
+      bodyTimeout: timerDelay(options.timeoutMs),
       connect: options.guard ? guardedConnector(options.guard, dial, options.resolve) : dial,
     });
   }
@@ -116,7 +117,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     // weakly by its timer, so it survives young-generation GCs for the whole timeout, and its timer still fires
     // (building a DOMException and dispatching 'abort') long after the request finished.
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new DOMException(`no answer within ${this.#timeoutMs}ms`, 'TimeoutError')), this.#timeoutMs);
+    const timer = setTimeout(() => deadline.abort(new DOMException(`no answer within ${this.#timeoutMs}ms`, 'TimeoutError')), timerDelay(this.#timeoutMs));
     try {
       const response = await this.#client.request({
         method: 'POST',

@@ -1,5 +1,6 @@
 import { HttpStatusError, SinkClosedError, WriteAbortedError } from './errors.ts';
 import type { RetryStrategy } from './retry.ts';
+import { timerDelay } from './timer-delay.ts';
 import type { QueuedEvent, Sink, WriteOptions } from './sink.ts';
 
 /** When to give up on an event: both limits off (0) means retry forever, as Distribution does. */
@@ -17,7 +18,7 @@ export interface Clock {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
 }
 
-/** The real clock: `Date.now` and a timer that an AbortSignal cancels. */
+/** The real clock: `Date.now` and a timer that an AbortSignal cancels (a sleep longer than `MAX_TIMER_MS` ends after that long). */
 export const systemClock: Clock = {
   now: Date.now,
   sleep: (ms, signal) =>
@@ -27,10 +28,11 @@ export const systemClock: Clock = {
         clearTimeout(timer);
         reject(signal.reason);
       };
+      // Capped: a longer wait ends early, and the caller (the retry loop) measures again and waits the rest.
       const timer = setTimeout(() => {
         signal.removeEventListener('abort', onAbort);
         resolve();
-      }, ms);
+      }, timerDelay(ms));
       signal.addEventListener('abort', onAbort, { once: true });
     }),
 };

@@ -148,6 +148,7 @@ describe('parseNotificationEndpoint: refusals', () => {
     ['coalesce without window', base({ coalesce: { actions: ['pull'] } }), 'spec.coalesce.window', /required/],
     ['coalesce without actions', base({ coalesce: { window: '1m' } }), 'spec.coalesce.actions', /required/],
     ['coalesce window 0s', base({ coalesce: { actions: ['pull'], window: '0s' } }), 'spec.coalesce.window', /longer than 0s/],
+    ['timeout 0s', base({ timeout: '0s' }), 'spec.timeout', /longer than 0s .*the default is 1s/],
     ['coalesce window over 24h', base({ coalesce: { actions: ['pull'], window: '24h1ms' } }), 'spec.coalesce.window', /at most 24h/],
     ['coalesce window a bare number', base({ coalesce: { actions: ['pull'], window: 60 } }), 'spec.coalesce.window', /bare number/],
     ['coalesce unknown action', base({ coalesce: { actions: ['tag'], window: '1m' } }), 'spec.coalesce.actions[0]', /one of pull, push, mount, delete/],

@@ -88,6 +88,16 @@ describe('HttpSink', () => {
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
+  it('a timeout longer than a Node.js timer keeps (about 24.8 days) waits for the answer instead of cutting at once', async () => {
+    const r = await receiver();
+    r.respond(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50)); // a receiver that takes its time
+      return 200;
+    });
+    await expect(sink(r.url, { timeoutMs: 2 ** 31 + 1_000 }).write(queued(1))).resolves.toBeUndefined();
+    expect(r.requests).toHaveLength(1);
+  });
+
   it('reports a connection that closes without an answer as an error, not a status', async () => {
     const { url } = await rawServer((socket) => socket.destroy());
     const results: AttemptResult[] = [];

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { HttpRequestError, HttpStatusError } from '../../src/notifications/errors.ts';
 import { BreakerStrategy } from '../../src/notifications/retry.ts';
-import { RetryingSink } from '../../src/notifications/retrying-sink.ts';
+import { RetryingSink, systemClock } from '../../src/notifications/retrying-sink.ts';
+import { MAX_TIMER_MS } from '../../src/notifications/timer-delay.ts';
 import type { QueuedEvent, Sink } from '../../src/notifications/sink.ts';
 import { fakeClock } from './test-sinks.ts';
 
@@ -53,5 +54,25 @@ describe('RetryingSink: disableAfterMs', () => {
     const sink = new RetryingSink(dst, new BreakerStrategy(1, 4000), { clock, disableAfterMs: 5000, disable: () => stop.abort() });
     await expect(sink.write(events(2), { signal: stop.signal })).rejects.toMatchObject({ code: 'ERR_WRITE_ABORTED', settled: 0 });
     expect(dst.at).toEqual([0, 4000]);
+  });
+});
+
+describe('systemClock.sleep beyond what a Node.js timer keeps (about 24.8 days)', () => {
+  it('waits instead of ending after 1 ms (a 720h retry.maxBackoff, a long Retry-After); aborting still ends it at once', async () => {
+    const stop = new AbortController();
+    let ended = false;
+    const sleeping = systemClock.sleep(MAX_TIMER_MS + 1_000, stop.signal).then(() => (ended = true), () => 'aborted');
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the window in which an overflowed timer would have fired
+      expect(ended).toBe(false);
+      stop.abort();
+      expect(await sleeping).toBe('aborted');
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
