@@ -10,6 +10,11 @@ export interface Lease {
   readonly epoch: number;
   /** `performance.now()` after which no attempt may still be running under this lease. */
   readonly validUntil: number;
+  /**
+   * This replica holds more endpoints than its fair share and this is one to give up: start no attempt under it,
+   * and hand it over (`LeaseKeeper.release`) once the attempt in flight ended and its outcomes are written.
+   */
+  readonly surplus?: boolean;
 }
 
 /** What the keeper tells each endpoint it serves after every round. */
@@ -51,8 +56,8 @@ export function longestAttemptMs(leaseDurationMs: number): number {
 /**
  * Keeps this replica's delivery leases (api.md section 7): every lease duration / 3 one round in the database
  * (`rn_leases`) says the replica is alive, renews what it holds, claims unowned or expired endpoints up to its
- * fair share among the live replicas and releases beyond it, then tells every served endpoint what it holds
- * now. A lease is trusted locally only until the time the round started plus its duration, minus a margin: a
+ * fair share among the live replicas and marks what it holds beyond it as surplus (each endpoint hands itself
+ * over with `release` once idle), then tells every served endpoint what it holds now. A lease is trusted locally only until the time the round started plus its duration, minus a margin: a
  * replica that was paused or cut off acts on nothing once that passes, whatever the database says later.
  * Rounds that fail (the database is down) leave the local leases to run out; failures are logged once per outage.
  */
@@ -100,6 +105,16 @@ export class LeaseKeeper {
     this.#timer = setTimeout(() => void this.#run(), 0);
   }
 
+  /**
+   * Hands a surplus endpoint over: releases its lease of `epoch` and tells the other replicas, which claim it at
+   * once. Resolves false when the lease was not held any more; rejects when the database could not be reached
+   * (the next round marks the endpoint surplus again, and it is tried again).
+   */
+  async release(name: string, epoch: number): Promise<boolean> {
+    const { rows } = await this.#options.pool.query<{ released: boolean }>('SELECT rn_release($1, $2, $3) AS released', [this.#options.replicaId, name, epoch]);
+    return rows[0]?.released === true;
+  }
+
   /** Stops the rounds and releases every lease this replica holds (a clean stop hands them over at once). */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -144,10 +159,10 @@ export class LeaseKeeper {
     const { pool, replicaId, leaseDurationMs, logger, onPending } = this.#options;
     const names = [...this.#holders.keys()];
     const started = performance.now();
-    let rows: { endpoint: string; epoch: string }[];
+    let rows: { endpoint: string; epoch: string; surplus: boolean }[];
     let pending: { name: string; pending: string }[];
     try {
-      rows = (await pool.query<{ endpoint: string; epoch: string }>('SELECT endpoint, epoch FROM rn_leases($1, $2, $3)', [replicaId, names, leaseDurationMs])).rows;
+      rows = (await pool.query<{ endpoint: string; epoch: string; surplus: boolean }>('SELECT endpoint, epoch, surplus FROM rn_leases($1, $2, $3)', [replicaId, names, leaseDurationMs])).rows;
       const expiry = await pool.query<{ ms: string | null }>(
         'SELECT ceil(extract(epoch FROM min(lease_until) - now()) * 1000) AS ms FROM endpoints WHERE owner IS NOT NULL AND owner <> $1 AND name = ANY ($2)',
         [replicaId, names],
@@ -163,11 +178,11 @@ export class LeaseKeeper {
     if (this.#failing) logger.info('database: delivery leases renewed again');
     this.#failing = false;
     const validUntil = started + leaseDurationMs - Math.max(SAFETY_MIN_MS, leaseDurationMs * SAFETY_SHARE);
-    const held = new Map(rows.map((row) => [row.endpoint, Number(row.epoch)]));
+    const held = new Map(rows.map((row) => [row.endpoint, row]));
     onPending?.(new Map(pending.map((row) => [row.name, Number(row.pending)])));
     for (const holder of this.#holders.values()) {
-      const epoch = held.get(holder.name);
-      holder.leased(epoch === undefined ? undefined : { epoch, validUntil });
+      const row = held.get(holder.name);
+      holder.leased(row === undefined ? undefined : { epoch: Number(row.epoch), validUntil, ...(row.surplus && { surplus: true }) });
     }
   }
 }

@@ -569,4 +569,60 @@ END
 $fn$;
 `,
   },
+  {
+    version: 5,
+    name: 'a replica over its share hands endpoints over once idle',
+    sql: `
+-- rn_leases as in migration 2, except that a replica over its fair share no longer releases the extra endpoints
+-- itself: it keeps (and renews) them, and they come back marked surplus (the same ones migration 2 released: the
+-- ones it likes least). The replica stops starting attempts on them and hands each over with rn_release once its
+-- attempt in flight has ended and its outcomes are written: released at once, another replica could claim the
+-- endpoint and send while that attempt still ran (two requests in flight for one endpoint, on every scale-up).
+-- The answer gains a column, so the function is made anew; a replica of an earlier version reads the first two.
+DROP FUNCTION rn_leases(text, text[], bigint);
+CREATE FUNCTION rn_leases(p_replica text, p_names text[], p_lease_ms bigint)
+RETURNS TABLE (endpoint text, epoch bigint, surplus boolean) LANGUAGE plpgsql AS $fn$
+DECLARE
+  lease interval := make_interval(secs => p_lease_ms / 1000.0);
+  live  bigint;
+  share bigint;
+  held  bigint;
+BEGIN
+  INSERT INTO replicas (id, seen_until) VALUES (p_replica, now() + lease)
+    ON CONFLICT (id) DO UPDATE SET seen_until = EXCLUDED.seen_until;
+  INSERT INTO endpoints (name) SELECT DISTINCT x FROM unnest(p_names) AS t(x) ON CONFLICT DO NOTHING;
+  PERFORM 1 FROM endpoints WHERE owner = p_replica ORDER BY name FOR NO KEY UPDATE;
+  UPDATE endpoints SET lease_until = now() + lease WHERE owner = p_replica AND name = ANY (p_names);
+  UPDATE endpoints SET owner = NULL, lease_until = NULL WHERE owner = p_replica AND NOT (name = ANY (p_names));
+  SELECT count(*) INTO live FROM replicas WHERE seen_until > now();
+  share := ceil(coalesce(array_length(p_names, 1), 0)::numeric / greatest(live, 1));
+  SELECT count(*) INTO held FROM endpoints WHERE owner = p_replica;
+  IF held < share THEN
+    UPDATE endpoints SET owner = p_replica, epoch = endpoints.epoch + 1, lease_until = now() + lease
+      WHERE name IN (
+        SELECT name FROM endpoints
+        WHERE name = ANY (p_names) AND (owner IS NULL OR lease_until IS NULL OR lease_until < now())
+        ORDER BY md5(name || p_replica) LIMIT share - held FOR UPDATE SKIP LOCKED
+      );
+  END IF;
+  RETURN QUERY
+    SELECT e.name, e.epoch, e.name IN (
+      SELECT x.name FROM endpoints x WHERE x.owner = p_replica ORDER BY md5(x.name || p_replica) DESC LIMIT greatest(held - share, 0)
+    )
+    FROM endpoints e WHERE e.owner = p_replica;
+END
+$fn$;
+
+-- Hands an endpoint over: releases p_replica's lease of epoch p_epoch (false when it is not held so any more) and
+-- tells the other replicas, which claim it at once rather than at their next round.
+CREATE FUNCTION rn_release(p_replica text, p_name text, p_epoch bigint) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+  UPDATE endpoints SET owner = NULL, lease_until = NULL WHERE name = p_name AND owner = p_replica AND epoch = p_epoch;
+  IF NOT FOUND THEN RETURN false; END IF;
+  PERFORM pg_notify('registry_notifier_released', p_replica);
+  RETURN true;
+END
+$fn$;
+`,
+  },
 ];

@@ -121,6 +121,7 @@ export class PostgresBackend implements QueueBackend {
       pending: (name) => this.#pending.get(name),
       read: (name, after) => this.#reader.read(name, after),
       record: (outcome) => this.#writer.add(outcome),
+      release: (name, epoch) => this.#keeper.release(name, epoch),
       register: (holder) => this.#register(holder as PostgresEndpointStore),
       unregister: (holder) => this.#unregister(holder as PostgresEndpointStore),
     });

@@ -19,6 +19,8 @@ export interface StoreContext {
   read(endpoint: string, after: number): Promise<Page>;
   /** Queues an outcome with the replica's writer (see `OutcomeWriter`). */
   record(outcome: Outcome): void;
+  /** Releases the endpoint's lease of `epoch` to another replica (see `LeaseKeeper.release`). */
+  release(endpoint: string, epoch: number): Promise<boolean>;
   register(holder: LeaseHolder): void;
   unregister(holder: LeaseHolder): void;
 }
@@ -50,6 +52,9 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   // The endpoint closed here: outcomes that cannot be written now are given up rather than retried.
   #closing = false;
   #unrecorded = 0;
+  // Between a permit given and the end of that attempt: a surplus endpoint is handed over only outside of it.
+  #attempting = false;
+  #releasing = false;
   #waiters = new Set<() => void>();
   #warnedLong = false;
 
@@ -105,6 +110,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
       this.wake();
     }
     this.#changed();
+    this.#handOverIfIdle();
   }
 
   /** New work may be waiting (a notification, a lease round): fetch the next page once the window is empty. */
@@ -129,11 +135,21 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     const needed = Math.min(timeoutMs, longest) + ATTEMPT_MARGIN_MS;
     while (!signal.aborted) {
       const lease = this.#lease;
-      if (lease && performance.now() + needed < lease.validUntil && this.#unrecorded < MAX_UNRECORDED) return;
+      if (lease && !lease.surplus && performance.now() + needed < lease.validUntil && this.#unrecorded < MAX_UNRECORDED) {
+        this.#attempting = true;
+        return;
+      }
       // Wait for the next round (a renewal, or the word that the lease is gone: then the window resets and the
-      // write in flight is aborted), for the recordings to catch up, or for the abort.
+      // write in flight is aborted), for the recordings to catch up, or for the abort. A surplus endpoint waits
+      // here until it is handed over (or the next round keeps it after all).
       await this.#change(signal);
     }
+  }
+
+  attempted(): void {
+    this.#attempting = false;
+    // After the queue acknowledged what the attempt delivered (it does so in the microtasks that follow).
+    if (this.#lease?.surplus) setImmediate(() => this.#handOverIfIdle());
   }
 
   ack(events: readonly QueuedEvent[]): void {
@@ -183,7 +199,28 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
         if (written === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
         this.#unrecorded -= positions.length;
         this.#changed();
+        this.#handOverIfIdle();
       },
+    });
+  }
+
+  /**
+   * Hands a surplus endpoint over once nothing of it is in flight here: no attempt running (none starts while it
+   * is surplus) and every outcome written, so the next owner starts exactly where this replica ended and no two
+   * replicas ever send to the endpoint at once. A release that fails is tried again after the next round.
+   */
+  #handOverIfIdle(): void {
+    const lease = this.#lease;
+    if (!lease?.surplus || this.#attempting || this.#unrecorded > 0 || this.#releasing) return;
+    this.#releasing = true;
+    this.#context.release(this.name, lease.epoch).then(
+      () => {
+        // Handed over, or no longer ours anyway: what the window holds is the next owner's to send.
+        if (this.#lease?.epoch === lease.epoch) this.leased(undefined);
+      },
+      (error: unknown) => this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: handing the endpoint over failed; the next round tries again'),
+    ).finally(() => {
+      this.#releasing = false;
     });
   }
 

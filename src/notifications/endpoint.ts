@@ -312,6 +312,7 @@ export class Endpoint {
         this.#listener.deadLettered?.(events, reason);
       },
       ...(this.#store.permit && { permit: (signal: AbortSignal) => this.#store.permit!(config.timeoutMs, signal) }),
+      ...(this.#store.attempted && { attempted: () => this.#store.attempted!() }),
       clock,
     });
     return retrying;

@@ -62,6 +62,8 @@ export interface EndpointStore {
    * endpoint long enough to finish it), or when `signal` aborts. Optional: without it every attempt may start.
    */
   permit?(timeoutMs: number, signal: AbortSignal): Promise<void>;
+  /** The attempt `permit` let start has ended, answered or not (a store handing the endpoint over waits for it). Optional. */
+  attempted?(): void;
   /** The events were delivered: they no longer wait for this endpoint. */
   ack(events: readonly QueuedEvent[]): void;
   /** The events ran out of retry budget: they move to this endpoint's dead letters with the reason. */

@@ -47,6 +47,8 @@ export interface RetryingSinkOptions {
   deadLetter?: (events: readonly QueuedEvent[], reason: string) => void;
   /** Asked before each attempt; the attempt starts once it resolves (it resolves early when `signal` aborts). */
   permit?: (signal: AbortSignal) => Promise<void>;
+  /** Told after each attempt, answered or not, before the write goes on (or returns). */
+  attempted?: () => void;
   clock?: Clock;
   /**
    * `DeadLetter`: an `HttpStatusError` 4xx other than 408, 409, 425 and 429 dead-letters the attempt's events at
@@ -86,6 +88,7 @@ export class RetryingSink implements Sink<QueuedEvent> {
   #budget: RetryBudget;
   #deadLetter: (events: readonly QueuedEvent[], reason: string) => void;
   #permit: ((signal: AbortSignal) => Promise<void>) | undefined;
+  #attempted: () => void;
   #clock: Clock;
   #clientErrors: ClientErrorPolicy;
   #maxRetryAfterMs: number;
@@ -107,6 +110,7 @@ export class RetryingSink implements Sink<QueuedEvent> {
     this.#budget = options.budget ?? { maxAttempts: 0, maxAgeMs: 0 };
     this.#deadLetter = options.deadLetter ?? (() => {});
     this.#permit = options.permit;
+    this.#attempted = options.attempted ?? (() => {});
     this.#clock = options.clock ?? systemClock;
     this.#clientErrors = options.clientErrors ?? 'Retry';
     this.#maxRetryAfterMs = options.maxRetryAfterMs ?? DEFAULT_MAX_RETRY_AFTER_MS;
@@ -157,7 +161,11 @@ export class RetryingSink implements Sink<QueuedEvent> {
       }
       const started = this.#clock.now();
       try {
-        await this.#dst.write(batch);
+        try {
+          await this.#dst.write(batch);
+        } finally {
+          this.#attempted();
+        }
         this.#strategy.success();
         this.#notBefore = 0;
         this.#failingSince = undefined;

@@ -175,6 +175,41 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     }
   });
 
+  it('a replica joining takes over its share only once the owner is idle: never two requests in flight for one endpoint, nothing sent twice', async () => {
+    const url = await pg.createDatabase();
+    const names = ['a', 'b'];
+    const inFlight = new Map(names.map((name) => [name, 0]));
+    const most = new Map(names.map((name) => [name, 0]));
+    const receivers = await Promise.all(names.map(async (name) => {
+      const r = await receiver();
+      r.respond(async () => {
+        inFlight.set(name, inFlight.get(name)! + 1);
+        most.set(name, Math.max(most.get(name)!, inFlight.get(name)!));
+        await new Promise((resolve) => setTimeout(resolve, 1_500)); // a slow receiver: an attempt spans lease rounds
+        inFlight.set(name, inFlight.get(name)! - 1);
+        return 200;
+      });
+      return r;
+    }));
+    const config = (i: number): ReturnType<typeof fast> => fast(receivers[i]!.url, { timeoutMs: 3_000 });
+    const one = await replica(url, 'r1');
+    names.forEach((name, i) => one.set.apply(name, config(i)));
+    await eventually(async () => expect(await queryOnce(url, "SELECT count(*)::int AS n FROM endpoints WHERE owner = 'r1'")).toEqual([{ n: 2 }]));
+    const events = makeEvents(4, 'scale');
+    await one.set.write(events);
+    await Promise.all(receivers.map((r) => r.waitFor((requests) => requests.length === 1)));
+    // r2 joins while r1 has an attempt in flight on both: r1 is over its share (1) by one endpoint.
+    const two = await replica(url, 'r2');
+    names.forEach((name, i) => two.set.apply(name, config(i)));
+    await eventually(async () => expect(await queryOnce(url, 'SELECT owner, count(*)::int AS n FROM endpoints GROUP BY owner ORDER BY owner')).toEqual([{ owner: 'r1', n: 1 }, { owner: 'r2', n: 1 }]), 10_000);
+    for (const r of receivers) {
+      await r.waitFor(() => ids(r).length >= 4, 20_000);
+      expect(ids(r)).toEqual(events.map((e) => e.id)); // each once, in order: r2 began where r1's outcomes ended
+    }
+    expect(Object.fromEntries(most)).toEqual({ a: 1, b: 1 });
+    await eventually(async () => expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]));
+  });
+
   it('outcomes reached under a lease that was taken over are fenced off: nothing of them is committed', async () => {
     const url = await pg.createDatabase();
     const { r, release } = await heldReceiver();
