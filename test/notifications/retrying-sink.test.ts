@@ -33,6 +33,26 @@ describe('RetryingSink: Retry-After', () => {
   });
 });
 
+describe('RetryingSink: attempted', () => {
+  it('is told after each attempt, failed or not, once the attempt has ended and before the next permit', async () => {
+    const clock = fakeClock(0);
+    const log: string[] = [];
+    const dst = scripted(clock, new HttpRequestError('refused'), new HttpStatusError(503, 'Service Unavailable'));
+    const write = dst.write;
+    dst.write = async (items) => {
+      log.push('attempt');
+      await write(items);
+    };
+    const sink = new RetryingSink(dst, new BreakerStrategy(1, 100), {
+      clock,
+      permit: async () => void log.push('permit'),
+      attempted: () => void log.push('ended'),
+    });
+    await sink.write(events(1));
+    expect(log).toEqual(['permit', 'attempt', 'ended', 'permit', 'attempt', 'ended', 'permit', 'attempt', 'ended']);
+  });
+});
+
 describe('RetryingSink: disableAfterMs', () => {
   it('calls disable once per failing streak; if the caller does not stop it, delivery goes on', async () => {
     const clock = fakeClock(0);
