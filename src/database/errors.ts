@@ -42,6 +42,7 @@ const UNAVAILABLE_MESSAGES = [
   'timeout expired', // pg: the same timeout on a lone client
   'Connection terminated unexpectedly', // pg: the server closed the connection (restart, crash, network)
   'Client has encountered a connection error and is not queryable', // pg: a query on a connection that broke
+  'Query read timeout', // pg: no answer within query_timeout (a silent server or network; see pool.ts)
 ];
 
 /** Whether `error` (or an error in its `cause` chain) says the database is unavailable now rather than a bug. */

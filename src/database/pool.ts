@@ -17,6 +17,11 @@ export interface PoolOptions {
   connectionTimeoutMs?: number;
   /** The server cancels a statement running longer (default 30 s; 0 = never, for a LISTEN connection). */
   statementTimeoutMs?: number;
+  /**
+   * This process gives up on a query with no answer this long and closes its connection (default the statement
+   * timeout + 5 s; none when that is 0): a server or network that went silent answers nothing, not even the cancel.
+   */
+  queryTimeoutMs?: number;
   /** The server ends a session left idle inside a transaction this long, releasing its locks (default 60 s). */
   idleInTransactionTimeoutMs?: number;
   /** Where a connection that fails while idle in the pool is reported (it is replaced on next use). */
@@ -28,6 +33,9 @@ export interface PoolOptions {
 const CONNECTION_TIMEOUT_MS = 5_000;
 // No statement of ours legitimately runs this long; one that does holds locks other replicas wait on.
 const STATEMENT_TIMEOUT_MS = 30_000;
+// Beyond the statement timeout, the time a cancelled statement's error takes to come back: past it the server or
+// the network is silent (TCP would retry for many minutes), and a replica must see it to answer 503 and turn unready.
+const QUERY_TIMEOUT_MARGIN_MS = 5_000;
 // A process paused or stuck inside a transaction must not hold its row locks (an endpoint's lease) forever.
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 // TCP keep-alive probes from this idle time on: a connection to a server that vanished (a failed-over
@@ -39,11 +47,14 @@ const MAX_CONNECTIONS = 10;
 
 /** The connection settings of one client to `url` (the pool's, or a dedicated LISTEN connection's with statementTimeoutMs 0). */
 export function clientConfig(url: string, options: PoolOptions): pg.ClientConfig {
+  const statementTimeoutMs = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
+  const queryTimeoutMs = options.queryTimeoutMs ?? (statementTimeoutMs > 0 ? statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS : 0);
   return {
     connectionString: url,
     application_name: options.applicationName,
     connectionTimeoutMillis: options.connectionTimeoutMs ?? CONNECTION_TIMEOUT_MS,
-    statement_timeout: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS,
+    statement_timeout: statementTimeoutMs,
+    ...(queryTimeoutMs > 0 && { query_timeout: queryTimeoutMs }),
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? IDLE_IN_TRANSACTION_TIMEOUT_MS,
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,

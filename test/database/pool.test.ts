@@ -1,7 +1,9 @@
 // The pool's settings as the server sees them, and that a connection the server drops (idle in the pool, or held
 // by a caller) never crashes the process; withTransaction commits or rolls back as a whole.
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isDatabaseUnavailable } from '../../src/database/errors.ts';
 import { openPool, withClient } from '../../src/database/pool.ts';
 import { withTransaction } from '../../src/database/transaction.ts';
 import { createLogger } from '../../src/log.ts';
@@ -71,6 +73,44 @@ describe.skipIf(!bin)('openPool', { timeout: 60_000 }, () => {
       expect((await pool.query('SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
     } finally {
       await pool.end();
+    }
+  });
+
+  it('a server that goes silent mid-query (a network that drops everything): the query fails as unavailable after the query timeout, its connection is closed, and the pool goes on once the network is back', async () => {
+    // A loopback proxy in front of the server that can stop passing bytes, both ways, with every socket left open.
+    let silent = false;
+    const sockets: Socket[] = [];
+    const proxy = createServer((inbound) => {
+      const outbound = connect(db.port, '127.0.0.1');
+      sockets.push(inbound, outbound);
+      inbound.on('data', (chunk) => void (silent || outbound.write(chunk)));
+      outbound.on('data', (chunk) => void (silent || inbound.write(chunk)));
+      for (const [a, b] of [[inbound, outbound], [outbound, inbound]] as const) {
+        a.on('error', () => b.destroy());
+        a.on('close', () => b.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const url = new URL(db.url);
+    url.port = String((proxy.address() as AddressInfo).port);
+    const pool = openPool(url.href, { applicationName: 'silent-test', queryTimeoutMs: 1_000 });
+    try {
+      expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      silent = true;
+      const started = performance.now();
+      const error = await pool.query('SELECT 2').then(() => undefined, (e: unknown) => e as Error);
+      const waited = performance.now() - started;
+      expect(error?.message).toBe('Query read timeout');
+      expect(isDatabaseUnavailable(error)).toBe(true);
+      expect(waited).toBeGreaterThanOrEqual(900);
+      expect(waited).toBeLessThan(5_000);
+      silent = false;
+      expect((await pool.query('SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
+      expect(pool.totalCount).toBe(1); // the silent connection was closed, a new one answered
+    } finally {
+      await pool.end();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 
