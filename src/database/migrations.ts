@@ -625,4 +625,27 @@ END
 $fn$;
 `,
   },
+  {
+    version: 6,
+    name: 'dead letters bounded per endpoint',
+    sql: `
+-- rn_sweep as in migration 1, and beyond it each endpoint keeps its newest 100,000 dead letters (the journal's
+-- bound): an endpoint that refuses every event, with a retry budget, grew its dead letters (and the events they
+-- hold) without end. Endpoints over the bound are found by the primary key's index; their oldest go first.
+CREATE OR REPLACE FUNCTION rn_sweep(p_keep_ids_ms bigint) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  over text;
+BEGIN
+  DELETE FROM replicas WHERE seen_until < now() - interval '1 hour';
+  DELETE FROM recent_ids WHERE at < now() - make_interval(secs => p_keep_ids_ms / 1000.0);
+  FOR over IN SELECT endpoint FROM dead_letters GROUP BY endpoint HAVING count(*) > 100000 LOOP
+    DELETE FROM dead_letters WHERE endpoint = over
+      AND seq < (SELECT seq FROM dead_letters WHERE endpoint = over ORDER BY seq DESC OFFSET 99999 LIMIT 1);
+  END LOOP;
+  DELETE FROM events e WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = e.seq)
+    AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.seq = e.seq);
+END
+$fn$;
+`,
+  },
 ];

@@ -382,6 +382,20 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     expect(ids(r)).toEqual(makeEvents(3, 'dl').map((e) => e.id));
   });
 
+  it('housekeeping keeps each endpoint\'s newest 100,000 dead letters (the journal\'s bound) and forgets the events of the others', async () => {
+    const url = await pg.createDatabase();
+    await (await PostgresBackend.open({ url, replicaId: 'schema', leaseDurationMs: 60_000, logger })).close();
+    await queryOnce(url, "INSERT INTO endpoints (name) VALUES ('a'), ('b')");
+    await queryOnce(url, "INSERT INTO events (id, json, accepted_at) SELECT 'e' || i, '{}', i FROM generate_series(1, 100005) AS i");
+    await queryOnce(url, "INSERT INTO dead_letters (endpoint, seq, reason, at) SELECT 'a', seq, 'refused', 0 FROM events");
+    await queryOnce(url, "INSERT INTO dead_letters (endpoint, seq, reason, at) SELECT 'b', seq, 'refused', 0 FROM events WHERE seq <= 3");
+    await queryOnce(url, 'SELECT rn_sweep(3600000)');
+    expect(await queryOnce(url, 'SELECT endpoint, count(*)::int AS n, min(seq)::int AS oldest FROM dead_letters GROUP BY endpoint ORDER BY endpoint'))
+      .toEqual([{ endpoint: 'a', n: 100_000, oldest: 6 }, { endpoint: 'b', n: 3, oldest: 1 }]);
+    // seq 4 and 5 were a's alone; 1 to 3 are still b's.
+    expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM events WHERE seq <= 5')).toEqual([{ n: 3 }]);
+  });
+
   it('a commit the database refuses leaves nothing; the error says unavailable, without the password', async () => {
     const url = await pg.createDatabase();
     const { set } = await replica(url, 'r1');
