@@ -15,6 +15,8 @@ export interface StoreContext {
   readonly longestAttemptMs: number;
   /** Pending events per endpoint, as the lease keeper last read them. */
   pending(endpoint: string): number | undefined;
+  /** The endpoint's generation (see `rn_drop`), as the lease keeper last read it. */
+  generation(endpoint: string): number | undefined;
   /** The events the endpoint owes after a position, a page at most (see `PageReader`). */
   read(endpoint: string, after: number): Promise<Page>;
   /** Queues an outcome with the replica's writer (see `OutcomeWriter`). */
@@ -55,6 +57,8 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   // Between a permit given and the end of that attempt: a surplus endpoint is handed over only outside of it.
   #attempting = false;
   #releasing = false;
+  // The generation of the endpoint this store serves: the first the lease rounds read after it was created.
+  #generation: number | undefined;
   #waiters = new Set<() => void>();
   #warnedLong = false;
 
@@ -93,6 +97,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
 
   /** The lease keeper's word after each round. */
   leased(lease: Lease | undefined): void {
+    this.#generation ??= this.#context.generation(this.name);
     const previous = this.#lease;
     this.#lease = lease;
     if (!lease || lease.epoch !== previous?.epoch) {
@@ -169,11 +174,15 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     return rows[0]?.n ?? 0;
   }
 
-  drop(): void {
-    // The endpoint was deleted: its queue and dead letters go with its row (every replica agrees it is gone).
-    this.#context.pool.query('DELETE FROM endpoints WHERE name = $1', [this.name]).catch((error: unknown) => {
+  async drop(): Promise<void> {
+    // The endpoint was deleted: its queue, dead letters and counters go, once over all replicas. Each replica
+    // drops the generation it served, so one late to see the deletion leaves alone what was accepted since for
+    // the endpoint created again under the same name (see rn_drop).
+    try {
+      await this.#context.pool.query('SELECT rn_drop($1, $2)', [this.name, this.#generation ?? null]);
+    } catch (error) {
       this.#context.logger.warn({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: could not delete a removed endpoint\'s queue');
-    });
+    }
   }
 
   /**
