@@ -45,6 +45,8 @@ export interface EndpointRow {
   readonly pending: number;
   /** +1 each time the endpoint was deleted (dropped) on any replica. */
   readonly generation: number;
+  /** Dropped, and not yet served again: the store that serves this generation says so (`rn_forget_dropped`). */
+  readonly dropped: boolean;
 }
 
 // A lease is renewed three times per duration: two renewals may fail in a row before it runs out.
@@ -171,7 +173,7 @@ export class LeaseKeeper {
     const names = [...this.#holders.keys()];
     const started = performance.now();
     let rows: { endpoint: string; epoch: string; surplus: boolean }[];
-    let pending: { name: string; pending: string; generation: string }[];
+    let pending: { name: string; pending: string; generation: string; dropped: boolean }[];
     try {
       rows = (await pool.query<{ endpoint: string; epoch: string; surplus: boolean }>('SELECT endpoint, epoch, surplus FROM rn_leases($1, $2, $3)', [replicaId, names, leaseDurationMs])).rows;
       const expiry = await pool.query<{ ms: string | null }>(
@@ -180,7 +182,7 @@ export class LeaseKeeper {
       );
       const ms = expiry.rows[0]?.ms;
       this.#nextExpiryMs = ms === null || ms === undefined ? undefined : Number(ms);
-      pending = (await pool.query<{ name: string; pending: string; generation: string }>('SELECT e.name, coalesce(q.next_pos, 1) - 1 - e.done AS pending, e.generation FROM endpoints e LEFT JOIN queues q ON q.name = e.name WHERE e.name = ANY ($1)', [names])).rows;
+      pending = (await pool.query<{ name: string; pending: string; generation: string; dropped: boolean }>('SELECT e.name, coalesce(q.next_pos, 1) - 1 - e.done AS pending, e.generation, e.dropped_at IS NOT NULL AS dropped FROM endpoints e LEFT JOIN queues q ON q.name = e.name WHERE e.name = ANY ($1)', [names])).rows;
     } catch (error) {
       if (!this.#failing) logger.error({ error: describeDatabaseError(error) }, 'database: cannot renew the delivery leases; endpoints stop sending when they run out');
       this.#failing = true;
@@ -190,7 +192,7 @@ export class LeaseKeeper {
     this.#failing = false;
     const validUntil = started + leaseDurationMs - Math.max(SAFETY_MIN_MS, leaseDurationMs * SAFETY_SHARE);
     const held = new Map(rows.map((row) => [row.endpoint, row]));
-    onRound?.(new Map(pending.map((row) => [row.name, { pending: Number(row.pending), generation: Number(row.generation) }])));
+    onRound?.(new Map(pending.map((row) => [row.name, { pending: Number(row.pending), generation: Number(row.generation), dropped: row.dropped }])));
     for (const holder of this.#holders.values()) {
       const row = held.get(holder.name);
       holder.leased(row === undefined ? undefined : { epoch: Number(row.epoch), validUntil, ...(row.surplus && { surplus: true }) });

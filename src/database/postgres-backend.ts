@@ -119,7 +119,7 @@ export class PostgresBackend implements QueueBackend {
       logger: this.#options.logger.child({ endpoint }),
       longestAttemptMs: longestAttemptMs(this.#options.leaseDurationMs),
       pending: (name) => this.#rows.get(name)?.pending,
-      generation: (name) => this.#rows.get(name)?.generation,
+      row: (name) => this.#rows.get(name),
       read: (name, after) => this.#reader.read(name, after),
       record: (outcome) => this.#writer.add(outcome),
       release: (name, epoch) => this.#keeper.release(name, epoch),
