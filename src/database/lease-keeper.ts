@@ -32,21 +32,8 @@ export interface LeaseKeeperOptions {
   /** How long a lease lasts without renewal: the failover bound. */
   leaseDurationMs: number;
   logger: Logger;
-  /**
-   * Called after every successful round, before the holders hear of their leases, with each served endpoint's
-   * pending count (for limits, status, metrics) and generation (which one a store serves, see `rn_drop`).
-   */
-  onRound?: (endpoints: ReadonlyMap<string, EndpointRow>) => void;
-}
-
-/** What a lease round reads of one served endpoint. */
-export interface EndpointRow {
-  /** Events it owes. */
-  readonly pending: number;
-  /** +1 each time the endpoint was deleted (dropped) on any replica. */
-  readonly generation: number;
-  /** Dropped, and not yet served again: the store that serves this generation says so (`rn_forget_dropped`). */
-  readonly dropped: boolean;
+  /** Called after every successful round with the pending count per served endpoint (for limits, status, metrics). */
+  onPending?: (pending: ReadonlyMap<string, number>) => void;
 }
 
 // A lease is renewed three times per duration: two renewals may fail in a row before it runs out.
@@ -169,11 +156,11 @@ export class LeaseKeeper {
   }
 
   async #once(): Promise<void> {
-    const { pool, replicaId, leaseDurationMs, logger, onRound } = this.#options;
+    const { pool, replicaId, leaseDurationMs, logger, onPending } = this.#options;
     const names = [...this.#holders.keys()];
     const started = performance.now();
     let rows: { endpoint: string; epoch: string; surplus: boolean }[];
-    let pending: { name: string; pending: string; generation: string; dropped: boolean }[];
+    let pending: { name: string; pending: string }[];
     try {
       rows = (await pool.query<{ endpoint: string; epoch: string; surplus: boolean }>('SELECT endpoint, epoch, surplus FROM rn_leases($1, $2, $3)', [replicaId, names, leaseDurationMs])).rows;
       const expiry = await pool.query<{ ms: string | null }>(
@@ -182,7 +169,7 @@ export class LeaseKeeper {
       );
       const ms = expiry.rows[0]?.ms;
       this.#nextExpiryMs = ms === null || ms === undefined ? undefined : Number(ms);
-      pending = (await pool.query<{ name: string; pending: string; generation: string; dropped: boolean }>('SELECT e.name, coalesce(q.next_pos, 1) - 1 - e.done AS pending, e.generation, e.dropped_at IS NOT NULL AS dropped FROM endpoints e LEFT JOIN queues q ON q.name = e.name WHERE e.name = ANY ($1)', [names])).rows;
+      pending = (await pool.query<{ name: string; pending: string }>('SELECT e.name, coalesce(q.next_pos, 1) - 1 - e.done AS pending FROM endpoints e LEFT JOIN queues q ON q.name = e.name WHERE e.name = ANY ($1)', [names])).rows;
     } catch (error) {
       if (!this.#failing) logger.error({ error: describeDatabaseError(error) }, 'database: cannot renew the delivery leases; endpoints stop sending when they run out');
       this.#failing = true;
@@ -192,7 +179,7 @@ export class LeaseKeeper {
     this.#failing = false;
     const validUntil = started + leaseDurationMs - Math.max(SAFETY_MIN_MS, leaseDurationMs * SAFETY_SHARE);
     const held = new Map(rows.map((row) => [row.endpoint, row]));
-    onRound?.(new Map(pending.map((row) => [row.name, { pending: Number(row.pending), generation: Number(row.generation), dropped: row.dropped }])));
+    onPending?.(new Map(pending.map((row) => [row.name, Number(row.pending)])));
     for (const holder of this.#holders.values()) {
       const row = held.get(holder.name);
       holder.leased(row === undefined ? undefined : { epoch: Number(row.epoch), validUntil, ...(row.surplus && { surplus: true }) });

@@ -648,41 +648,4 @@ END
 $fn$;
 `,
   },
-  {
-    version: 7,
-    name: 'a deleted endpoint is dropped once, not again after it was created anew',
-    sql: `
--- Each replica drops a deleted endpoint's queue when it sees the deletion, some later than others (an informer or a
--- file behind). Migration 1's drop deleted the row by name, so a replica late to see an endpoint deleted and created
--- again under the same name deleted what had been accepted for the new one. Now the row is kept and carries the
--- generation of the endpoint (+1 at every drop): a replica drops the generation it served, and only the first drop
--- of a generation clears anything.
-ALTER TABLE endpoints ADD COLUMN generation bigint NOT NULL DEFAULT 0;
-ALTER TABLE endpoints ADD COLUMN dropped_at timestamptz;
-
--- Drops generation p_generation of endpoint p_name (null: the current one, for a replica that removed the endpoint
--- before it learnt which it served; false when another replica did, or there is no such row): its queue, dead
--- letters and counters; the row stays, one generation on, so what is accepted from now on is owed.
-CREATE FUNCTION rn_drop(p_name text, p_generation bigint) RETURNS boolean LANGUAGE plpgsql AS $fn$
-BEGIN
-  UPDATE endpoints SET generation = generation + 1, dropped_at = now() WHERE name = p_name AND generation = coalesce(p_generation, generation);
-  IF NOT FOUND THEN RETURN false; END IF;
-  -- After the commits that hold the queue now: what they queued is the dropped generation's.
-  PERFORM 1 FROM queues WHERE name = p_name FOR UPDATE;
-  DELETE FROM deliveries WHERE endpoint = p_name;
-  DELETE FROM dead_letters WHERE endpoint = p_name;
-  DELETE FROM endpoint_stats WHERE endpoint = p_name;
-  UPDATE endpoints SET done = coalesce((SELECT next_pos - 1 FROM queues WHERE name = p_name), 0) WHERE name = p_name;
-  RETURN true;
-END
-$fn$;
-
--- Housekeeping beside rn_sweep: forgets the rows of endpoints dropped over an hour ago and not created again (a
--- replica that serves the next generation clears dropped_at), with what replicas late to see the deletion queued
--- for them meanwhile; every replica has long seen the deletion by then.
-CREATE FUNCTION rn_forget_dropped() RETURNS void LANGUAGE sql AS $fn$
-  DELETE FROM endpoints WHERE dropped_at < now() - interval '1 hour' AND owner IS NULL;
-$fn$;
-`,
-  },
 ];

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Committed, EndpointStore, QueueBackend, Route } from '../notifications/queue-store.ts';
 import { AcceptWriter } from './accept-writer.ts';
 import { classifyDatabaseError, describeDatabaseError } from './errors.ts';
-import { LeaseKeeper, longestAttemptMs, type EndpointRow, type LeaseHolder } from './lease-keeper.ts';
+import { LeaseKeeper, longestAttemptMs, type LeaseHolder } from './lease-keeper.ts';
 import { migrate } from './migrate.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { openPool } from './pool.ts';
@@ -48,7 +48,7 @@ export class PostgresBackend implements QueueBackend {
   #writer: OutcomeWriter;
   #reader: PageReader;
   #stores = new Map<string, PostgresEndpointStore>();
-  #rows: ReadonlyMap<string, EndpointRow> = new Map();
+  #pending = new Map<string, number>();
   #sweeper: NodeJS.Timeout | undefined;
 
   private constructor(pool: pg.Pool, options: PostgresBackendOptions) {
@@ -60,7 +60,7 @@ export class PostgresBackend implements QueueBackend {
       replicaId: options.replicaId,
       leaseDurationMs: options.leaseDurationMs,
       logger: options.logger,
-      onRound: (rows) => (this.#rows = rows),
+      onPending: (pending) => (this.#pending = new Map(pending)),
     });
     this.#acceptor = new AcceptWriter(pool);
     this.#writer = new OutcomeWriter({ pool, replicaId: options.replicaId, logger: options.logger });
@@ -118,8 +118,7 @@ export class PostgresBackend implements QueueBackend {
       pool: this.#pool,
       logger: this.#options.logger.child({ endpoint }),
       longestAttemptMs: longestAttemptMs(this.#options.leaseDurationMs),
-      pending: (name) => this.#rows.get(name)?.pending,
-      row: (name) => this.#rows.get(name),
+      pending: (name) => this.#pending.get(name),
       read: (name, after) => this.#reader.read(name, after),
       record: (outcome) => this.#writer.add(outcome),
       release: (name, epoch) => this.#keeper.release(name, epoch),
@@ -154,7 +153,7 @@ export class PostgresBackend implements QueueBackend {
 
   async #sweep(): Promise<void> {
     try {
-      await this.#pool.query('SELECT rn_sweep($1), rn_forget_dropped()', [RECENT_IDS_MS]);
+      await this.#pool.query('SELECT rn_sweep($1)', [RECENT_IDS_MS]);
     } catch (error) {
       this.#options.logger.warn({ error: describeDatabaseError(error) }, 'database: housekeeping failed; it runs again later');
     }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { EndpointStore, QueueWindow } from '../notifications/queue-store.ts';
 import type { QueuedEvent } from '../notifications/sink.ts';
 import { describeDatabaseError } from './errors.ts';
-import type { EndpointRow, Lease, LeaseHolder } from './lease-keeper.ts';
+import type { Lease, LeaseHolder } from './lease-keeper.ts';
 import type { Outcome } from './outcome-writer.ts';
 import type { Page } from './page-reader.ts';
 
@@ -15,8 +15,6 @@ export interface StoreContext {
   readonly longestAttemptMs: number;
   /** Pending events per endpoint, as the lease keeper last read them. */
   pending(endpoint: string): number | undefined;
-  /** The endpoint's row as the lease keeper last read it: its generation (see `rn_drop`) and whether it was dropped. */
-  row(endpoint: string): EndpointRow | undefined;
   /** The events the endpoint owes after a position, a page at most (see `PageReader`). */
   read(endpoint: string, after: number): Promise<Page>;
   /** Queues an outcome with the replica's writer (see `OutcomeWriter`). */
@@ -57,8 +55,6 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
   // Between a permit given and the end of that attempt: a surplus endpoint is handed over only outside of it.
   #attempting = false;
   #releasing = false;
-  // The generation of the endpoint this store serves: the first the lease rounds read after it was created.
-  #generation: number | undefined;
   #waiters = new Set<() => void>();
   #warnedLong = false;
 
@@ -97,7 +93,6 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
 
   /** The lease keeper's word after each round. */
   leased(lease: Lease | undefined): void {
-    if (this.#generation === undefined) this.#learnGeneration();
     const previous = this.#lease;
     this.#lease = lease;
     if (!lease || lease.epoch !== previous?.epoch) {
@@ -116,19 +111,6 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     }
     this.#changed();
     this.#handOverIfIdle();
-  }
-
-  // The first round since this store began says which generation it serves; one that was dropped (deleted on
-  // some replica) and is served again now is marked live, so housekeeping keeps its row.
-  #learnGeneration(): void {
-    const row = this.#context.row(this.name);
-    if (!row) return;
-    this.#generation = row.generation;
-    if (!row.dropped) return;
-    this.#context.pool.query('UPDATE endpoints SET dropped_at = NULL WHERE name = $1 AND generation = $2', [this.name, row.generation]).catch((error: unknown) => {
-      this.#generation = undefined; // asked again at the next round
-      this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: could not mark a created-again endpoint live; the next round tries again');
-    });
   }
 
   /** New work may be waiting (a notification, a lease round): fetch the next page once the window is empty. */
@@ -187,15 +169,11 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     return rows[0]?.n ?? 0;
   }
 
-  async drop(): Promise<void> {
-    // The endpoint was deleted: its queue, dead letters and counters go, once over all replicas. Each replica
-    // drops the generation it served, so one late to see the deletion leaves alone what was accepted since for
-    // the endpoint created again under the same name (see rn_drop).
-    try {
-      await this.#context.pool.query('SELECT rn_drop($1, $2)', [this.name, this.#generation ?? null]);
-    } catch (error) {
+  drop(): void {
+    // The endpoint was deleted: its queue and dead letters go with its row (every replica agrees it is gone).
+    this.#context.pool.query('DELETE FROM endpoints WHERE name = $1', [this.name]).catch((error: unknown) => {
       this.#context.logger.warn({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: could not delete a removed endpoint\'s queue');
-    }
+    });
   }
 
   /**

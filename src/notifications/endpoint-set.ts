@@ -96,8 +96,7 @@ export class EndpointSet {
     if (!endpoint) return 0;
     this.#endpoints.delete(name);
     await endpoint.close({ signal: AbortSignal.abort() });
-    // Before this resolves: the endpoint created again under this name must not have its new events dropped.
-    await endpoint.dropStore();
+    endpoint.dropStore();
     return endpoint.discarded;
   }
 

@@ -55,7 +55,6 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
       'endpoint_stats.dead_lettered bigint NO', 'endpoint_stats.coalesced bigint NO', 'endpoint_stats.responses jsonb NO', 'endpoint_stats.last_success bigint YES', 'endpoint_stats.last_failure bigint YES',
       'endpoint_stats.last_error text YES', 'endpoint_stats.consecutive_failures integer NO',
       'endpoints.name text NO', 'endpoints.done bigint NO', 'endpoints.owner text YES', 'endpoints.epoch bigint NO', 'endpoints.lease_until timestamp with time zone YES',
-      'endpoints.generation bigint NO', 'endpoints.dropped_at timestamp with time zone YES',
       'events.seq bigint NO', 'events.id text NO', 'events.json text NO', 'events.accepted_at bigint NO',
       'queues.name text NO', 'queues.next_pos bigint NO',
       'recent_ids.id text NO', 'recent_ids.at timestamp with time zone NO',

@@ -382,36 +382,6 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     expect(ids(r)).toEqual(makeEvents(3, 'dl').map((e) => e.id));
   });
 
-  it('an endpoint deleted and created again: a replica late to see the deletion drops nothing accepted for the new one', async () => {
-    const url = await pg.createDatabase();
-    const one = await replica(url, 'r1');
-    const two = await replica(url, 'r2');
-    const config = fast('http://127.0.0.1:9/', { disabled: true }); // what is accepted stays owed, for the test to read
-    one.set.apply('k', config);
-    two.set.apply('k', config);
-    // Each replica has finished a lease round since it began serving the endpoint (a round starts with the
-    // replicas row): each knows the generation it serves.
-    const seen = async (): Promise<Record<string, number>> => Object.fromEntries((await queryOnce<{ id: string; t: string }>(url, 'SELECT id, extract(epoch FROM seen_until)::text AS t FROM replicas')).map((r) => [r.id, Number(r.t)]));
-    const first = await seen();
-    await eventually(async () => {
-      const now = await seen();
-      expect(['r1', 'r2'].every((id) => (now[id] ?? 0) > (first[id] ?? 0))).toBe(true);
-    }, 10_000);
-    const owed = async (): Promise<string[]> => (await queryOnce<{ id: string }>(url, "SELECT e.id FROM deliveries d JOIN events e USING (seq) WHERE d.endpoint = 'k' ORDER BY d.pos")).map((r) => r.id);
-    await one.set.write(makeEvents(1, 'old'));
-    expect(await owed()).toEqual(['old-0']);
-    // r1 sees the deletion and the new endpoint at once, and takes an event for it; r2 sees the deletion later.
-    await one.set.remove('k');
-    expect(await owed()).toEqual([]);
-    one.set.apply('k', config);
-    await one.set.write(makeEvents(1, 'new'));
-    await two.set.remove('k');
-    expect(await owed()).toEqual(['new-0']);
-    expect(await queryOnce(url, "SELECT generation::int FROM endpoints WHERE name = 'k'")).toEqual([{ generation: 1 }]);
-    // r1 serves generation 1: once its round has read it, the row is live again (housekeeping keeps it).
-    await eventually(async () => expect(await queryOnce(url, "SELECT dropped_at FROM endpoints WHERE name = 'k'")).toEqual([{ dropped_at: null }]), 10_000);
-  });
-
   it('housekeeping keeps each endpoint\'s newest 100,000 dead letters (the journal\'s bound) and forgets the events of the others', async () => {
     const url = await pg.createDatabase();
     await (await PostgresBackend.open({ url, replicaId: 'schema', leaseDurationMs: 60_000, logger })).close();
@@ -424,19 +394,6 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
       .toEqual([{ endpoint: 'a', n: 100_000, oldest: 6 }, { endpoint: 'b', n: 3, oldest: 1 }]);
     // seq 4 and 5 were a's alone; 1 to 3 are still b's.
     expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM events WHERE seq <= 5')).toEqual([{ n: 3 }]);
-  });
-
-  it('housekeeping forgets the rows of endpoints dropped over an hour ago and not served since (with what late replicas queued for them), and keeps the rest', async () => {
-    const url = await pg.createDatabase();
-    await (await PostgresBackend.open({ url, replicaId: 'schema', leaseDurationMs: 60_000, logger })).close();
-    await queryOnce(url, `INSERT INTO endpoints (name, generation, dropped_at, owner) VALUES
-      ('gone', 1, now() - interval '2 hours', NULL), ('recent', 1, now() - interval '10 minutes', NULL),
-      ('again', 1, now() - interval '2 hours', 'r1'), ('owing', 1, now() - interval '2 hours', NULL), ('live', 0, NULL, NULL)`);
-    await queryOnce(url, "INSERT INTO events (id, json, accepted_at) VALUES ('e', '{}', 1)");
-    await queryOnce(url, "INSERT INTO deliveries (endpoint, pos, seq) SELECT 'owing', 1, seq FROM events");
-    await queryOnce(url, 'SELECT rn_forget_dropped()');
-    expect((await queryOnce<{ name: string }>(url, 'SELECT name FROM endpoints ORDER BY name')).map((r) => r.name)).toEqual(['again', 'live', 'recent']);
-    expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM deliveries')).toEqual([{ n: 0 }]);
   });
 
   it('a commit the database refuses leaves nothing; the error says unavailable, without the password', async () => {
