@@ -169,11 +169,15 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     return rows[0]?.n ?? 0;
   }
 
-  drop(): void {
+  async drop(): Promise<void> {
     // The endpoint was deleted: its queue and dead letters go with its row (every replica agrees it is gone).
-    this.#context.pool.query('DELETE FROM endpoints WHERE name = $1', [this.name]).catch((error: unknown) => {
+    // Awaited by the removal, so the same name created again here takes events only after the delete. A replica
+    // that sees the deletion later still deletes by name (what was accepted for the new endpoint meanwhile too).
+    try {
+      await this.#context.pool.query('DELETE FROM endpoints WHERE name = $1', [this.name]);
+    } catch (error) {
       this.#context.logger.warn({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: could not delete a removed endpoint\'s queue');
-    });
+    }
   }
 
   /**

@@ -96,7 +96,8 @@ export class EndpointSet {
     if (!endpoint) return 0;
     this.#endpoints.delete(name);
     await endpoint.close({ signal: AbortSignal.abort() });
-    endpoint.dropStore();
+    // Before this resolves: the endpoint created again under this name must not have its new events forgotten.
+    await endpoint.dropStore();
     return endpoint.discarded;
   }
 

@@ -227,9 +227,9 @@ export class Endpoint {
     return events.length;
   }
 
-  /** Forgets what the store keeps for this endpoint (it was deleted, not just stopped). */
-  dropStore(): void {
-    this.#store.drop();
+  /** Forgets what the store keeps for this endpoint (it was deleted, not just stopped); resolves once it has. */
+  async dropStore(): Promise<void> {
+    await this.#store.drop();
   }
 
   /**

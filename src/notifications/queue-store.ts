@@ -75,8 +75,8 @@ export interface EndpointStore {
    * replica, fetches them); resolves with how many. Optional: without it `takeDeadLetters` is used.
    */
   replay?(): Promise<number>;
-  /** The endpoint is gone: forget its pending events and dead letters. */
-  drop(): void;
+  /** The endpoint is gone: forget its pending events and dead letters (resolves once forgotten, never rejects). */
+  drop(): void | Promise<void>;
 }
 
 // In-memory dead letters per endpoint: enough to investigate and replay an outage, bounded so a receiver that

@@ -10,7 +10,7 @@ import { EndpointSet } from '../../src/notifications/endpoint-set.ts';
 import { makeEvents } from '../support/events.ts';
 import { postgresBinaries, queryOnce, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { TestReceiver } from '../support/receiver.ts';
-import { eventually } from '../support/wait.ts';
+import { eventually, until } from '../support/wait.ts';
 
 const bin = postgresBinaries();
 const logger = pino({ level: 'silent' });
@@ -380,6 +380,32 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     expect(await two.set.replay('a')).toBe(3);
     await r.waitFor(() => ids(r).length >= 3, 10_000);
     expect(ids(r)).toEqual(makeEvents(3, 'dl').map((e) => e.id));
+  });
+
+  it('an endpoint removed and created again on one replica: the removal\'s delete is done before the new endpoint takes an event', async () => {
+    const url = await pg.createDatabase();
+    const { set } = await replica(url, 'r1');
+    const config = fast('http://127.0.0.1:9/', { disabled: true }); // what is accepted stays owed, for the test to read
+    set.apply('k', config);
+    await set.write(makeEvents(1, 'old'));
+    // The delete is held up (the row is locked against it, not against new deliveries), as on a busy database.
+    const locker = new postgres.Client({ connectionString: url });
+    await locker.connect();
+    cleanups.push(() => locker.end());
+    await locker.query("BEGIN; SELECT 1 FROM endpoints WHERE name = 'k' FOR NO KEY UPDATE");
+    const removing = set.remove('k');
+    await eventually(async () => expect(await queryOnce(url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM endpoints%'")).toEqual([{ n: 1 }]));
+    let created = false;
+    const recreated = (async () => {
+      await removing;
+      set.apply('k', config);
+      await set.write(makeEvents(1, 'new'));
+      created = true;
+    })();
+    await until(() => created, 'the new endpoint', 1_000).catch(() => {}); // had removal not waited for the delete, the event is in by now
+    await locker.query('COMMIT');
+    await recreated;
+    expect((await queryOnce<{ id: string }>(url, "SELECT e.id FROM deliveries d JOIN events e USING (seq) WHERE d.endpoint = 'k'")).map((r) => r.id)).toEqual(['new-0']);
   });
 
   it('housekeeping keeps each endpoint\'s newest 100,000 dead letters (the journal\'s bound) and forgets the events of the others', async () => {
