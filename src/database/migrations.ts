@@ -629,21 +629,31 @@ $fn$;
     version: 6,
     name: 'dead letters bounded per endpoint',
     sql: `
--- rn_sweep as in migration 1, and beyond it each endpoint keeps its newest 100,000 dead letters (the journal's
--- bound): an endpoint that refuses every event, with a retry budget, grew its dead letters (and the events they
--- hold) without end. Endpoints over the bound are found by the primary key's index; their oldest go first.
-CREATE OR REPLACE FUNCTION rn_sweep(p_keep_ids_ms bigint) RETURNS void LANGUAGE plpgsql AS $fn$
+-- Each endpoint keeps its newest p_keep dead letters (the journal keeps 100,000): an endpoint that refuses every
+-- event, with a retry budget, grew its dead letters (and the events they hold) without end. Deletes at most
+-- p_batch of the oldest beyond the bound per call, so a call stays well inside the statement timeout whatever has
+-- piled up, and forgets their events; returns how many it deleted (the caller calls again while that is p_batch).
+-- Endpoints over the bound are found through the primary key's index.
+CREATE FUNCTION rn_trim_dead_letters(p_keep int, p_batch int) RETURNS int LANGUAGE plpgsql AS $fn$
 DECLARE
-  over text;
+  over  text;
+  seqs  bigint[];
+  total int := 0;
 BEGIN
-  DELETE FROM replicas WHERE seen_until < now() - interval '1 hour';
-  DELETE FROM recent_ids WHERE at < now() - make_interval(secs => p_keep_ids_ms / 1000.0);
-  FOR over IN SELECT endpoint FROM dead_letters GROUP BY endpoint HAVING count(*) > 100000 LOOP
-    DELETE FROM dead_letters WHERE endpoint = over
-      AND seq < (SELECT seq FROM dead_letters WHERE endpoint = over ORDER BY seq DESC OFFSET 99999 LIMIT 1);
+  FOR over IN SELECT endpoint FROM dead_letters GROUP BY endpoint HAVING count(*) > p_keep LOOP
+    EXIT WHEN total >= p_batch;
+    WITH d AS (
+      DELETE FROM dead_letters WHERE endpoint = over AND seq IN (
+        SELECT seq FROM dead_letters WHERE endpoint = over
+          AND seq < (SELECT seq FROM dead_letters WHERE endpoint = over ORDER BY seq DESC OFFSET p_keep - 1 LIMIT 1)
+        ORDER BY seq LIMIT p_batch - total)
+      RETURNING seq
+    )
+    SELECT coalesce(array_agg(seq), '{}') INTO seqs FROM d;
+    total := total + cardinality(seqs);
+    IF cardinality(seqs) > 0 THEN PERFORM rn_collect(seqs); END IF;
   END LOOP;
-  DELETE FROM events e WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = e.seq)
-    AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.seq = e.seq);
+  RETURN total;
 END
 $fn$;
 `,

@@ -27,8 +27,14 @@ export interface PostgresBackendOptions {
 const RECENT_IDS_MS = 60 * 60_000;
 // Events an endpoint's window is fed at a time: enough to keep batches full, little memory per endpoint.
 const PAGE = 100;
-// Housekeeping (recent ids, orphaned events, replicas long gone) runs this often on each replica.
+// Housekeeping (recent ids, orphaned events, replicas long gone, dead letters over the bound) runs this often on
+// each replica.
 const SWEEP_MS = 5 * 60_000;
+// Dead letters each endpoint keeps (the journal's bound); beyond it the oldest go at housekeeping, at most
+// TRIM_BATCH a statement and TRIM_ROUNDS statements a round (a million a round: a pile-up goes over a few rounds).
+const MAX_DEAD_LETTERS = 100_000;
+const TRIM_BATCH = 50_000;
+const TRIM_ROUNDS = 20;
 
 /**
  * The queue backend for several replicas sharing one PostgreSQL database (api.md section 7). `commit` goes in
@@ -154,6 +160,11 @@ export class PostgresBackend implements QueueBackend {
   async #sweep(): Promise<void> {
     try {
       await this.#pool.query('SELECT rn_sweep($1)', [RECENT_IDS_MS]);
+      // Dead letters beyond each endpoint's bound, a batch per statement (a pile-up would outlast one statement).
+      for (let round = 0; round < TRIM_ROUNDS; round++) {
+        const { rows } = await this.#pool.query<{ n: number }>('SELECT rn_trim_dead_letters($1, $2) AS n', [MAX_DEAD_LETTERS, TRIM_BATCH]);
+        if ((rows[0]?.n ?? 0) < TRIM_BATCH) break;
+      }
     } catch (error) {
       this.#options.logger.warn({ error: describeDatabaseError(error) }, 'database: housekeeping failed; it runs again later');
     }

@@ -408,18 +408,23 @@ describe.skipIf(!bin)('PostgresBackend', { timeout: 60_000 }, () => {
     expect((await queryOnce<{ id: string }>(url, "SELECT e.id FROM deliveries d JOIN events e USING (seq) WHERE d.endpoint = 'k'")).map((r) => r.id)).toEqual(['new-0']);
   });
 
-  it('housekeeping keeps each endpoint\'s newest 100,000 dead letters (the journal\'s bound) and forgets the events of the others', async () => {
+  it('housekeeping keeps each endpoint\'s newest dead letters (100,000, the journal\'s bound), a bounded batch per statement, and forgets the events of the others', async () => {
     const url = await pg.createDatabase();
     await (await PostgresBackend.open({ url, replicaId: 'schema', leaseDurationMs: 60_000, logger })).close();
     await queryOnce(url, "INSERT INTO endpoints (name) VALUES ('a'), ('b')");
-    await queryOnce(url, "INSERT INTO events (id, json, accepted_at) SELECT 'e' || i, '{}', i FROM generate_series(1, 100005) AS i");
+    await queryOnce(url, "INSERT INTO events (id, json, accepted_at) SELECT 'e' || i, '{}', i FROM generate_series(1, 100) AS i");
     await queryOnce(url, "INSERT INTO dead_letters (endpoint, seq, reason, at) SELECT 'a', seq, 'refused', 0 FROM events");
     await queryOnce(url, "INSERT INTO dead_letters (endpoint, seq, reason, at) SELECT 'b', seq, 'refused', 0 FROM events WHERE seq <= 3");
-    await queryOnce(url, 'SELECT rn_sweep(3600000)');
+    const trim = async (): Promise<number> => (await queryOnce<{ n: number }>(url, 'SELECT rn_trim_dead_letters(10, 60) AS n'))[0]!.n;
+    // Keep 10 each: a has 90 too many, taken 60 (the batch) at a time, the oldest first.
+    expect(await trim()).toBe(60);
+    expect(await queryOnce(url, "SELECT count(*)::int AS n, min(seq)::int AS oldest FROM dead_letters WHERE endpoint = 'a'")).toEqual([{ n: 40, oldest: 61 }]);
+    expect(await trim()).toBe(30);
+    expect(await trim()).toBe(0);
     expect(await queryOnce(url, 'SELECT endpoint, count(*)::int AS n, min(seq)::int AS oldest FROM dead_letters GROUP BY endpoint ORDER BY endpoint'))
-      .toEqual([{ endpoint: 'a', n: 100_000, oldest: 6 }, { endpoint: 'b', n: 3, oldest: 1 }]);
-    // seq 4 and 5 were a's alone; 1 to 3 are still b's.
-    expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM events WHERE seq <= 5')).toEqual([{ n: 3 }]);
+      .toEqual([{ endpoint: 'a', n: 10, oldest: 91 }, { endpoint: 'b', n: 3, oldest: 1 }]);
+    // Events 4 to 90 were a's alone; 1 to 3 are still b's, 91 to 100 a's.
+    expect(await queryOnce(url, 'SELECT count(*)::int AS n FROM events')).toEqual([{ n: 13 }]);
   });
 
   it('a commit the database refuses leaves nothing; the error says unavailable, without the password', async () => {
