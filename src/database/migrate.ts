@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { DatabaseSchemaError } from './errors.ts';
 import { MIGRATIONS, type Migration } from './migrations.ts';
+import { QUERY_TIMEOUT_MARGIN_MS } from './pool.ts';
 import { withTransaction } from './transaction.ts';
 
 /** What `migrate` did: the versions it applied now (empty when the schema was up to date) and the version it is at. */
@@ -30,15 +31,21 @@ export function checksum(migration: Migration): string {
  */
 export function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<MigrationResult> {
   return withTransaction(pool, async (client) => {
-    await client.query(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
-    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    // The pool gives up on a query after its statement timeout and a margin (pool.ts); these wait far longer.
+    // (pg reads query_timeout from a query's config too; its types do not say so.)
+    const query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
+      const config: pg.QueryConfig & { query_timeout: number } = { text, ...(values && { values }), query_timeout: MIGRATION_TIMEOUT_MS + QUERY_TIMEOUT_MARGIN_MS };
+      return client.query<R>(config);
+    };
+    await query(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
+    await query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version    integer PRIMARY KEY,
       name       text NOT NULL,
       checksum   text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now()
     )`);
-    const { rows } = await client.query<{ version: number; name: string; checksum: string }>('SELECT version, name, checksum FROM schema_migrations ORDER BY version');
+    const { rows } = await query<{ version: number; name: string; checksum: string }>('SELECT version, name, checksum FROM schema_migrations ORDER BY version');
     const latest = migrations.at(-1)?.version ?? 0;
     for (const row of rows) {
       const ours = migrations.find((m) => m.version === row.version);
@@ -53,8 +60,8 @@ export function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRAT
     const applied: number[] = [];
     for (const migration of migrations) {
       if (done.has(migration.version)) continue;
-      await client.query(migration.sql);
-      await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [migration.version, migration.name, checksum(migration)]);
+      await query(migration.sql);
+      await query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [migration.version, migration.name, checksum(migration)]);
       applied.push(migration.version);
     }
     return { applied, version: latest };

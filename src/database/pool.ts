@@ -33,9 +33,11 @@ export interface PoolOptions {
 const CONNECTION_TIMEOUT_MS = 5_000;
 // No statement of ours legitimately runs this long; one that does holds locks other replicas wait on.
 const STATEMENT_TIMEOUT_MS = 30_000;
-// Beyond the statement timeout, the time a cancelled statement's error takes to come back: past it the server or
-// the network is silent (TCP would retry for many minutes), and a replica must see it to answer 503 and turn unready.
-const QUERY_TIMEOUT_MARGIN_MS = 5_000;
+/**
+ * Beyond the statement timeout, the time a cancelled statement's error takes to come back: past it the server or
+ * the network is silent (TCP would retry for many minutes), and a replica must see it to answer 503 and turn unready.
+ */
+export const QUERY_TIMEOUT_MARGIN_MS = 5_000;
 // A process paused or stuck inside a transaction must not hold its row locks (an endpoint's lease) forever.
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 // TCP keep-alive probes from this idle time on: a connection to a server that vanished (a failed-over

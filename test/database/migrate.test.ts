@@ -109,10 +109,11 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
     expect(await queryOnce(url, 'SELECT version FROM schema_migrations ORDER BY version')).toEqual(ALL.map((version) => ({ version })));
   });
 
-  it('waits for whoever holds the migration lock, then finds the work done', async () => {
+  it('waits for whoever holds the migration lock, longer than the pool waits for a query, then finds the work done', async () => {
     const url = await db.createDatabase();
     const holder = openPool(url, { applicationName: 'lock-holder', max: 1 });
-    const waiter = openPool(url, { applicationName: 'lock-waiter', max: 1 });
+    // The pool gives up on an ordinary query after 300 ms; waiting for the lock is not one.
+    const waiter = openPool(url, { applicationName: 'lock-waiter', max: 1, queryTimeoutMs: 300 });
     try {
       // the first replica, in the middle of its migration
       const client = await holder.connect();
@@ -120,6 +121,7 @@ describe.skipIf(!bin)('migrate (a real PostgreSQL)', { timeout: 60_000 }, () => 
       await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
       const second = migrate(waiter);
       await eventually(async () => expect(await db.admin(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'lock-waiter' AND wait_event_type = 'Lock' AND wait_event = 'advisory'`)).toHaveLength(1));
+      await new Promise((resolve) => setTimeout(resolve, 600)); // the first migration takes longer than 300 ms
       await client.query('COMMIT');
       client.release();
       expect(await second).toEqual({ applied: ALL, version: LATEST });
