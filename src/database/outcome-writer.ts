@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { describeDatabaseError } from './errors.ts';
+import { describeDatabaseError, isDatabaseUnavailable } from './errors.ts';
 import type { Lease } from './lease-keeper.ts';
 import { SerialBatches } from './serial-batches.ts';
 
@@ -12,10 +12,11 @@ export interface Outcome {
   /** Set for a dead letter: why, and when (ms since the epoch). */
   readonly deadLetter?: { readonly reason: string; readonly at: number };
   /**
-   * Whether the outcome may still be written after a failed try: the endpoint still holds this lease (a lease
-   * lost or moved on means the next owner sends these events again, so the outcome is given up).
+   * Whether the outcome may still be written after a failed try (`unavailable`: the database could not be reached,
+   * rather than refusing the call): the endpoint still holds this lease (a lease lost or moved on means the next
+   * owner sends these events again, so the outcome is given up).
    */
-  current(): boolean;
+  current(unavailable: boolean): boolean;
   /** Called once: true when written, false when fenced off (another replica holds the lease now), undefined when given up. */
   settle(written: boolean | undefined): void;
 }
@@ -69,8 +70,9 @@ export class OutcomeWriter {
       written = await this.#write(batch);
     } catch (error) {
       const kept: Outcome[] = [];
+      const unavailable = isDatabaseUnavailable(error);
       for (const outcome of batch) {
-        if (outcome.current()) kept.push(outcome);
+        if (outcome.current(unavailable)) kept.push(outcome);
         else outcome.settle(undefined);
       }
       if (kept.length > 0) {

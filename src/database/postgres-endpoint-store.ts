@@ -135,7 +135,8 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
     const needed = Math.min(timeoutMs, longest) + ATTEMPT_MARGIN_MS;
     while (!signal.aborted) {
       const lease = this.#lease;
-      if (lease && !lease.surplus && performance.now() + needed < lease.validUntil && this.#unrecorded < MAX_UNRECORDED) {
+      // Not while a hand-over is on its way to the database: a round may still say the lease is ours, not surplus.
+      if (lease && !lease.surplus && !this.#releasing && performance.now() + needed < lease.validUntil && this.#unrecorded < MAX_UNRECORDED) {
         this.#attempting = true;
         return;
       }
@@ -194,11 +195,12 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
       lease,
       positions,
       ...(deadLetter && { deadLetter }),
-      // Retried for as long as this replica holds the lease's epoch, even once the lease ran out locally (the
-      // database was down): until another replica claims the endpoint (a new epoch) nobody else sends these, and
-      // a renewal at the same epoch goes on after them, so an outcome given up here would leave them owed
-      // behind newer ones. Given up once the lease is known lost (the next owner sends them again) or on close.
-      current: () => this.#lease?.epoch === lease.epoch && !this.#closing,
+      // While the database cannot be reached, retried for as long as this replica holds the lease's epoch, even
+      // once the lease ran out locally: until another replica claims the endpoint (a new epoch) nobody else sends
+      // these, and a renewal at the same epoch goes on after them, so an outcome given up here would leave them
+      // owed behind newer ones. Given up once the lease is known lost (the next owner sends them again), on close,
+      // and, when the database refuses the call itself (a bug: it would refuse it again), once the lease ran out.
+      current: (unavailable) => this.#lease?.epoch === lease.epoch && !this.#closing && (unavailable || performance.now() < lease.validUntil),
       settle: (written) => {
         if (written === false && this.#lease?.epoch === lease.epoch) this.leased(undefined); // fenced off: no longer ours
         this.#unrecorded -= positions.length;
@@ -225,6 +227,7 @@ export class PostgresEndpointStore implements EndpointStore, LeaseHolder {
       (error: unknown) => this.#context.logger.debug({ endpoint: this.name, error: describeDatabaseError(error) }, 'database: handing the endpoint over failed; the next round tries again'),
     ).finally(() => {
       this.#releasing = false;
+      this.#changed(); // a permit waiting on the hand-over looks again
     });
   }
 

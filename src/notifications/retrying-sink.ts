@@ -47,7 +47,7 @@ export interface RetryingSinkOptions {
   deadLetter?: (events: readonly QueuedEvent[], reason: string) => void;
   /** Asked before each attempt; the attempt starts once it resolves (it resolves early when `signal` aborts). */
   permit?: (signal: AbortSignal) => Promise<void>;
-  /** Told after each attempt, answered or not, before the write goes on (or returns). */
+  /** Told after each attempt, answered or not, before the write goes on (or returns); also when a permit's attempt is not made. */
   attempted?: () => void;
   clock?: Clock;
   /**
@@ -157,7 +157,10 @@ export class RetryingSink implements Sink<QueuedEvent> {
         } finally {
           stop.dispose();
         }
-        if (options.signal?.aborted || this.#closed.signal.aborted) continue; // the checks at the top end the write
+        if (options.signal?.aborted || this.#closed.signal.aborted) {
+          this.#attempted(); // the attempt the permit allowed is not made
+          continue; // the checks at the top end the write
+        }
       }
       const started = this.#clock.now();
       try {

@@ -154,6 +154,23 @@ describe.skipIf(!bin)('OutcomeWriter (a real PostgreSQL)', { timeout: 60_000 }, 
     }
   });
 
+  it('tells each outcome whether the failed call could not reach the database or was refused by it', async () => {
+    const { pool } = await seeded(['a'], 2);
+    try {
+      const writer = new OutcomeWriter({ pool, replicaId: 'r1', logger, retryMs: 10 });
+      const errors = [new Error('Connection terminated unexpectedly'), Object.assign(new Error('invalid byte sequence'), { code: '22021' })];
+      vi.spyOn(pool, 'query').mockImplementation((() => Promise.reject(errors.shift())) as never);
+      const told: boolean[] = [];
+      const settled = new Map<string, (boolean | undefined)[]>();
+      writer.add(outcome('a', [1], settled, { current: (unavailable: boolean) => (told.push(unavailable), unavailable) }));
+      await writer.drained();
+      expect(told).toEqual([true, false]); // retried while unreachable, given up once refused
+      expect(Object.fromEntries(settled)).toEqual({ a: [undefined] });
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('never deadlocks with a lease round renewing the same endpoints (both lock them in name order)', async () => {
     // Rows stored in the reverse of name order: a round renewing in scan order would lock them the other way round.
     const names = Array.from({ length: 200 }, (_, i) => `e-${String(199 - i).padStart(3, '0')}`);

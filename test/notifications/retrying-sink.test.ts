@@ -53,6 +53,26 @@ describe('RetryingSink: attempted', () => {
   });
 });
 
+describe('RetryingSink: attempted, when the write is aborted while a permit is given', () => {
+  it('is told too: the attempt the permit allowed is not made', async () => {
+    const clock = fakeClock(0);
+    const stop = new AbortController();
+    const log: string[] = [];
+    const dst = scripted(clock);
+    const sink = new RetryingSink(dst, new BreakerStrategy(1, 100), {
+      clock,
+      permit: async () => {
+        log.push('permit');
+        stop.abort(); // the write is aborted as the permit is given
+      },
+      attempted: () => void log.push('ended'),
+    });
+    await expect(sink.write(events(1), { signal: stop.signal })).rejects.toMatchObject({ code: 'ERR_WRITE_ABORTED' });
+    expect(log).toEqual(['permit', 'ended']);
+    expect(dst.at).toEqual([]);
+  });
+});
+
 describe('RetryingSink: disableAfterMs', () => {
   it('calls disable once per failing streak; if the caller does not stop it, delivery goes on', async () => {
     const clock = fakeClock(0);
