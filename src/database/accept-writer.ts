@@ -20,12 +20,14 @@ const MAX_STORED_ID_BYTES = 1_024;
 
 /**
  * How the database keeps an event id: as it is, unless PostgreSQL could not (a NUL character, which `text`
- * refuses) or its index could not (over `MAX_STORED_ID_BYTES`): then `sha256:` + the hex of its hash. The ingest
- * takes any non-empty string (api.md section 4), and one id the database refuses would fail every request of the
- * transaction it shares.
+ * refuses), would keep another (a lone surrogate, `"\ud800"` in JSON, reaches it as U+FFFD: two such ids would be
+ * one) or its index could not (over `MAX_STORED_ID_BYTES`): then `sha256:` + the hex of the hash of its JSON form
+ * (which tells every string apart). The ingest takes any non-empty string (api.md section 4), and one id the
+ * database refuses would fail every request of the transaction it shares.
  */
 export function storedId(id: string): string {
-  return id.includes('\u0000') || Buffer.byteLength(id) > MAX_STORED_ID_BYTES ? `sha256:${createHash('sha256').update(id).digest('hex')}` : id;
+  const asIs = id.isWellFormed() && !id.includes('\u0000') && Buffer.byteLength(id) <= MAX_STORED_ID_BYTES;
+  return asIs ? id : `sha256:${createHash('sha256').update(JSON.stringify(id)).digest('hex')}`;
 }
 
 /**

@@ -42,8 +42,14 @@ const HEADER_SAFE_ID = /^[\x21-\x7e]{1,255}$/;
  */
 export function webhookId(eventIds: readonly string[]): string {
   const [only] = eventIds;
-  if (eventIds.length === 1 && only !== undefined) return HEADER_SAFE_ID.test(only) ? only : `event_${digest(only)}`;
-  return `batch_${digest(eventIds.join('\n'))}`;
+  if (eventIds.length === 1 && only !== undefined) return HEADER_SAFE_ID.test(only) ? only : `event_${digest(hashable(only))}`;
+  return `batch_${digest(eventIds.map(hashable).join('\n'))}`;
+}
+
+// A string as hashed: UTF-8 turns every lone surrogate into U+FFFD, so such an id goes in its JSON form (escaped),
+// and two of them stay apart; any other id as it is (the batch ids of earlier releases unchanged).
+function hashable(id: string): string {
+  return id.isWellFormed() ? id : JSON.stringify(id);
 }
 
 function digest(text: string): string {

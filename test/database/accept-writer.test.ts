@@ -86,6 +86,11 @@ describe.skipIf(!bin)('AcceptWriter (rn_accept on a real PostgreSQL)', { timeout
       expect(await queues(url)).toEqual({ one: { ids: [storedId(nul), 'plain', storedId(long)], next: 4 } });
       expect([storedId(nul), storedId(long)]).toEqual([expect.stringMatching(/^sha256:[0-9a-f]{64}$/), expect.stringMatching(/^sha256:[0-9a-f]{64}$/)]);
       expect(storedId('x'.repeat(1_024))).toBe('x'.repeat(1_024));
+      // Lone surrogates would reach PostgreSQL as U+FFFD, all alike: each of these is its own event.
+      const lone = ['s\ud800', 's\udbff', 's\ufffd'];
+      expect(await writer.accept(routes(lone.map((id) => event(id)), 'one'))).toEqual([]);
+      expect((await queues(url)).one!.ids.slice(-3)).toEqual(lone.map(storedId));
+      expect(new Set(lone.map(storedId)).size).toBe(3);
     } finally {
       await pool.end();
     }

@@ -34,6 +34,9 @@ describe('Standard Webhooks signing', () => {
     expect(webhookId(['a b'])).toMatch(/^event_[0-9a-f]{32}$/);
     expect(webhookId(['a b'])).toBe(webhookId(['a b']));
     expect(webhookId(['a b'])).not.toBe(webhookId(['a  b']));
+    // Lone surrogates all become U+FFFD in UTF-8: ids that differ only there stay apart.
+    expect(new Set([webhookId(['x\ud800']), webhookId(['x\udbff']), webhookId(['x\ufffd'])]).size).toBe(3);
+    expect(webhookId(['x\ud800', 'y'])).not.toBe(webhookId(['x\udbff', 'y']));
   });
 
   it('verifies a genuine request (any header case, several signatures) and returns its id', () => {
