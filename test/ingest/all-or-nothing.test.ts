@@ -35,6 +35,17 @@ function journalFailingOnce(): { backend: QueueBackend; journal: Journal; failNe
   return { backend, journal, failNext: () => (fail = true) };
 }
 
+/** `inner` whose first commit waits until `release()` is called; `commits()` counts the commits begun. */
+function firstCommitHeld(inner: QueueBackend): { backend: QueueBackend; commits: () => number; release: () => void } {
+  let release: () => void = () => {};
+  let commits = 0;
+  const backend: QueueBackend = { ...inner, commit: async (routes) => {
+    if (commits++ === 0) await new Promise<void>((resolve) => (release = resolve));
+    return inner.commit(routes);
+  } };
+  return { backend, commits: () => commits, release: () => release() };
+}
+
 async function start(backend: QueueBackend): Promise<Harness> {
   const h = await startIngest({ endpoints: [{}, {}], backend });
   cleanups.push(() => h.close());
@@ -93,17 +104,12 @@ describe('the ingest never half-applies a request', () => {
 
   it('a resend that arrives while the first request is still being committed waits for that commit: when it fails, the resend is committed, not answered as a duplicate', async () => {
     const { backend: inner, journal, failNext } = journalFailingOnce();
-    let release: () => void = () => {};
-    let commits = 0;
     // The first commit is held (a database slower than the registry's timeout), then fails.
-    const backend: QueueBackend = { ...inner, commit: async (routes) => {
-      if (commits++ === 0) await new Promise<void>((resolve) => (release = resolve));
-      return inner.commit(routes);
-    } };
+    const { backend, commits, release } = firstCommitHeld(inner);
     const h = await start(backend);
     failNext();
     const first = post(h.ingest.url, envelope([event('held'), event('h2')]));
-    await until(() => commits === 1, 'the first commit');
+    await until(() => commits() === 1, 'the first commit');
     // The registry timed out and resends the envelope (Distribution waits 1 s by default).
     let resendAnswered = false;
     const resend = post(h.ingest.url, envelope([event('held'), event('h2')])).finally(() => (resendAnswered = true));
@@ -120,16 +126,10 @@ describe('the ingest never half-applies a request', () => {
   });
 
   it('a resend that arrives while the first request is still being committed is a duplicate once that commit succeeded', async () => {
-    const { backend: inner } = journalFailingOnce();
-    let release: () => void = () => {};
-    let commits = 0;
-    const backend: QueueBackend = { ...inner, commit: async (routes) => {
-      if (commits++ === 0) await new Promise<void>((resolve) => (release = resolve));
-      return inner.commit(routes);
-    } };
+    const { backend, commits, release } = firstCommitHeld(journalFailingOnce().backend);
     const h = await start(backend);
     const first = post(h.ingest.url, envelope([event('slow')]));
-    await until(() => commits === 1, 'the first commit');
+    await until(() => commits() === 1, 'the first commit');
     const resend = post(h.ingest.url, envelope([event('slow'), event('next')]));
     await new Promise((resolve) => setTimeout(resolve, 100)); // the resend is waiting for the first commit meanwhile
     release();
