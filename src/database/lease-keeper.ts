@@ -57,8 +57,9 @@ export function longestAttemptMs(leaseDurationMs: number): number {
  * Keeps this replica's delivery leases (api.md section 7): every lease duration / 3 one round in the database
  * (`rn_leases`) says the replica is alive, renews what it holds, claims unowned or expired endpoints up to its
  * fair share among the live replicas and marks what it holds beyond it as surplus (each endpoint hands itself
- * over with `release` once idle), then tells every served endpoint what it holds now. A lease is trusted locally only until the time the round started plus its duration, minus a margin: a
- * replica that was paused or cut off acts on nothing once that passes, whatever the database says later.
+ * over with `release` once idle), then tells every served endpoint what it holds now. A lease is trusted locally
+ * only until the time the round started plus its duration, minus a margin: a replica that was paused or cut off
+ * acts on nothing once that passes, whatever the database says later.
  * Rounds that fail (the database is down) leave the local leases to run out; failures are logged once per outage.
  */
 export class LeaseKeeper {

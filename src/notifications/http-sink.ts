@@ -66,6 +66,8 @@ export class HttpSink implements Sink<QueuedEvent> {
   #path: string;
   #headers: Record<string, string | string[]>;
   #timeoutMs: number;
+  /** `timeoutMs` as the timers take it (capped; see `timerDelay`). */
+  #timerMs: number;
   #cloudEvents: CloudEventsEncoder | undefined;
   #signer: Signer | undefined;
   #listener: DeliveryListener;
@@ -76,6 +78,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     const url = parseEndpointUrl(options.url);
     this.#path = `${url.pathname}${url.search}`;
     this.#timeoutMs = options.timeoutMs;
+    this.#timerMs = timerDelay(options.timeoutMs);
     this.#cloudEvents = options.cloudEvents && new CloudEventsEncoder(options.cloudEvents);
     this.#signer = options.signingKey && signer(options.signingAlgorithm ?? 'HMAC-SHA256', options.signingKey);
     this.#listener = options.listener ?? {};
@@ -83,7 +86,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     this.#headers = buildHeaders(url, options);
     const tls = options.tls ?? {};
     const dial = options.dial ?? buildConnector({
-      timeout: timerDelay(options.timeoutMs),
+      timeout: this.#timerMs,
       minVersion: 'TLSv1.2',
       rejectUnauthorized: !tls.insecureSkipVerify,
       ...(tls.ca !== undefined && { ca: tls.ca }),
@@ -95,8 +98,8 @@ export class HttpSink implements Sink<QueuedEvent> {
     this.#client = new Client(url.origin, {
       pipelining: 1,
       keepAliveTimeout: KEEP_ALIVE_MS,
-      headersTimeout: timerDelay(options.timeoutMs),
-      bodyTimeout: timerDelay(options.timeoutMs),
+      headersTimeout: this.#timerMs,
+      bodyTimeout: this.#timerMs,
       connect: options.guard ? guardedConnector(options.guard, dial, options.resolve) : dial,
     });
   }
@@ -117,7 +120,7 @@ export class HttpSink implements Sink<QueuedEvent> {
     // weakly by its timer, so it survives young-generation GCs for the whole timeout, and its timer still fires
     // (building a DOMException and dispatching 'abort') long after the request finished.
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new DOMException(`no answer within ${this.#timeoutMs}ms`, 'TimeoutError')), timerDelay(this.#timeoutMs));
+    const timer = setTimeout(() => deadline.abort(new DOMException(`no answer within ${this.#timeoutMs}ms`, 'TimeoutError')), this.#timerMs);
     try {
       const response = await this.#client.request({
         method: 'POST',
